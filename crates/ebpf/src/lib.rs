@@ -1,0 +1,4 @@
+
+pub mod app;
+pub mod flows;
+pub mod load;
