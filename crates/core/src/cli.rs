@@ -1,0 +1,266 @@
+//! The `tapline` command line, shared by the `tapline` binary and by any binary a library user
+//! builds with extra components: `tapline_core::cli::main(registry, default_config)`.
+//!
+//! Exit codes: 0 ok, 1 runtime failure, 2 configuration error.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::{self, ConfigSource, Diagnostics, LoadOptions, LoadedConfig, LogFormat};
+use crate::pipeline;
+use crate::registry::Registry;
+use crate::telemetry::Telemetry;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tapline",
+    version,
+    about = "eBPF network and application telemetry, as OpenTelemetry and Prometheus metrics and traces"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct ConfigArgs {
+    /// Configuration file; repeat to merge several in order. Without it, the embedded default.
+    #[arg(long = "config", short = 'c', value_name = "FILE")]
+    config: Vec<PathBuf>,
+    /// Overrides one value: `--set receivers.flows.sampling=10`.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    set: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Runs the pipelines until SIGINT/SIGTERM; SIGHUP reloads the configuration.
+    Run(ConfigArgs),
+    /// Builds the whole pipeline graph without starting it and prints every problem.
+    Validate(ConfigArgs),
+    /// Lists every component type with the signals it supports.
+    Components,
+}
+
+/// The embedded configuration used when no `--config` is given.
+#[derive(Clone, Copy, Debug)]
+pub struct DefaultConfig {
+    pub name: &'static str,
+    pub text: &'static str,
+}
+
+pub const EXIT_RUNTIME: u8 = 1;
+pub const EXIT_CONFIG: u8 = 2;
+
+pub fn main(registry: Registry, default: DefaultConfig) -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Components => {
+            print!("{}", components_table(&registry));
+            ExitCode::SUCCESS
+        }
+        Command::Validate(args) => validate(&registry, &load_options(&args, default)),
+        Command::Run(args) => {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::from(EXIT_RUNTIME);
+                }
+            };
+            rt.block_on(run(registry, load_options(&args, default)))
+        }
+    }
+}
+
+fn load_options(args: &ConfigArgs, default: DefaultConfig) -> LoadOptions {
+    let sources = if args.config.is_empty() {
+        vec![ConfigSource::Embedded {
+            name: default.name.to_string(),
+            text: default.text.to_string(),
+        }]
+    } else {
+        args.config
+            .iter()
+            .cloned()
+            .map(ConfigSource::File)
+            .collect()
+    };
+    LoadOptions {
+        sources,
+        sets: args.set.clone(),
+        env: std::env::vars().collect(),
+    }
+}
+
+pub fn components_table(registry: &Registry) -> String {
+    let mut out = String::new();
+    for l in registry.listings().into_iter().filter(|l| !l.hidden) {
+        let signals = l
+            .signals
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        out.push_str(&format!(
+            "{:<10} {:<14} {:<16} {}\n",
+            l.kind.as_str(),
+            l.type_name,
+            signals,
+            l.description
+        ));
+    }
+    out
+}
+
+/// Loads and builds; on failure, every problem goes to stderr.
+fn load_and_build(
+    registry: &Registry,
+    opts: &LoadOptions,
+    telemetry: &Telemetry,
+) -> Result<(LoadedConfig, pipeline::Graph), Diagnostics> {
+    let loaded = config::load(opts)?;
+    let graph = pipeline::build(&loaded, registry, telemetry)?;
+    Ok((loaded, graph))
+}
+
+fn validate(registry: &Registry, opts: &LoadOptions) -> ExitCode {
+    match load_and_build(registry, opts, &Telemetry::new()) {
+        Ok((_, graph)) => {
+            eprint!("{}", graph.warnings);
+            println!("configuration is valid");
+            ExitCode::SUCCESS
+        }
+        Err(d) => {
+            eprint!("{d}");
+            let n = d.errors().count();
+            eprintln!("{n} error{} found", if n == 1 { "" } else { "s" });
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+fn init_logging(cfg: &config::LogsConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TAPLINE_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cfg.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match cfg.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+async fn run(registry: Registry, opts: LoadOptions) -> ExitCode {
+    let telemetry = Telemetry::new();
+    let (loaded, graph) = match load_and_build(&registry, &opts, &telemetry) {
+        Ok(x) => x,
+        Err(d) => {
+            eprint!("{d}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    init_logging(&loaded.service.telemetry.logs);
+    for w in graph.warnings.warnings() {
+        warn!("{w}");
+    }
+    let server_stop = CancellationToken::new();
+    if let Some(addr) = loaded.service.telemetry.metrics.endpoint {
+        if let Err(e) = crate::telemetry::serve(telemetry.clone(), addr, server_stop.clone()).await
+        {
+            error!("{e:#}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+        info!(endpoint = %addr, "self-telemetry at /metrics, /healthz, /readyz");
+    }
+    let code = supervise(&registry, opts, loaded, graph, &telemetry).await;
+    server_stop.cancel();
+    code
+}
+
+/// Runs the graph until a signal or a failure; SIGHUP swaps in a freshly built graph.
+async fn supervise(
+    registry: &Registry,
+    mut opts: LoadOptions,
+    mut loaded: LoadedConfig,
+    graph: pipeline::Graph,
+    telemetry: &Telemetry,
+) -> ExitCode {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut sigterm), Ok(mut sigint), Ok(mut sighup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        error!("cannot install signal handlers");
+        return ExitCode::from(EXIT_RUNTIME);
+    };
+    let mut running = match pipeline::start(graph).await {
+        Ok(r) => r,
+        Err(e) => {
+            error!("{e:#}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    telemetry.set_ready(true);
+    loop {
+        tokio::select! {
+            _ = sigterm.recv() => { info!("SIGTERM: draining"); break; }
+            _ = sigint.recv() => { info!("SIGINT: draining"); break; }
+            err = running.failure() => {
+                error!("{err:#}");
+                telemetry.set_ready(false);
+                running.shutdown(loaded.service.shutdown_timeout).await;
+                return ExitCode::from(EXIT_RUNTIME);
+            }
+            _ = sighup.recv() => {
+                info!("SIGHUP: reloading configuration");
+                opts.env = std::env::vars().collect();
+                match load_and_build(registry, &opts, telemetry) {
+                    Err(d) => {
+                        for item in &d.items {
+                            error!("reload refused, keeping the running configuration: {item}");
+                        }
+                    }
+                    Ok((new_loaded, new_graph)) => {
+                        for w in new_graph.warnings.warnings() {
+                            warn!("{w}");
+                        }
+                        telemetry.set_ready(false);
+                        // The old graph releases its ports and attachments before the new one starts.
+                        running.shutdown(loaded.service.shutdown_timeout).await;
+                        running = match pipeline::start(new_graph).await {
+                            Ok(r) => r,
+                            Err(e) => {
+                                error!("reloaded configuration failed to start: {e:#}");
+                                return ExitCode::from(EXIT_RUNTIME);
+                            }
+                        };
+                        loaded = new_loaded;
+                        telemetry.set_ready(true);
+                        info!("configuration reloaded");
+                    }
+                }
+            }
+        }
+    }
+    telemetry.set_ready(false);
+    let report = running.shutdown(loaded.service.shutdown_timeout).await;
+    if report.timed_out {
+        warn!(
+            abandoned_items = report.abandoned_items,
+            "shutdown timed out"
+        );
+    }
+    info!("stopped");
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Rebuilds every eBPF object from its C source and records the sources' hash.
+# Usage: crates/ebpf/build-objects.sh            (needs clang, llvm-strip, bpftool only for --vmlinux)
+#        crates/ebpf/build-objects.sh --vmlinux  (also regenerates src/bpf/vmlinux.h from this kernel's BTF)
+# The objects are committed so that `cargo build` works on machines without clang; a test
+# (tests/objects_fresh.rs) fails when the sources changed but this script was not re-run.
+set -euo pipefail
+cd "$(dirname "$0")"
+if [[ "${1:-}" == "--vmlinux" ]]; then
+  bpftool btf dump file /sys/kernel/btf/vmlinux format c > src/bpf/vmlinux.h
+fi
+for src in src/bpf/*.bpf.c; do
+  name=$(basename "$src" .bpf.c)
+  clang -O2 -g -target bpf -D__TARGET_ARCH_x86 -Wall -Werror \
+    -I src/bpf -I /usr/include/x86_64-linux-gnu \
+    -c "$src" -o "objects/$name.o"
+  llvm-strip -g "objects/$name.o"
+done
+./sources-hash.sh > objects/SOURCES.sha256
+echo "rebuilt: $(ls objects/*.o | tr '\n' ' ')"

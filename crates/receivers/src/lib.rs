@@ -1,0 +1,10 @@
+//! tapline's receivers: the eBPF sources, the OTLP receiver, and test support.
+
+pub mod synthetic;
+
+use tapline_core::Registry;
+
+/// Registers every built-in receiver.
+pub fn register(registry: &mut Registry) {
+    registry.register_receiver(synthetic::SyntheticFactory);
+}

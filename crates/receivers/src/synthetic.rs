@@ -1,0 +1,209 @@
+//! `synthetic`: emits generated metrics and spans at a configured rate. Test support for the
+//! framework's own tests and benchmarks; hidden from `tapline components`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use tapline_core::config::{types::duration, ComponentConfig, Diagnostics};
+use tapline_core::data::*;
+use tapline_core::{BuildContext, FactoryInfo, Receiver, ReceiverContext, ReceiverFactory};
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyntheticConfig {
+    /// Time between batches.
+    #[serde(default = "default_interval", with = "duration")]
+    pub interval: Duration,
+    /// Data points per metrics batch.
+    #[serde(default = "default_points")]
+    pub points_per_batch: usize,
+    /// Spans per traces batch.
+    #[serde(default = "default_spans")]
+    pub spans_per_batch: usize,
+    /// Stop producing after this many batches per signal (forever when unset).
+    #[serde(default)]
+    pub batches: Option<u64>,
+    /// Distinct series the points cycle through.
+    #[serde(default = "default_series")]
+    pub series: usize,
+}
+
+fn default_interval() -> Duration {
+    Duration::from_millis(100)
+}
+fn default_points() -> usize {
+    100
+}
+fn default_spans() -> usize {
+    10
+}
+fn default_series() -> usize {
+    10
+}
+
+pub struct SyntheticFactory;
+
+impl FactoryInfo for SyntheticFactory {
+    fn type_name(&self) -> &'static str {
+        "synthetic"
+    }
+    fn description(&self) -> &'static str {
+        "Generated metrics and spans at a fixed rate (test support)"
+    }
+    fn signals(&self) -> &'static [SignalKind] {
+        &[SignalKind::Metrics, SignalKind::Traces]
+    }
+    fn hidden(&self) -> bool {
+        true
+    }
+}
+
+impl ReceiverFactory for SyntheticFactory {
+    fn build(
+        &self,
+        config: &ComponentConfig,
+        _ctx: &BuildContext,
+    ) -> Result<Box<dyn Receiver>, Diagnostics> {
+        let cfg: SyntheticConfig = config.parse()?;
+        if cfg.series == 0 {
+            let mut d = Diagnostics::default();
+            d.error(format!("{}.series", config.path), "must be at least 1");
+            return Err(d);
+        }
+        Ok(Box::new(Synthetic::new(cfg)))
+    }
+}
+
+/// Generates batches; also usable directly by benchmarks.
+pub struct Synthetic {
+    cfg: SyntheticConfig,
+    resource: Arc<Resource>,
+    routes: Vec<Str>,
+    seq: u64,
+}
+
+impl Synthetic {
+    pub fn new(cfg: SyntheticConfig) -> Self {
+        let routes = (0..cfg.series)
+            .map(|i| Str::from(format!("/route/{i}")))
+            .collect();
+        Synthetic {
+            cfg,
+            resource: Resource::new(
+                [
+                    ("service.name", Value::from("synthetic")),
+                    ("host.name", Value::from("test")),
+                ]
+                .into_iter()
+                .collect(),
+            ),
+            routes,
+            seq: 0,
+        }
+    }
+
+    pub fn metrics_batch(&mut self) -> Metrics {
+        let now = now_unix_ns();
+        let points = (0..self.cfg.points_per_batch)
+            .map(|i| {
+                let mut attributes = Attributes::with_capacity(4);
+                attributes.push("http.route", self.routes[i % self.routes.len()].clone());
+                attributes.push("http.request.method", "GET");
+                attributes.push("http.response.status_code", 200i64);
+                NumberPoint {
+                    attributes,
+                    start_time_ns: now,
+                    time_ns: now,
+                    value: Number::Int(1),
+                }
+            })
+            .collect();
+        self.seq += 1;
+        Metrics {
+            resource_metrics: vec![ResourceMetrics {
+                resource: self.resource.clone(),
+                scope: "tapline.synthetic".into(),
+                metrics: vec![Metric {
+                    name: "synthetic.requests".into(),
+                    description: "Generated requests".into(),
+                    unit: "{request}".into(),
+                    data: MetricData::Sum {
+                        temporality: Temporality::Delta,
+                        monotonic: true,
+                        points,
+                    },
+                }],
+            }],
+        }
+    }
+
+    pub fn traces_batch(&mut self) -> Traces {
+        let now = now_unix_ns();
+        let spans = (0..self.cfg.spans_per_batch)
+            .map(|i| {
+                let mut trace_id = [0u8; 16];
+                trace_id[..8].copy_from_slice(&self.seq.to_be_bytes());
+                trace_id[8..].copy_from_slice(&(i as u64).to_be_bytes());
+                let route = self.routes[i % self.routes.len()].clone();
+                let mut attributes = Attributes::with_capacity(2);
+                attributes.push("http.request.method", "GET");
+                attributes.push("http.route", route.clone());
+                Span {
+                    trace_id,
+                    span_id: (i as u64 + 1).to_be_bytes(),
+                    parent_span_id: [0; 8],
+                    name: format!("GET {route}").into(),
+                    kind: SpanKind::Server,
+                    start_time_ns: now - 1_000_000,
+                    end_time_ns: now,
+                    attributes,
+                    status: StatusCode::Unset,
+                    status_message: Str::default(),
+                }
+            })
+            .collect();
+        self.seq += 1;
+        Traces {
+            resource_spans: vec![ResourceSpans {
+                resource: self.resource.clone(),
+                scope: "tapline.synthetic".into(),
+                spans,
+            }],
+        }
+    }
+}
+
+#[async_trait]
+impl Receiver for Synthetic {
+    async fn run(mut self: Box<Self>, ctx: ReceiverContext) -> anyhow::Result<()> {
+        let mut ticker = tokio::time::interval(self.cfg.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sent = 0u64;
+        loop {
+            if self.cfg.batches.is_some_and(|max| sent >= max) {
+                // Done producing; stay alive until shutdown like any receiver.
+                ctx.shutdown.cancelled().await;
+                return Ok(());
+            }
+            tokio::select! {
+                _ = ctx.shutdown.cancelled() => return Ok(()),
+                _ = ticker.tick() => {}
+            }
+            if ctx.output.wants(SignalKind::Metrics) {
+                let batch = self.metrics_batch();
+                if ctx.output.send(Signal::Metrics(batch)).await.is_err() {
+                    return Ok(());
+                }
+            }
+            if ctx.output.wants(SignalKind::Traces) {
+                let batch = self.traces_batch();
+                if ctx.output.send(Signal::Traces(batch)).await.is_err() {
+                    return Ok(());
+                }
+            }
+            sent += 1;
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! The built-in component set, for the `tapline` binary and for library users who build their
+//! own binary with extra components (see `examples/custom_processor.rs`).
+
+pub use tapline_core as core;
+
+/// A registry holding every built-in receiver, processor and exporter.
+pub fn builtin_registry() -> tapline_core::Registry {
+    let mut registry = tapline_core::Registry::new();
+    tapline_receivers::register(&mut registry);
+    tapline_processors::register(&mut registry);
+    tapline_exporters::register(&mut registry);
+    registry
+}
+
+/// The embedded default configuration, as `tapline run` uses it without `--config`.
+pub const DEFAULT_CONFIG: tapline_core::cli::DefaultConfig = tapline_core::cli::DefaultConfig {
+    name: "configs/default.yaml (embedded)",
+    text: include_str!("../configs/default.yaml"),
+};

@@ -1,0 +1,7 @@
+//! The `tapline` agent: every built-in component, the embedded default configuration, the CLI.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    tapline_core::cli::main(tapline::builtin_registry(), tapline::DEFAULT_CONFIG)
+}
