@@ -1,0 +1,495 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * tapline application (L7) capture.
+ *
+ * Syscall tracepoints only (no kprobes/fentry on the target kernels):
+ *  - sys_enter_<data syscall>: pid filter, then fd -> struct file -> struct socket -> struct sock
+ *    through the current task's fd table (CO-RE); non-TCP fds stop here. The call is remembered
+ *    per thread in `app_inflight`.
+ *  - sys_exit_<data syscall>: if ret > 0, one APP_KIND_DATA record with the 4-tuple, the
+ *    syscall's return value, both timestamps and the first `capture_bytes` of the payload
+ *    (first iovecs for the vectored calls, nothing for sendfile).
+ *  - accept/accept4/connect exits record the socket's role in `app_conns` and emit
+ *    APP_KIND_ACCEPT / APP_KIND_CONNECT; close of a TCP socket emits APP_KIND_CLOSE.
+ * Everything is observational: the programs never change what the syscalls do.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include "app.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define AF_INET 2
+#define AF_INET6 10
+#define SOCK_STREAM 1
+#define IPPROTO_TCP_ 6
+#define S_IFMT_ 00170000
+#define S_IFSOCK_ 0140000
+#define EINPROGRESS_ 115
+#define APP_MAX_IOV 4
+
+/* How a data syscall passes its buffer (args[1]). */
+#define BUF_PLAIN 0 /* args[1] = buffer */
+#define BUF_IOV 1   /* args[1] = struct iovec *, args[2] = iovcnt */
+#define BUF_MSG 2   /* args[1] = struct user_msghdr * */
+#define BUF_NONE 3  /* sendfile: the payload never passes through user memory */
+
+struct inflight {
+	__u64 sk;
+	__u64 buf;
+	__u64 aux;
+	__u64 start_ns;
+	__s32 fd;
+	__u8 sys;
+	__u8 dir;
+	__u8 buf_kind;
+	__u8 _pad;
+};
+
+struct conn_info {
+	__u8 role;
+	__u8 _pad[3];
+	__u32 pid;
+};
+
+struct app_scratch {
+	struct app_event ev;
+	/* room for "offset <= 0xfff, size <= 0x1fff", the bounds the verifier gets from masks */
+	__u8 data[APP_MAX_CAPTURE * 3];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 * 1024 * 1024); /* overridden at load */
+} app_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, APP_STAT_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} app_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct app_config);
+} app_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);  /* tgid */
+	__type(value, __u8); /* APP_PID_INCLUDE / APP_PID_EXCLUDE */
+} app_pids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* pid_tgid */
+	__type(value, struct inflight);
+} app_inflight SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64); /* struct sock * */
+	__type(value, struct conn_info);
+} app_conns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct app_scratch);
+} app_scratch SEC(".maps");
+
+static __always_inline void stat_add(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&app_stats, &idx);
+	if (v)
+		*v += 1;
+}
+
+static __always_inline bool pid_allowed(__u32 tgid)
+{
+	__u32 zero = 0;
+	struct app_config *c = bpf_map_lookup_elem(&app_config, &zero);
+	__u8 *v = bpf_map_lookup_elem(&app_pids, &tgid);
+	if (c && c->filter_mode == APP_FILTER_ONLY)
+		return v && *v == APP_PID_INCLUDE;
+	return !(v && *v == APP_PID_EXCLUDE);
+}
+
+static __always_inline __u32 capture_limit(void)
+{
+	__u32 zero = 0;
+	struct app_config *c = bpf_map_lookup_elem(&app_config, &zero);
+	__u32 cap = c ? c->capture_bytes : 0;
+	if (cap > APP_MAX_CAPTURE)
+		cap = APP_MAX_CAPTURE;
+	return cap;
+}
+
+/* fd of the current task -> its struct sock, only for IPv4/IPv6 TCP stream sockets. */
+static __always_inline struct sock *tcp_sock_of_fd(long fd)
+{
+	if (fd < 0)
+		return NULL;
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if (!fdt)
+		return NULL;
+	unsigned int max_fds = BPF_CORE_READ(fdt, max_fds);
+	if ((unsigned long)fd >= max_fds)
+		return NULL;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f = NULL;
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
+		return NULL;
+	umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
+	if ((mode & S_IFMT_) != S_IFSOCK_)
+		return NULL;
+	struct socket *sock = BPF_CORE_READ(f, private_data);
+	if (!sock)
+		return NULL;
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	if (!sk)
+		return NULL;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != AF_INET && family != AF_INET6)
+		return NULL;
+	if (BPF_CORE_READ(sk, sk_type) != SOCK_STREAM || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP_)
+		return NULL;
+	return sk;
+}
+
+static __always_inline void fill_tuple(struct app_event *e, struct sock *sk)
+{
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	e->family = family;
+	e->local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	if (!e->local_port) /* skc_num is cleared once the socket reached TCP_CLOSE */
+		e->local_port = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
+	e->remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (family == AF_INET) {
+		BPF_CORE_READ_INTO((__u32 *)e->local_addr, sk, __sk_common.skc_rcv_saddr);
+		BPF_CORE_READ_INTO((__u32 *)e->remote_addr, sk, __sk_common.skc_daddr);
+	} else {
+		BPF_CORE_READ_INTO((struct in6_addr *)e->local_addr, sk, __sk_common.skc_v6_rcv_saddr);
+		BPF_CORE_READ_INTO((struct in6_addr *)e->remote_addr, sk, __sk_common.skc_v6_daddr);
+	}
+}
+
+static __always_inline __u8 role_of(__u64 sk)
+{
+	struct conn_info *ci = bpf_map_lookup_elem(&app_conns, &sk);
+	return ci ? ci->role : APP_ROLE_UNKNOWN;
+}
+
+/* Scratch record with a zeroed header, or NULL. */
+static __always_inline struct app_scratch *scratch_event(void)
+{
+	__u32 zero = 0;
+	struct app_scratch *s = bpf_map_lookup_elem(&app_scratch, &zero);
+	if (!s)
+		return NULL;
+	__builtin_memset(&s->ev, 0, sizeof(s->ev));
+	return s;
+}
+
+static __always_inline void submit(struct app_scratch *s, __u32 len)
+{
+	if (len > APP_MAX_CAPTURE)
+		len = APP_MAX_CAPTURE;
+	asm volatile("%[len] &= 0x1fff" : [len] "+r"(len)); /* bound for the verifier */
+	s->ev.captured_len = len;
+	if (bpf_ringbuf_output(&app_events, s, sizeof(struct app_event) + len, 0))
+		stat_add(APP_STAT_LOST);
+	else
+		stat_add(APP_STAT_EMITTED);
+}
+
+/* Copies n (<= APP_MAX_CAPTURE) user bytes to data[off] (off < APP_MAX_CAPTURE). */
+static __always_inline __u32 copy_chunk(__u8 *data, __u32 off, const void *src, __u64 n)
+{
+	__u32 o = off & (APP_MAX_CAPTURE - 1);
+	__u32 sz = n > APP_MAX_CAPTURE ? APP_MAX_CAPTURE : (__u32)n;
+	asm volatile("%[sz] &= 0x1fff" : [sz] "+r"(sz)); /* bound for the verifier */
+	if (bpf_probe_read_user(data + o, sz, src))
+		return 0;
+	return sz;
+}
+
+static __always_inline __u32 copy_iov(__u8 *data, const struct iovec *iov, __u64 iovcnt,
+				      __u64 total, __u32 cap)
+{
+	__u32 off = 0;
+#pragma unroll
+	for (int i = 0; i < APP_MAX_IOV; i++) {
+		if (i >= iovcnt || off >= cap || off >= total)
+			break;
+		struct iovec v;
+		if (bpf_probe_read_user(&v, sizeof(v), &iov[i]))
+			break;
+		__u64 n = v.iov_len;
+		if (n > cap - off)
+			n = cap - off;
+		if (n > total - off)
+			n = total - off;
+		if (n == 0)
+			continue;
+		__u32 got = copy_chunk(data, off, v.iov_base, n);
+		if (!got)
+			break;
+		off += got;
+	}
+	return off;
+}
+
+static __always_inline int on_data_enter(struct trace_event_raw_sys_enter *ctx, __u8 sys, __u8 dir,
+					 __u8 buf_kind)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!pid_allowed(id >> 32))
+		return 0;
+	long fd = (long)(int)ctx->args[0];
+	struct sock *sk = tcp_sock_of_fd(fd);
+	if (!sk)
+		return 0;
+	struct inflight in = {
+		.sk = (__u64)sk,
+		.buf = ctx->args[1],
+		.aux = ctx->args[2],
+		.start_ns = bpf_ktime_get_ns(),
+		.fd = fd,
+		.sys = sys,
+		.dir = dir,
+		.buf_kind = buf_kind,
+	};
+	bpf_map_update_elem(&app_inflight, &id, &in, BPF_ANY);
+	return 0;
+}
+
+static __always_inline int on_data_exit(struct trace_event_raw_sys_exit *ctx, __u8 sys)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct inflight *p = bpf_map_lookup_elem(&app_inflight, &id);
+	if (!p)
+		return 0;
+	struct inflight in = *p;
+	bpf_map_delete_elem(&app_inflight, &id);
+	long ret = ctx->ret;
+	if (in.sys != sys || ret <= 0)
+		return 0;
+
+	struct app_scratch *s = scratch_event();
+	if (!s)
+		return 0;
+	struct app_event *e = &s->ev;
+	e->kind = APP_KIND_DATA;
+	e->direction = in.dir;
+	e->syscall = sys;
+	e->pid = id >> 32;
+	e->tid = (__u32)id;
+	e->fd = in.fd;
+	e->conn_id = in.sk;
+	e->start_ns = in.start_ns;
+	e->end_ns = bpf_ktime_get_ns();
+	e->bytes = ret;
+	e->role = role_of(in.sk);
+	fill_tuple(e, (struct sock *)in.sk);
+
+	__u32 cap = capture_limit();
+	__u32 len = 0;
+	if (in.buf_kind == BUF_PLAIN) {
+		__u64 n = (__u64)ret < cap ? (__u64)ret : cap;
+		if (n)
+			len = copy_chunk(s->data, 0, (const void *)in.buf, n);
+	} else if (in.buf_kind == BUF_IOV) {
+		len = copy_iov(s->data, (const struct iovec *)in.buf, in.aux, ret, cap);
+	} else if (in.buf_kind == BUF_MSG) {
+		struct user_msghdr *msg = (struct user_msghdr *)in.buf;
+		struct iovec *iov = NULL;
+		__u64 iovlen = 0;
+		bpf_probe_read_user(&iov, sizeof(iov), &msg->msg_iov);
+		bpf_probe_read_user(&iovlen, sizeof(iovlen), &msg->msg_iovlen);
+		if (iov)
+			len = copy_iov(s->data, iov, iovlen, ret, cap);
+	} else {
+		e->flags |= APP_FLAG_NO_PAYLOAD;
+	}
+	submit(s, len);
+	return 0;
+}
+
+#define DATA_PROGS(name, SYS, DIR, KIND)                                                    \
+	SEC("tracepoint/syscalls/sys_enter_" #name)                                          \
+	int app_enter_##name(struct trace_event_raw_sys_enter *ctx)                          \
+	{                                                                                    \
+		return on_data_enter(ctx, SYS, DIR, KIND);                                   \
+	}                                                                                    \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                                           \
+	int app_exit_##name(struct trace_event_raw_sys_exit *ctx)                            \
+	{                                                                                    \
+		return on_data_exit(ctx, SYS);                                               \
+	}
+
+DATA_PROGS(read, APP_SYS_READ, APP_DIR_INGRESS, BUF_PLAIN)
+DATA_PROGS(write, APP_SYS_WRITE, APP_DIR_EGRESS, BUF_PLAIN)
+DATA_PROGS(readv, APP_SYS_READV, APP_DIR_INGRESS, BUF_IOV)
+DATA_PROGS(writev, APP_SYS_WRITEV, APP_DIR_EGRESS, BUF_IOV)
+DATA_PROGS(recvfrom, APP_SYS_RECVFROM, APP_DIR_INGRESS, BUF_PLAIN)
+DATA_PROGS(sendto, APP_SYS_SENDTO, APP_DIR_EGRESS, BUF_PLAIN)
+DATA_PROGS(recvmsg, APP_SYS_RECVMSG, APP_DIR_INGRESS, BUF_MSG)
+DATA_PROGS(sendmsg, APP_SYS_SENDMSG, APP_DIR_EGRESS, BUF_MSG)
+DATA_PROGS(sendfile64, APP_SYS_SENDFILE, APP_DIR_EGRESS, BUF_NONE)
+
+/* ---- connection lifecycle ---- */
+
+static __always_inline int on_conn_enter(struct trace_event_raw_sys_enter *ctx, __u8 sys)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct inflight in = {
+		.start_ns = bpf_ktime_get_ns(),
+		.fd = (int)ctx->args[0],
+		.sys = sys,
+	};
+	if (sys == APP_SYS_CONNECT) {
+		struct sock *sk = tcp_sock_of_fd(in.fd);
+		if (!sk)
+			return 0;
+		in.sk = (__u64)sk;
+	}
+	/* roles are recorded for every process so that a pid added to the filter later still
+	 * gets them; only the events are filtered */
+	bpf_map_update_elem(&app_inflight, &id, &in, BPF_ANY);
+	return 0;
+}
+
+static __always_inline int on_conn_exit(struct trace_event_raw_sys_exit *ctx, __u8 sys)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct inflight *p = bpf_map_lookup_elem(&app_inflight, &id);
+	if (!p)
+		return 0;
+	struct inflight in = *p;
+	bpf_map_delete_elem(&app_inflight, &id);
+	if (in.sys != sys)
+		return 0;
+	long ret = ctx->ret;
+	struct sock *sk;
+	__u8 role, kind;
+	__s32 fd;
+	if (sys == APP_SYS_CONNECT) {
+		if (ret != 0 && ret != -EINPROGRESS_)
+			return 0;
+		sk = (struct sock *)in.sk;
+		role = APP_ROLE_CLIENT;
+		kind = APP_KIND_CONNECT;
+		fd = in.fd;
+	} else {
+		if (ret < 0)
+			return 0;
+		sk = tcp_sock_of_fd(ret);
+		if (!sk)
+			return 0;
+		role = APP_ROLE_SERVER;
+		kind = APP_KIND_ACCEPT;
+		fd = ret;
+	}
+	__u64 key = (__u64)sk;
+	struct conn_info ci = {.role = role, .pid = id >> 32};
+	bpf_map_update_elem(&app_conns, &key, &ci, BPF_ANY);
+	if (!pid_allowed(id >> 32))
+		return 0;
+
+	struct app_scratch *s = scratch_event();
+	if (!s)
+		return 0;
+	struct app_event *e = &s->ev;
+	e->kind = kind;
+	e->role = role;
+	e->syscall = sys;
+	e->pid = id >> 32;
+	e->tid = (__u32)id;
+	e->fd = fd;
+	e->conn_id = key;
+	e->start_ns = in.start_ns;
+	e->end_ns = bpf_ktime_get_ns();
+	e->bytes = ret;
+	fill_tuple(e, sk);
+	submit(s, 0);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_accept")
+int app_enter_accept(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_conn_enter(ctx, APP_SYS_ACCEPT);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int app_exit_accept(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_conn_exit(ctx, APP_SYS_ACCEPT);
+}
+
+SEC("tracepoint/syscalls/sys_enter_accept4")
+int app_enter_accept4(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_conn_enter(ctx, APP_SYS_ACCEPT4);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int app_exit_accept4(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_conn_exit(ctx, APP_SYS_ACCEPT4);
+}
+
+SEC("tracepoint/syscalls/sys_enter_connect")
+int app_enter_connect(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_conn_enter(ctx, APP_SYS_CONNECT);
+}
+
+SEC("tracepoint/syscalls/sys_exit_connect")
+int app_exit_connect(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_conn_exit(ctx, APP_SYS_CONNECT);
+}
+
+/* close(2) of a TCP socket: reported at enter, while the fd still resolves. */
+SEC("tracepoint/syscalls/sys_enter_close")
+int app_enter_close(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	int fd = (int)ctx->args[0];
+	struct sock *sk = tcp_sock_of_fd(fd);
+	if (!sk)
+		return 0;
+	__u64 key = (__u64)sk;
+	__u8 role = role_of(key);
+	bpf_map_delete_elem(&app_conns, &key);
+	if (!pid_allowed(id >> 32))
+		return 0;
+	struct app_scratch *s = scratch_event();
+	if (!s)
+		return 0;
+	struct app_event *e = &s->ev;
+	e->kind = APP_KIND_CLOSE;
+	e->role = role;
+	e->syscall = APP_SYS_CLOSE;
+	e->pid = id >> 32;
+	e->tid = (__u32)id;
+	e->fd = fd;
+	e->conn_id = key;
+	e->start_ns = bpf_ktime_get_ns();
+	e->end_ns = e->start_ns;
+	fill_tuple(e, sk);
+	submit(s, 0);
+	return 0;
+}

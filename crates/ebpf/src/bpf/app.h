@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: (GPL-2.0 OR Apache-2.0) */
+/*
+ * Shared layout of the application (L7) capture events: the eBPF side
+ * (app.bpf.c) writes these, crates/ebpf/src/app.rs mirrors them with #[repr(C)]
+ * structs and tests/app_layout.rs checks the mirror against the BTF of the
+ * compiled object.
+ *
+ * This header includes nothing: the includer provides __u8.. __s64 (vmlinux.h
+ * on the eBPF side, <linux/types.h> for plain C).
+ */
+#ifndef TAPLINE_APP_H
+#define TAPLINE_APP_H
+
+/* Largest prefix of the payload an event can carry (capture_bytes is clamped to it). */
+#define APP_MAX_CAPTURE 4096
+
+/* app_event.kind */
+#define APP_KIND_DATA 1
+#define APP_KIND_ACCEPT 2
+#define APP_KIND_CONNECT 3
+#define APP_KIND_CLOSE 4
+
+/* app_event.direction */
+#define APP_DIR_NONE 0
+#define APP_DIR_INGRESS 1 /* read side: read, readv, recvfrom, recvmsg */
+#define APP_DIR_EGRESS 2  /* write side: write, writev, sendto, sendmsg, sendfile */
+
+/* app_event.role (who opened the connection, as seen by this process) */
+#define APP_ROLE_UNKNOWN 0 /* connection older than the capture, or inherited */
+#define APP_ROLE_SERVER 1  /* this process accept()ed it */
+#define APP_ROLE_CLIENT 2  /* this process connect()ed it */
+
+/* app_event.syscall */
+#define APP_SYS_READ 1
+#define APP_SYS_WRITE 2
+#define APP_SYS_READV 3
+#define APP_SYS_WRITEV 4
+#define APP_SYS_RECVFROM 5
+#define APP_SYS_SENDTO 6
+#define APP_SYS_RECVMSG 7
+#define APP_SYS_SENDMSG 8
+#define APP_SYS_SENDFILE 9
+#define APP_SYS_ACCEPT 10
+#define APP_SYS_ACCEPT4 11
+#define APP_SYS_CONNECT 12
+#define APP_SYS_CLOSE 13
+
+/* app_event.flags */
+#define APP_FLAG_NO_PAYLOAD 1 /* the syscall moves data the capture cannot see (sendfile) */
+
+/* Indexes of the per-CPU `app_stats` array. */
+#define APP_STAT_LOST 0    /* ring buffer full: event dropped */
+#define APP_STAT_EMITTED 1 /* events written into the ring buffer */
+#define APP_STAT_COUNT 4
+
+/* Runtime configuration, entry 0 of the `app_config` array. */
+#define APP_FILTER_ALL_EXCEPT 0 /* trace every pid except those mapped to APP_PID_EXCLUDE */
+#define APP_FILTER_ONLY 1       /* trace only the pids mapped to APP_PID_INCLUDE */
+#define APP_PID_EXCLUDE 0
+#define APP_PID_INCLUDE 1
+
+struct app_config {
+	__u32 capture_bytes; /* prefix of the payload to copy, <= APP_MAX_CAPTURE */
+	__u32 filter_mode;   /* APP_FILTER_* */
+};
+
+/*
+ * One ring buffer record: this fixed header, then `captured_len` payload bytes.
+ * Addresses are in network byte order (IPv4 in the first 4 bytes), ports in host order.
+ */
+struct app_event {
+	__u8 kind;          /* APP_KIND_* */
+	__u8 direction;     /* APP_DIR_* */
+	__u8 role;          /* APP_ROLE_* */
+	__u8 syscall;       /* APP_SYS_* */
+	__u16 family;       /* AF_INET / AF_INET6 */
+	__u16 flags;        /* APP_FLAG_* */
+	__u32 pid;          /* tgid */
+	__u32 tid;
+	__s32 fd;
+	__u32 captured_len; /* payload bytes following the header */
+	__u64 conn_id;      /* kernel `struct sock *` value */
+	__u64 start_ns;     /* bpf_ktime_get_ns() at syscall enter (CLOCK_MONOTONIC) */
+	__u64 end_ns;       /* ... at syscall exit */
+	__s64 bytes;        /* syscall return value */
+	__u8 local_addr[16];
+	__u8 remote_addr[16];
+	__u16 local_port;
+	__u16 remote_port;
+	__u32 _pad;
+};
+
+#endif
