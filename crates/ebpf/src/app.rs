@@ -1,0 +1,643 @@
+//! Application (L7) capture: syscall tracepoints that report, for TCP sockets only, every
+//! successful data syscall (with the first bytes of the payload) and the connection lifecycle
+//! (accept, connect, close). Protocol parsers (HTTP, Redis, SQL...) are built on [`AppEvent`].
+//!
+//! The eBPF side is `src/bpf/app.bpf.c` (layout in `src/bpf/app.h`), embedded as
+//! `objects/app.o`. No kprobes or fentry are used: the fd is resolved to its `struct sock`
+//! through the current task's fd table with CO-RE reads.
+//!
+//! ```no_run
+//! use tapline_ebpf::app::{AppCapture, AppCaptureConfig, AppEvent};
+//! let mut cap = AppCapture::load(&AppCaptureConfig::default())?;
+//! cap.attach()?;
+//! let mut events = Vec::new();
+//! loop {
+//!     cap.wait(std::time::Duration::from_millis(100))?;
+//!     cap.poll(&mut events);
+//!     for ev in events.drain(..) {
+//!         if let AppEvent::Data(d) = ev {
+//!             println!("{} {:?} {} bytes", d.pid, d.direction, d.bytes);
+//!         }
+//!     }
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod event;
+pub mod raw;
+
+use std::fmt;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::Path;
+use std::time::Duration;
+
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
+use aya::programs::trace_point::TracePointLinkId;
+use aya::programs::{ProgramError, TracePoint};
+use aya::{Ebpf, EbpfError, EbpfLoader};
+
+pub use event::{AppEvent, ConnEvent, DataEvent, Direction, Role, Syscall};
+
+/// The compiled eBPF object (built by `build-objects.sh` from `src/bpf/app.bpf.c`).
+pub static APP_OBJECT: &[u8] = aya::include_bytes_aligned!("../objects/app.o");
+
+/// `(program, tracepoint category, tracepoint name)`: exits first, so that every enter that
+/// records an in-flight call already has its exit attached.
+pub const APP_PROGRAMS: &[(&str, &str, &str)] = &[
+    ("app_exit_read", "syscalls", "sys_exit_read"),
+    ("app_exit_write", "syscalls", "sys_exit_write"),
+    ("app_exit_readv", "syscalls", "sys_exit_readv"),
+    ("app_exit_writev", "syscalls", "sys_exit_writev"),
+    ("app_exit_recvfrom", "syscalls", "sys_exit_recvfrom"),
+    ("app_exit_sendto", "syscalls", "sys_exit_sendto"),
+    ("app_exit_recvmsg", "syscalls", "sys_exit_recvmsg"),
+    ("app_exit_sendmsg", "syscalls", "sys_exit_sendmsg"),
+    ("app_exit_sendfile64", "syscalls", "sys_exit_sendfile64"),
+    ("app_exit_accept", "syscalls", "sys_exit_accept"),
+    ("app_exit_accept4", "syscalls", "sys_exit_accept4"),
+    ("app_exit_connect", "syscalls", "sys_exit_connect"),
+    ("app_enter_read", "syscalls", "sys_enter_read"),
+    ("app_enter_write", "syscalls", "sys_enter_write"),
+    ("app_enter_readv", "syscalls", "sys_enter_readv"),
+    ("app_enter_writev", "syscalls", "sys_enter_writev"),
+    ("app_enter_recvfrom", "syscalls", "sys_enter_recvfrom"),
+    ("app_enter_sendto", "syscalls", "sys_enter_sendto"),
+    ("app_enter_recvmsg", "syscalls", "sys_enter_recvmsg"),
+    ("app_enter_sendmsg", "syscalls", "sys_enter_sendmsg"),
+    ("app_enter_sendfile64", "syscalls", "sys_enter_sendfile64"),
+    ("app_enter_accept", "syscalls", "sys_enter_accept"),
+    ("app_enter_accept4", "syscalls", "sys_enter_accept4"),
+    ("app_enter_connect", "syscalls", "sys_enter_connect"),
+    ("app_enter_close", "syscalls", "sys_enter_close"),
+];
+
+/// Default payload prefix per data event.
+pub const DEFAULT_CAPTURE_BYTES: u32 = 256;
+/// Default ring buffer size (8 MiB).
+pub const DEFAULT_RING_BUFFER_BYTES: u32 = 8 << 20;
+
+const TRACEFS: &str = "/sys/kernel/tracing";
+const DEBUGFS_TRACING: &str = "/sys/kernel/debug/tracing";
+
+/// Which processes are traced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PidFilterMode {
+    /// Every process except those marked [`PidAction::Exclude`].
+    #[default]
+    AllExcept,
+    /// Only the processes marked [`PidAction::Include`].
+    Only,
+}
+
+/// What [`AppCapture::set_pid_filter`] does with one pid (a thread group id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PidAction {
+    /// Trace this pid (needed in [`PidFilterMode::Only`]).
+    Include,
+    /// Do not trace this pid (effective in [`PidFilterMode::AllExcept`]; in `Only` mode a pid
+    /// that is not included is not traced anyway).
+    Exclude,
+    /// Forget the pid: it follows the mode's default again.
+    Clear,
+}
+
+/// Load-time configuration of the application capture.
+#[derive(Debug, Clone)]
+pub struct AppCaptureConfig {
+    /// Payload prefix copied per data event; 0 disables payload capture. At most
+    /// [`raw::APP_MAX_CAPTURE`] (4096). Default 256.
+    pub capture_bytes: u32,
+    /// Ring buffer size in bytes: a power of two, at least one page. Default 8 MiB.
+    pub ring_buffer_bytes: u32,
+    /// Initial filter mode. Default [`PidFilterMode::AllExcept`].
+    pub filter_mode: PidFilterMode,
+    /// Pids not to trace (in `AllExcept` mode).
+    pub exclude_pids: Vec<u32>,
+    /// Pids to trace (in `Only` mode).
+    pub include_pids: Vec<u32>,
+    /// Also exclude the current process (default true), so that tapline does not trace its
+    /// own exporters.
+    pub exclude_self: bool,
+    /// Mount tracefs at `/sys/kernel/tracing` if it is not mounted (default true).
+    pub mount_tracefs: bool,
+}
+
+impl Default for AppCaptureConfig {
+    fn default() -> Self {
+        Self {
+            capture_bytes: DEFAULT_CAPTURE_BYTES,
+            ring_buffer_bytes: DEFAULT_RING_BUFFER_BYTES,
+            filter_mode: PidFilterMode::AllExcept,
+            exclude_pids: Vec::new(),
+            include_pids: Vec::new(),
+            exclude_self: true,
+            mount_tracefs: true,
+        }
+    }
+}
+
+/// Errors of the application capture.
+#[derive(Debug)]
+pub enum AppCaptureError {
+    /// The configuration is invalid.
+    Config(String),
+    /// tracefs is not available.
+    Tracefs(String),
+    /// The kernel refused for lack of privileges.
+    Permission(String),
+    /// A program failed to load; `log` is the shortened verifier log.
+    Load {
+        /// Program name.
+        program: String,
+        /// What failed.
+        error: String,
+        /// Last lines of the verifier log.
+        log: String,
+    },
+    /// A program failed to attach to its tracepoint.
+    Attach {
+        /// Program name.
+        program: String,
+        /// `category/name` of the tracepoint.
+        tracepoint: String,
+        /// What failed.
+        error: String,
+    },
+    /// A map operation failed.
+    Map {
+        /// Map name.
+        map: &'static str,
+        /// What failed.
+        error: String,
+    },
+}
+
+impl fmt::Display for AppCaptureError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AppCaptureError::Config(m) => write!(f, "app capture config: {m}"),
+            AppCaptureError::Tracefs(m) => write!(f, "app capture: {m}"),
+            AppCaptureError::Permission(m) => write!(
+                f,
+                "app capture: permission denied ({m}): run as root or grant CAP_BPF and \
+                 CAP_PERFMON (plus CAP_SYS_ADMIN to mount tracefs)"
+            ),
+            AppCaptureError::Load {
+                program,
+                error,
+                log,
+            } => {
+                write!(
+                    f,
+                    "app capture: eBPF program `{program}` failed to load: {error}"
+                )?;
+                if !log.is_empty() {
+                    write!(f, "\nverifier log (shortened):\n{log}")?;
+                }
+                Ok(())
+            }
+            AppCaptureError::Attach {
+                program,
+                tracepoint,
+                error,
+            } => write!(
+                f,
+                "app capture: eBPF program `{program}` failed to attach to tracepoint \
+                 {tracepoint}: {error}"
+            ),
+            AppCaptureError::Map { map, error } => {
+                write!(f, "app capture: map `{map}`: {error}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for AppCaptureError {}
+
+fn is_perm(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EPERM)
+}
+
+/// Keeps the lines of a verifier log that explain a rejection: the last 20.
+fn shorten_log(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    let skip = lines.len().saturating_sub(20);
+    let mut out = String::new();
+    if skip > 0 {
+        out.push_str(&format!("[... {skip} lines ...]\n"));
+    }
+    out.push_str(&lines[skip..].join("\n"));
+    out
+}
+
+fn program_error(program: &str, e: ProgramError) -> AppCaptureError {
+    match e {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            let log = verifier_log.to_string();
+            if is_perm(&io_error) && log.trim().is_empty() {
+                return AppCaptureError::Permission(format!("loading `{program}`: {io_error}"));
+            }
+            AppCaptureError::Load {
+                program: program.to_string(),
+                error: io_error.to_string(),
+                log: shorten_log(&log),
+            }
+        }
+        ProgramError::SyscallError(s) if is_perm(&s.io_error) => {
+            AppCaptureError::Permission(format!("`{program}`: {s}"))
+        }
+        other => AppCaptureError::Load {
+            program: program.to_string(),
+            error: other.to_string(),
+            log: String::new(),
+        },
+    }
+}
+
+fn ebpf_error(e: EbpfError) -> AppCaptureError {
+    let text = e.to_string();
+    let perm = match &e {
+        EbpfError::MapError(aya::maps::MapError::CreateError { io_error, .. }) => is_perm(io_error),
+        _ => false,
+    };
+    if perm || text.contains("Operation not permitted") {
+        AppCaptureError::Permission(format!("creating maps: {text}"))
+    } else {
+        AppCaptureError::Load {
+            program: "(object app.o)".into(),
+            error: format!("{e:?}"),
+            log: String::new(),
+        }
+    }
+}
+
+fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> AppCaptureError {
+    move |e| AppCaptureError::Map {
+        map,
+        error: e.to_string(),
+    }
+}
+
+fn tracefs_ready(dir: &str) -> bool {
+    Path::new(dir).join("events/syscalls").is_dir()
+}
+
+/// Makes sure tracefs is reachable (needed to attach tracepoints), mounting it at
+/// `/sys/kernel/tracing` if allowed and needed.
+pub fn ensure_tracefs(mount: bool) -> Result<(), AppCaptureError> {
+    if tracefs_ready(TRACEFS) || tracefs_ready(DEBUGFS_TRACING) {
+        return Ok(());
+    }
+    let fix = format!("mount it with `mount -t tracefs tracefs {TRACEFS}`");
+    if !mount {
+        return Err(AppCaptureError::Tracefs(format!(
+            "tracefs is not mounted (no {TRACEFS}/events/syscalls): {fix}"
+        )));
+    }
+    let c = |s: &str| std::ffi::CString::new(s).expect("no NUL");
+    let (src, target, fstype) = (c("tracefs"), c(TRACEFS), c("tracefs"));
+    // SAFETY: valid NUL-terminated strings, no data argument.
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        let err = io::Error::last_os_error();
+        return Err(AppCaptureError::Tracefs(format!(
+            "tracefs is not mounted and mounting it at {TRACEFS} failed ({err}): {fix} \
+             (needs root / CAP_SYS_ADMIN)"
+        )));
+    }
+    if !tracefs_ready(TRACEFS) {
+        return Err(AppCaptureError::Tracefs(format!(
+            "tracefs mounted at {TRACEFS} but it has no events/syscalls \
+             (kernel without CONFIG_FTRACE_SYSCALLS?)"
+        )));
+    }
+    Ok(())
+}
+
+/// The loaded application capture: owns the eBPF object, its maps and every tracepoint link.
+/// Dropping it detaches everything.
+pub struct AppCapture {
+    ring: RingBuf<MapData>,
+    ebpf: Ebpf,
+    links: Vec<(&'static str, TracePointLinkId)>,
+    async_fd: Option<tokio::io::unix::AsyncFd<OwnedFd>>,
+}
+
+impl fmt::Debug for AppCapture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppCapture")
+            .field("ring_fd", &self.ring.as_raw_fd())
+            .field("attached", &self.links.len())
+            .finish()
+    }
+}
+
+impl AppCapture {
+    /// Loads and verifies every program and creates the maps; nothing is attached yet.
+    /// Mounts tracefs if `cfg.mount_tracefs` and it is missing (this must happen before the
+    /// first tracepoint attach of the process, aya caches the tracefs location).
+    pub fn load(cfg: &AppCaptureConfig) -> Result<Self, AppCaptureError> {
+        if cfg.capture_bytes > raw::APP_MAX_CAPTURE {
+            return Err(AppCaptureError::Config(format!(
+                "capture_bytes {} is above the maximum {}",
+                cfg.capture_bytes,
+                raw::APP_MAX_CAPTURE
+            )));
+        }
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u32;
+        let rb = cfg.ring_buffer_bytes;
+        if !rb.is_power_of_two() || rb < page {
+            return Err(AppCaptureError::Config(format!(
+                "ring_buffer_bytes {rb} must be a power of two and at least {page}"
+            )));
+        }
+        ensure_tracefs(cfg.mount_tracefs)?;
+
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries("app_events", rb)
+            .load(APP_OBJECT)
+            .map_err(ebpf_error)?;
+        for (name, _, _) in APP_PROGRAMS {
+            let prog: &mut TracePoint = ebpf
+                .program_mut(name)
+                .ok_or_else(|| AppCaptureError::Load {
+                    program: name.to_string(),
+                    error: "not found in app.o".into(),
+                    log: String::new(),
+                })?
+                .try_into()
+                .map_err(|e| program_error(name, e))?;
+            prog.load().map_err(|e| program_error(name, e))?;
+        }
+
+        let ring_map = ebpf
+            .take_map("app_events")
+            .ok_or_else(|| AppCaptureError::Map {
+                map: "app_events",
+                error: "not found in app.o".into(),
+            })?;
+        let ring = RingBuf::try_from(ring_map).map_err(map_err("app_events"))?;
+        let mut cap = AppCapture {
+            ring,
+            ebpf,
+            links: Vec::new(),
+            async_fd: None,
+        };
+        cap.write_config(cfg.capture_bytes, cfg.filter_mode)?;
+        for &pid in &cfg.exclude_pids {
+            cap.set_pid_filter(pid, PidAction::Exclude)?;
+        }
+        for &pid in &cfg.include_pids {
+            cap.set_pid_filter(pid, PidAction::Include)?;
+        }
+        if cfg.exclude_self {
+            cap.set_pid_filter(std::process::id(), PidAction::Exclude)?;
+        }
+        Ok(cap)
+    }
+
+    fn write_config(
+        &mut self,
+        capture_bytes: u32,
+        mode: PidFilterMode,
+    ) -> Result<(), AppCaptureError> {
+        let map = self
+            .ebpf
+            .map_mut("app_config")
+            .ok_or_else(|| AppCaptureError::Map {
+                map: "app_config",
+                error: "not found".into(),
+            })?;
+        let mut arr: Array<_, raw::RawAppConfig> =
+            Array::try_from(map).map_err(map_err("app_config"))?;
+        let v = raw::RawAppConfig {
+            capture_bytes,
+            filter_mode: match mode {
+                PidFilterMode::AllExcept => raw::APP_FILTER_ALL_EXCEPT,
+                PidFilterMode::Only => raw::APP_FILTER_ONLY,
+            },
+        };
+        arr.set(0, v, 0).map_err(map_err("app_config"))
+    }
+
+    fn read_config(&self) -> Result<raw::RawAppConfig, AppCaptureError> {
+        let map = self
+            .ebpf
+            .map("app_config")
+            .ok_or_else(|| AppCaptureError::Map {
+                map: "app_config",
+                error: "not found".into(),
+            })?;
+        let arr: Array<_, raw::RawAppConfig> =
+            Array::try_from(map).map_err(map_err("app_config"))?;
+        arr.get(&0, 0).map_err(map_err("app_config"))
+    }
+
+    /// Attaches every program to its tracepoint (idempotent). On error, what was attached so
+    /// far stays attached; [`AppCapture::detach`] removes it.
+    pub fn attach(&mut self) -> Result<(), AppCaptureError> {
+        if !self.links.is_empty() {
+            return Ok(());
+        }
+        for &(name, category, tp) in APP_PROGRAMS {
+            let prog: &mut TracePoint = self
+                .ebpf
+                .program_mut(name)
+                .expect("loaded in load()")
+                .try_into()
+                .map_err(|e| program_error(name, e))?;
+            let link = prog.attach(category, tp).map_err(|e| {
+                let error = e.to_string();
+                if let ProgramError::SyscallError(s) = &e {
+                    if is_perm(&s.io_error) {
+                        return AppCaptureError::Permission(format!(
+                            "attaching `{name}` to {category}/{tp}: {s}"
+                        ));
+                    }
+                }
+                AppCaptureError::Attach {
+                    program: name.to_string(),
+                    tracepoint: format!("{category}/{tp}"),
+                    error: if error.contains("tracefs") {
+                        format!("{error} (mount it: `mount -t tracefs tracefs {TRACEFS}`)")
+                    } else {
+                        error
+                    },
+                }
+            })?;
+            self.links.push((name, link));
+        }
+        Ok(())
+    }
+
+    /// Detaches every tracepoint; the maps (and events not yet polled) stay.
+    pub fn detach(&mut self) -> Result<(), AppCaptureError> {
+        // enters first (reverse of attach), so no call is left half-recorded
+        while let Some((name, link)) = self.links.pop() {
+            let prog: &mut TracePoint = self
+                .ebpf
+                .program_mut(name)
+                .expect("loaded in load()")
+                .try_into()
+                .map_err(|e| program_error(name, e))?;
+            prog.detach(link).map_err(|e| program_error(name, e))?;
+        }
+        Ok(())
+    }
+
+    /// True while the tracepoints are attached.
+    pub fn is_attached(&self) -> bool {
+        !self.links.is_empty()
+    }
+
+    /// Includes, excludes or forgets one pid (thread group id); takes effect immediately.
+    pub fn set_pid_filter(&mut self, pid: u32, action: PidAction) -> Result<(), AppCaptureError> {
+        let map = self
+            .ebpf
+            .map_mut("app_pids")
+            .ok_or_else(|| AppCaptureError::Map {
+                map: "app_pids",
+                error: "not found".into(),
+            })?;
+        let mut pids: HashMap<_, u32, u8> = HashMap::try_from(map).map_err(map_err("app_pids"))?;
+        match action {
+            PidAction::Include => pids.insert(pid, raw::APP_PID_INCLUDE, 0),
+            PidAction::Exclude => pids.insert(pid, raw::APP_PID_EXCLUDE, 0),
+            PidAction::Clear => match pids.remove(&pid) {
+                Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+                other => other,
+            },
+        }
+        .map_err(map_err("app_pids"))
+    }
+
+    /// Switches between "all except excluded" and "only included" (the pid marks are kept).
+    pub fn set_filter_mode(&mut self, mode: PidFilterMode) -> Result<(), AppCaptureError> {
+        let cur = self.read_config()?;
+        self.write_config(cur.capture_bytes, mode)
+    }
+
+    /// Drains every event currently in the ring buffer into `out` (non-blocking). Returns how
+    /// many were appended. Stops after 1 << 20 records so a flooded buffer cannot starve the
+    /// caller.
+    pub fn poll(&mut self, out: &mut Vec<AppEvent>) -> usize {
+        let before = out.len();
+        let mut n = 0usize;
+        while n < (1 << 20) {
+            let Some(item) = self.ring.next() else { break };
+            if let Some(ev) = event::decode(&item) {
+                out.push(ev);
+            }
+            n += 1;
+        }
+        out.len() - before
+    }
+
+    /// Drains the ring buffer without decoding, handing each raw record (header + payload,
+    /// see [`raw::RawAppEvent`]) to `f`. For consumers that only count or copy.
+    pub fn poll_raw(&mut self, mut f: impl FnMut(&[u8])) -> usize {
+        let mut n = 0usize;
+        while n < (1 << 20) {
+            let Some(item) = self.ring.next() else { break };
+            f(&item);
+            n += 1;
+        }
+        n
+    }
+
+    /// Blocks up to `timeout` until the ring buffer has data. Returns true if it has.
+    pub fn wait(&self, timeout: Duration) -> io::Result<bool> {
+        let mut pfd = libc::pollfd {
+            fd: self.ring.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: one valid pollfd.
+        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+        match rc {
+            -1 => {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    Ok(false)
+                } else {
+                    Err(e)
+                }
+            }
+            0 => Ok(false),
+            _ => Ok(true),
+        }
+    }
+
+    /// Waits (async, tokio) until the ring buffer signals data; follow with [`AppCapture::poll`].
+    /// Must be called inside a tokio runtime with IO enabled; the fd is registered on first
+    /// use. Readiness is cleared before returning, so data arriving after the next `poll`
+    /// wakes the following call.
+    pub async fn readable(&mut self) -> io::Result<()> {
+        if self.async_fd.is_none() {
+            // a dup of the ring buffer fd (same file description, so epoll readiness is the
+            // ring buffer's), owned by the AsyncFd
+            let owned = self.ring.as_fd().try_clone_to_owned()?;
+            // SAFETY: the AsyncFd owns `owned`, which stays open until the AsyncFd is dropped.
+            let afd = unsafe {
+                tokio::io::unix::AsyncFd::register_with_interest(
+                    owned,
+                    tokio::io::Interest::READABLE,
+                )
+            }
+            .map_err(io::Error::from)?;
+            self.async_fd = Some(afd);
+        }
+        let afd = self.async_fd.as_ref().expect("set above");
+        let mut guard = afd.readable().await?;
+        guard.clear_ready();
+        Ok(())
+    }
+
+    fn stat(&self, idx: u32) -> u64 {
+        let Some(map) = self.ebpf.map("app_stats") else {
+            return 0;
+        };
+        let Ok(arr) = PerCpuArray::<_, u64>::try_from(map) else {
+            return 0;
+        };
+        arr.get(&idx, 0)
+            .map(|v| v.iter().copied().sum())
+            .unwrap_or(0)
+    }
+
+    /// Events dropped because the ring buffer was full (summed over CPUs, since load).
+    pub fn lost_events(&self) -> u64 {
+        self.stat(raw::APP_STAT_LOST)
+    }
+
+    /// Events written into the ring buffer (summed over CPUs, since load).
+    pub fn emitted_events(&self) -> u64 {
+        self.stat(raw::APP_STAT_EMITTED)
+    }
+
+    /// The underlying eBPF object, e.g. to inspect maps.
+    pub fn ebpf(&self) -> &Ebpf {
+        &self.ebpf
+    }
+}
+
+impl AsRawFd for AppCapture {
+    /// The ring buffer's fd: becomes readable when events are waiting (epoll/poll).
+    fn as_raw_fd(&self) -> RawFd {
+        self.ring.as_raw_fd()
+    }
+}

@@ -1,0 +1,301 @@
+//! Decoded application capture events.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use super::raw::{self, RawAppEvent, RAW_APP_EVENT_SIZE};
+
+/// One record of the application capture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppEvent {
+    /// A successful (`ret > 0`) data syscall on a TCP socket.
+    Data(DataEvent),
+    /// `accept`/`accept4` returned a new TCP connection: this process is its server side.
+    Accept(ConnEvent),
+    /// `connect` on a TCP socket returned 0 or `EINPROGRESS`: this process is its client side.
+    Connect(ConnEvent),
+    /// `close` of a TCP socket fd (reported on syscall enter; the socket may live on if the
+    /// fd was duplicated or shared with another process).
+    Close(ConnEvent),
+}
+
+impl AppEvent {
+    /// Process (thread group) id of the event.
+    pub fn pid(&self) -> u32 {
+        match self {
+            AppEvent::Data(d) => d.pid,
+            AppEvent::Accept(c) | AppEvent::Connect(c) | AppEvent::Close(c) => c.pid,
+        }
+    }
+
+    /// Connection id of the event (see [`DataEvent::conn_id`]).
+    pub fn conn_id(&self) -> u64 {
+        match self {
+            AppEvent::Data(d) => d.conn_id,
+            AppEvent::Accept(c) | AppEvent::Connect(c) | AppEvent::Close(c) => c.conn_id,
+        }
+    }
+}
+
+/// Which side of the socket a data syscall used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Read side: `read`, `readv`, `recvfrom`, `recvmsg`.
+    Ingress,
+    /// Write side: `write`, `writev`, `sendto`, `sendmsg`, `sendfile`.
+    Egress,
+}
+
+/// Which end of the connection this process is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Not known: the connection was opened before the capture started (or by a path that is
+    /// not traced, e.g. inherited through fork before the capture).
+    Unknown,
+    /// The socket came out of `accept`/`accept4`.
+    Server,
+    /// The socket was `connect`ed.
+    Client,
+}
+
+/// The syscall that produced an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(missing_docs)]
+pub enum Syscall {
+    Read,
+    Write,
+    Readv,
+    Writev,
+    Recvfrom,
+    Sendto,
+    Recvmsg,
+    Sendmsg,
+    Sendfile,
+    Accept,
+    Accept4,
+    Connect,
+    Close,
+    /// A value this version does not know.
+    Other(u8),
+}
+
+impl Syscall {
+    fn from_raw(v: u8) -> Self {
+        match v {
+            raw::APP_SYS_READ => Syscall::Read,
+            raw::APP_SYS_WRITE => Syscall::Write,
+            raw::APP_SYS_READV => Syscall::Readv,
+            raw::APP_SYS_WRITEV => Syscall::Writev,
+            raw::APP_SYS_RECVFROM => Syscall::Recvfrom,
+            raw::APP_SYS_SENDTO => Syscall::Sendto,
+            raw::APP_SYS_RECVMSG => Syscall::Recvmsg,
+            raw::APP_SYS_SENDMSG => Syscall::Sendmsg,
+            raw::APP_SYS_SENDFILE => Syscall::Sendfile,
+            raw::APP_SYS_ACCEPT => Syscall::Accept,
+            raw::APP_SYS_ACCEPT4 => Syscall::Accept4,
+            raw::APP_SYS_CONNECT => Syscall::Connect,
+            raw::APP_SYS_CLOSE => Syscall::Close,
+            other => Syscall::Other(other),
+        }
+    }
+}
+
+/// A data syscall on a TCP socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataEvent {
+    /// Thread group id.
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// The socket's fd in `pid` (for `sendfile`, the output fd).
+    pub fd: i32,
+    /// Stable id of the connection while it lives: the kernel `struct sock *` value (the same
+    /// for every fd and process sharing the socket; may be reused after the socket is freed,
+    /// a [`AppEvent::Close`] marks the end).
+    pub conn_id: u64,
+    /// Local address and port. IPv4 peers of an IPv6 socket appear as IPv4-mapped IPv6
+    /// addresses (use [`IpAddr::to_canonical`] to compare with IPv4 addresses).
+    pub local: SocketAddr,
+    /// Remote address and port.
+    pub remote: SocketAddr,
+    /// Read or write side.
+    pub direction: Direction,
+    /// The syscall's return value: the number of bytes transferred (always > 0). Sizes are
+    /// computed from this, not from `data.len()`.
+    pub bytes: i64,
+    /// `CLOCK_MONOTONIC` ns at syscall enter.
+    pub start_ns: u64,
+    /// `CLOCK_MONOTONIC` ns at syscall exit.
+    pub end_ns: u64,
+    /// Which end of the connection this process is.
+    pub role: Role,
+    /// The syscall.
+    pub syscall: Syscall,
+    /// The first `min(bytes, capture_bytes)` bytes transferred (first iovecs only for the
+    /// vectored calls; empty for `sendfile`, see [`DataEvent::payload_invisible`]).
+    pub data: Vec<u8>,
+    /// The bytes moved by this syscall never passed through user memory (`sendfile`), so
+    /// `data` is empty even though `bytes > 0`.
+    pub payload_invisible: bool,
+}
+
+impl DataEvent {
+    /// True when `data` holds fewer bytes than the syscall transferred.
+    pub fn is_truncated(&self) -> bool {
+        (self.data.len() as i64) < self.bytes
+    }
+}
+
+/// A connection lifecycle event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnEvent {
+    /// Thread group id.
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// The socket's fd (for accept, the new fd).
+    pub fd: i32,
+    /// See [`DataEvent::conn_id`].
+    pub conn_id: u64,
+    /// Local address and port.
+    pub local: SocketAddr,
+    /// Remote address and port.
+    pub remote: SocketAddr,
+    /// Role of the connection as known when the event was produced.
+    pub role: Role,
+    /// The syscall.
+    pub syscall: Syscall,
+    /// Syscall return value (0 for close, which is reported on enter; `-EINPROGRESS` for a
+    /// non-blocking connect).
+    pub ret: i64,
+    /// `CLOCK_MONOTONIC` ns at syscall enter.
+    pub start_ns: u64,
+    /// `CLOCK_MONOTONIC` ns at syscall exit (== `start_ns` for close).
+    pub end_ns: u64,
+}
+
+fn sockaddr(family: u16, addr: &[u8; 16], port: u16) -> SocketAddr {
+    let ip = if family == libc::AF_INET as u16 {
+        IpAddr::V4(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(*addr))
+    };
+    SocketAddr::new(ip, port)
+}
+
+fn role(v: u8) -> Role {
+    match v {
+        raw::APP_ROLE_SERVER => Role::Server,
+        raw::APP_ROLE_CLIENT => Role::Client,
+        _ => Role::Unknown,
+    }
+}
+
+/// Decodes one ring buffer record. `None` if the record is shorter than its header says or of
+/// an unknown kind.
+pub fn decode(record: &[u8]) -> Option<AppEvent> {
+    if record.len() < RAW_APP_EVENT_SIZE {
+        return None;
+    }
+    // SAFETY: length checked above; RawAppEvent is plain old data, read unaligned.
+    let h: RawAppEvent = unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) };
+    let local = sockaddr(h.family, &h.local_addr, h.local_port);
+    let remote = sockaddr(h.family, &h.remote_addr, h.remote_port);
+    let conn = || ConnEvent {
+        pid: h.pid,
+        tid: h.tid,
+        fd: h.fd,
+        conn_id: h.conn_id,
+        local,
+        remote,
+        role: role(h.role),
+        syscall: Syscall::from_raw(h.syscall),
+        ret: h.bytes,
+        start_ns: h.start_ns,
+        end_ns: h.end_ns,
+    };
+    match h.kind {
+        raw::APP_KIND_DATA => {
+            let end = RAW_APP_EVENT_SIZE.checked_add(h.captured_len as usize)?;
+            let data = record.get(RAW_APP_EVENT_SIZE..end)?.to_vec();
+            Some(AppEvent::Data(DataEvent {
+                pid: h.pid,
+                tid: h.tid,
+                fd: h.fd,
+                conn_id: h.conn_id,
+                local,
+                remote,
+                direction: if h.direction == raw::APP_DIR_INGRESS {
+                    Direction::Ingress
+                } else {
+                    Direction::Egress
+                },
+                bytes: h.bytes,
+                start_ns: h.start_ns,
+                end_ns: h.end_ns,
+                role: role(h.role),
+                syscall: Syscall::from_raw(h.syscall),
+                data,
+                payload_invisible: h.flags & raw::APP_FLAG_NO_PAYLOAD != 0,
+            }))
+        }
+        raw::APP_KIND_ACCEPT => Some(AppEvent::Accept(conn())),
+        raw::APP_KIND_CONNECT => Some(AppEvent::Connect(conn())),
+        raw::APP_KIND_CLOSE => Some(AppEvent::Close(conn())),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(h: RawAppEvent, payload: &[u8]) -> Vec<u8> {
+        let mut v = vec![0u8; RAW_APP_EVENT_SIZE];
+        // SAFETY: v has room for one RawAppEvent.
+        unsafe { std::ptr::write_unaligned(v.as_mut_ptr().cast(), h) };
+        v.extend_from_slice(payload);
+        v
+    }
+
+    #[test]
+    fn decodes_ipv4_data() {
+        let mut h = RawAppEvent {
+            kind: raw::APP_KIND_DATA,
+            direction: raw::APP_DIR_EGRESS,
+            role: raw::APP_ROLE_CLIENT,
+            syscall: raw::APP_SYS_SENDTO,
+            family: libc::AF_INET as u16,
+            pid: 7,
+            tid: 8,
+            fd: 3,
+            captured_len: 3,
+            conn_id: 0xffff_8880_0000_1000,
+            bytes: 10,
+            local_port: 40000,
+            remote_port: 80,
+            ..Default::default()
+        };
+        h.local_addr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        h.remote_addr[..4].copy_from_slice(&[10, 0, 0, 2]);
+        let ev = decode(&record(h, b"GET")).unwrap();
+        let AppEvent::Data(d) = ev else { panic!() };
+        assert_eq!(d.local, "127.0.0.1:40000".parse().unwrap());
+        assert_eq!(d.remote, "10.0.0.2:80".parse().unwrap());
+        assert_eq!(d.data, b"GET");
+        assert_eq!(d.direction, Direction::Egress);
+        assert_eq!(d.role, Role::Client);
+        assert_eq!(d.syscall, Syscall::Sendto);
+        assert!(d.is_truncated());
+    }
+
+    #[test]
+    fn rejects_short_records() {
+        let h = RawAppEvent {
+            kind: raw::APP_KIND_DATA,
+            captured_len: 10,
+            ..Default::default()
+        };
+        assert!(decode(&record(h, b"abc")).is_none());
+        assert!(decode(&[0u8; 10]).is_none());
+    }
+}
