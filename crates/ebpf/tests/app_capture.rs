@@ -1,0 +1,559 @@
+//! Application capture against real servers and clients (root, real kernel).
+//!
+//! `cargo test -p tapline-ebpf --test app_capture` as root.
+
+mod app_support;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::Duration;
+
+use app_support::*;
+use tapline_ebpf::app::{
+    AppCapture, AppCaptureConfig, AppEvent, ConnEvent, Direction, PidAction, PidFilterMode, Role,
+    Syscall,
+};
+
+/// Parses curl's `-w '%{size_header} %{size_download}\n'` lines into the total response bytes.
+fn response_bytes(stdout: &[u8]) -> i64 {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| {
+            l.split_whitespace()
+                .map(|n| n.parse::<i64>().unwrap())
+                .sum::<i64>()
+        })
+        .sum()
+}
+
+fn conn_events(
+    events: &[AppEvent],
+    pick: fn(&AppEvent) -> Option<&ConnEvent>,
+) -> impl Iterator<Item = &ConnEvent> {
+    events.iter().filter_map(pick)
+}
+
+fn accept(e: &AppEvent) -> Option<&ConnEvent> {
+    match e {
+        AppEvent::Accept(c) => Some(c),
+        _ => None,
+    }
+}
+
+fn connect(e: &AppEvent) -> Option<&ConnEvent> {
+    match e {
+        AppEvent::Connect(c) => Some(c),
+        _ => None,
+    }
+}
+
+fn close(e: &AppEvent) -> Option<&ConnEvent> {
+    match e {
+        AppEvent::Close(c) => Some(c),
+        _ => None,
+    }
+}
+
+/// Checks one curl run (one TCP connection) against a server on `port`. Returns the server
+/// side's conn id.
+fn check_exchange(
+    events: &[AppEvent],
+    port: u16,
+    curl_pid: u32,
+    server_pid: Option<u32>,
+    request_line: &str,
+    requests: usize,
+    expected_response: i64,
+) -> (u32, u64) {
+    let conn = conn_events(events, connect)
+        .find(|c| c.pid == curl_pid && c.remote.port() == port)
+        .unwrap_or_else(|| panic!("no connect event from curl {curl_pid}"));
+    assert_eq!(conn.role, Role::Client);
+    assert!(
+        conn.ret == 0 || conn.ret == -libc::EINPROGRESS as i64,
+        "{conn:?}"
+    );
+    let client_port = conn.local.port();
+    let acc = conn_events(events, accept)
+        .find(|c| c.remote.port() == client_port && c.local.port() == port)
+        .unwrap_or_else(|| panic!("no accept event for client port {client_port}"));
+    assert_eq!(acc.role, Role::Server);
+    if let Some(spid) = server_pid {
+        assert_eq!(acc.pid, spid, "accept in the server process");
+    }
+    let spid = acc.pid;
+    // conn ids are `struct sock *` values, reused once a socket is freed: look only at this
+    // connection's events (both ends have the client's port)
+    let events = &on_port(events, client_port)[..];
+
+    // the request, client side (egress) and server side (ingress)
+    let client_reqs = data(events)
+        .filter(|d| d.pid == curl_pid && d.conn_id == conn.conn_id)
+        .filter(|d| d.direction == Direction::Egress && d.data.starts_with(request_line.as_bytes()))
+        .inspect(|d| assert_eq!(d.role, Role::Client))
+        .count();
+    assert_eq!(
+        client_reqs, requests,
+        "client-side requests `{request_line}`"
+    );
+    let server_reqs = data(events)
+        .filter(|d| d.pid == spid && d.conn_id == acc.conn_id)
+        .filter(|d| {
+            d.direction == Direction::Ingress && d.data.starts_with(request_line.as_bytes())
+        })
+        .inspect(|d| {
+            assert_eq!(d.role, Role::Server);
+            assert_eq!(d.local.port(), port);
+            assert_eq!(d.remote.port(), client_port);
+            assert!(d.start_ns <= d.end_ns && d.start_ns > 0);
+        })
+        .count();
+    assert_eq!(
+        server_reqs, requests,
+        "server-side requests `{request_line}`"
+    );
+
+    // sizes: from syscall return values, both ends agree with curl
+    let sent = bytes_of(events, curl_pid, conn.conn_id, Direction::Egress);
+    let received = bytes_of(events, spid, acc.conn_id, Direction::Ingress);
+    assert_eq!(sent, received, "request bytes client vs server");
+    let resp_server = bytes_of(events, spid, acc.conn_id, Direction::Egress);
+    let resp_client = bytes_of(events, curl_pid, conn.conn_id, Direction::Ingress);
+    assert_eq!(
+        resp_server, expected_response,
+        "response bytes, server side"
+    );
+    assert_eq!(
+        resp_client, expected_response,
+        "response bytes, client side"
+    );
+
+    // payload prefix is what the syscall moved, bounded by capture_bytes
+    for d in data(events).filter(|d| d.conn_id == conn.conn_id || d.conn_id == acc.conn_id) {
+        assert!(d.bytes > 0);
+        assert!(d.data.len() as i64 <= d.bytes);
+        if !d.payload_invisible {
+            assert_eq!(d.data.len() as i64, d.bytes.min(256), "{d:?}");
+        }
+    }
+
+    assert!(
+        conn_events(events, close).any(|c| c.pid == curl_pid && c.conn_id == conn.conn_id),
+        "client close event"
+    );
+    assert!(
+        conn_events(events, close).any(|c| c.pid == spid && c.conn_id == acc.conn_id),
+        "server close event"
+    );
+    (spid, acc.conn_id)
+}
+
+#[test]
+fn python_http_server_and_curl() {
+    require_root();
+    let _serial = serial();
+    let dir = tempdir("py");
+    let _rm = RmOnDrop(dir.clone());
+    write_file(&dir.join("small.txt"), 1000);
+    write_file(&dir.join("big.bin"), 1 << 20);
+    let port = free_port();
+
+    let mut cap = AppCapture::load(&AppCaptureConfig::default()).unwrap();
+    cap.attach().unwrap();
+    let server = python_server(&dir, port);
+    let server_pid = server.0.id();
+
+    let w = "%{size_header} %{size_download}\n";
+    let small = format!("http://127.0.0.1:{port}/small.txt");
+    let big = format!("http://127.0.0.1:{port}/big.bin");
+    let mut runs = Vec::new();
+    // one connection per request
+    for _ in 0..3 {
+        let (pid, out) = curl(&[
+            "-H",
+            "Connection: close",
+            "-o",
+            "/dev/null",
+            "-w",
+            w,
+            &small,
+        ]);
+        runs.push((
+            pid,
+            "GET /small.txt HTTP/1.1",
+            1,
+            response_bytes(&out.stdout),
+        ));
+    }
+    // keep-alive: three requests on one connection
+    let (pid, out) = curl(&[
+        "-o",
+        "/dev/null",
+        "-o",
+        "/dev/null",
+        "-o",
+        "/dev/null",
+        "-w",
+        w,
+        &small,
+        &small,
+        &small,
+    ]);
+    runs.push((
+        pid,
+        "GET /small.txt HTTP/1.1",
+        3,
+        response_bytes(&out.stdout),
+    ));
+    // 1 MiB body
+    let (pid, out) = curl(&["-o", "/dev/null", "-w", w, &big]);
+    let big_total = response_bytes(&out.stdout);
+    assert!(big_total > 1 << 20);
+    runs.push((pid, "GET /big.bin HTTP/1.1", 1, big_total));
+
+    let mut events = Vec::new();
+    let complete = collect_until(
+        &mut cap,
+        &mut events,
+        Duration::from_secs(15),
+        Duration::from_millis(500),
+        |evs| {
+            runs.iter().all(|&(pid, _, _, total)| {
+                data(evs)
+                    .filter(|d| d.pid == pid && d.direction == Direction::Ingress)
+                    .map(|d| d.bytes)
+                    .sum::<i64>()
+                    == total
+            })
+        },
+    );
+    let events = on_port(&events, port);
+    assert!(
+        complete,
+        "not every response was seen; {} events",
+        events.len()
+    );
+    for &(pid, line, n, total) in &runs {
+        check_exchange(&events, port, pid, Some(server_pid), line, n, total);
+    }
+    assert_eq!(cap.lost_events(), 0);
+    drop(server);
+}
+
+#[test]
+fn nginx_writev_and_sendfile() {
+    require_root();
+    let _serial = serial();
+    let dir = tempdir("nginx");
+    let _rm = RmOnDrop(dir.clone());
+    std::fs::create_dir_all(dir.join("www")).unwrap();
+    write_file(&dir.join("www/page.html"), 5000);
+    write_file(&dir.join("www/big.bin"), 1 << 20);
+    let port = free_port();
+
+    let mut cap = AppCapture::load(&AppCaptureConfig::default()).unwrap();
+    cap.attach().unwrap();
+    let server = nginx_server(&dir, port);
+
+    let w = "%{size_header} %{size_download}\n";
+    let mut runs = Vec::new();
+    for path in ["page.html", "big.bin"] {
+        let url = format!("http://127.0.0.1:{port}/{path}");
+        let (pid, out) = curl(&["-o", "/dev/null", "-w", w, &url]);
+        runs.push((
+            pid,
+            format!("GET /{path} HTTP/1.1"),
+            response_bytes(&out.stdout),
+        ));
+    }
+
+    let mut events = Vec::new();
+    let complete = collect_until(
+        &mut cap,
+        &mut events,
+        Duration::from_secs(15),
+        Duration::from_millis(500),
+        |evs| {
+            runs.iter().all(|(pid, _, total)| {
+                data(evs)
+                    .filter(|d| d.pid == *pid && d.direction == Direction::Ingress)
+                    .map(|d| d.bytes)
+                    .sum::<i64>()
+                    == *total
+            })
+        },
+    );
+    let events = on_port(&events, port);
+    assert!(
+        complete,
+        "not every response was seen; {} events",
+        events.len()
+    );
+    for (pid, line, total) in &runs {
+        let (worker, conn) = check_exchange(&events, port, *pid, None, line, 1, *total);
+        assert_ne!(worker, server.0.id(), "the worker, not the master, serves");
+        let comm = std::fs::read_to_string(format!("/proc/{worker}/comm")).unwrap();
+        assert_eq!(comm.trim(), "nginx");
+        // headers through writev (captured), body through sendfile (counted, not captured)
+        let egress: Vec<_> = data(&events)
+            .filter(|d| d.pid == worker && d.conn_id == conn && d.direction == Direction::Egress)
+            .collect();
+        assert!(
+            egress
+                .iter()
+                .any(|d| d.syscall == Syscall::Writev && d.data.starts_with(b"HTTP/1.1 200 OK")),
+            "{egress:?}"
+        );
+        assert!(
+            egress.iter().any(|d| d.syscall == Syscall::Sendfile
+                && d.payload_invisible
+                && d.data.is_empty()),
+            "{egress:?}"
+        );
+    }
+    assert_eq!(cap.lost_events(), 0);
+}
+
+#[test]
+fn connection_older_than_the_capture() {
+    require_root();
+    let _serial = serial();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut server, _) = listener.accept().unwrap();
+
+    let cfg = AppCaptureConfig {
+        filter_mode: PidFilterMode::Only,
+        include_pids: vec![std::process::id()],
+        exclude_self: false,
+        ..Default::default()
+    };
+    let mut cap = AppCapture::load(&cfg).unwrap();
+    cap.attach().unwrap();
+    client.write_all(b"PING old connection").unwrap();
+    let mut buf = [0u8; 19];
+    server.read_exact(&mut buf).unwrap();
+    server.write_all(b"PONG").unwrap();
+    let mut buf4 = [0u8; 4];
+    client.read_exact(&mut buf4).unwrap();
+
+    let mut events = Vec::new();
+    collect_until(
+        &mut cap,
+        &mut events,
+        Duration::from_secs(5),
+        Duration::from_millis(100),
+        |evs| data(evs).count() >= 4,
+    );
+    let cport = client.local_addr().unwrap().port();
+    let events = on_port(&events, cport);
+    let find = |dir: Direction, payload: &[u8], local| {
+        data(&events)
+            .find(|d| d.direction == dir && d.data == payload && d.local == local)
+            .unwrap_or_else(|| panic!("no {dir:?} {payload:?} at {local}: {events:#?}"))
+            .clone()
+    };
+    let me = std::process::id();
+    let w = find(
+        Direction::Egress,
+        b"PING old connection",
+        client.local_addr().unwrap(),
+    );
+    let r = find(
+        Direction::Ingress,
+        b"PING old connection",
+        server.local_addr().unwrap(),
+    );
+    let w2 = find(Direction::Egress, b"PONG", server.local_addr().unwrap());
+    let r2 = find(Direction::Ingress, b"PONG", client.local_addr().unwrap());
+    for d in [&w, &r, &w2, &r2] {
+        assert_eq!(d.role, Role::Unknown);
+        assert_eq!(d.pid, me);
+    }
+    assert_eq!(w.bytes, 19);
+    assert_eq!(r.bytes, 19);
+    assert_eq!(w2.bytes, 4);
+    assert_eq!(w.remote, server.local_addr().unwrap());
+    assert_eq!(w.conn_id, r2.conn_id);
+    assert_eq!(r.conn_id, w2.conn_id);
+    assert_ne!(w.conn_id, r.conn_id);
+    assert_eq!(cap.lost_events(), 0);
+}
+
+#[test]
+fn pid_filter_include_and_exclude() {
+    require_root();
+    let _serial = serial();
+    let dir = tempdir("pidf");
+    let _rm = RmOnDrop(dir.clone());
+    write_file(&dir.join("f.txt"), 100);
+    let port = free_port();
+    let mut cap = AppCapture::load(&AppCaptureConfig::default()).unwrap();
+    cap.attach().unwrap();
+    let server = python_server(&dir, port);
+    let spid = server.0.id();
+    let url = format!("http://127.0.0.1:{port}/f.txt");
+
+    let round = |cap: &mut AppCapture| -> (u32, Vec<AppEvent>) {
+        let (cpid, _) = curl(&["-o", "/dev/null", &url]);
+        let mut events = Vec::new();
+        collect_until(
+            cap,
+            &mut events,
+            Duration::from_secs(3),
+            Duration::from_millis(300),
+            |evs| {
+                conn_events(evs, close).any(|c| c.pid == cpid)
+                    && data(evs).any(|d| d.pid == cpid && d.direction == Direction::Ingress)
+            },
+        );
+        (cpid, on_port(&events, port))
+    };
+    let server_events = |evs: &[AppEvent]| evs.iter().filter(|e| e.pid() == spid).count();
+    let client_events = |evs: &[AppEvent], cpid| evs.iter().filter(|e| e.pid() == cpid).count();
+
+    // default: everyone
+    let (cpid, evs) = round(&mut cap);
+    assert!(server_events(&evs) > 0 && client_events(&evs, cpid) > 0);
+
+    // exclude the server
+    cap.set_pid_filter(spid, PidAction::Exclude).unwrap();
+    let (cpid, evs) = round(&mut cap);
+    assert_eq!(server_events(&evs), 0, "excluded server still traced");
+    assert!(client_events(&evs, cpid) > 0);
+
+    // forget it again
+    cap.set_pid_filter(spid, PidAction::Clear).unwrap();
+    let (cpid, evs) = round(&mut cap);
+    assert!(server_events(&evs) > 0 && client_events(&evs, cpid) > 0);
+
+    // only the server
+    cap.set_pid_filter(spid, PidAction::Include).unwrap();
+    cap.set_filter_mode(PidFilterMode::Only).unwrap();
+    let (cpid, evs) = round(&mut cap);
+    assert!(server_events(&evs) > 0);
+    assert_eq!(client_events(&evs, cpid), 0, "non-included curl traced");
+    // roles survive filtering: the server's data is still marked as server side
+    assert!(data(&evs).all(|d| d.role == Role::Server));
+    assert_eq!(cap.lost_events(), 0);
+}
+
+#[test]
+fn no_events_for_non_tcp_fds() {
+    require_root();
+    let _serial = serial();
+    let dir = tempdir("nontcp");
+    let _rm = RmOnDrop(dir.clone());
+    let cfg = AppCaptureConfig {
+        filter_mode: PidFilterMode::Only,
+        include_pids: vec![std::process::id()],
+        exclude_self: false,
+        ..Default::default()
+    };
+    let mut cap = AppCapture::load(&cfg).unwrap();
+    cap.attach().unwrap();
+    let mut events = Vec::new();
+
+    // regular file, pipe, UDP, unix stream socket
+    let mut f = std::fs::File::create(dir.join("file")).unwrap();
+    f.write_all(b"not a socket").unwrap();
+    drop(f);
+    let _ = std::fs::read(dir.join("file")).unwrap();
+    let mut fds = [0i32; 2];
+    // SAFETY: fds has room for two fds.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: valid fds and buffers.
+    unsafe {
+        assert_eq!(libc::write(fds[1], b"pipe".as_ptr().cast(), 4), 4);
+        let mut b = [0u8; 4];
+        assert_eq!(libc::read(fds[0], b.as_mut_ptr().cast(), 4), 4);
+        libc::close(fds[0]);
+        libc::close(fds[1]);
+    }
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.send_to(b"udp", udp.local_addr().unwrap()).unwrap();
+    let mut b = [0u8; 8];
+    udp.recv_from(&mut b).unwrap();
+    let (mut ua, mut ub) = std::os::unix::net::UnixStream::pair().unwrap();
+    ua.write_all(b"unix").unwrap();
+    ub.read_exact(&mut b[..4]).unwrap();
+    drop((ua, ub, udp));
+    collect_until(
+        &mut cap,
+        &mut events,
+        Duration::from_millis(300),
+        Duration::ZERO,
+        |_| false,
+    );
+    assert!(events.is_empty(), "events for non-TCP fds: {events:#?}");
+
+    // positive control over IPv6 TCP: the same capture does see TCP
+    let listener = TcpListener::bind("[::1]:0").unwrap();
+    let mut c = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut s, _) = listener.accept().unwrap();
+    c.write_all(b"tcp6").unwrap();
+    s.read_exact(&mut b[..4]).unwrap();
+    collect_until(
+        &mut cap,
+        &mut events,
+        Duration::from_secs(3),
+        Duration::from_millis(100),
+        |evs| data(evs).count() >= 2,
+    );
+    let tcp: Vec<_> = data(&events).collect();
+    assert!(tcp.iter().any(|d| d.data == b"tcp6"
+        && d.direction == Direction::Egress
+        && d.role == Role::Client
+        && d.local == c.local_addr().unwrap()
+        && d.remote == listener.local_addr().unwrap()));
+    assert!(tcp
+        .iter()
+        .any(|d| d.data == b"tcp6" && d.direction == Direction::Ingress && d.role == Role::Server));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, AppEvent::Accept(a) if a.local == listener.local_addr().unwrap())));
+    assert_eq!(cap.lost_events(), 0);
+}
+
+#[test]
+fn capture_bytes_bounds_the_prefix() {
+    require_root();
+    let _serial = serial();
+    let cfg = AppCaptureConfig {
+        capture_bytes: 4096,
+        filter_mode: PidFilterMode::Only,
+        include_pids: vec![std::process::id()],
+        exclude_self: false,
+        ..Default::default()
+    };
+    let mut cap = AppCapture::load(&cfg).unwrap();
+    cap.attach().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut c = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut s, _) = listener.accept().unwrap();
+    let payload: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+    c.write_all(&payload).unwrap();
+    let mut got = vec![0u8; payload.len()];
+    s.read_exact(&mut got).unwrap();
+    let mut events = Vec::new();
+    collect_until(
+        &mut cap,
+        &mut events,
+        Duration::from_secs(3),
+        Duration::from_millis(100),
+        |evs| data(evs).any(|d| d.direction == Direction::Egress),
+    );
+    let w = data(&events)
+        .find(|d| d.direction == Direction::Egress && d.local == c.local_addr().unwrap())
+        .expect("egress event");
+    assert_eq!(w.bytes, 10_000);
+    assert_eq!(w.data.len(), 4096);
+    assert_eq!(&w.data[..], &payload[..4096]);
+    assert!(w.is_truncated());
+
+    assert!(AppCapture::load(&AppCaptureConfig {
+        capture_bytes: 4097,
+        ..Default::default()
+    })
+    .is_err());
+}

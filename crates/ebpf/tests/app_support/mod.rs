@@ -1,0 +1,231 @@
+//! Shared helpers of the application capture tests (real kernel, root).
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tapline_ebpf::app::{AppCapture, AppEvent, DataEvent, Direction};
+
+/// The captures see every process: run the tests of one binary one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "the application capture tests load eBPF programs: run them as root"
+    );
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn wait_listening(port: u16, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(
+            &SocketAddr::from(([127, 0, 0, 1], port)),
+            Duration::from_millis(200),
+        )
+        .is_ok()
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing listens on 127.0.0.1:{port} after {timeout:?}");
+}
+
+/// A child process killed on drop.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// python3 ThreadingHTTPServer speaking HTTP/1.1 (keep-alive), serving `dir`.
+pub fn python_server(dir: &Path, port: u16) -> KillOnDrop {
+    let code = format!(
+        "import functools, http.server as h\n\
+         h.SimpleHTTPRequestHandler.protocol_version = 'HTTP/1.1'\n\
+         h.SimpleHTTPRequestHandler.log_message = lambda *a: None\n\
+         handler = functools.partial(h.SimpleHTTPRequestHandler, directory={:?})\n\
+         h.ThreadingHTTPServer(('127.0.0.1', {port}), handler).serve_forever()\n",
+        dir.display().to_string()
+    );
+    let child = Command::new("python3")
+        .arg("-c")
+        .arg(code)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn python3");
+    let child = KillOnDrop(child);
+    wait_listening(port, Duration::from_secs(10));
+    child
+}
+
+/// One curl run; returns (pid, stdout). `-w` output is in stdout.
+pub fn curl(args: &[&str]) -> (u32, Output) {
+    let child = Command::new("curl")
+        .args(["-s", "--max-time", "20"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn curl");
+    let pid = child.id();
+    let out = child.wait_with_output().expect("curl");
+    assert!(
+        out.status.success(),
+        "curl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (pid, out)
+}
+
+/// Polls `cap` into `events` until `done(events)` or `timeout`, then drains `linger` more.
+pub fn collect_until(
+    cap: &mut AppCapture,
+    events: &mut Vec<AppEvent>,
+    timeout: Duration,
+    linger: Duration,
+    done: impl Fn(&[AppEvent]) -> bool,
+) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut ok = false;
+    while Instant::now() < deadline {
+        cap.wait(Duration::from_millis(50)).unwrap();
+        cap.poll(events);
+        if done(events) {
+            ok = true;
+            break;
+        }
+    }
+    let end = Instant::now() + linger;
+    while Instant::now() < end {
+        cap.wait(Duration::from_millis(20)).unwrap();
+        cap.poll(events);
+    }
+    ok
+}
+
+/// Events touching a local or remote TCP port.
+pub fn on_port(events: &[AppEvent], port: u16) -> Vec<AppEvent> {
+    events
+        .iter()
+        .filter(|e| {
+            let (l, r) = match e {
+                AppEvent::Data(d) => (d.local, d.remote),
+                AppEvent::Accept(c) | AppEvent::Connect(c) | AppEvent::Close(c) => {
+                    (c.local, c.remote)
+                }
+            };
+            l.port() == port || r.port() == port
+        })
+        .cloned()
+        .collect()
+}
+
+pub fn data(events: &[AppEvent]) -> impl Iterator<Item = &DataEvent> {
+    events.iter().filter_map(|e| match e {
+        AppEvent::Data(d) => Some(d),
+        _ => None,
+    })
+}
+
+/// Sum of the syscall return values of `pid`'s data events on `conn_id` in `dir`.
+pub fn bytes_of(events: &[AppEvent], pid: u32, conn_id: u64, dir: Direction) -> i64 {
+    data(events)
+        .filter(|d| d.pid == pid && d.conn_id == conn_id && d.direction == dir)
+        .map(|d| d.bytes)
+        .sum()
+}
+
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Writes `len` bytes of a deterministic pattern to `path`.
+pub fn write_file(path: &Path, len: usize) {
+    let body: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+    std::fs::write(path, body).unwrap();
+}
+
+pub fn tempdir(tag: &str) -> std::path::PathBuf {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("tapline-app-{tag}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Removes a directory on drop.
+pub struct RmOnDrop(pub std::path::PathBuf);
+
+impl Drop for RmOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// nginx (master + 1 worker, `user root`, sendfile on) serving `dir/www` on 127.0.0.1:`port`.
+pub fn nginx_server(dir: &Path, port: u16) -> KillOnDrop {
+    let d = dir.display();
+    for sub in ["www", "tmp"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    let conf = format!(
+        "worker_processes 1;\n\
+         user root;\n\
+         pid {d}/nginx.pid;\n\
+         error_log {d}/error.log;\n\
+         events {{ worker_connections 1024; }}\n\
+         http {{\n\
+           access_log off;\n\
+           sendfile on;\n\
+           default_type application/octet-stream;\n\
+           client_body_temp_path {d}/tmp/body;\n\
+           proxy_temp_path {d}/tmp/proxy;\n\
+           fastcgi_temp_path {d}/tmp/fastcgi;\n\
+           uwsgi_temp_path {d}/tmp/uwsgi;\n\
+           scgi_temp_path {d}/tmp/scgi;\n\
+           server {{ listen 127.0.0.1:{port}; root {d}/www; }}\n\
+         }}\n"
+    );
+    let conf_path = dir.join("nginx.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let child = Command::new("nginx")
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(&conf_path)
+        .args(["-g", "daemon off;"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn nginx");
+    let child = KillOnDrop(child);
+    wait_listening(port, Duration::from_secs(10));
+    child
+}
