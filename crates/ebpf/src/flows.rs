@@ -236,7 +236,9 @@ unsafe impl Pod for FlowKey {}
 impl FlowKey {
     fn addr(&self, raw: &[u8; 16]) -> Option<IpAddr> {
         match self.family {
-            FAMILY_IPV4 => Some(IpAddr::V4(Ipv4Addr::new(raw[12], raw[13], raw[14], raw[15]))),
+            FAMILY_IPV4 => Some(IpAddr::V4(Ipv4Addr::new(
+                raw[12], raw[13], raw[14], raw[15],
+            ))),
             FAMILY_IPV6 => Some(IpAddr::V6(Ipv6Addr::from(*raw))),
             _ => None,
         }
@@ -268,7 +270,7 @@ impl FlowKey {
     /// `(type, code)` of ICMP / ICMPv6 flows.
     pub fn icmp_type_code(&self) -> Option<(u8, u8)> {
         (self.is_ip() && matches!(self.protocol, ipproto::ICMP | ipproto::ICMPV6))
-            .then(|| ((self.dst_port >> 8) as u8, self.dst_port as u8))
+            .then_some(((self.dst_port >> 8) as u8, self.dst_port as u8))
     }
     /// EtherType of non-IP frames.
     pub fn ethertype(&self) -> Option<u16> {
@@ -425,7 +427,10 @@ const EVICT_BATCH: usize = 4096;
 
 fn ring_size(bytes: u32) -> u32 {
     let page = page_size().max(4096);
-    bytes.max(page).checked_next_power_of_two().unwrap_or(1 << 31)
+    bytes
+        .max(page)
+        .checked_next_power_of_two()
+        .unwrap_or(1 << 31)
 }
 
 fn page_size() -> u32 {
@@ -513,7 +518,8 @@ impl FlowCapture {
                     .ok_or_else(|| missing(format!("no program named {PROG_SOCKET}")))?
                     .try_into()
                     .map_err(|e| missing(format!("program {PROG_SOCKET}: {e}")))?;
-                prog.load().map_err(|e| program_load_error(PROG_SOCKET, e))?;
+                prog.load()
+                    .map_err(|e| program_load_error(PROG_SOCKET, e))?;
             }
         }
 
@@ -522,7 +528,8 @@ impl FlowCapture {
             return Err(missing(format!("{MAP_FLOWS} is not a per-CPU hash map")));
         }
         let ring = RingBuf::try_from(take_map(&mut ebpf, MAP_RING)?).map_err(map_err(MAP_RING))?;
-        let lost = PerCpuArray::try_from(take_map(&mut ebpf, MAP_LOST)?).map_err(map_err(MAP_LOST))?;
+        let lost =
+            PerCpuArray::try_from(take_map(&mut ebpf, MAP_LOST)?).map_err(map_err(MAP_LOST))?;
         let skdirs = match cfg.source {
             FlowSource::SocketFilter => Some(
                 BpfHashMap::try_from(take_map(&mut ebpf, MAP_SKDIRS)?)
@@ -623,7 +630,10 @@ impl FlowCapture {
         ifindex: u32,
         dir: AttachDirection,
     ) -> Result<(), EbpfError> {
-        let skdirs = self.skdirs.as_mut().expect("socket-filter capture has skdirs");
+        let skdirs = self
+            .skdirs
+            .as_mut()
+            .expect("socket-filter capture has skdirs");
         let old = skdirs.get(&ifindex, 0).unwrap_or(0);
         skdirs
             .insert(ifindex, old | dir.mask(), 0)
@@ -820,6 +830,74 @@ impl FlowCapture {
         Ok(r > 0)
     }
 
+    /// Kernel ids of the loaded programs (`bpftool prog show id N`), for diagnostics.
+    pub fn program_ids(&self) -> Vec<u32> {
+        self.ebpf
+            .programs()
+            .filter_map(|(_, p)| p.info().ok().map(|i| i.id()))
+            .collect()
+    }
+
+    /// Test/benchmark helper: inserts `n` synthetic flows (one CPU's value set) into the flows
+    /// map with batched updates, as if the kernel had seen them. Not part of the stable API.
+    #[doc(hidden)]
+    pub fn fill_synthetic(&mut self, n: u32) -> Result<(), EbpfError> {
+        let fd = self.flows_fd().as_raw_fd();
+        let nr_cpus = self.nr_cpus;
+        let mut done = 0u32;
+        while done < n {
+            let chunk = (n - done).min(EVICT_BATCH as u32);
+            let keys: Vec<FlowKey> = (done..done + chunk)
+                .map(|i| FlowKey {
+                    src_addr: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 1],
+                    dst_addr: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 2],
+                    src_port: i as u16,
+                    dst_port: (i >> 16) as u16,
+                    protocol: ipproto::UDP,
+                    family: FAMILY_IPV4,
+                    direction: 1,
+                    _pad: 0,
+                    ifindex: 1,
+                })
+                .collect();
+            let mut values = vec![FlowStats::default(); chunk as usize * nr_cpus];
+            for v in values.iter_mut().step_by(nr_cpus) {
+                *v = FlowStats {
+                    bytes: 100,
+                    packets: 1,
+                    first_ns: 1,
+                    last_ns: 2,
+                    tcp_flags: 0,
+                    _pad: [0; 6],
+                };
+            }
+            let mut attr = BatchAttr {
+                keys: keys.as_ptr() as u64,
+                values: values.as_ptr() as u64,
+                count: chunk,
+                map_fd: fd as u32,
+                ..Default::default()
+            };
+            // SAFETY: buffers hold `chunk` keys and `chunk * nr_cpus` values.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_bpf,
+                    BPF_MAP_UPDATE_BATCH,
+                    &mut attr as *mut BatchAttr,
+                    size_of::<BatchAttr>(),
+                )
+            };
+            if r < 0 {
+                return Err(EbpfError::Map {
+                    map: MAP_FLOWS,
+                    cause: format!("BPF_MAP_UPDATE_BATCH: {}", io::Error::last_os_error()),
+                });
+            }
+            done += chunk;
+        }
+        Ok(())
+    }
+
     /// Packets that could be neither counted in the map nor sent to the ring buffer, since load.
     pub fn lost_events(&self) -> u64 {
         self.lost
@@ -881,6 +959,7 @@ struct BatchAttr {
 }
 
 const BPF_MAP_LOOKUP_AND_DELETE_BATCH: libc::c_long = 25;
+const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 
 /// One `BPF_MAP_LOOKUP_AND_DELETE_BATCH` call; returns the syscall result and how many entries
 /// were written to `keys` / `values`.
