@@ -14,7 +14,8 @@ if [[ "${1:-}" == "--vmlinux" ]]; then
 fi
 for src in src/bpf/*.bpf.c; do
   name=$(basename "$src" .bpf.c)
-  clang -O2 -g -target bpf -D__TARGET_ARCH_x86 -Wall -Werror \
+  # -fdebug-prefix-map: the BTF line info must not embed the checkout path (reproducible objects)
+  clang -O2 -g -target bpf -D__TARGET_ARCH_x86 -Wall -Werror -fdebug-prefix-map="$PWD"=. \
     -I src/bpf -I /usr/include/x86_64-linux-gnu \
     -c "$src" -o "$out/$name.o"
   llvm-strip -g "$out/$name.o"
