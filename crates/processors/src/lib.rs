@@ -2,6 +2,11 @@
 //! the framework's generic adapter.
 
 pub mod attributes;
+pub mod cidr;
+pub mod net;
+pub mod select;
+#[doc(hidden)]
+pub mod testutil;
 
 use tapline_core::Registry;
 
@@ -12,5 +17,17 @@ pub fn register(registry: &mut Registry) {
         "Inserts, updates or deletes attributes on every data point and span",
         attributes::SIGNALS,
         attributes::AttributesProcessor::new,
+    );
+    registry.register_fn_processor(
+        "cidr",
+        "Adds src.cidr/dst.cidr: the narrowest configured network containing each end of a flow",
+        cidr::SIGNALS,
+        cidr::CidrProcessor::new,
+    );
+    registry.register_fn_processor(
+        "select",
+        "Chooses the attributes each metric keeps (default sets per metric) and merges the series that become identical",
+        select::SIGNALS,
+        select::SelectProcessor::new,
     );
 }
