@@ -3,6 +3,7 @@
 
 pub mod attributes;
 pub mod cidr;
+pub mod k8s;
 pub mod net;
 pub mod select;
 #[doc(hidden)]
@@ -24,6 +25,7 @@ pub fn register(registry: &mut Registry) {
         cidr::SIGNALS,
         cidr::CidrProcessor::new,
     );
+    registry.register_processor(k8s::K8sFactory);
     registry.register_fn_processor(
         "select",
         "Chooses the attributes each metric keeps (default sets per metric) and merges the series that become identical",

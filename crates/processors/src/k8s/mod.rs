@@ -1,0 +1,394 @@
+//! `k8s`: decorates flows and application telemetry with Kubernetes metadata.
+//!
+//! ```yaml
+//! processors:
+//!   k8s:
+//!     enable: auto              # auto (default) | true | false
+//!     kubeconfig: ~/.kube/config  # default: in-cluster service account
+//!     restrict_local_node: false  # true: watch only this node's pods
+//!     node_name: ""               # default: $NODE_NAME
+//! ```
+//!
+//! - Flow data (points and spans with `src.address`/`dst.address`): an address that is a pod
+//!   IP, a service ClusterIP or a node IP gets `k8s.<end>.namespace`, `.name`, `.type`,
+//!   `.owner.name`, `.owner.type`, `.node.name`, `.node.ip`, and `<end>.name` when unnamed.
+//!   hostNetwork pods share their node's IP, so that IP names the node.
+//! - Application telemetry (resource with `container.id` or `process.pid`): the pod, its
+//!   namespace, owner, node and container, found through `/proc/<pid>/cgroup`; `service.name`
+//!   from the workload when the process set none (or set its executable name).
+//!
+//! The cache is filled by watchers (Pods, ReplicaSets, Jobs, Services, Nodes) that start when
+//! the pipelines run, never during `validate`, and is shared by every pipeline.
+//!
+//! Testing note: no Kubernetes cluster is available to the test suite. The watchers are
+//! tested against an in-test HTTP server speaking the API's list/watch protocol (`tests/k8s.rs`),
+//! not against a real API server.
+
+pub mod cgroup;
+pub mod store;
+pub mod watch;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tapline_core::config::{ComponentConfig, Diagnostics};
+use tapline_core::data::{Attributes, Resource, Signal, SignalKind, Str, Value};
+use tapline_core::pipeline::{BatchFn, BatchLayer, ProcessorLayer};
+use tapline_core::{BuildContext, FactoryInfo, ProcessorFactory};
+
+use crate::net::{self, End};
+pub use cgroup::PidContainers;
+pub use store::{Endpoint, K8sCache, State, K8S_CACHE_KEY};
+use watch::{ApiSource, WatchSettings};
+
+pub const SIGNALS: &[SignalKind] = &[SignalKind::Metrics, SignalKind::Traces];
+
+/// `enable: auto | true | false`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Enable {
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+impl<'de> Deserialize<'de> for Enable {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            B(bool),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::B(true) => Ok(Enable::On),
+            Raw::B(false) => Ok(Enable::Off),
+            Raw::S(s) if s == "auto" => Ok(Enable::Auto),
+            Raw::S(s) => Err(serde::de::Error::custom(format!(
+                "invalid value {s:?}: write auto, true or false"
+            ))),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct K8sConfig {
+    #[serde(default)]
+    pub enable: Enable,
+    pub kubeconfig: Option<PathBuf>,
+    #[serde(default)]
+    pub restrict_local_node: bool,
+    pub node_name: Option<String>,
+    /// Where `/proc` is (`/host/proc` when the agent runs in a container with the host's
+    /// proc mounted there).
+    #[serde(default = "default_proc_root")]
+    pub proc_root: PathBuf,
+}
+
+fn default_proc_root() -> PathBuf {
+    PathBuf::from("/proc")
+}
+
+/// Attribute keys per end.
+struct EndKeys {
+    namespace: &'static str,
+    name: &'static str,
+    kind: &'static str,
+    owner_name: &'static str,
+    owner_type: &'static str,
+    node_name: &'static str,
+    node_ip: &'static str,
+}
+
+const SRC_KEYS: EndKeys = EndKeys {
+    namespace: "k8s.src.namespace",
+    name: "k8s.src.name",
+    kind: "k8s.src.type",
+    owner_name: "k8s.src.owner.name",
+    owner_type: "k8s.src.owner.type",
+    node_name: "k8s.src.node.name",
+    node_ip: "k8s.src.node.ip",
+};
+const DST_KEYS: EndKeys = EndKeys {
+    namespace: "k8s.dst.namespace",
+    name: "k8s.dst.name",
+    kind: "k8s.dst.type",
+    owner_name: "k8s.dst.owner.name",
+    owner_type: "k8s.dst.owner.type",
+    node_name: "k8s.dst.node.name",
+    node_ip: "k8s.dst.node.ip",
+};
+
+fn keys(end: End) -> &'static EndKeys {
+    match end {
+        End::Src => &SRC_KEYS,
+        End::Dst => &DST_KEYS,
+    }
+}
+
+/// The batch function; holds the shared cache.
+pub struct K8sProcessor {
+    cache: Arc<K8sCache>,
+    pids: PidContainers,
+}
+
+impl K8sProcessor {
+    pub fn new(cache: Arc<K8sCache>, proc_root: PathBuf) -> Self {
+        K8sProcessor {
+            cache,
+            pids: PidContainers::new(proc_root, Duration::from_secs(30), 65_536),
+        }
+    }
+
+    /// Decorates one point's or span's flow ends from an already locked view.
+    pub fn decorate_flow(state: &State, attrs: &mut Attributes) {
+        for end in End::BOTH {
+            let k = keys(end);
+            let Some(ip) = net::end_ip(attrs, end) else {
+                continue;
+            };
+            let Some(ep) = state.lookup_ip(&ip) else {
+                continue;
+            };
+            if attrs.get(k.name).is_some() {
+                continue;
+            }
+            if let Some(ns) = &ep.namespace {
+                attrs.push(k.namespace, ns.clone());
+            }
+            attrs.push(k.name, ep.name.clone());
+            attrs.push(k.kind, ep.kind);
+            attrs.push(k.owner_name, ep.owner_name.clone());
+            attrs.push(k.owner_type, ep.owner_type.clone());
+            if let Some(n) = &ep.node_name {
+                attrs.push(k.node_name, n.clone());
+            }
+            if let Some(n) = &ep.node_ip {
+                attrs.push(k.node_ip, n.clone());
+            }
+            net::insert_missing(attrs, end.name_key(), ep.name.clone());
+        }
+    }
+
+    /// The resource with its pod's metadata added, or `None` when it is not in a known pod.
+    fn decorate_resource(&self, state: &State, res: &Resource) -> Option<Arc<Resource>> {
+        let a = &res.attributes;
+        if a.get("k8s.pod.name").is_some() {
+            return None;
+        }
+        let container_id: Box<str> = match a.get_str("container.id") {
+            Some(id) => id.into(),
+            None => {
+                let pid = match a.get("process.pid")? {
+                    Value::Int(p) => *p,
+                    Value::Str(s) => s.parse().ok()?,
+                    _ => return None,
+                };
+                self.pids.container_of(pid)?
+            }
+        };
+        let (pod, container) = state.lookup_container(&container_id)?;
+        let ep = &pod.endpoint;
+        let mut out = a.clone();
+        let mut put = |k: &'static str, v: Value| {
+            if out.get(k).is_none() {
+                out.push(k, v);
+            }
+        };
+        put("k8s.pod.name", pod.name.clone().into());
+        put("k8s.pod.uid", pod.uid.clone().into());
+        put("k8s.namespace.name", pod.namespace.clone().into());
+        put("k8s.container.name", container.clone().into());
+        put("container.id", Str::from(container_id.to_string()).into());
+        if let Some(n) = &pod.node_name {
+            put("k8s.node.name", n.clone().into());
+        }
+        put("k8s.owner.name", ep.owner_name.clone().into());
+        put("k8s.owner.type", ep.owner_type.clone().into());
+        if let Some(key) = owner_key(&ep.owner_type) {
+            put(key, ep.owner_name.clone().into());
+        }
+        // A controller's intermediate owner is named too when it is the usual one.
+        if let Some((kind, name)) = &pod.controller {
+            if let Some(key) = owner_key(kind) {
+                put(key, name.clone().into());
+            }
+        }
+        let service_set = match (a.get_str("service.name"), a.get_str("process.executable.name")) {
+            (None, _) => false,
+            (Some(s), _) if s.starts_with("unknown_service") => false,
+            (Some(s), Some(exe)) => s != exe,
+            (Some(_), None) => true,
+        };
+        if !service_set {
+            let name = pod.app_name.clone().unwrap_or_else(|| ep.owner_name.clone());
+            out.set("service.name", name);
+        }
+        Some(Resource::new(out))
+    }
+}
+
+/// The semantic-convention key for an owner kind (`k8s.deployment.name`, ...).
+fn owner_key(kind: &str) -> Option<&'static str> {
+    Some(match kind {
+        "Deployment" => "k8s.deployment.name",
+        "ReplicaSet" => "k8s.replicaset.name",
+        "DaemonSet" => "k8s.daemonset.name",
+        "StatefulSet" => "k8s.statefulset.name",
+        "Job" => "k8s.job.name",
+        "CronJob" => "k8s.cronjob.name",
+        _ => return None,
+    })
+}
+
+impl BatchFn for K8sProcessor {
+    fn apply(&self, batch: &mut Signal) {
+        let state = self.cache.read();
+        if state.pod_count() == 0 && state.service_count() == 0 && state.node_count() == 0 {
+            return;
+        }
+        match batch {
+            Signal::Metrics(m) => {
+                for rm in &mut m.resource_metrics {
+                    if let Some(r) = self.decorate_resource(&state, &rm.resource) {
+                        rm.resource = r;
+                    }
+                    for metric in &mut rm.metrics {
+                        metric
+                            .data
+                            .for_each_attributes(|a| Self::decorate_flow(&state, a));
+                    }
+                }
+            }
+            Signal::Traces(t) => {
+                for rs in &mut t.resource_spans {
+                    if let Some(r) = self.decorate_resource(&state, &rs.resource) {
+                        rs.resource = r;
+                    }
+                    for s in &mut rs.spans {
+                        Self::decorate_flow(&state, &mut s.attributes);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Passes batches through unchanged: `enable: false`, or `auto` outside a cluster.
+struct Disabled;
+impl BatchFn for Disabled {
+    fn apply(&self, _batch: &mut Signal) {}
+}
+
+pub struct K8sFactory;
+
+impl FactoryInfo for K8sFactory {
+    fn type_name(&self) -> &'static str {
+        "k8s"
+    }
+    fn description(&self) -> &'static str {
+        "Adds Kubernetes metadata (pod, namespace, owner, node, service) to flows and application telemetry"
+    }
+    fn signals(&self) -> &'static [SignalKind] {
+        SIGNALS
+    }
+}
+
+/// Decides whether the processor runs, from the config and the environment.
+pub fn is_enabled(cfg: &K8sConfig, in_cluster: bool) -> bool {
+    match cfg.enable {
+        Enable::On => true,
+        Enable::Off => false,
+        Enable::Auto => in_cluster || cfg.kubeconfig.is_some(),
+    }
+}
+
+impl ProcessorFactory for K8sFactory {
+    fn build(
+        &self,
+        config: &ComponentConfig,
+        _signal: SignalKind,
+        ctx: &BuildContext,
+    ) -> Result<ProcessorLayer, Diagnostics> {
+        let cfg: K8sConfig = config.parse()?;
+        let err = |field: &str, msg: String| {
+            let mut d = Diagnostics::default();
+            d.error(format!("{}.{field}", config.path), msg);
+            d
+        };
+        let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+        if !is_enabled(&cfg, in_cluster) {
+            if cfg.enable == Enable::Auto {
+                // Once per process, however many pipelines list the processor.
+                let said = ctx
+                    .shared
+                    .get_or_init("tapline.processors.k8s.auto-off-logged", || {
+                        std::sync::atomic::AtomicBool::new(false)
+                    });
+                if !said.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    tracing::info!(
+                        "{}: not in a Kubernetes cluster (KUBERNETES_SERVICE_HOST unset, no kubeconfig): Kubernetes decoration is off",
+                        ctx.id
+                    );
+                }
+            }
+            return Ok(BatchLayer::boxed(Disabled, &ctx.id, &ctx.telemetry));
+        }
+        let source = match &cfg.kubeconfig {
+            Some(path) => {
+                let config = kube::config::Kubeconfig::read_from(path).map_err(|e| {
+                    err(
+                        "kubeconfig",
+                        format!("cannot read kubeconfig {}: {e}", path.display()),
+                    )
+                })?;
+                ApiSource::Kubeconfig {
+                    path: path.clone(),
+                    config,
+                }
+            }
+            None if in_cluster => ApiSource::InCluster,
+            None => {
+                return Err(err(
+                    "enable",
+                    "enable: true outside a cluster needs `kubeconfig` (KUBERNETES_SERVICE_HOST is not set)".into(),
+                ))
+            }
+        };
+        let local_node = if cfg.restrict_local_node {
+            let node = cfg
+                .node_name
+                .clone()
+                .filter(|n| !n.is_empty())
+                .or_else(|| std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty()));
+            match node {
+                Some(n) => Some(n),
+                None => {
+                    return Err(err(
+                        "restrict_local_node",
+                        "restrict_local_node needs this node's name: set `node_name`, or NODE_NAME from the downward API (fieldRef spec.nodeName)".into(),
+                    ))
+                }
+            }
+        } else {
+            None
+        };
+        let cache = ctx.shared.get_or_init(K8S_CACHE_KEY, K8sCache::new);
+        let settings = WatchSettings { source, local_node };
+        let task_cache = cache.clone();
+        ctx.spawn_on_start(Box::new(move |cancel| {
+            Box::pin(watch::run(task_cache, settings, cancel))
+        }));
+        Ok(BatchLayer::boxed(
+            K8sProcessor::new(cache, cfg.proc_root),
+            &ctx.id,
+            &ctx.telemetry,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests;
