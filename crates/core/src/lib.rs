@@ -8,6 +8,7 @@ pub mod data;
 pub mod pipeline;
 pub mod registry;
 pub mod telemetry;
+pub mod tls;
 
 pub use component::*;
 pub use registry::Registry;

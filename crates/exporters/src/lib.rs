@@ -2,6 +2,8 @@
 
 pub mod debug;
 pub mod nop;
+pub mod otlp;
+pub mod prometheus;
 
 use tapline_core::Registry;
 
@@ -9,5 +11,7 @@ use tapline_core::Registry;
 pub fn register(registry: &mut Registry) {
     registry
         .register_exporter(debug::DebugFactory)
-        .register_exporter(nop::NopFactory);
+        .register_exporter(nop::NopFactory)
+        .register_exporter(otlp::OtlpFactory)
+        .register_exporter(prometheus::PrometheusFactory);
 }

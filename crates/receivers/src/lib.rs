@@ -1,10 +1,13 @@
 //! tapline's receivers: the eBPF sources, the OTLP receiver, and test support.
 
+pub mod otlp;
 pub mod synthetic;
 
 use tapline_core::Registry;
 
 /// Registers every built-in receiver.
 pub fn register(registry: &mut Registry) {
-    registry.register_receiver(synthetic::SyntheticFactory);
+    registry
+        .register_receiver(otlp::OtlpReceiverFactory)
+        .register_receiver(synthetic::SyntheticFactory);
 }

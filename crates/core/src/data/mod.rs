@@ -2,6 +2,7 @@
 //!
 //! Conversion to and from the OTLP protobuf types lives in [`otlp`] and nowhere else.
 
+pub mod buckets;
 mod metrics;
 pub mod otlp;
 mod traces;
@@ -9,6 +10,7 @@ mod value;
 
 use std::sync::Arc;
 
+pub use buckets::{DURATION_SECONDS_BUCKETS, SIZE_BYTES_BUCKETS};
 pub use metrics::*;
 pub use traces::*;
 pub use value::{Attributes, Str, Value};

@@ -1,0 +1,164 @@
+//! OTLP encoding + export of spans against a local OTLP/gRPC and OTLP/HTTP receiver.
+//!
+//! The receiving side is a minimal server in this process that decodes each request and
+//! discards it, so the figure is the exporter's cost (conversion from tapline's model,
+//! protobuf encoding, transport) plus the receiver's decode. Run:
+//! `cargo bench -p tapline-exporters --bench otlp_export`
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use tapline_core::component::{BuildContext, ComponentId, Exporter, SharedState};
+use tapline_core::data::*;
+use tapline_core::telemetry::Telemetry;
+use tapline_exporters::otlp::{OtlpConfig, OtlpExporter, Protocol};
+
+const SPANS_PER_BATCH: usize = 1000;
+
+struct Sink;
+
+#[tonic::async_trait]
+impl TraceService for Sink {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        std::hint::black_box(request.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+async fn grpc_sink() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(Sink).max_decoding_message_size(64 << 20))
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+    addr
+}
+
+async fn http_sink() -> SocketAddr {
+    use prost::Message;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new()
+        .route(
+            "/v1/traces",
+            axum::routing::post(|body: axum::body::Bytes| async move {
+                std::hint::black_box(ExportTraceServiceRequest::decode(body).unwrap());
+                ExportTraceServiceResponse {
+                    partial_success: None,
+                }
+                .encode_to_vec()
+            }),
+        )
+        .layer(axum::extract::DefaultBodyLimit::max(64 << 20));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+/// Spans shaped like the app receiver's: HTTP server spans with a handful of attributes.
+fn batch() -> SharedSignal {
+    let resource = Resource::new(
+        [
+            ("service.name", Value::from("checkout")),
+            ("host.name", Value::from("node-1")),
+            ("process.pid", Value::Int(4242)),
+        ]
+        .into_iter()
+        .collect(),
+    );
+    let routes: Vec<Str> = (0..20)
+        .map(|i| Str::from(format!("/api/v1/item/{i}")))
+        .collect();
+    let spans = (0..SPANS_PER_BATCH)
+        .map(|i| {
+            let mut attributes = Attributes::with_capacity(6);
+            attributes.push("http.request.method", "GET");
+            attributes.push("http.route", routes[i % routes.len()].clone());
+            attributes.push("http.response.status_code", 200i64);
+            attributes.push("server.address", "10.0.0.7");
+            attributes.push("server.port", 8080u16);
+            attributes.push("network.protocol.version", "1.1");
+            let mut trace_id = [0u8; 16];
+            trace_id[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            Span {
+                trace_id,
+                span_id: (i as u64 + 1).to_be_bytes(),
+                parent_span_id: [0; 8],
+                name: Str::from(format!("GET {}", routes[i % routes.len()])),
+                kind: SpanKind::Server,
+                start_time_ns: 1_700_000_000_000_000_000 + i as u64,
+                end_time_ns: 1_700_000_000_001_000_000 + i as u64,
+                attributes,
+                status: StatusCode::Unset,
+                status_message: Str::default(),
+            }
+        })
+        .collect();
+    Arc::new(Signal::Traces(Traces {
+        resource_spans: vec![ResourceSpans {
+            resource,
+            scope: "tapline.app".into(),
+            spans,
+        }],
+    }))
+}
+
+fn exporter(protocol: Protocol, addr: SocketAddr) -> OtlpExporter {
+    let cfg = OtlpConfig {
+        protocol: Some(protocol),
+        endpoint: Some(format!("http://{addr}")),
+        ..Default::default()
+    };
+    let ctx = BuildContext::new(
+        ComponentId::parse("otlp/bench").unwrap(),
+        Telemetry::new(),
+        SharedState::default(),
+    );
+    OtlpExporter::new(&cfg, "exporters.otlp/bench", &ctx, &|_| None).unwrap()
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let batch = batch();
+    let mut group = c.benchmark_group("otlp_export_spans");
+    group.throughput(Throughput::Elements(SPANS_PER_BATCH as u64));
+    let (grpc, http) = rt.block_on(async { (grpc_sink().await, http_sink().await) });
+    for (name, protocol, addr) in [
+        ("grpc", Protocol::Grpc, grpc),
+        ("http_protobuf", Protocol::HttpProtobuf, http),
+    ] {
+        let mut exp = exporter(protocol, addr);
+        group.bench_function(name, |b| {
+            b.iter(|| rt.block_on(exp.export(batch.clone())).unwrap())
+        });
+    }
+    group.bench_function("encode_only", |b| {
+        b.iter(|| {
+            let Signal::Traces(t) = &*batch else {
+                unreachable!()
+            };
+            std::hint::black_box(tapline_core::data::otlp::traces_to_proto(t))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
