@@ -1,5 +1,6 @@
 //! tapline's receivers: the eBPF sources, the OTLP receiver, and test support.
 
+pub mod app;
 pub mod otlp;
 pub mod synthetic;
 
@@ -8,6 +9,7 @@ use tapline_core::Registry;
 /// Registers every built-in receiver.
 pub fn register(registry: &mut Registry) {
     registry
+        .register_receiver(app::AppFactory)
         .register_receiver(otlp::OtlpReceiverFactory)
         .register_receiver(synthetic::SyntheticFactory);
 }
