@@ -151,8 +151,10 @@ fn init_logging(cfg: &config::LogsConfig) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TAPLINE_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cfg.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match cfg.format {
         LogFormat::Json => builder.json().try_init(),
@@ -260,6 +262,9 @@ async fn supervise(
             abandoned_items = report.abandoned_items,
             "shutdown timed out"
         );
+    }
+    for (kind, component, accepted, refused, dropped, sent) in telemetry.component_totals() {
+        info!(%kind, %component, accepted, refused, dropped, sent, "totals");
     }
     info!("stopped");
     ExitCode::SUCCESS

@@ -186,6 +186,40 @@ impl Telemetry {
         out
     }
 
+    /// Per component: (kind, id, accepted, refused, dropped, sent), for the shutdown summary.
+    pub fn component_totals(&self) -> Vec<(String, String, u64, u64, u64, u64)> {
+        let get = |name: &str, labels: &str| {
+            let families = self.families.lock().unwrap_or_else(|e| e.into_inner());
+            match families.get(name).and_then(|f| f.series.get(labels)) {
+                Some(Cell::Counter(c)) => c.get(),
+                _ => 0,
+            }
+        };
+        let keys: Vec<String> = {
+            let families = self.families.lock().unwrap_or_else(|e| e.into_inner());
+            families
+                .get("tapline_items_accepted_total")
+                .map(|f| f.series.keys().cloned().collect())
+                .unwrap_or_default()
+        };
+        keys.into_iter()
+            .map(|labels| {
+                let field = |k: &str| {
+                    let start = labels.find(&format!("{k}=\"")).map(|i| i + k.len() + 2).unwrap_or(0);
+                    labels[start..].split('"').next().unwrap_or("").to_string()
+                };
+                (
+                    field("kind"),
+                    field("component"),
+                    get("tapline_items_accepted_total", &labels),
+                    get("tapline_items_refused_total", &labels),
+                    get("tapline_items_dropped_total", &labels),
+                    get("tapline_items_sent_total", &labels),
+                )
+            })
+            .collect()
+    }
+
     /// The value of one series, for tests and summaries.
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<i64> {
         let families = self.families.lock().unwrap_or_else(|e| e.into_inner());

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs on a fresh Debian machine (run as root).
+# Idempotent: packages already present are skipped by apt/pip.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+
+APT_PACKAGES=(
+  clang llvm libbpf-dev bpftool          # rebuild and check the eBPF objects
+  iproute2 iperf3 iputils-ping bridge-utils  # network namespaces, veth, traffic
+  curl wrk nginx-light                   # HTTP peers
+  prometheus                             # real scraper for the Prometheus exporter
+  dnsmasq                                # real DNS server for rdns
+  python3 python3-pip
+)
+PIP_PACKAGES=(
+  rotel
+  opentelemetry-sdk opentelemetry-exporter-otlp-proto-grpc opentelemetry-exporter-otlp-proto-http
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Daemons installed by apt start themselves; tests run their own instances on their own ports.
+for svc in nginx prometheus dnsmasq redis-server; do
+  systemctl stop "$svc" >/dev/null 2>&1 || service "$svc" stop >/dev/null 2>&1 || true
+done
+python3 -m pip install -q "${PIP_PACKAGES[@]}"
+# Syscall tracepoints need tracefs.
+mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing

@@ -1,0 +1,252 @@
+//! The `tapline` binary end to end: exact output counts, validation exit codes, SIGTERM drain.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_tapline"))
+}
+
+fn config(text: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    f
+}
+
+/// Runs `tapline run`, sends `signal` after `after`, and waits (bounded) for the exit.
+fn run_then_signal(cfg: &std::path::Path, after: Duration, signal: i32) -> Output {
+    let child = Command::new(bin())
+        .args(["run", "--config"])
+        .arg(cfg)
+        .env_remove("TAPLINE_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    std::thread::sleep(after);
+    unsafe { libc::kill(pid, signal) };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let waiter = std::thread::spawn(move || child.wait_with_output().unwrap());
+    while !waiter.is_finished() {
+        assert!(Instant::now() < deadline, "tapline did not exit within 20s of the signal");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    waiter.join().unwrap()
+}
+
+/// The `totals` line the agent logs at shutdown, for one component: (accepted, dropped, sent).
+fn totals(stderr: &str, kind: &str, component: &str) -> (u64, u64, u64) {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("totals") && l.contains(&format!("kind={kind}")) && l.contains(&format!("component={component}")))
+        .unwrap_or_else(|| panic!("no totals line for {kind} {component} in:\n{stderr}"));
+    let field = |name: &str| -> u64 {
+        let start = line.find(&format!("{name}=")).unwrap() + name.len() + 1;
+        line[start..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+    };
+    (field("accepted"), field("dropped"), field("sent"))
+}
+
+#[test]
+fn synthetic_through_a_processor_to_debug_gives_exact_counts() {
+    let cfg = config(
+        "
+receivers:
+  synthetic:
+    interval: 20ms
+    points_per_batch: 7
+    spans_per_batch: 3
+    batches: 5
+processors:
+  attributes:
+    actions:
+      - { key: env, value: test, action: insert }
+      - { key: http.request.method, action: delete }
+exporters:
+  debug:
+    verbosity: detailed
+service:
+  pipelines:
+    metrics:
+      receivers: [synthetic]
+      processors: [attributes]
+      exporters: [debug]
+    traces:
+      receivers: [synthetic]
+      exporters: [debug]
+  telemetry:
+    metrics: { endpoint: null }
+    logs: { level: info, format: text }
+",
+    );
+    let out = run_then_signal(cfg.path(), Duration::from_millis(1500), libc::SIGTERM);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{stderr}");
+    let metric_lines = stdout.lines().filter(|l| l.starts_with("debug metrics: 7 data points in 1 metrics")).count();
+    let trace_lines = stdout.lines().filter(|l| l.starts_with("debug traces: 3 spans")).count();
+    assert_eq!(metric_lines, 5, "{stdout}");
+    assert_eq!(trace_lines, 5, "{stdout}");
+    // The processor ran on metrics only: every point gained env=test and lost the method.
+    let points: Vec<&str> = stdout.lines().filter(|l| l.starts_with("    {")).collect();
+    assert_eq!(points.len(), 35);
+    assert!(points.iter().all(|l| l.contains("env=test") && !l.contains("http.request.method")));
+    let spans: Vec<&str> = stdout.lines().filter(|l| l.starts_with("  span ")).collect();
+    assert_eq!(spans.len(), 15);
+    assert!(spans.iter().all(|l| l.contains("http.request.method=GET") && !l.contains("env=test")));
+    assert_eq!(totals(&stderr, "exporter", "debug"), (35 + 15, 0, 35 + 15));
+    assert_eq!(totals(&stderr, "processor", "attributes"), (35, 0, 35));
+}
+
+#[test]
+fn sigterm_drains_everything_accepted() {
+    // A fast source, stopped mid-stream: what the receiver accepted must all be written out.
+    let cfg = config(
+        "
+receivers:
+  synthetic: { interval: 1ms, points_per_batch: 50, series: 5 }
+exporters:
+  debug: { verbosity: basic, queue: { size: 100000 } }
+service:
+  pipelines:
+    metrics: { receivers: [synthetic], exporters: [debug] }
+  telemetry:
+    metrics: { endpoint: null }
+",
+    );
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        let out = run_then_signal(cfg.path(), Duration::from_millis(800), signal);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "stderr:\n{stderr}");
+        let printed: u64 = stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("debug metrics: "))
+            .map(|l| l.split(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum();
+        let (accepted, _, _) = totals(&stderr, "receiver", "synthetic");
+        assert!(accepted > 0);
+        assert_eq!(printed, accepted, "every accepted point is exported");
+        assert_eq!(totals(&stderr, "exporter", "debug"), (accepted, 0, accepted));
+    }
+}
+
+#[test]
+fn validate_reports_every_error_with_places_and_exit_code_2() {
+    let cfg = config(
+        "receivers:
+  synthetc: {}
+  synthetic:
+    interval: 5 parsecs
+processors:
+  attributes:
+    actions:
+      - { key: a, action: upsert }
+exporters:
+  debug:
+    verbosity: loud
+  nop: {}
+service:
+  pipelines:
+    metrics:
+      receivers: [synthetic, missing]
+      processors: [attributes]
+      exporters: [debug, dbug]
+    logs:
+      receivers: [synthetic]
+      exporters: [debug]
+",
+    );
+    let out = Command::new(bin()).args(["validate", "--config"]).arg(cfg.path()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let file = cfg.path().display().to_string();
+    for expected in [
+        format!("error: receivers.synthetc ({file}:2): unknown receiver type \"synthetc\" (did you mean \"synthetic\"?)"),
+        format!("error: receivers.synthetic.interval ({file}:4): invalid duration \"5 parsecs\""),
+        format!("error: processors.attributes ({file}:6): actions[0]: action Upsert on \"a\" needs a value"),
+        format!("error: exporters.debug.verbosity ({file}:11): unknown variant `loud`"),
+        format!("warning: exporters.nop ({file}:12): exporter \"nop\" is used by no pipeline"),
+        format!("error: service.pipelines.metrics.receivers[1] ({file}:16): receiver \"missing\" is not declared under receivers"),
+        format!("error: service.pipelines.metrics.exporters[1] ({file}:18): exporter \"dbug\" is not declared under exporters (did you mean \"debug\"?)"),
+        format!("error: service.pipelines.logs ({file}:19): unknown pipeline signal \"logs\""),
+        "7 errors found".to_string(),
+    ] {
+        assert!(stderr.contains(&expected), "missing {expected:?} in:\n{stderr}");
+    }
+}
+
+#[test]
+fn validate_accepts_a_good_config_and_run_refuses_a_bad_one() {
+    let good = config("receivers: { synthetic: {} }\nexporters: { nop: {} }\nservice: { pipelines: { traces: { receivers: [synthetic], exporters: [nop] } } }\n");
+    let out = Command::new(bin()).args(["validate", "--config"]).arg(good.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("configuration is valid"));
+    // A signal the component does not support.
+    let bad = config("receivers: { synthetic: {} }\nprocessors: {}\nexporters: { nop: {} }\nservice: { pipelines: { metrics: { receivers: [synthetic], exporters: [nop] } } }\n");
+    let out = Command::new(bin())
+        .args(["run", "--config"])
+        .arg(bad.path())
+        .args(["--set", "service.pipelines.metrics.receivers=[nothing]"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("receiver \"nothing\" is not declared"));
+}
+
+#[test]
+fn embedded_default_validates_and_components_lists_types() {
+    let out = Command::new(bin()).arg("validate").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(bin()).arg("components").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.lines().any(|l| l.starts_with("exporter") && l.contains("debug") && l.contains("metrics,traces")));
+    assert!(!text.contains("synthetic"), "test-support components stay hidden");
+    let out = Command::new(bin()).arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("tapline "));
+}
+
+#[test]
+fn sighup_reloads_and_a_bad_reload_keeps_the_old_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    let cfg = |points: u32| {
+        format!(
+            "receivers: {{ synthetic: {{ interval: 50ms, points_per_batch: {points} }} }}\nexporters: {{ debug: {{}} }}\nservice: {{ pipelines: {{ metrics: {{ receivers: [synthetic], exporters: [debug] }} }}, telemetry: {{ metrics: {{ endpoint: null }} }} }}\n"
+        )
+    };
+    std::fs::write(&path, cfg(3)).unwrap();
+    let mut child = Command::new(bin())
+        .args(["run", "--config"])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::write(&path, "receivers: { synthetic: { bogus: 1 } }\n").unwrap();
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::write(&path, cfg(4)).unwrap();
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    std::thread::sleep(Duration::from_millis(700));
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    use std::io::Read;
+    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("reload refused, keeping the running configuration: error: receivers.synthetic.bogus"), "{stderr}");
+    assert!(stderr.contains("configuration reloaded"), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    let first4 = lines.iter().position(|l| l.starts_with("debug metrics: 4 ")).expect("new config ran");
+    assert!(lines[..first4].iter().all(|l| l.starts_with("debug metrics: 3 ")), "old config ran until the good reload");
+    assert!(first4 >= 15, "the bad reload did not interrupt the old pipeline: {first4} batches before");
+    assert!(lines[first4..].iter().all(|l| l.starts_with("debug metrics: 4 ")));
+}
