@@ -1,0 +1,456 @@
+//! `app`: HTTP/1.x RED metrics and spans of unmodified programs, from the kernel's view of
+//! their TCP reads and writes (`tapline_ebpf::app`).
+//!
+//! The pieces, each pure and testable without a kernel:
+//! - [`http`]: request/response head parser;
+//! - [`chunked`]: chunked-body length tracking across events;
+//! - [`conn`]: one connection's two byte streams cut into messages, requests matched to
+//!   responses in order; [`tracker`]: the table of connections;
+//! - [`routes`]: `http.route` from patterns or the unmatched policy, bounded per service;
+//! - [`discovery`]: which processes to instrument and their resource attributes;
+//! - [`report`]: aggregation into delta histograms and spans.
+//!
+//! ```yaml
+//! receivers:
+//!   app:
+//!     capture_bytes: 256
+//!     discovery:
+//!       instrument: [{open_ports: "80,8000-8999"}, {exe_path: "/usr/sbin/nginx*"}]
+//!       exclude: [{exe_path: "*/sshd"}]
+//!     routes: { patterns: ["/users/{id}"], ignored_patterns: ["/health"], unmatched: heuristic }
+//!     metrics_interval: 5s
+//! ```
+
+pub mod chunked;
+pub mod conn;
+pub mod discovery;
+pub mod http;
+pub mod report;
+pub mod routes;
+pub mod tracker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use serde::Deserialize;
+use tapline_core::config::types::{duration, ByteSize};
+use tapline_core::config::{ComponentConfig, Diagnostics};
+use tapline_core::data::buckets::HistogramBuckets;
+use tapline_core::data::{Signal, SignalKind};
+use tapline_core::telemetry::Counter;
+use tapline_core::{BuildContext, FactoryInfo, Receiver, ReceiverContext, ReceiverFactory};
+use tapline_ebpf::app::{AppCapture, AppCaptureConfig, AppEvent, PidAction, PidFilterMode};
+use tracing::{debug, info, warn};
+
+use discovery::{Discovery, Selector};
+use report::{ReportOptions, Reporter};
+use routes::{Pattern, Router, RoutesConfig, Unmatched};
+use tracker::Tracker;
+
+/// An unframed response (its end could not be computed) ends after this much quiet.
+const UNFRAMED_QUIET: Duration = Duration::from_secs(1);
+/// Connections without any event for this long are forgotten.
+const CONN_IDLE: Duration = Duration::from_secs(300);
+/// Spans are sent at least this often, or sooner when this many are waiting.
+const SPAN_FLUSH: Duration = Duration::from_millis(200);
+const SPAN_BATCH: usize = 2048;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    /// Payload bytes captured per read/write (at most 4096).
+    #[serde(default = "default_capture_bytes")]
+    pub capture_bytes: u32,
+    /// Kernel ring buffer size: a power of two.
+    #[serde(default = "default_ring")]
+    pub ring_buffer_size: ByteSize,
+    #[serde(default)]
+    pub discovery: DiscoveryConfig,
+    #[serde(default)]
+    pub routes: RoutesSection,
+    /// Period of the delta histograms.
+    #[serde(default = "default_interval", with = "duration")]
+    pub metrics_interval: Duration,
+    /// Opt-in, high-cardinality metric attributes.
+    #[serde(default)]
+    pub attributes: AttributesSection,
+    /// Opt-in span content (default: no headers, no query strings; bodies are never sent).
+    #[serde(default)]
+    pub capture: CaptureSection,
+    /// Connections tracked at once; further ones are not tracked.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoveryConfig {
+    /// Processes to instrument (any selector matches); empty = every process but tapline.
+    #[serde(default)]
+    pub instrument: Vec<Selector>,
+    /// Processes never instrumented.
+    #[serde(default)]
+    pub exclude: Vec<Selector>,
+    /// How often `/proc` is rescanned for new processes.
+    #[serde(default = "default_poll", with = "duration")]
+    pub poll_interval: Duration,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        DiscoveryConfig {
+            instrument: Vec::new(),
+            exclude: Vec::new(),
+            poll_interval: default_poll(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutesSection {
+    #[serde(default)]
+    pub patterns: Vec<String>,
+    #[serde(default)]
+    pub ignored_patterns: Vec<String>,
+    #[serde(default)]
+    pub unmatched: Unmatched,
+    /// Distinct unmatched routes per service; further ones are reported as `/**`.
+    #[serde(default = "default_max_routes")]
+    pub max_routes: usize,
+}
+
+impl Default for RoutesSection {
+    fn default() -> Self {
+        RoutesSection {
+            patterns: Vec::new(),
+            ignored_patterns: Vec::new(),
+            unmatched: Unmatched::default(),
+            max_routes: default_max_routes(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttributesSection {
+    #[serde(default)]
+    pub url_path: bool,
+    #[serde(default)]
+    pub client_address: bool,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureSection {
+    #[serde(default)]
+    pub headers: bool,
+    #[serde(default)]
+    pub query: bool,
+}
+
+fn default_capture_bytes() -> u32 {
+    tapline_ebpf::app::DEFAULT_CAPTURE_BYTES
+}
+fn default_ring() -> ByteSize {
+    ByteSize(tapline_ebpf::app::DEFAULT_RING_BUFFER_BYTES as u64)
+}
+fn default_interval() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_poll() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_max_routes() -> usize {
+    100
+}
+fn default_max_connections() -> usize {
+    65536
+}
+
+pub struct AppFactory;
+
+impl FactoryInfo for AppFactory {
+    fn type_name(&self) -> &'static str {
+        "app"
+    }
+    fn description(&self) -> &'static str {
+        "HTTP/1.x RED metrics and spans of unmodified programs, from eBPF socket capture"
+    }
+    fn signals(&self) -> &'static [SignalKind] {
+        &[SignalKind::Metrics, SignalKind::Traces]
+    }
+}
+
+fn compile(path: &str, list: &[String], d: &mut Diagnostics) -> Vec<Pattern> {
+    list.iter()
+        .enumerate()
+        .filter_map(|(i, p)| match Pattern::parse(p) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                d.error(format!("{path}[{i}]"), e);
+                None
+            }
+        })
+        .collect()
+}
+
+impl ReceiverFactory for AppFactory {
+    fn build(
+        &self,
+        config: &ComponentConfig,
+        ctx: &BuildContext,
+    ) -> Result<Box<dyn Receiver>, Diagnostics> {
+        let cfg: AppConfig = config.parse()?;
+        let p = &config.path;
+        let mut d = Diagnostics::default();
+        let max = tapline_ebpf::app::raw::APP_MAX_CAPTURE;
+        if cfg.capture_bytes > max {
+            d.error(
+                format!("{p}.capture_bytes"),
+                format!("must be at most {max}"),
+            );
+        }
+        let rb = cfg.ring_buffer_size.0;
+        if !rb.is_power_of_two() || !(4096..=(1 << 30)).contains(&rb) {
+            d.error(
+                format!("{p}.ring_buffer_size"),
+                format!("{rb} bytes: must be a power of two between 4KiB and 1GiB"),
+            );
+        }
+        if cfg.metrics_interval.is_zero() {
+            d.error(format!("{p}.metrics_interval"), "must be above zero");
+        }
+        if cfg.discovery.poll_interval.is_zero() {
+            d.error(format!("{p}.discovery.poll_interval"), "must be above zero");
+        }
+        if cfg.routes.max_routes == 0 {
+            d.error(format!("{p}.routes.max_routes"), "must be at least 1");
+        }
+        if cfg.max_connections == 0 {
+            d.error(format!("{p}.max_connections"), "must be at least 1");
+        }
+        for (i, s) in cfg.discovery.instrument.iter().enumerate() {
+            if s.open_ports.is_none() && s.exe_path.is_none() {
+                d.error(
+                    format!("{p}.discovery.instrument[{i}]"),
+                    "empty selector: give open_ports and/or exe_path",
+                );
+            }
+        }
+        let patterns = compile(
+            &format!("{p}.routes.patterns"),
+            &cfg.routes.patterns,
+            &mut d,
+        );
+        let ignored = compile(
+            &format!("{p}.routes.ignored_patterns"),
+            &cfg.routes.ignored_patterns,
+            &mut d,
+        );
+        if d.has_errors() {
+            return Err(d);
+        }
+        let id = ctx.id.to_string();
+        let lost = ctx.telemetry.counter(
+            "tapline_ebpf_events_lost_total",
+            "eBPF events dropped in the kernel because the ring buffer was full.",
+            &[("receiver", id.as_str())],
+        );
+        let observations = ctx.telemetry.counter(
+            "tapline_app_requests_observed_total",
+            "HTTP exchanges the app receiver turned into telemetry.",
+            &[("receiver", id.as_str())],
+        );
+        let routes = RoutesConfig {
+            patterns,
+            ignored,
+            unmatched: cfg.routes.unmatched,
+            max_routes: cfg.routes.max_routes,
+        };
+        let buckets = ctx
+            .shared
+            .get_or_init(HistogramBuckets::SHARED_KEY, HistogramBuckets::default);
+        Ok(Box::new(AppReceiver {
+            buckets,
+            cfg,
+            routes,
+            lost,
+            observations,
+        }))
+    }
+}
+
+pub struct AppReceiver {
+    cfg: AppConfig,
+    buckets: Arc<HistogramBuckets>,
+    routes: RoutesConfig,
+    lost: Counter,
+    observations: Counter,
+}
+
+/// Everything the event loop owns besides the capture.
+struct Pipeline {
+    discovery: Discovery,
+    tracker: Tracker,
+    reporter: Reporter,
+    obs: Vec<conn::Observation>,
+}
+
+impl Pipeline {
+    fn handle(&mut self, cap: &mut AppCapture, events: &mut Vec<AppEvent>, observed: &Counter) {
+        for ev in events.drain(..) {
+            let pid = ev.pid();
+            let Some(info) = self.discovery.process(pid) else {
+                continue;
+            };
+            if !info.instrumented {
+                if !self.discovery.selective() {
+                    // stop the kernel from sending this process's events at all
+                    if let Err(e) = cap.set_pid_filter(pid, PidAction::Exclude) {
+                        warn!(pid, error = %e, "app: cannot exclude pid in the kernel filter");
+                    }
+                }
+                continue;
+            }
+            self.tracker.on_event(&ev, &mut self.obs);
+            self.report(observed);
+        }
+    }
+
+    fn report(&mut self, observed: &Counter) {
+        for o in self.obs.drain(..) {
+            if let Some(info) = self.discovery.process(o.pid) {
+                self.reporter.record(&o, &info);
+                observed.add(1);
+            }
+        }
+    }
+
+    fn rescan(&mut self, cap: &mut AppCapture) {
+        let (changed, gone) = self.discovery.rescan();
+        for p in changed {
+            let action = match (self.discovery.selective(), p.instrumented) {
+                (true, true) => PidAction::Include,
+                (true, false) => PidAction::Clear,
+                (false, true) => PidAction::Clear,
+                (false, false) => PidAction::Exclude,
+            };
+            if p.instrumented {
+                debug!(pid = p.pid, exe = %p.exe_path, service = %p.service_name, "app: instrumenting");
+            }
+            if let Err(e) = cap.set_pid_filter(p.pid, action) {
+                warn!(pid = p.pid, error = %e, "app: cannot update the kernel pid filter");
+            }
+        }
+        for pid in gone {
+            self.tracker.forget_pid(pid, &mut self.obs);
+            let _ = cap.set_pid_filter(pid, PidAction::Clear);
+        }
+    }
+}
+
+async fn send(ctx: &ReceiverContext, batch: Option<Signal>) -> bool {
+    match batch {
+        Some(b) => ctx.output.send(b).await.is_ok(),
+        None => true,
+    }
+}
+
+#[async_trait]
+impl Receiver for AppReceiver {
+    async fn run(self: Box<Self>, ctx: ReceiverContext) -> anyhow::Result<()> {
+        let cfg = &self.cfg;
+        let discovery = Discovery::new(
+            "/proc",
+            cfg.discovery.instrument.clone(),
+            cfg.discovery.exclude.clone(),
+        );
+        let cap_cfg = AppCaptureConfig {
+            capture_bytes: cfg.capture_bytes,
+            ring_buffer_bytes: cfg.ring_buffer_size.0 as u32,
+            filter_mode: if discovery.selective() {
+                PidFilterMode::Only
+            } else {
+                PidFilterMode::AllExcept
+            },
+            ..Default::default()
+        };
+        let id = ctx.id.to_string();
+        let mut cap = AppCapture::load(&cap_cfg)
+            .with_context(|| format!("receiver {id}: loading the eBPF application capture"))?;
+        let mut p = Pipeline {
+            discovery,
+            tracker: Tracker::new(cfg.max_connections, cfg.capture.headers),
+            reporter: Reporter::new(
+                Router::new(self.routes.clone()),
+                ReportOptions {
+                    metrics_url_path: cfg.attributes.url_path,
+                    metrics_client_address: cfg.attributes.client_address,
+                    span_headers: cfg.capture.headers,
+                    span_query: cfg.capture.query,
+                },
+                &self.buckets,
+                ctx.output.wants(SignalKind::Metrics),
+                ctx.output.wants(SignalKind::Traces),
+            ),
+            obs: Vec::new(),
+        };
+        p.rescan(&mut cap);
+        cap.attach()
+            .with_context(|| format!("receiver {id}: attaching the eBPF application capture"))?;
+        info!(receiver = %id, selective = p.discovery.selective(), "app capture attached");
+
+        let mut metrics_tick = tokio::time::interval(cfg.metrics_interval);
+        let mut scan_tick = tokio::time::interval(cfg.discovery.poll_interval);
+        let mut span_tick = tokio::time::interval(SPAN_FLUSH);
+        for t in [&mut metrics_tick, &mut scan_tick, &mut span_tick] {
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            t.reset();
+        }
+        let mut events = Vec::with_capacity(4096);
+        loop {
+            let mut flush_metrics = false;
+            let mut flush_spans = false;
+            tokio::select! {
+                _ = ctx.shutdown.cancelled() => break,
+                r = cap.readable() => r.with_context(|| format!("receiver {id}: waiting on the ring buffer"))?,
+                _ = metrics_tick.tick() => flush_metrics = true,
+                _ = span_tick.tick() => flush_spans = true,
+                _ = scan_tick.tick() => p.rescan(&mut cap),
+            }
+            cap.poll(&mut events);
+            p.handle(&mut cap, &mut events, &self.observations);
+            self.lost.set(cap.lost_events());
+            if flush_metrics {
+                let now = report::monotonic_ns();
+                p.tracker.expire(
+                    now,
+                    UNFRAMED_QUIET.as_nanos() as u64,
+                    CONN_IDLE.as_nanos() as u64,
+                    &mut p.obs,
+                );
+                p.report(&self.observations);
+                p.reporter.refresh_clock();
+                if !send(&ctx, p.reporter.take_metrics().map(Signal::Metrics)).await {
+                    return Ok(());
+                }
+            }
+            if (flush_spans || p.reporter.pending_spans() >= SPAN_BATCH)
+                && !send(&ctx, p.reporter.take_spans().map(Signal::Traces)).await
+            {
+                return Ok(());
+            }
+        }
+        // Shutdown: what the kernel already captured is still reported.
+        cap.detach().ok();
+        cap.poll(&mut events);
+        p.handle(&mut cap, &mut events, &self.observations);
+        self.lost.set(cap.lost_events());
+        send(&ctx, p.reporter.take_spans().map(Signal::Traces)).await;
+        send(&ctx, p.reporter.take_metrics().map(Signal::Metrics)).await;
+        Ok(())
+    }
+}
