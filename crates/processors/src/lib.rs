@@ -8,6 +8,7 @@ pub mod net;
 pub mod select;
 #[doc(hidden)]
 pub mod testutil;
+pub mod zones;
 
 use tapline_core::Registry;
 
@@ -26,6 +27,7 @@ pub fn register(registry: &mut Registry) {
         cidr::CidrProcessor::new,
     );
     registry.register_processor(k8s::K8sFactory);
+    registry.register_processor(zones::ZonesFactory);
     registry.register_fn_processor(
         "select",
         "Chooses the attributes each metric keeps (default sets per metric) and merges the series that become identical",
