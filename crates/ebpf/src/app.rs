@@ -76,6 +76,8 @@ pub const APP_PROGRAMS: &[(&str, &str, &str)] = &[
 pub const DEFAULT_CAPTURE_BYTES: u32 = 256;
 /// Default ring buffer size (8 MiB).
 pub const DEFAULT_RING_BUFFER_BYTES: u32 = 8 << 20;
+/// Default wakeup watermark (64 KiB).
+pub const DEFAULT_WAKEUP_BYTES: u32 = 64 << 10;
 
 const TRACEFS: &str = "/sys/kernel/tracing";
 const DEBUGFS_TRACING: &str = "/sys/kernel/debug/tracing";
@@ -110,6 +112,12 @@ pub struct AppCaptureConfig {
     pub capture_bytes: u32,
     /// Ring buffer size in bytes: a power of two, at least one page. Default 8 MiB.
     pub ring_buffer_bytes: u32,
+    /// The kernel wakes a consumer blocked in [`AppCapture::wait`] / [`AppCapture::readable`]
+    /// only once this many bytes wait in the ring buffer (clamped to half the ring buffer).
+    /// Waking on every event costs the traced processes an irq_work and a scheduler wakeup
+    /// per syscall, so consumers should instead wait with a timeout (their latency bound)
+    /// and poll after it. 0 wakes on every event. Default 64 KiB.
+    pub wakeup_bytes: u32,
     /// Initial filter mode. Default [`PidFilterMode::AllExcept`].
     pub filter_mode: PidFilterMode,
     /// Pids not to trace (in `AllExcept` mode).
@@ -128,6 +136,7 @@ impl Default for AppCaptureConfig {
         Self {
             capture_bytes: DEFAULT_CAPTURE_BYTES,
             ring_buffer_bytes: DEFAULT_RING_BUFFER_BYTES,
+            wakeup_bytes: DEFAULT_WAKEUP_BYTES,
             filter_mode: PidFilterMode::AllExcept,
             exclude_pids: Vec::new(),
             include_pids: Vec::new(),
@@ -332,6 +341,7 @@ pub struct AppCapture {
     ring: RingBuf<MapData>,
     ebpf: Ebpf,
     links: Vec<(&'static str, TracePointLinkId)>,
+    wakeup_bytes: u32,
     async_fd: Option<tokio::io::unix::AsyncFd<OwnedFd>>,
 }
 
@@ -394,6 +404,7 @@ impl AppCapture {
             ring,
             ebpf,
             links: Vec::new(),
+            wakeup_bytes: cfg.wakeup_bytes.min(rb / 2),
             async_fd: None,
         };
         cap.write_config(cfg.capture_bytes, cfg.filter_mode)?;
@@ -425,6 +436,8 @@ impl AppCapture {
             Array::try_from(map).map_err(map_err("app_config"))?;
         let v = raw::RawAppConfig {
             capture_bytes,
+            wakeup_bytes: self.wakeup_bytes,
+            _pad: 0,
             filter_mode: match mode {
                 PidFilterMode::AllExcept => raw::APP_FILTER_ALL_EXCEPT,
                 PidFilterMode::Only => raw::APP_FILTER_ONLY,
@@ -558,7 +571,9 @@ impl AppCapture {
         n
     }
 
-    /// Blocks up to `timeout` until the ring buffer has data. Returns true if it has.
+    /// Blocks up to `timeout` until the kernel signals data (see
+    /// [`AppCaptureConfig::wakeup_bytes`]: below the watermark this sleeps the whole
+    /// `timeout`; call [`AppCapture::poll`] after it either way). Returns true if signalled.
     pub fn wait(&self, timeout: Duration) -> io::Result<bool> {
         let mut pfd = libc::pollfd {
             fd: self.ring.as_raw_fd(),
@@ -582,7 +597,9 @@ impl AppCapture {
         }
     }
 
-    /// Waits (async, tokio) until the ring buffer signals data; follow with [`AppCapture::poll`].
+    /// Waits (async, tokio) until the kernel signals data (at the
+    /// [`AppCaptureConfig::wakeup_bytes`] watermark); follow with [`AppCapture::poll`].
+    /// Consumers usually want [`AppCapture::readable_or_timeout`] instead.
     /// Must be called inside a tokio runtime with IO enabled; the fd is registered on first
     /// use. Readiness is cleared before returning, so data arriving after the next `poll`
     /// wakes the following call.
@@ -605,6 +622,15 @@ impl AppCapture {
         let mut guard = afd.readable().await?;
         guard.clear_ready();
         Ok(())
+    }
+
+    /// Waits until the kernel signals data or `max_latency` passed, whichever is first; then
+    /// call [`AppCapture::poll`]. Returns true if signalled.
+    pub async fn readable_or_timeout(&mut self, max_latency: Duration) -> io::Result<bool> {
+        match tokio::time::timeout(max_latency, self.readable()).await {
+            Ok(r) => r.map(|()| true),
+            Err(_) => Ok(false),
+        }
     }
 
     fn stat(&self, idx: u32) -> u64 {

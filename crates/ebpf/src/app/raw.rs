@@ -84,6 +84,10 @@ pub struct RawAppConfig {
     pub capture_bytes: u32,
     /// `APP_FILTER_*`.
     pub filter_mode: u32,
+    /// Wake the consumer once this many bytes wait in the ring buffer (0: on every event).
+    pub wakeup_bytes: u32,
+    /// Padding.
+    pub _pad: u32,
 }
 
 // SAFETY: plain old data, no padding, every bit pattern valid.
@@ -184,6 +188,12 @@ pub fn app_config_fields() -> Vec<(&'static str, usize, usize)> {
             offset_of!(RawAppConfig, filter_mode),
             size_of::<u32>(),
         ),
+        (
+            "wakeup_bytes",
+            offset_of!(RawAppConfig, wakeup_bytes),
+            size_of::<u32>(),
+        ),
+        ("_pad", offset_of!(RawAppConfig, _pad), size_of::<u32>()),
     ]
 }
 

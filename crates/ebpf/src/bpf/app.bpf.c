@@ -48,10 +48,18 @@ struct inflight {
 	__u8 _pad;
 };
 
+/* Per-socket cache: the role and the 4-tuple (immutable once connected; read once instead of
+ * on every event, and still right after TCP_CLOSE clears the port in the socket). */
 struct conn_info {
 	__u8 role;
-	__u8 _pad[3];
-	__u32 pid;
+	__u8 _pad;
+	__u16 family;
+	__u32 pid; /* process that accepted/connected it, 0 if unknown */
+	__u16 local_port;
+	__u16 remote_port;
+	__u32 _pad2;
+	__u8 local_addr[16];
+	__u8 remote_addr[16];
 };
 
 struct app_scratch {
@@ -88,6 +96,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU); /* per-CPU LRU lists: no shared lock */
 	__uint(max_entries, 16384);
 	__type(key, __u64); /* pid_tgid */
 	__type(value, struct inflight);
@@ -139,14 +148,18 @@ static __always_inline struct sock *tcp_sock_of_fd(long fd)
 {
 	if (fd < 0)
 		return NULL;
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	/* BTF pointers: direct (fault-safe) loads instead of helper calls where the verifier
+	 * tracks the type; bpf_probe_read_kernel for the rest */
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct files_struct *files = task->files;
+	if (!files)
+		return NULL;
+	struct fdtable *fdt = files->fdt;
 	if (!fdt)
 		return NULL;
-	unsigned int max_fds = BPF_CORE_READ(fdt, max_fds);
-	if ((unsigned long)fd >= max_fds)
+	if ((unsigned long)fd >= fdt->max_fds)
 		return NULL;
-	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file **fds = fdt->fd;
 	struct file *f = NULL;
 	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
 		return NULL;
@@ -167,27 +180,45 @@ static __always_inline struct sock *tcp_sock_of_fd(long fd)
 	return sk;
 }
 
-static __always_inline void fill_tuple(struct app_event *e, struct sock *sk)
+static __always_inline void read_tuple(struct conn_info *ci, struct sock *sk)
 {
 	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	e->family = family;
-	e->local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
-	if (!e->local_port) /* skc_num is cleared once the socket reached TCP_CLOSE */
-		e->local_port = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
-	e->remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	ci->family = family;
+	ci->local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	if (!ci->local_port) /* skc_num is cleared once the socket reached TCP_CLOSE */
+		ci->local_port = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
+	ci->remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	if (family == AF_INET) {
-		BPF_CORE_READ_INTO((__u32 *)e->local_addr, sk, __sk_common.skc_rcv_saddr);
-		BPF_CORE_READ_INTO((__u32 *)e->remote_addr, sk, __sk_common.skc_daddr);
+		BPF_CORE_READ_INTO((__u32 *)ci->local_addr, sk, __sk_common.skc_rcv_saddr);
+		BPF_CORE_READ_INTO((__u32 *)ci->remote_addr, sk, __sk_common.skc_daddr);
 	} else {
-		BPF_CORE_READ_INTO((struct in6_addr *)e->local_addr, sk, __sk_common.skc_v6_rcv_saddr);
-		BPF_CORE_READ_INTO((struct in6_addr *)e->remote_addr, sk, __sk_common.skc_v6_daddr);
+		BPF_CORE_READ_INTO((struct in6_addr *)ci->local_addr, sk, __sk_common.skc_v6_rcv_saddr);
+		BPF_CORE_READ_INTO((struct in6_addr *)ci->remote_addr, sk, __sk_common.skc_v6_daddr);
 	}
 }
 
-static __always_inline __u8 role_of(__u64 sk)
+/* Cached role + tuple of `sk`, created (role unknown) on first sight. NULL only if the map
+ * refuses the insert; then `tmp` is filled and returned. */
+static __always_inline struct conn_info *conn_of(__u64 sk, struct conn_info *tmp)
 {
 	struct conn_info *ci = bpf_map_lookup_elem(&app_conns, &sk);
-	return ci ? ci->role : APP_ROLE_UNKNOWN;
+	if (ci)
+		return ci;
+	__builtin_memset(tmp, 0, sizeof(*tmp));
+	read_tuple(tmp, (struct sock *)sk);
+	bpf_map_update_elem(&app_conns, &sk, tmp, BPF_NOEXIST);
+	ci = bpf_map_lookup_elem(&app_conns, &sk);
+	return ci ? ci : tmp;
+}
+
+static __always_inline void copy_conn(struct app_event *e, const struct conn_info *ci)
+{
+	e->role = ci->role;
+	e->family = ci->family;
+	e->local_port = ci->local_port;
+	e->remote_port = ci->remote_port;
+	__builtin_memcpy(e->local_addr, ci->local_addr, 16);
+	__builtin_memcpy(e->remote_addr, ci->remote_addr, 16);
 }
 
 /* Scratch record with a zeroed header, or NULL. */
@@ -207,7 +238,15 @@ static __always_inline void submit(struct app_scratch *s, __u32 len)
 		len = APP_MAX_CAPTURE;
 	asm volatile("%[len] &= 0x1fff" : [len] "+r"(len)); /* bound for the verifier */
 	s->ev.captured_len = len;
-	if (bpf_ringbuf_output(&app_events, s, sizeof(struct app_event) + len, 0))
+	/* waking the consumer costs an irq_work and a scheduler wakeup per event: batch them */
+	__u64 flags = 0;
+	__u32 zero = 0;
+	struct app_config *c = bpf_map_lookup_elem(&app_config, &zero);
+	if (c && c->wakeup_bytes)
+		flags = bpf_ringbuf_query(&app_events, BPF_RB_AVAIL_DATA) >= c->wakeup_bytes
+				? BPF_RB_FORCE_WAKEUP
+				: BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_output(&app_events, s, sizeof(struct app_event) + len, flags))
 		stat_add(APP_STAT_LOST);
 	else
 		stat_add(APP_STAT_EMITTED);
@@ -300,8 +339,8 @@ static __always_inline int on_data_exit(struct trace_event_raw_sys_exit *ctx, __
 	e->start_ns = in.start_ns;
 	e->end_ns = bpf_ktime_get_ns();
 	e->bytes = ret;
-	e->role = role_of(in.sk);
-	fill_tuple(e, (struct sock *)in.sk);
+	struct conn_info tmp;
+	copy_conn(e, conn_of(in.sk, &tmp));
 
 	__u32 cap = capture_limit();
 	__u32 len = 0;
@@ -403,6 +442,7 @@ static __always_inline int on_conn_exit(struct trace_event_raw_sys_exit *ctx, __
 	}
 	__u64 key = (__u64)sk;
 	struct conn_info ci = {.role = role, .pid = id >> 32};
+	read_tuple(&ci, sk);
 	bpf_map_update_elem(&app_conns, &key, &ci, BPF_ANY);
 	if (!pid_allowed(id >> 32))
 		return 0;
@@ -412,7 +452,6 @@ static __always_inline int on_conn_exit(struct trace_event_raw_sys_exit *ctx, __
 		return 0;
 	struct app_event *e = &s->ev;
 	e->kind = kind;
-	e->role = role;
 	e->syscall = sys;
 	e->pid = id >> 32;
 	e->tid = (__u32)id;
@@ -421,7 +460,7 @@ static __always_inline int on_conn_exit(struct trace_event_raw_sys_exit *ctx, __
 	e->start_ns = in.start_ns;
 	e->end_ns = bpf_ktime_get_ns();
 	e->bytes = ret;
-	fill_tuple(e, sk);
+	copy_conn(e, &ci);
 	submit(s, 0);
 	return 0;
 }
@@ -472,16 +511,24 @@ int app_enter_close(struct trace_event_raw_sys_enter *ctx)
 	if (!sk)
 		return 0;
 	__u64 key = (__u64)sk;
-	__u8 role = role_of(key);
-	bpf_map_delete_elem(&app_conns, &key);
-	if (!pid_allowed(id >> 32))
+	if (!pid_allowed(id >> 32)) {
+		bpf_map_delete_elem(&app_conns, &key);
 		return 0;
+	}
+	struct conn_info tmp;
+	struct conn_info *cached = bpf_map_lookup_elem(&app_conns, &key);
+	if (cached) {
+		tmp = *cached;
+	} else {
+		__builtin_memset(&tmp, 0, sizeof(tmp));
+		read_tuple(&tmp, sk);
+	}
+	bpf_map_delete_elem(&app_conns, &key);
 	struct app_scratch *s = scratch_event();
 	if (!s)
 		return 0;
 	struct app_event *e = &s->ev;
 	e->kind = APP_KIND_CLOSE;
-	e->role = role;
 	e->syscall = APP_SYS_CLOSE;
 	e->pid = id >> 32;
 	e->tid = (__u32)id;
@@ -489,7 +536,7 @@ int app_enter_close(struct trace_event_raw_sys_enter *ctx)
 	e->conn_id = key;
 	e->start_ns = bpf_ktime_get_ns();
 	e->end_ns = e->start_ns;
-	fill_tuple(e, sk);
+	copy_conn(e, &tmp);
 	submit(s, 0);
 	return 0;
 }

@@ -62,6 +62,11 @@
 struct app_config {
 	__u32 capture_bytes; /* prefix of the payload to copy, <= APP_MAX_CAPTURE */
 	__u32 filter_mode;   /* APP_FILTER_* */
+	/* wake the consumer only once this many bytes wait in the ring buffer (0: wake on
+	 * every event the consumer has not seen yet, the kernel's adaptive default); the
+	 * consumer polls on a timer to bound latency */
+	__u32 wakeup_bytes;
+	__u32 _pad;
 };
 
 /*

@@ -53,7 +53,18 @@ pub fn wait_listening(port: u16, timeout: Duration) {
 pub struct KillOnDrop(pub Child);
 
 impl Drop for KillOnDrop {
+    /// SIGTERM first (an nginx master then stops its workers; SIGKILL would orphan them),
+    /// SIGKILL after 3 s.
     fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
