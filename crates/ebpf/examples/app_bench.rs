@@ -1,0 +1,59 @@
+//! Consumer used by `scripts/app_overhead.sh`: attaches the application capture, drains and
+//! decodes every event for `seconds`, then prints one summary line:
+//! `events=<n> events_per_s=<r> data_events=<n> payload_bytes=<n> lost=<n> emitted=<n>`.
+//!
+//! `app_bench <seconds> [--only <pid>...] [--capture-bytes N] [--ring-bytes N]`
+
+use std::time::{Duration, Instant};
+
+use tapline_ebpf::app::{AppCapture, AppCaptureConfig, AppEvent, PidFilterMode};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let secs: f64 = args
+        .next()
+        .ok_or("usage: app_bench <seconds> ...")?
+        .parse()?;
+    let mut cfg = AppCaptureConfig::default();
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--only" => {
+                cfg.filter_mode = PidFilterMode::Only;
+                cfg.include_pids
+                    .push(args.next().ok_or("--only <pid>")?.parse()?);
+            }
+            "--capture-bytes" => cfg.capture_bytes = args.next().ok_or("value")?.parse()?,
+            "--ring-bytes" => cfg.ring_buffer_bytes = args.next().ok_or("value")?.parse()?,
+            other => return Err(format!("unknown argument {other}").into()),
+        }
+    }
+    let mut cap = AppCapture::load(&cfg)?;
+    cap.attach()?;
+    eprintln!("app_bench: attached");
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(secs);
+    let mut events = Vec::with_capacity(1 << 16);
+    let (mut total, mut data, mut payload) = (0u64, 0u64, 0u64);
+    while Instant::now() < deadline {
+        cap.wait(Duration::from_millis(100))?;
+        cap.poll(&mut events);
+        for ev in events.drain(..) {
+            total += 1;
+            if let AppEvent::Data(d) = ev {
+                data += 1;
+                payload += d.data.len() as u64;
+            }
+        }
+    }
+    cap.detach()?;
+    cap.poll(&mut events);
+    total += events.len() as u64;
+    let elapsed = start.elapsed().as_secs_f64();
+    println!(
+        "events={total} events_per_s={:.0} data_events={data} payload_bytes={payload} lost={} emitted={}",
+        total as f64 / elapsed,
+        cap.lost_events(),
+        cap.emitted_events()
+    );
+    Ok(())
+}

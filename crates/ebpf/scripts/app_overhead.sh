@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Measures what the application capture costs nginx: max req/s with wrk, alternating runs
+# without and with the capture attached (same nginx, same machine, same session), and the
+# events/s the ring buffer sustained plus the lost count. Run as root.
+#
+# Usage: crates/ebpf/scripts/app_overhead.sh [seconds_per_run=10] [rounds=3] [mode=all|only-nginx]
+#   env: CONNS (wrk -c, default 32), THREADS (wrk -t, default 1), CAPTURE_BYTES (default 256),
+#        FILE_BYTES (size of the served file, default 612), CARGO_TARGET_DIR,
+#        APP_BENCH (path of a prebuilt app_bench example: skips the cargo build)
+# Prints one line per run and finally: ratio=<median with>/<median without>.
+set -euo pipefail
+SECS=${1:-10}
+ROUNDS=${2:-3}
+MODE=${3:-all}
+CONNS=${CONNS:-32}
+THREADS=${THREADS:-1}
+CAPTURE_BYTES=${CAPTURE_BYTES:-256}
+FILE_BYTES=${FILE_BYTES:-612}
+[[ $(id -u) == 0 ]] || { echo "run as root (loads eBPF programs)" >&2; exit 1; }
+command -v wrk >/dev/null || { echo "wrk missing: apt-get install -y wrk" >&2; exit 1; }
+command -v nginx >/dev/null || { echo "nginx missing: apt-get install -y nginx-light" >&2; exit 1; }
+cd "$(dirname "$0")/../../.."
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target-app}
+if [[ -z ${APP_BENCH:-} ]]; then
+  cargo build -q --release -p tapline-ebpf --example app_bench
+fi
+BENCH=${APP_BENCH:-$CARGO_TARGET_DIR/release/examples/app_bench}
+
+DIR=$(mktemp -d /tmp/tapline-app-overhead.XXXXXX)
+NGINX_PID=
+cleanup() {
+  [[ -n $NGINX_PID ]] && kill "$NGINX_PID" 2>/dev/null && wait "$NGINX_PID" 2>/dev/null
+  rm -rf "$DIR"
+}
+trap cleanup EXIT
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+mkdir -p "$DIR/www" "$DIR/tmp"
+head -c "$FILE_BYTES" /dev/zero | tr '\0' 'a' > "$DIR/www/index.html"
+cat > "$DIR/nginx.conf" <<CONF
+worker_processes 1;
+user root;
+pid $DIR/nginx.pid;
+error_log $DIR/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  sendfile on;
+  keepalive_requests 1000000;
+  client_body_temp_path $DIR/tmp/body;
+  proxy_temp_path $DIR/tmp/proxy;
+  fastcgi_temp_path $DIR/tmp/fastcgi;
+  uwsgi_temp_path $DIR/tmp/uwsgi;
+  scgi_temp_path $DIR/tmp/scgi;
+  server { listen 127.0.0.1:$PORT; root $DIR/www; }
+}
+CONF
+nginx -p "$DIR" -c "$DIR/nginx.conf" -g 'daemon off;' &
+NGINX_PID=$!
+for _ in $(seq 50); do curl -sf -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.1; done
+WORKER=$(pgrep -P "$NGINX_PID" | head -1)
+ONLY=()
+[[ $MODE == only-nginx ]] && ONLY=(--only "$WORKER")
+echo "nginx master=$NGINX_PID worker=$WORKER port=$PORT mode=$MODE wrk -t$THREADS -c$CONNS -d${SECS}s capture_bytes=$CAPTURE_BYTES file=$FILE_BYTES"
+
+run_wrk() { wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" "http://127.0.0.1:$PORT/" | awk '/Requests\/sec/ {print $2}'; }
+without=() with=()
+wrk -t1 -c4 -d2s "http://127.0.0.1:$PORT/" >/dev/null  # warm up
+for r in $(seq "$ROUNDS"); do
+  rps=$(run_wrk); without+=("$rps"); echo "round $r without capture: $rps req/s"
+  "$BENCH" $((SECS + 3)) --capture-bytes "$CAPTURE_BYTES" "${ONLY[@]}" > "$DIR/bench.out" 2> "$DIR/bench.err" &
+  BPID=$!
+  for _ in $(seq 100); do grep -q attached "$DIR/bench.err" 2>/dev/null && break; sleep 0.1; done
+  rps=$(run_wrk); with+=("$rps")
+  wait "$BPID"
+  echo "round $r with capture:    $rps req/s   $(cat "$DIR/bench.out")"
+done
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+mw=$(median "${without[@]}"); mc=$(median "${with[@]}")
+echo "median without=$mw with=$mc"
+awk -v a="$mc" -v b="$mw" 'BEGIN {printf "ratio=%.3f\n", a/b}'
