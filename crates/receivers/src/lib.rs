@@ -1,6 +1,7 @@
 //! tapline's receivers: the eBPF sources, the OTLP receiver, and test support.
 
 pub mod app;
+pub mod flows;
 pub mod otlp;
 pub mod synthetic;
 
@@ -10,6 +11,7 @@ use tapline_core::Registry;
 pub fn register(registry: &mut Registry) {
     registry
         .register_receiver(app::AppFactory)
+        .register_receiver(flows::FlowsFactory)
         .register_receiver(otlp::OtlpReceiverFactory)
         .register_receiver(synthetic::SyntheticFactory);
 }

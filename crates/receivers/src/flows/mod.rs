@@ -1,0 +1,346 @@
+//! `flows`: network flows observed by eBPF (tc or an `AF_PACKET` socket filter), exported as
+//! `tapline.network.flow.bytes` and `tapline.network.flow.packets` delta sums. See
+//! `docs/flows.md` for the configuration, the attributes and their cardinality.
+//!
+//! Task shape: one tokio task owns the [`FlowCapture`] (loaded in `run`, never at build, so
+//! `tapline validate` does not touch the kernel) and waits on four things: the shutdown token,
+//! the eviction timer (`cache_active_timeout`), the overflow ring buffer's fd (drained as soon
+//! as it signals, merged per flow), and a `NETLINK_ROUTE` socket (`RTMGRP_LINK`) that reports
+//! interfaces appearing and disappearing, which are attached and detached as they come.
+
+pub mod config;
+pub mod convert;
+mod host;
+mod lru;
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::time::Instant;
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use tapline_core::config::{ComponentConfig, Diagnostics};
+use tapline_core::data::{Resource, Signal, SignalKind, Str, Value};
+use tapline_core::telemetry::{Counter, Gauge};
+use tapline_core::{BuildContext, FactoryInfo, Receiver, ReceiverContext, ReceiverFactory};
+use tapline_ebpf::flows::FlowCapture;
+use tapline_ebpf::load::EbpfError;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tracing::{debug, info, warn};
+
+pub use config::{AttributeSet, FlowAttribute, FlowsConfig, DEFAULT_ATTRIBUTES};
+pub use convert::{Converter, ConverterOptions, EvictionStats, Overflow};
+pub use host::{list_links, LinkEvent, LinkWatcher};
+
+pub struct FlowsFactory;
+
+impl FactoryInfo for FlowsFactory {
+    fn type_name(&self) -> &'static str {
+        "flows"
+    }
+    fn description(&self) -> &'static str {
+        "Network flows seen by eBPF on the host's interfaces (tc or socket filter): bytes and packets per flow"
+    }
+    fn signals(&self) -> &'static [SignalKind] {
+        &[SignalKind::Metrics]
+    }
+}
+
+impl ReceiverFactory for FlowsFactory {
+    fn build(
+        &self,
+        config: &ComponentConfig,
+        ctx: &BuildContext,
+    ) -> Result<Box<dyn Receiver>, Diagnostics> {
+        let cfg: FlowsConfig = config.parse()?;
+        let d = cfg.validate(&config.path);
+        if d.has_errors() {
+            return Err(d);
+        }
+        for w in d.warnings() {
+            warn!("{}: {}", w.path, w.message);
+        }
+        let id = ctx.id.to_string();
+        let labels = [("receiver", id.as_str())];
+        let t = &ctx.telemetry;
+        Ok(Box::new(Flows {
+            path: config.path.clone(),
+            cfg,
+            lost: t.counter(
+                "tapline_ebpf_events_lost_total",
+                "eBPF events dropped in the kernel because the ring buffer was full.",
+                &labels,
+            ),
+            overflow: t.counter(
+                "tapline_flows_overflow_records_total",
+                "Flow records read from the overflow ring buffer (packets of flows that did not fit in the kernel map).",
+                &labels,
+            ),
+            deduplicated: t.counter(
+                "tapline_flows_deduplicated_total",
+                "Flow records dropped because another interface of the host reported the same packets first.",
+                &labels,
+            ),
+            attached: t.gauge(
+                "tapline_flows_attached_interfaces",
+                "Interfaces the flows receiver is attached to.",
+                &labels,
+            ),
+        }))
+    }
+}
+
+struct Flows {
+    path: String,
+    cfg: FlowsConfig,
+    lost: Counter,
+    overflow: Counter,
+    deduplicated: Counter,
+    attached: Gauge,
+}
+
+/// The ring buffer's fd, for `AsyncFd`; the `FlowCapture` that owns it outlives this.
+struct RingFd(RawFd);
+
+impl AsRawFd for RingFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+/// The capture plus the interfaces it is attached to (index → name).
+struct Attachments {
+    capture: FlowCapture,
+    by_index: BTreeMap<u32, String>,
+}
+
+/// Whether an attach failure means "not allowed" (fatal) rather than "interface went away".
+fn is_permission_denied(e: &EbpfError) -> bool {
+    match e {
+        EbpfError::Attach { hint, .. } | EbpfError::ProgramLoad { hint, .. } => hint.is_some(),
+        _ => false,
+    }
+}
+
+impl Flows {
+    fn attach(
+        &self,
+        a: &mut Attachments,
+        conv: &mut Converter,
+        index: u32,
+        name: &str,
+    ) -> anyhow::Result<()> {
+        if !self.cfg.wants_interface(name) {
+            return Ok(());
+        }
+        if a.by_index.get(&index).is_some_and(|n| n == name) {
+            return Ok(());
+        }
+        // Renamed: the old name's attachment goes first.
+        if let Some(old) = a.by_index.remove(&index) {
+            a.capture.detach(&old);
+        }
+        match a.capture.attach(name, self.cfg.attach_direction()) {
+            Ok(()) => {
+                info!(receiver = %self.path, interface = name, "attached");
+                a.by_index.insert(index, name.to_owned());
+                conv.set_interface(index, name);
+            }
+            Err(e) if is_permission_denied(&e) => {
+                return Err(anyhow::anyhow!(
+                    "{}: cannot attach to interface {name}: {e}",
+                    self.path
+                ));
+            }
+            Err(e) => {
+                // Gone between the event and the attach (a short-lived veth): not an error.
+                if tapline_ebpf::flows::ifindex(name).is_err() {
+                    debug!(receiver = %self.path, interface = name, error = %e, "interface vanished before it could be attached");
+                } else {
+                    warn!(receiver = %self.path, interface = name, error = %e, "cannot attach; its traffic is not counted");
+                }
+            }
+        }
+        self.attached.set(a.by_index.len() as i64);
+        Ok(())
+    }
+
+    fn detach(&self, a: &mut Attachments, conv: &mut Converter, index: u32) {
+        if let Some(name) = a.by_index.remove(&index) {
+            a.capture.detach(&name);
+            conv.forget_interface(index);
+            debug!(receiver = %self.path, interface = %name, "interface removed; detached");
+        }
+        self.attached.set(a.by_index.len() as i64);
+    }
+
+    /// Attaches to every wanted link and detaches from the ones that are gone.
+    fn reconcile(&self, a: &mut Attachments, conv: &mut Converter) -> anyhow::Result<()> {
+        let links = list_links().with_context(|| format!("{}: listing interfaces", self.path))?;
+        let present: BTreeMap<u32, String> = links.into_iter().collect();
+        let gone: Vec<u32> = a
+            .by_index
+            .iter()
+            .filter(|(i, n)| present.get(i) != Some(n))
+            .map(|(i, _)| *i)
+            .collect();
+        for i in gone {
+            self.detach(a, conv, i);
+        }
+        for (i, name) in &present {
+            self.attach(a, conv, *i, name)?;
+        }
+        Ok(())
+    }
+
+    /// Reads the map and the ring buffer, converts, sends. `false` when the pipeline is gone.
+    async fn evict(
+        &self,
+        a: &mut Attachments,
+        conv: &mut Converter,
+        overflow: &mut Overflow,
+        scratch: &mut Vec<tapline_ebpf::flows::FlowRecord>,
+        ctx: &ReceiverContext,
+    ) -> anyhow::Result<bool> {
+        let started = Instant::now();
+        scratch.clear();
+        let mut ring = Vec::new();
+        a.capture.drain_overflow(&mut ring);
+        overflow.add(ring);
+        a.capture
+            .evict_into(scratch)
+            .with_context(|| format!("{}: reading flows from the kernel", self.path))?;
+        self.overflow.add(overflow.records as u64);
+        self.lost.set(a.capture.lost_events());
+        let (metrics, stats) = conv.convert(scratch, overflow, host::boot_offset_ns());
+        self.deduplicated.add(stats.deduplicated as u64);
+        debug!(
+            receiver = %self.path,
+            flows = stats.flows,
+            map_records = stats.map_records,
+            overflow_records = stats.overflow_records,
+            deduplicated = stats.deduplicated,
+            points = stats.points,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "flows evicted"
+        );
+        if let Some(m) = metrics {
+            if ctx.output.send(Signal::Metrics(m)).await.is_err() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl Receiver for Flows {
+    async fn run(self: Box<Self>, ctx: ReceiverContext) -> anyhow::Result<()> {
+        let path = self.path.clone();
+        let capture = FlowCapture::load(&self.cfg.kernel_config())
+            .map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+        let agent_ip = match self.cfg.agent_ip.or_else(host::first_host_address) {
+            Some(ip) => Str::from(ip.to_string()),
+            None => {
+                warn!(receiver = %path, "no non-loopback address found for tapline.ip; set agent_ip");
+                Str::from_static("")
+            }
+        };
+        let resource = Resource::new(
+            [("host.name", Value::from(host::hostname()))]
+                .into_iter()
+                .collect(),
+        );
+        let memory = (self.cfg.cache_max_flows as usize * 4).max(65_536);
+        let mut conv = Converter::new(ConverterOptions {
+            attributes: self.cfg.attribute_set(),
+            deduplicate: self.cfg.deduplicate,
+            agent_ip,
+            memory,
+            resource,
+        });
+        // Subscribe first, then list: no link can appear unseen in between.
+        let watcher = LinkWatcher::open()
+            .with_context(|| format!("{path}: opening a netlink socket to watch interfaces"))?;
+        // SAFETY: the watcher owns its socket, which stays open as long as the AsyncFd.
+        let mut watcher = unsafe { AsyncFd::register_with_interest(watcher, Interest::READABLE) }
+            .map_err(|e| anyhow::anyhow!("{path}: registering the netlink socket: {e}"))?;
+        let mut a = Attachments {
+            capture,
+            by_index: BTreeMap::new(),
+        };
+        self.reconcile(&mut a, &mut conv)?;
+        if a.by_index.is_empty() {
+            info!(receiver = %path, "no interface matches yet; waiting for one to appear");
+        }
+        // SAFETY: the ring buffer's fd belongs to `a.capture`, which is dropped only after this
+        // AsyncFd (see the end of this function).
+        let ring = unsafe {
+            AsyncFd::register_with_interest(
+                RingFd(a.capture.overflow_fd().as_fd().as_raw_fd()),
+                Interest::READABLE,
+            )
+        }
+        .map_err(|e| anyhow::anyhow!("{path}: registering the overflow ring buffer: {e}"))?;
+
+        let period = self.cfg.cache_active_timeout;
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut overflow = Overflow::default();
+        let mut scratch = Vec::new();
+        let mut events = Vec::new();
+        let mut ring_buf = Vec::new();
+        // Flows waiting in the overflow map are bounded: past this, evict early.
+        let overflow_limit = self.cfg.cache_max_flows as usize;
+        let result: anyhow::Result<()> = async {
+            loop {
+                tokio::select! {
+                    _ = ctx.shutdown.cancelled() => {
+                        // What the kernel counted since the last eviction is exported too.
+                        self.evict(&mut a, &mut conv, &mut overflow, &mut scratch, &ctx).await?;
+                        return Ok(());
+                    }
+                    _ = ticker.tick() => {
+                        if !self.evict(&mut a, &mut conv, &mut overflow, &mut scratch, &ctx).await? {
+                            return Ok(());
+                        }
+                    }
+                    guard = ring.readable() => {
+                        let mut guard = guard.with_context(|| format!("{path}: polling the overflow ring buffer"))?;
+                        ring_buf.clear();
+                        a.capture.drain_overflow(&mut ring_buf);
+                        overflow.add(ring_buf.drain(..));
+                        guard.clear_ready();
+                        if overflow.len() >= overflow_limit {
+                            if !self.evict(&mut a, &mut conv, &mut overflow, &mut scratch, &ctx).await? {
+                                return Ok(());
+                            }
+                            ticker.reset();
+                        }
+                    }
+                    guard = watcher.readable_mut() => {
+                        let mut guard = guard.with_context(|| format!("{path}: polling the netlink socket"))?;
+                        events.clear();
+                        let read = guard.get_inner_mut().read_events(&mut events);
+                        guard.clear_ready();
+                        read.with_context(|| format!("{path}: reading interface changes"))?;
+                        for ev in events.drain(..) {
+                            match ev {
+                                LinkEvent::Present { index, name } => self.attach(&mut a, &mut conv, index, &name)?,
+                                LinkEvent::Removed { index, .. } => self.detach(&mut a, &mut conv, index),
+                                LinkEvent::Resync => self.reconcile(&mut a, &mut conv)?,
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        .await;
+        // The AsyncFd goes before the capture that owns the fd.
+        drop(ring);
+        self.attached.set(0);
+        drop(a);
+        result
+    }
+}
