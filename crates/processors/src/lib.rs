@@ -5,6 +5,7 @@ pub mod attributes;
 pub mod cidr;
 pub mod k8s;
 pub mod net;
+pub mod rdns;
 pub mod select;
 #[doc(hidden)]
 pub mod testutil;
@@ -28,6 +29,7 @@ pub fn register(registry: &mut Registry) {
     );
     registry.register_processor(k8s::K8sFactory);
     registry.register_processor(zones::ZonesFactory);
+    registry.register_processor(rdns::RdnsFactory);
     registry.register_fn_processor(
         "select",
         "Chooses the attributes each metric keeps (default sets per metric) and merges the series that become identical",

@@ -1,0 +1,432 @@
+//! `rdns`: names flow ends by reverse DNS.
+//!
+//! ```yaml
+//! processors:
+//!   rdns:
+//!     nameservers: ["10.0.0.2", "127.0.0.1:5353"]   # default: /etc/resolv.conf
+//!     cache_size: 100000      # addresses remembered
+//!     ttl: 5m                 # how long a name is trusted
+//!     negative_ttl: 1m        # how long "no name" (NXDOMAIN, refused, timeout) is trusted
+//!     max_in_flight: 256      # lookups running at once
+//!     timeout: 2s             # per lookup
+//! ```
+//!
+//! Sets `src.name` / `dst.name` where an earlier processor (k8s) left them unset. A batch never
+//! waits for DNS: an address not in the cache passes named by itself (`10.1.2.3`) while a
+//! lookup starts in the background, and the points after the answer get the name. Lookups
+//! beyond `max_in_flight` are not started (the address is tried again by a later batch), so a
+//! dead server costs at most `max_in_flight` pending lookups and never slows the pipeline.
+//!
+//! This is a [`BatchFn`], not a hand-written async service, precisely because no batch waits:
+//! the asynchronous part is the lookup tasks it spawns onto the runtime.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::proto::rr::RData;
+use hickory_resolver::TokioResolver;
+use serde::Deserialize;
+use tapline_core::config::types::duration;
+use tapline_core::config::{ComponentConfig, Diagnostics};
+use tapline_core::data::{Attributes, Signal, SignalKind, Str, Value};
+use tapline_core::pipeline::{BatchFn, BatchLayer, ProcessorLayer};
+use tapline_core::{BuildContext, FactoryInfo, ProcessorFactory};
+
+use crate::net::{self, fast_map, End, FastMap};
+
+pub const SIGNALS: &[SignalKind] = &[SignalKind::Metrics, SignalKind::Traces];
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Ask a DNS server for PTR records.
+    #[default]
+    Resolve,
+}
+
+fn default_cache_size() -> usize {
+    100_000
+}
+fn default_ttl() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_negative_ttl() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_in_flight() -> usize {
+    256
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RdnsConfig {
+    #[serde(default)]
+    pub mode: Mode,
+    /// `ip` or `ip:port`; empty means the system's resolv.conf.
+    #[serde(default)]
+    pub nameservers: Vec<String>,
+    #[serde(default = "default_cache_size")]
+    pub cache_size: usize,
+    #[serde(default = "default_ttl", with = "duration")]
+    pub ttl: Duration,
+    #[serde(default = "default_negative_ttl", with = "duration")]
+    pub negative_ttl: Duration,
+    #[serde(default = "default_in_flight")]
+    pub max_in_flight: usize,
+    #[serde(default = "default_timeout", with = "duration")]
+    pub timeout: Duration,
+}
+
+impl Default for RdnsConfig {
+    fn default() -> Self {
+        serde_json::from_value(serde_json::json!({})).expect("defaults parse")
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Entry {
+    /// A lookup is running.
+    Pending,
+    Named(Str, Instant),
+    /// No name (NXDOMAIN, no PTR, refused, timed out) until the instant.
+    Unnamed(Instant),
+}
+
+/// The names learnt so far, shared by every pipeline that lists the same `rdns` processor.
+pub struct NameCache {
+    entries: Mutex<FastMap<IpAddr, Entry>>,
+    capacity: usize,
+}
+
+impl NameCache {
+    pub fn new(capacity: usize) -> Self {
+        NameCache {
+            entries: Mutex::new(fast_map()),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Records an answer.
+    pub fn insert(&self, ip: IpAddr, name: Option<Str>, valid_for: Duration) {
+        let until = Instant::now() + valid_for;
+        let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        Self::make_room(&mut map, self.capacity);
+        map.insert(
+            ip,
+            match name {
+                Some(n) => Entry::Named(n, until),
+                None => Entry::Unnamed(until),
+            },
+        );
+    }
+
+    fn make_room(map: &mut FastMap<IpAddr, Entry>, capacity: usize) {
+        if map.len() < capacity {
+            return;
+        }
+        let now = Instant::now();
+        map.retain(|_, e| match e {
+            Entry::Pending => true,
+            Entry::Named(_, t) | Entry::Unnamed(t) => *t > now,
+        });
+        // Still full of live entries: drop an arbitrary tenth rather than grow.
+        if map.len() >= capacity {
+            let drop_n = (capacity / 10).max(1);
+            let victims: Vec<IpAddr> = map
+                .iter()
+                .filter(|(_, e)| !matches!(e, Entry::Pending))
+                .map(|(ip, _)| *ip)
+                .take(drop_n)
+                .collect();
+            for ip in victims {
+                map.remove(&ip);
+            }
+        }
+    }
+
+    /// The name of `ip`, if known and fresh.
+    pub fn get(&self, ip: &IpAddr) -> Option<Str> {
+        let map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        match map.get(ip) {
+            Some(Entry::Named(n, t)) if *t > Instant::now() => Some(n.clone()),
+            _ => None,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Parses `ip` or `ip:port` (IPv6 with a port as `[::1]:53`).
+pub fn parse_nameserver(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(sa) = s.parse::<SocketAddr>() {
+        return Ok(sa);
+    }
+    s.parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, 53))
+        .map_err(|_| format!("{s:?} is not an address (write 10.0.0.2, 10.0.0.2:5353 or [fd00::2]:53)"))
+}
+
+pub struct RdnsProcessor {
+    cfg: RdnsConfig,
+    nameservers: Vec<SocketAddr>,
+    cache: Arc<NameCache>,
+    in_flight: Arc<AtomicUsize>,
+    /// Built on first use, inside the runtime: `validate` never creates sockets.
+    resolver: OnceLock<Result<Arc<TokioResolver>, String>>,
+}
+
+impl RdnsProcessor {
+    pub fn new(cfg: RdnsConfig, cache: Arc<NameCache>) -> Result<Self, (String, String)> {
+        let nameservers = cfg
+            .nameservers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| parse_nameserver(s).map_err(|e| (format!("nameservers[{i}]"), e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        if cfg.max_in_flight == 0 {
+            return Err(("max_in_flight".into(), "must be at least 1".into()));
+        }
+        Ok(RdnsProcessor {
+            cfg,
+            nameservers,
+            cache,
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            resolver: OnceLock::new(),
+        })
+    }
+
+    pub fn cache(&self) -> &Arc<NameCache> {
+        &self.cache
+    }
+
+    /// Lookups currently running.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    fn resolver(&self) -> Option<Arc<TokioResolver>> {
+        let r = self.resolver.get_or_init(|| {
+            let mut builder = if self.nameservers.is_empty() {
+                TokioResolver::builder_tokio()
+                    .map_err(|e| format!("rdns: cannot read the system resolver configuration: {e}"))?
+            } else {
+                let servers = self
+                    .nameservers
+                    .iter()
+                    .map(|sa| {
+                        let mut udp = ConnectionConfig::udp();
+                        udp.port = sa.port();
+                        let mut tcp = ConnectionConfig::tcp();
+                        tcp.port = sa.port();
+                        NameServerConfig::new(sa.ip(), true, vec![udp, tcp])
+                    })
+                    .collect();
+                TokioResolver::builder_with_config(
+                    ResolverConfig::from_parts(None, vec![], servers),
+                    TokioRuntimeProvider::default(),
+                )
+            };
+            let opts = builder.options_mut();
+            opts.timeout = self.cfg.timeout;
+            opts.attempts = 1;
+            // This processor caches answers itself, with its own bounds.
+            opts.cache_size = 0;
+            builder
+                .build()
+                .map(Arc::new)
+                .map_err(|e| format!("rdns: cannot build the resolver: {e}"))
+        });
+        match r {
+            Ok(r) => Some(r.clone()),
+            Err(e) => {
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| tracing::error!("{e}; addresses stay unnamed"));
+                None
+            }
+        }
+    }
+
+    /// Names what the cache knows; returns the addresses that need a lookup.
+    fn name_points(&self, batch: &mut Signal) -> Vec<IpAddr> {
+        let now = Instant::now();
+        let mut map = self.cache.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut misses = Vec::new();
+        let mut name_end = |attrs: &mut Attributes| {
+            for end in End::BOTH {
+                if attrs.get(end.name_key()).is_some() {
+                    continue;
+                }
+                let Some(Value::Str(addr)) = attrs.get(end.address_key()) else {
+                    continue;
+                };
+                let addr = addr.clone();
+                let Some(ip) = net::parse_ip(&addr) else {
+                    continue;
+                };
+                let name = match map.get(&ip) {
+                    Some(Entry::Named(n, t)) if *t > now => n.clone(),
+                    Some(Entry::Unnamed(t)) if *t > now => addr,
+                    Some(Entry::Pending) => addr,
+                    _ => {
+                        map.insert(ip, Entry::Pending);
+                        misses.push(ip);
+                        addr
+                    }
+                };
+                attrs.push(end.name_key(), name);
+            }
+        };
+        net::for_each_point_attributes(batch, &mut name_end);
+        misses
+    }
+
+    fn start_lookups(&self, misses: Vec<IpAddr>) {
+        if misses.is_empty() {
+            return;
+        }
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        let resolver = runtime.as_ref().and_then(|_| self.resolver());
+        let mut not_started = Vec::new();
+        for ip in misses {
+            let (Some(rt), Some(resolver)) = (&runtime, &resolver) else {
+                not_started.push(ip);
+                continue;
+            };
+            if self.in_flight.fetch_add(1, Ordering::SeqCst) >= self.cfg.max_in_flight {
+                self.in_flight.fetch_sub(1, Ordering::SeqCst);
+                not_started.push(ip);
+                continue;
+            }
+            let resolver = resolver.clone();
+            let cache = self.cache.clone();
+            let in_flight = self.in_flight.clone();
+            let (ttl, negative_ttl, timeout) = (self.cfg.ttl, self.cfg.negative_ttl, self.cfg.timeout);
+            rt.spawn(async move {
+                let answer = tokio::time::timeout(timeout, resolver.reverse_lookup(ip)).await;
+                let name = match &answer {
+                    Ok(Ok(lookup)) => lookup.answers().iter().find_map(|r| match &r.data {
+                        RData::PTR(ptr) => {
+                            let n = ptr.0.to_utf8();
+                            Some(Str::from(n.trim_end_matches('.').to_string()))
+                        }
+                        _ => None,
+                    }),
+                    _ => None,
+                };
+                match name {
+                    Some(n) => cache.insert(ip, Some(n), ttl),
+                    None => cache.insert(ip, None, negative_ttl),
+                }
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+        // Not started: forget the Pending mark so a later batch tries again.
+        if !not_started.is_empty() {
+            let mut map = self.cache.entries.lock().unwrap_or_else(|e| e.into_inner());
+            for ip in not_started {
+                if matches!(map.get(&ip), Some(Entry::Pending)) {
+                    map.remove(&ip);
+                }
+            }
+        }
+    }
+}
+
+impl BatchFn for RdnsProcessor {
+    fn apply(&self, batch: &mut Signal) {
+        let misses = self.name_points(batch);
+        self.start_lookups(misses);
+    }
+}
+
+pub struct RdnsFactory;
+
+impl FactoryInfo for RdnsFactory {
+    fn type_name(&self) -> &'static str {
+        "rdns"
+    }
+    fn description(&self) -> &'static str {
+        "Names flow ends (src.name/dst.name) by reverse DNS, from a bounded cache; never delays a batch"
+    }
+    fn signals(&self) -> &'static [SignalKind] {
+        SIGNALS
+    }
+}
+
+impl ProcessorFactory for RdnsFactory {
+    fn build(
+        &self,
+        config: &ComponentConfig,
+        _signal: SignalKind,
+        ctx: &BuildContext,
+    ) -> Result<ProcessorLayer, Diagnostics> {
+        let cfg: RdnsConfig = config.parse()?;
+        let cache = ctx
+            .shared
+            .get_or_init(&format!("tapline.processors.rdns.{}", ctx.id), || {
+                NameCache::new(cfg.cache_size)
+            });
+        let p = RdnsProcessor::new(cfg, cache).map_err(|(field, msg)| {
+            let mut d = Diagnostics::default();
+            d.error(format!("{}.{field}", config.path), msg);
+            d
+        })?;
+        Ok(BatchLayer::boxed(p, &ctx.id, &ctx.telemetry))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{first_point_attrs, flow_batch};
+
+    #[test]
+    fn nameserver_forms() {
+        assert_eq!(parse_nameserver("10.0.0.2").unwrap(), "10.0.0.2:53".parse().unwrap());
+        assert_eq!(parse_nameserver("127.0.0.1:5353").unwrap(), "127.0.0.1:5353".parse().unwrap());
+        assert_eq!(parse_nameserver("[::1]:53").unwrap(), "[::1]:53".parse().unwrap());
+        assert!(parse_nameserver("dns.example").unwrap_err().contains("not an address"));
+        let cfg: RdnsConfig = serde_yaml::from_str("nameservers: [1.1.1.1, bad]").unwrap();
+        let e = RdnsProcessor::new(cfg, Arc::new(NameCache::new(10))).err().unwrap();
+        assert_eq!(e.0, "nameservers[1]");
+    }
+
+    #[test]
+    fn cached_names_apply_and_misses_pass_as_addresses() {
+        let cache = Arc::new(NameCache::new(100));
+        cache.insert("10.0.0.1".parse().unwrap(), Some("a.example".into()), Duration::from_secs(60));
+        cache.insert("10.0.0.2".parse().unwrap(), None, Duration::from_secs(60));
+        let p = RdnsProcessor::new(RdnsConfig::default(), cache.clone()).unwrap();
+        let mut batch = flow_batch(&[("10.0.0.1", "10.0.0.2", 1)]);
+        p.apply(&mut batch);
+        let a = first_point_attrs(&batch);
+        assert_eq!(a.get_str("src.name"), Some("a.example"));
+        assert_eq!(a.get_str("dst.name"), Some("10.0.0.2"));
+        // Outside a runtime no lookup can start, and the miss is not left marked pending.
+        let mut batch = flow_batch(&[("10.0.0.3", "10.0.0.1", 1)]);
+        p.apply(&mut batch);
+        assert_eq!(first_point_attrs(&batch).get_str("src.name"), Some("10.0.0.3"));
+        assert_eq!(cache.len(), 2);
+    }
+
+    #[test]
+    fn cache_stays_bounded() {
+        let cache = NameCache::new(50);
+        for i in 0..1000u32 {
+            cache.insert(IpAddr::from(i.to_be_bytes()), Some("x".into()), Duration::from_secs(60));
+        }
+        assert!(cache.len() <= 50, "{}", cache.len());
+    }
+}
