@@ -55,6 +55,13 @@ pub struct PrometheusConfig {
     pub tls: Option<TlsServerConfig>,
     #[serde(default)]
     pub basic_auth: Option<BasicAuthConfig>,
+    /// Serve OpenMetrics to scrapers that ask for it; `false` always serves the text format.
+    #[serde(default = "yes")]
+    pub open_metrics: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -197,6 +204,7 @@ struct ServeState {
     store: Arc<Mutex<Store>>,
     /// `Basic <base64>` expected in `Authorization`.
     auth: Option<Arc<str>>,
+    open_metrics: bool,
 }
 
 /// Compares without leaking, through timing, how much of a secret matched.
@@ -222,7 +230,10 @@ async fn scrape(state: ServeState, headers: HeaderMap) -> Response {
                 .into_response();
         }
     }
-    let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let format = match state.open_metrics {
+        true => Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok())),
+        false => Format::Text,
+    };
     // Rendering 100k series takes tens of milliseconds: keep it off the async workers.
     let store = state.store.clone();
     let body = tokio::task::spawn_blocking(move || {
@@ -262,6 +273,7 @@ impl Exporter for PrometheusExporter {
                     base64::engine::general_purpose::STANDARD.encode(raw)
                 ))
             }),
+            open_metrics: self.config.open_metrics,
         };
         let app = axum::Router::new().route(
             &self.config.path,
