@@ -4,6 +4,7 @@ pub mod debug;
 pub mod nop;
 pub mod otlp;
 pub mod prometheus;
+pub mod summary;
 
 use tapline_core::Registry;
 
@@ -13,5 +14,6 @@ pub fn register(registry: &mut Registry) {
         .register_exporter(debug::DebugFactory)
         .register_exporter(nop::NopFactory)
         .register_exporter(otlp::OtlpFactory)
-        .register_exporter(prometheus::PrometheusFactory);
+        .register_exporter(prometheus::PrometheusFactory)
+        .register_exporter(summary::SummaryFactory);
 }
