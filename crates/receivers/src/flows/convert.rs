@@ -265,7 +265,11 @@ impl Converter {
 
     /// Names an interface for the `iface` attribute.
     pub fn set_interface(&mut self, ifindex: u32, name: &str) {
-        if self.interfaces.get(&ifindex).is_none_or(|n| n.as_str() != name) {
+        if self
+            .interfaces
+            .get(&ifindex)
+            .is_none_or(|n| n.as_str() != name)
+        {
             self.interfaces.insert(ifindex, Str::from(name.to_owned()));
         }
     }
@@ -578,7 +582,10 @@ impl Converter {
             }
         }
         if attrs.contains(A::Transport) {
-            out.push(A::Transport.key(), self.transports[p.proto as usize].clone());
+            out.push(
+                A::Transport.key(),
+                self.transports[p.proto as usize].clone(),
+            );
         }
         if attrs.contains(A::NetworkType) {
             let t = if p.family == FAMILY_IPV6 {

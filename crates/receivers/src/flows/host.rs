@@ -31,7 +31,8 @@ impl AsRawFd for LinkWatcher {
 }
 
 fn netlink_socket(groups: u32, nonblocking: bool) -> io::Result<OwnedFd> {
-    let flags = libc::SOCK_RAW | libc::SOCK_CLOEXEC | if nonblocking { libc::SOCK_NONBLOCK } else { 0 };
+    let flags =
+        libc::SOCK_RAW | libc::SOCK_CLOEXEC | if nonblocking { libc::SOCK_NONBLOCK } else { 0 };
     // SAFETY: plain syscall.
     let fd = unsafe { libc::socket(libc::AF_NETLINK, flags, libc::NETLINK_ROUTE) };
     if fd < 0 {
@@ -302,10 +303,7 @@ mod tests {
     #[test]
     fn lists_the_loopback_link() {
         let links = list_links().expect("RTM_GETLINK dump");
-        assert!(
-            links.iter().any(|(i, n)| *i == 1 && n == "lo"),
-            "{links:?}"
-        );
+        assert!(links.iter().any(|(i, n)| *i == 1 && n == "lo"), "{links:?}");
     }
 
     #[test]

@@ -58,7 +58,6 @@ impl<K: Hash + Eq, V: Copy> BoundedMap<K, V> {
     pub fn len(&self) -> usize {
         self.young.len() + self.old.len()
     }
-
 }
 
 #[cfg(test)]

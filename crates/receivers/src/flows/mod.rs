@@ -113,6 +113,9 @@ impl AsRawFd for RingFd {
 struct Attachments {
     capture: FlowCapture,
     by_index: BTreeMap<u32, String>,
+    /// Interfaces removed since the last eviction: their names are still needed for the
+    /// records the kernel map holds for them, so they are forgotten after the next eviction.
+    removed: Vec<u32>,
 }
 
 /// Whether an attach failure means "not allowed" (fatal) rather than "interface went away".
@@ -145,6 +148,7 @@ impl Flows {
             Ok(()) => {
                 info!(receiver = %self.path, interface = name, "attached");
                 a.by_index.insert(index, name.to_owned());
+                a.removed.retain(|i| *i != index);
                 conv.set_interface(index, name);
             }
             Err(e) if is_permission_denied(&e) => {
@@ -166,10 +170,10 @@ impl Flows {
         Ok(())
     }
 
-    fn detach(&self, a: &mut Attachments, conv: &mut Converter, index: u32) {
+    fn detach(&self, a: &mut Attachments, index: u32) {
         if let Some(name) = a.by_index.remove(&index) {
             a.capture.detach(&name);
-            conv.forget_interface(index);
+            a.removed.push(index);
             debug!(receiver = %self.path, interface = %name, "interface removed; detached");
         }
         self.attached.set(a.by_index.len() as i64);
@@ -186,7 +190,7 @@ impl Flows {
             .map(|(i, _)| *i)
             .collect();
         for i in gone {
-            self.detach(a, conv, i);
+            self.detach(a, i);
         }
         for (i, name) in &present {
             self.attach(a, conv, *i, name)?;
@@ -214,6 +218,9 @@ impl Flows {
         self.overflow.add(overflow.records as u64);
         self.lost.set(a.capture.lost_events());
         let (metrics, stats) = conv.convert(scratch, overflow, host::boot_offset_ns());
+        for index in a.removed.drain(..) {
+            conv.forget_interface(index);
+        }
         self.deduplicated.add(stats.deduplicated as u64);
         debug!(
             receiver = %self.path,
@@ -264,11 +271,13 @@ impl Receiver for Flows {
         let watcher = LinkWatcher::open()
             .with_context(|| format!("{path}: opening a netlink socket to watch interfaces"))?;
         // SAFETY: the watcher owns its socket, which stays open as long as the AsyncFd.
-        let mut watcher = unsafe { AsyncFd::register_with_interest(watcher, Interest::READABLE) }
-            .map_err(|e| anyhow::anyhow!("{path}: registering the netlink socket: {e}"))?;
+        let mut watcher =
+            unsafe { AsyncFd::register_with_interest(watcher, Interest::READABLE) }
+                .map_err(|e| anyhow::anyhow!("{path}: registering the netlink socket: {e}"))?;
         let mut a = Attachments {
             capture,
             by_index: BTreeMap::new(),
+            removed: Vec::new(),
         };
         self.reconcile(&mut a, &mut conv)?;
         if a.by_index.is_empty() {
@@ -328,7 +337,7 @@ impl Receiver for Flows {
                         for ev in events.drain(..) {
                             match ev {
                                 LinkEvent::Present { index, name } => self.attach(&mut a, &mut conv, index, &name)?,
-                                LinkEvent::Removed { index, .. } => self.detach(&mut a, &mut conv, index),
+                                LinkEvent::Removed { index, .. } => self.detach(&mut a, index),
                                 LinkEvent::Resync => self.reconcile(&mut a, &mut conv)?,
                             }
                         }

@@ -136,8 +136,14 @@ fn syn_decides_the_client_even_on_a_high_server_port() {
     let (p, _) = run(&mut c, vec![rec(2, 50000, 1, 80, 6, 1, false, 5, 50, 0x10)]);
     assert!(p[0].0.contains("direction=response"), "{p:?}");
     // A pure SYN (no ACK yet) names the client too.
-    let (p, _) = run(&mut c, vec![rec(3, 9000, 4, 40000, 6, 1, true, 5, 50, 0x02)]);
-    assert!(p[0].0.contains("direction=request,client.port=9000"), "{p:?}");
+    let (p, _) = run(
+        &mut c,
+        vec![rec(3, 9000, 4, 40000, 6, 1, true, 5, 50, 0x02)],
+    );
+    assert!(
+        p[0].0.contains("direction=request,client.port=9000"),
+        "{p:?}"
+    );
 }
 
 #[test]
@@ -200,7 +206,10 @@ fn dedup_keeps_the_interface_that_saw_the_flow_first() {
     assert_eq!(p, vec![("iface=veth1,iface.direction=ingress".into(), 500)]);
     // The owner goes away: the bridge counts from now on.
     c.forget_interface(1);
-    let (p, _) = run(&mut c, vec![rec(1, 40000, 2, 80, 6, 2, false, 70, 30, 0x10)]);
+    let (p, _) = run(
+        &mut c,
+        vec![rec(1, 40000, 2, 80, 6, 2, false, 70, 30, 0x10)],
+    );
     assert_eq!(p, vec![("iface=br0,iface.direction=ingress".into(), 70)]);
 
     let mut c = converter(attrs, false);
@@ -305,7 +314,10 @@ fn config_defaults_and_errors() {
     let paths: Vec<&str> = d.errors().map(|e| e.path.as_str()).collect();
     assert_eq!(
         paths,
-        ["receivers.flows.sampling", "receivers.flows.exclude_protocols"]
+        [
+            "receivers.flows.sampling",
+            "receivers.flows.exclude_protocols"
+        ]
     );
     assert_eq!(d.warnings().count(), 1, "lo is included and excluded");
     assert!(cfg.wants_interface("veth0") && !cfg.wants_interface("eth0"));
