@@ -16,4 +16,9 @@ pub fn builtin_registry() -> tapline_core::Registry {
 pub const DEFAULT_CONFIG: tapline_core::cli::DefaultConfig = tapline_core::cli::DefaultConfig {
     name: "configs/default.yaml (embedded)",
     text: include_str!("../configs/default.yaml"),
+    overlays: &[(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "configs/default-otlp.yaml (embedded, because OTEL_EXPORTER_OTLP_ENDPOINT is set)",
+        include_str!("../configs/default-otlp.yaml"),
+    )],
 };

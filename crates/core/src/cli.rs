@@ -51,6 +51,28 @@ enum Command {
 pub struct DefaultConfig {
     pub name: &'static str,
     pub text: &'static str,
+    /// Embedded overlays merged on top when their environment variable is set
+    /// (`OTEL_EXPORTER_OTLP_ENDPOINT` adds the OTLP exporter): (variable, name, text).
+    pub overlays: &'static [(&'static str, &'static str, &'static str)],
+}
+
+impl DefaultConfig {
+    /// The sources the default run loads, given the environment.
+    pub fn sources(&self, env: &[(String, String)]) -> Vec<ConfigSource> {
+        let mut sources = vec![ConfigSource::Embedded {
+            name: self.name.to_string(),
+            text: self.text.to_string(),
+        }];
+        for (var, name, text) in self.overlays {
+            if env.iter().any(|(k, v)| k == var && !v.is_empty()) {
+                sources.push(ConfigSource::Embedded {
+                    name: name.to_string(),
+                    text: text.to_string(),
+                });
+            }
+        }
+        sources
+    }
 }
 
 pub const EXIT_RUNTIME: u8 = 1;
