@@ -1,0 +1,171 @@
+//! The real `tapline` binary with the `flows` receiver: SIGTERM → exit 0, and nothing it
+//! loaded or attached stays behind (programs, TCX links, tc filters). Root required.
+
+#[path = "../crates/receivers/tests/flows_util/net.rs"]
+mod net;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use net::*;
+
+/// (program ids, link ids) held by `pid`'s file descriptors.
+fn bpf_objects(pid: u32) -> (Vec<u32>, Vec<u32>) {
+    let mut progs = Vec::new();
+    let mut links = Vec::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return (progs, links);
+    };
+    for e in dir.flatten() {
+        let Ok(text) = std::fs::read_to_string(e.path()) else {
+            continue;
+        };
+        for line in text.lines() {
+            let mut it = line.split_whitespace();
+            match (it.next(), it.next().and_then(|v| v.parse().ok())) {
+                (Some("prog_id:"), Some(id)) => progs.push(id),
+                (Some("link_id:"), Some(id)) => links.push(id),
+                _ => {}
+            }
+        }
+    }
+    progs.sort();
+    progs.dedup();
+    links.sort();
+    links.dedup();
+    (progs, links)
+}
+
+fn exists(kind: &str, id: u32) -> bool {
+    Command::new("bpftool")
+        .args([kind, "show", "id", &id.to_string()])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+#[test]
+fn sigterm_exits_0_and_leaves_nothing_attached() {
+    require_root();
+    let pair = NetPair::new("exit", false);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("flows.yaml");
+    std::fs::write(
+        &cfg,
+        "receivers: { flows: { interfaces: [va], cache_active_timeout: 500ms } }
+exporters: { debug: { verbosity: detailed } }
+service:
+  pipelines: { metrics: { receivers: [flows], exporters: [debug] } }
+  telemetry: { metrics: { endpoint: null } }
+",
+    )
+    .unwrap();
+    let out_path = dir.path().join("stdout");
+    let mut child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &pair.a,
+            env!("CARGO_BIN_EXE_tapline"),
+            "run",
+            "--config",
+        ])
+        .arg(&cfg)
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `ip netns exec` execs the program: the child's pid is tapline's.
+    let pid = child.id();
+    struct Kill(u32);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            // SAFETY: plain syscall; harmless if the process is gone.
+            unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
+        }
+    }
+    let _guard = Kill(pid);
+
+    // Attached: two programs (tc ingress/egress) and their two TCX links.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (progs, links) = loop {
+        let (p, l) = bpf_objects(pid);
+        if p.len() >= 2 && l.len() >= 2 {
+            break (p, l);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            use std::io::Read;
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            panic!("tapline exited early ({status}): {err}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tapline did not attach: {p:?} {l:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let names = Command::new("bpftool")
+        .args(["prog", "show", "id", &progs[0].to_string()])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&names.stdout).contains("tapline_"));
+    // (This bpftool does not list TCX links under `net show`; the link ids say what they are.)
+    let link = sh_out(&["bpftool", "link", "show", "id", &links[0].to_string()]);
+    // An older bpftool prints the TCX link type by number (BPF_LINK_TYPE_TCX = 11).
+    assert!(link.contains("tcx") || link.contains("type 11"), "{link}");
+
+    in_netns(&pair.a, || ping4(B4.parse().unwrap(), 3, 56));
+    std::thread::sleep(Duration::from_millis(700));
+
+    // SAFETY: plain syscall on our child.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tapline did not exit within 15 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "exit status; stderr:\n{err}");
+
+    for id in &progs {
+        assert!(!exists("prog", *id), "program {id} still loaded");
+    }
+    for id in &links {
+        assert!(!exists("link", *id), "link {id} still exists");
+    }
+    let net_show = sh_out(&[
+        "ip", "netns", "exec", &pair.a, "bpftool", "net", "show", "dev", "va",
+    ]);
+    assert!(!net_show.contains("tapline"), "{net_show}");
+    for dir in ["ingress", "egress"] {
+        let filters = sh_out(&["tc", "-n", &pair.a, "filter", "show", "dev", "va", dir]);
+        assert!(
+            filters.trim().is_empty(),
+            "tc {dir} filters left: {filters}"
+        );
+    }
+    let stdout = std::fs::read_to_string(&out_path).unwrap();
+    assert!(
+        stdout.contains("tapline.network.flow.packets") && stdout.contains("transport=icmp"),
+        "the debug exporter printed the flows:\n{stdout}\nstderr:\n{err}"
+    );
+}
