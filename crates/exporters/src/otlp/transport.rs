@@ -252,12 +252,11 @@ impl Transport {
                 let builder = hyper_rustls::HttpsConnectorBuilder::new();
                 let connector = match tls {
                     Some(tls) if s.tls => builder
-                        .with_tls_config(tls.rustls_config(&[b"http/1.1"], path)?)
+                        .with_tls_config(tls.rustls_config(&[], path)?)
                         .https_or_http(),
                     _ => builder
                         .with_tls_config(
-                            ClientTls::new(&Default::default(), path)?
-                                .rustls_config(&[b"http/1.1"], path)?,
+                            ClientTls::new(&Default::default(), path)?.rustls_config(&[], path)?,
                         )
                         .https_or_http(),
                 }
