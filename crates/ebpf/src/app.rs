@@ -25,6 +25,7 @@
 
 pub mod event;
 pub mod raw;
+pub mod tls;
 
 use std::fmt;
 use std::io;
@@ -34,10 +35,11 @@ use std::time::Duration;
 
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::trace_point::TracePointLinkId;
-use aya::programs::{ProgramError, TracePoint};
+use aya::programs::{ProgramError, TracePoint, UProbe};
 use aya::{Ebpf, EbpfError, EbpfLoader};
 
 pub use event::{AppEvent, ConnEvent, DataEvent, Direction, Role, Syscall};
+pub use tls::{TlsLibrary, TlsScan, APP_SSL_PROGRAMS};
 
 /// The compiled eBPF object (built by `build-objects.sh` from `src/bpf/app.bpf.c`).
 pub static APP_OBJECT: &[u8] = aya::include_bytes_aligned!("../objects/app.o");
@@ -173,6 +175,19 @@ pub enum AppCaptureError {
         /// What failed.
         error: String,
     },
+    /// A TLS probe failed to attach to a library (see [`AppCapture::attach_ssl`]).
+    Uprobe {
+        /// The library (path as given, or as seen by `pid`).
+        library: std::path::PathBuf,
+        /// The process the library was found in, if any.
+        pid: Option<u32>,
+        /// Program name (`-` if the library itself could not be opened).
+        program: String,
+        /// libssl symbol.
+        symbol: String,
+        /// What failed.
+        error: String,
+    },
     /// A map operation failed.
     Map {
         /// Map name.
@@ -215,6 +230,22 @@ impl fmt::Display for AppCaptureError {
                 "app capture: eBPF program `{program}` failed to attach to tracepoint \
                  {tracepoint}: {error}"
             ),
+            AppCaptureError::Uprobe {
+                library,
+                pid,
+                program,
+                symbol,
+                error,
+            } => {
+                write!(f, "app capture: TLS probes on {}", library.display())?;
+                if let Some(pid) = pid {
+                    write!(f, " (mapped by pid {pid})")?;
+                }
+                if program != "-" {
+                    write!(f, ": `{program}` on symbol {symbol}")?;
+                }
+                write!(f, ": {error}")
+            }
             AppCaptureError::Map { map, error } => {
                 write!(f, "app capture: map `{map}`: {error}")
             }
@@ -343,6 +374,7 @@ pub struct AppCapture {
     links: Vec<(&'static str, TracePointLinkId)>,
     wakeup_bytes: u32,
     async_fd: Option<tokio::io::unix::AsyncFd<OwnedFd>>,
+    ssl: tls::SslState,
 }
 
 impl fmt::Debug for AppCapture {
@@ -350,6 +382,7 @@ impl fmt::Debug for AppCapture {
         f.debug_struct("AppCapture")
             .field("ring_fd", &self.ring.as_raw_fd())
             .field("attached", &self.links.len())
+            .field("tls_libraries", &self.ssl_libraries().len())
             .finish()
     }
 }
@@ -392,6 +425,18 @@ impl AppCapture {
                 .map_err(|e| program_error(name, e))?;
             prog.load().map_err(|e| program_error(name, e))?;
         }
+        for (name, _, _) in APP_SSL_PROGRAMS {
+            let prog: &mut UProbe = ebpf
+                .program_mut(name)
+                .ok_or_else(|| AppCaptureError::Load {
+                    program: name.to_string(),
+                    error: "not found in app.o".into(),
+                    log: String::new(),
+                })?
+                .try_into()
+                .map_err(|e| program_error(name, e))?;
+            prog.load().map_err(|e| program_error(name, e))?;
+        }
 
         let ring_map = ebpf
             .take_map("app_events")
@@ -406,6 +451,7 @@ impl AppCapture {
             links: Vec::new(),
             wakeup_bytes: cfg.wakeup_bytes.min(rb / 2),
             async_fd: None,
+            ssl: tls::SslState::default(),
         };
         cap.write_config(cfg.capture_bytes, cfg.filter_mode)?;
         for &pid in &cfg.exclude_pids {

@@ -74,6 +74,14 @@ pub enum Syscall {
     Accept4,
     Connect,
     Close,
+    /// libssl `SSL_read` (TLS plaintext, see [`DataEvent::is_tls`]).
+    SslRead,
+    /// libssl `SSL_write`.
+    SslWrite,
+    /// libssl `SSL_read_ex`.
+    SslReadEx,
+    /// libssl `SSL_write_ex`.
+    SslWriteEx,
     /// A value this version does not know.
     Other(u8),
 }
@@ -94,12 +102,30 @@ impl Syscall {
             raw::APP_SYS_ACCEPT4 => Syscall::Accept4,
             raw::APP_SYS_CONNECT => Syscall::Connect,
             raw::APP_SYS_CLOSE => Syscall::Close,
+            raw::APP_SYS_SSL_READ => Syscall::SslRead,
+            raw::APP_SYS_SSL_WRITE => Syscall::SslWrite,
+            raw::APP_SYS_SSL_READ_EX => Syscall::SslReadEx,
+            raw::APP_SYS_SSL_WRITE_EX => Syscall::SslWriteEx,
             other => Syscall::Other(other),
         }
     }
+
+    /// True for the libssl calls (the event carries TLS plaintext, not socket bytes).
+    pub fn is_tls(self) -> bool {
+        matches!(
+            self,
+            Syscall::SslRead | Syscall::SslWrite | Syscall::SslReadEx | Syscall::SslWriteEx
+        )
+    }
 }
 
-/// A data syscall on a TCP socket.
+/// A data syscall on a TCP socket, or (when [`DataEvent::is_tls`]) one libssl
+/// `SSL_read`/`SSL_write`(`_ex`) call on a TLS connection over a TCP socket: then `data` is the
+/// plaintext, `bytes` the plaintext size the call returned, `start_ns`/`end_ns` the call's
+/// entry and return, and `conn_id`/`fd`/tuple/`role` those of the socket underneath (the
+/// syscalls carrying that socket's TLS records are not reported at all). A TLS event of an
+/// `SSL` object whose socket is not known (see [`DataEvent::tls_socket_unknown`]) has fd -1,
+/// unspecified `[::]:0` addresses and `conn_id` = the `SSL*` value (stable per TLS session).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataEvent {
     /// Thread group id.
@@ -142,6 +168,20 @@ impl DataEvent {
     /// True when `data` holds fewer bytes than the syscall transferred.
     pub fn is_truncated(&self) -> bool {
         (self.data.len() as i64) < self.bytes
+    }
+
+    /// True when the event is TLS plaintext from a libssl call (the syscall is one of
+    /// [`Syscall::SslRead`], [`Syscall::SslWrite`], [`Syscall::SslReadEx`],
+    /// [`Syscall::SslWriteEx`]).
+    pub fn is_tls(&self) -> bool {
+        self.syscall.is_tls()
+    }
+
+    /// True for a TLS event whose socket is not known (no socket I/O was seen inside an
+    /// `SSL_*` call of this `SSL` object yet, or the application feeds libssl through memory
+    /// BIOs): `fd` is -1, the addresses are `[::]:0` and `conn_id` is the `SSL*` value.
+    pub fn tls_socket_unknown(&self) -> bool {
+        self.is_tls() && self.fd < 0
     }
 }
 
@@ -286,6 +326,31 @@ mod tests {
         assert_eq!(d.role, Role::Client);
         assert_eq!(d.syscall, Syscall::Sendto);
         assert!(d.is_truncated());
+    }
+
+    #[test]
+    fn decodes_tls_data() {
+        let h = RawAppEvent {
+            kind: raw::APP_KIND_DATA,
+            direction: raw::APP_DIR_INGRESS,
+            syscall: raw::APP_SYS_SSL_READ_EX,
+            flags: raw::APP_FLAG_TLS | raw::APP_FLAG_TLS_NO_SOCKET,
+            pid: 7,
+            tid: 7,
+            fd: -1,
+            captured_len: 3,
+            conn_id: 0x5555_0000_1000,
+            bytes: 3,
+            ..Default::default()
+        };
+        let AppEvent::Data(d) = decode(&record(h, b"GET")).unwrap() else {
+            panic!()
+        };
+        assert!(d.is_tls());
+        assert!(d.tls_socket_unknown());
+        assert_eq!(d.syscall, Syscall::SslReadEx);
+        assert_eq!(d.direction, Direction::Ingress);
+        assert!(!d.is_truncated());
     }
 
     #[test]

@@ -56,14 +56,29 @@ pub const APP_SYS_ACCEPT4: u8 = 11;
 pub const APP_SYS_CONNECT: u8 = 12;
 /// See [`APP_SYS_READ`].
 pub const APP_SYS_CLOSE: u8 = 13;
+/// `app_event.syscall`: libssl `SSL_read` (TLS plaintext, uprobe).
+pub const APP_SYS_SSL_READ: u8 = 14;
+/// `app_event.syscall`: libssl `SSL_write`.
+pub const APP_SYS_SSL_WRITE: u8 = 15;
+/// `app_event.syscall`: libssl `SSL_read_ex`.
+pub const APP_SYS_SSL_READ_EX: u8 = 16;
+/// `app_event.syscall`: libssl `SSL_write_ex`.
+pub const APP_SYS_SSL_WRITE_EX: u8 = 17;
 
 /// `app_event.flags`: the syscall moved bytes that never passed through user memory (sendfile).
 pub const APP_FLAG_NO_PAYLOAD: u16 = 1;
+/// `app_event.flags`: the plaintext of a libssl call (`syscall` is one of `APP_SYS_SSL_*`).
+pub const APP_FLAG_TLS: u16 = 2;
+/// `app_event.flags`: TLS event whose socket is not known (fd -1, zero tuple, `conn_id` is
+/// the `SSL*` value).
+pub const APP_FLAG_TLS_NO_SOCKET: u16 = 4;
 
 /// Index of the lost-events counter in the per-CPU `app_stats` array.
 pub const APP_STAT_LOST: u32 = 0;
 /// Index of the emitted-events counter in the per-CPU `app_stats` array.
 pub const APP_STAT_EMITTED: u32 = 1;
+/// Index of the counter of data syscalls not reported because they carried TLS records.
+pub const APP_STAT_TLS_SKIPPED: u32 = 2;
 /// Number of entries in `app_stats`.
 pub const APP_STAT_COUNT: u32 = 4;
 
@@ -224,9 +239,16 @@ pub fn constants() -> Vec<(&'static str, i64)> {
         ("APP_SYS_ACCEPT4", APP_SYS_ACCEPT4.into()),
         ("APP_SYS_CONNECT", APP_SYS_CONNECT.into()),
         ("APP_SYS_CLOSE", APP_SYS_CLOSE.into()),
+        ("APP_SYS_SSL_READ", APP_SYS_SSL_READ.into()),
+        ("APP_SYS_SSL_WRITE", APP_SYS_SSL_WRITE.into()),
+        ("APP_SYS_SSL_READ_EX", APP_SYS_SSL_READ_EX.into()),
+        ("APP_SYS_SSL_WRITE_EX", APP_SYS_SSL_WRITE_EX.into()),
         ("APP_FLAG_NO_PAYLOAD", APP_FLAG_NO_PAYLOAD.into()),
+        ("APP_FLAG_TLS", APP_FLAG_TLS.into()),
+        ("APP_FLAG_TLS_NO_SOCKET", APP_FLAG_TLS_NO_SOCKET.into()),
         ("APP_STAT_LOST", APP_STAT_LOST.into()),
         ("APP_STAT_EMITTED", APP_STAT_EMITTED.into()),
+        ("APP_STAT_TLS_SKIPPED", APP_STAT_TLS_SKIPPED.into()),
         ("APP_STAT_COUNT", APP_STAT_COUNT.into()),
         ("APP_FILTER_ALL_EXCEPT", APP_FILTER_ALL_EXCEPT.into()),
         ("APP_FILTER_ONLY", APP_FILTER_ONLY.into()),

@@ -11,12 +11,21 @@
  *    (first iovecs for the vectored calls, nothing for sendfile).
  *  - accept/accept4/connect exits record the socket's role in `app_conns` and emit
  *    APP_KIND_ACCEPT / APP_KIND_CONNECT; close of a TCP socket emits APP_KIND_CLOSE.
+ *  - TLS (libssl uprobes, attached per library by userspace): SSL_read/SSL_write(_ex) entry
+ *    stashes (SSL*, buffer, size_t* out-param) per thread in `app_ssl_calls`; the return emits
+ *    an APP_KIND_DATA record with the PLAINTEXT (flags APP_FLAG_TLS, syscall APP_SYS_SSL_*).
+ *    The socket underneath is learnt from the data syscalls the thread makes while inside an
+ *    SSL_* call (SSL_do_handshake included): their fd resolves to the `struct sock *`, stored
+ *    per (tgid, SSL*) in `app_ssl_socks`, and the socket is marked TLS in `app_conns`. Those
+ *    syscalls carry TLS records, so they are not reported; nor is any later syscall on a
+ *    socket marked TLS (e.g. SSL_shutdown's close_notify). Counted in APP_STAT_TLS_SKIPPED.
  * Everything is observational: the programs never change what the syscalls do.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
+#include <bpf/bpf_tracing.h>
 #include "app.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -28,6 +37,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define S_IFMT_ 00170000
 #define S_IFSOCK_ 0140000
 #define EINPROGRESS_ 115
+#define MSG_PEEK_ 2
 #define APP_MAX_IOV 4
 
 /* How a data syscall passes its buffer (args[1]). */
@@ -52,7 +62,7 @@ struct inflight {
  * on every event, and still right after TCP_CLOSE clears the port in the socket). */
 struct conn_info {
 	__u8 role;
-	__u8 _pad;
+	__u8 tls; /* seen under libssl: its syscalls carry TLS records */
 	__u16 family;
 	__u32 pid; /* process that accepted/connected it, 0 if unknown */
 	__u16 local_port;
@@ -60,6 +70,33 @@ struct conn_info {
 	__u32 _pad2;
 	__u8 local_addr[16];
 	__u8 remote_addr[16];
+};
+
+/* Internal op of app_ssl_calls for SSL_do_handshake (the APP_SYS_SSL_* values are the others). */
+#define SSL_OP_HANDSHAKE 0xff
+
+/* A thread inside an SSL_* call. */
+struct ssl_call {
+	__u64 ssl;
+	__u64 buf;
+	__u64 out_len; /* size_t * of the _ex variants, 0 otherwise */
+	__u64 start_ns;
+	__u64 sp; /* stack pointer at entry: tells nested calls and stale entries apart */
+	__u8 op;  /* APP_SYS_SSL_* or SSL_OP_HANDSHAKE */
+	__u8 _pad[7];
+};
+
+struct ssl_key {
+	__u64 ssl; /* SSL* (a user address: per process) */
+	__u32 tgid;
+	__u32 _pad;
+};
+
+/* The socket an SSL object was last seen doing I/O on. */
+struct ssl_sock {
+	__u64 sk;
+	__s32 fd;
+	__u32 _pad;
 };
 
 struct app_scratch {
@@ -115,6 +152,21 @@ struct {
 	__type(key, __u32);
 	__type(value, struct app_scratch);
 } app_scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* pid_tgid */
+	__type(value, struct ssl_call);
+} app_ssl_calls SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct ssl_key);
+	__type(value, struct ssl_sock);
+} app_ssl_socks SEC(".maps");
 
 static __always_inline void stat_add(__u32 idx)
 {
@@ -295,10 +347,31 @@ static __always_inline int on_data_enter(struct trace_event_raw_sys_enter *ctx, 
 	__u64 id = bpf_get_current_pid_tgid();
 	if (!pid_allowed(id >> 32))
 		return 0;
+	/* MSG_PEEK leaves the bytes queued: the read that consumes them reports them (e.g. nginx
+	 * peeks 1 byte to tell TLS from plain HTTP before the handshake) */
+	if ((sys == APP_SYS_RECVFROM && (ctx->args[3] & MSG_PEEK_)) ||
+	    (sys == APP_SYS_RECVMSG && (ctx->args[2] & MSG_PEEK_)))
+		return 0;
 	long fd = (long)(int)ctx->args[0];
 	struct sock *sk = tcp_sock_of_fd(fd);
 	if (!sk)
 		return 0;
+	struct ssl_call *sc = bpf_map_lookup_elem(&app_ssl_calls, &id);
+	if (sc) {
+		/* libssl moving TLS records: learn SSL* -> socket, mark the socket, report nothing
+		 * (the plaintext comes from the uretprobe) */
+		struct ssl_key k = {.ssl = sc->ssl, .tgid = id >> 32};
+		struct ssl_sock *known = bpf_map_lookup_elem(&app_ssl_socks, &k);
+		if (!known || known->sk != (__u64)sk || known->fd != fd) {
+			struct ssl_sock v = {.sk = (__u64)sk, .fd = fd};
+			bpf_map_update_elem(&app_ssl_socks, &k, &v, BPF_ANY);
+		}
+		struct conn_info tmp;
+		struct conn_info *ci = conn_of((__u64)sk, &tmp);
+		ci->tls = 1;
+		stat_add(APP_STAT_TLS_SKIPPED);
+		return 0;
+	}
 	struct inflight in = {
 		.sk = (__u64)sk,
 		.buf = ctx->args[1],
@@ -340,7 +413,13 @@ static __always_inline int on_data_exit(struct trace_event_raw_sys_exit *ctx, __
 	e->end_ns = bpf_ktime_get_ns();
 	e->bytes = ret;
 	struct conn_info tmp;
-	copy_conn(e, conn_of(in.sk, &tmp));
+	struct conn_info *ci = conn_of(in.sk, &tmp);
+	if (ci->tls) {
+		/* TLS records outside a traced SSL_* call (e.g. SSL_shutdown) */
+		stat_add(APP_STAT_TLS_SKIPPED);
+		return 0;
+	}
+	copy_conn(e, ci);
 
 	__u32 cap = capture_limit();
 	__u32 len = 0;
@@ -540,3 +619,117 @@ int app_enter_close(struct trace_event_raw_sys_enter *ctx)
 	submit(s, 0);
 	return 0;
 }
+
+/* ---- TLS: libssl uprobes ---- */
+
+static __always_inline int ssl_enter(struct pt_regs *ctx, __u8 op, bool ex)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!pid_allowed(id >> 32))
+		return 0;
+	__u64 sp = PT_REGS_SP(ctx);
+	struct ssl_call *cur = bpf_map_lookup_elem(&app_ssl_calls, &id);
+	/* deeper on the stack than the recorded call: nested inside it (e.g. a BIO callback or a
+	 * handshake driven from SSL_read), the outer call reports. Otherwise a recorded call is
+	 * stale (its return was never seen) and is replaced. */
+	if (cur && sp < cur->sp)
+		return 0;
+	struct ssl_call c = {
+		.ssl = PT_REGS_PARM1(ctx),
+		.start_ns = bpf_ktime_get_ns(),
+		.sp = sp,
+		.op = op,
+	};
+	if (op != SSL_OP_HANDSHAKE) {
+		c.buf = PT_REGS_PARM2(ctx);
+		if (ex)
+			c.out_len = PT_REGS_PARM4(ctx);
+	}
+	bpf_map_update_elem(&app_ssl_calls, &id, &c, BPF_ANY);
+	return 0;
+}
+
+static __always_inline int ssl_exit(struct pt_regs *ctx, __u8 op)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct ssl_call *cur = bpf_map_lookup_elem(&app_ssl_calls, &id);
+	if (!cur)
+		return 0;
+	/* on return the stack pointer is 8 above the entry's (the return address is popped) */
+	__u64 sp = PT_REGS_SP(ctx);
+	if (sp <= cur->sp)
+		return 0; /* return of a nested call */
+	struct ssl_call c = *cur;
+	bpf_map_delete_elem(&app_ssl_calls, &id);
+	if (sp != c.sp + 8 || c.op != op || op == SSL_OP_HANDSHAKE)
+		return 0; /* stale record, or the handshake (nothing to report) */
+
+	long rc = PT_REGS_RC(ctx);
+	__s64 bytes;
+	if (c.out_len) {
+		/* SSL_read_ex / SSL_write_ex: 1 on success, the count in *out_len */
+		if ((int)rc != 1)
+			return 0;
+		__u64 n = 0;
+		if (bpf_probe_read_user(&n, sizeof(n), (const void *)c.out_len))
+			return 0;
+		bytes = (__s64)n;
+	} else {
+		bytes = (int)rc;
+	}
+	if (bytes <= 0)
+		return 0;
+
+	struct app_scratch *s = scratch_event();
+	if (!s)
+		return 0;
+	struct app_event *e = &s->ev;
+	e->kind = APP_KIND_DATA;
+	e->direction = (op == APP_SYS_SSL_READ || op == APP_SYS_SSL_READ_EX) ? APP_DIR_INGRESS
+									      : APP_DIR_EGRESS;
+	e->syscall = op;
+	e->flags = APP_FLAG_TLS;
+	e->pid = id >> 32;
+	e->tid = (__u32)id;
+	e->start_ns = c.start_ns;
+	e->end_ns = bpf_ktime_get_ns();
+	e->bytes = bytes;
+	struct ssl_key k = {.ssl = c.ssl, .tgid = id >> 32};
+	struct ssl_sock *sock = bpf_map_lookup_elem(&app_ssl_socks, &k);
+	if (sock) {
+		e->fd = sock->fd;
+		e->conn_id = sock->sk;
+		struct conn_info tmp;
+		copy_conn(e, conn_of(sock->sk, &tmp));
+	} else {
+		e->flags |= APP_FLAG_TLS_NO_SOCKET;
+		e->fd = -1;
+		e->conn_id = c.ssl;
+	}
+
+	__u32 cap = capture_limit();
+	__u32 len = 0;
+	__u64 n = (__u64)bytes < cap ? (__u64)bytes : cap;
+	if (n)
+		len = copy_chunk(s->data, 0, (const void *)c.buf, n);
+	submit(s, len);
+	return 0;
+}
+
+#define SSL_PROGS(name, OP, EX)                                                             \
+	SEC("uprobe/" #name)                                                                 \
+	int app_ssl_enter_##name(struct pt_regs *ctx)                                        \
+	{                                                                                    \
+		return ssl_enter(ctx, OP, EX);                                               \
+	}                                                                                    \
+	SEC("uretprobe/" #name)                                                              \
+	int app_ssl_exit_##name(struct pt_regs *ctx)                                         \
+	{                                                                                    \
+		return ssl_exit(ctx, OP);                                                    \
+	}
+
+SSL_PROGS(SSL_read, APP_SYS_SSL_READ, false)
+SSL_PROGS(SSL_write, APP_SYS_SSL_WRITE, false)
+SSL_PROGS(SSL_read_ex, APP_SYS_SSL_READ_EX, true)
+SSL_PROGS(SSL_write_ex, APP_SYS_SSL_WRITE_EX, true)
+SSL_PROGS(SSL_do_handshake, SSL_OP_HANDSHAKE, false)

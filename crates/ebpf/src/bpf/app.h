@@ -44,13 +44,26 @@
 #define APP_SYS_ACCEPT4 11
 #define APP_SYS_CONNECT 12
 #define APP_SYS_CLOSE 13
+/* libssl calls (TLS plaintext, uprobes): `bytes` is what the call returned (or, for the _ex
+ * variants, stored in *readbytes / *written), the payload is the plaintext buffer */
+#define APP_SYS_SSL_READ 14
+#define APP_SYS_SSL_WRITE 15
+#define APP_SYS_SSL_READ_EX 16
+#define APP_SYS_SSL_WRITE_EX 17
 
 /* app_event.flags */
 #define APP_FLAG_NO_PAYLOAD 1 /* the syscall moves data the capture cannot see (sendfile) */
+#define APP_FLAG_TLS 2        /* plaintext of a libssl call (syscall is APP_SYS_SSL_*) */
+/* TLS event whose socket is not known yet (no syscall seen inside an SSL_* call of this SSL
+ * object, e.g. a memory BIO): fd is -1, the tuple is zero and conn_id is the SSL* value */
+#define APP_FLAG_TLS_NO_SOCKET 4
 
 /* Indexes of the per-CPU `app_stats` array. */
 #define APP_STAT_LOST 0    /* ring buffer full: event dropped */
 #define APP_STAT_EMITTED 1 /* events written into the ring buffer */
+/* data syscalls not reported because they carry TLS records (issued inside an SSL_* call, or
+ * on a socket already seen under libssl): their plaintext comes from the uprobes instead */
+#define APP_STAT_TLS_SKIPPED 2
 #define APP_STAT_COUNT 4
 
 /* Runtime configuration, entry 0 of the `app_config` array. */

@@ -1,0 +1,412 @@
+//! TLS plaintext capture: uprobes on libssl (`SSL_read`, `SSL_write`, `SSL_read_ex`,
+//! `SSL_write_ex`, plus `SSL_do_handshake` to recognise the socket under the handshake).
+//!
+//! The programs live in `app.o` beside the syscall tracepoints (they share the ring buffer and
+//! the per-socket cache): a TLS call yields one [`AppEvent::Data`](super::AppEvent::Data) of
+//! the usual layout whose [`DataEvent::is_tls`](super::DataEvent::is_tls) is true, with the
+//! plaintext as payload and the `conn_id` / 4-tuple / fd of the TCP socket underneath. The
+//! syscalls that carry that socket's TLS records are not reported (see
+//! [`AppCapture::tls_skipped_syscalls`]).
+//!
+//! Uprobes are attached per file (inode), so one attach of a library covers every process that
+//! maps it, now or later. Processes mapping a library not attached yet (another libssl build,
+//! a library in a container's filesystem) are found by [`AppCapture::rescan_ssl`], which reads
+//! `/proc/<pid>/maps` of every process; call it periodically (e.g. every few seconds) to cover
+//! processes started after tapline.
+//!
+//! ```no_run
+//! use tapline_ebpf::app::{AppCapture, AppCaptureConfig};
+//! let mut cap = AppCapture::load(&AppCaptureConfig::default())?;
+//! cap.attach()?;
+//! let scan = cap.rescan_ssl();
+//! for lib in &scan.attached {
+//!     eprintln!("TLS probes on {} (first seen in pid {:?})", lib.path.display(), lib.pid);
+//! }
+//! for e in &scan.errors {
+//!     eprintln!("{e}");
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::collections::HashSet;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use aya::programs::uprobe::{UProbeLinkId, UProbeScope};
+use aya::programs::{ProgramError, UProbe};
+
+use super::{program_error, raw, AppCapture, AppCaptureError};
+
+/// `(program, libssl symbol, required)`: return probes first, so that every entry that stashes
+/// a call already has its return probe. Optional symbols may be missing (OpenSSL < 1.1.1 has no
+/// `_ex` variants).
+pub const APP_SSL_PROGRAMS: &[(&str, &str, bool)] = &[
+    ("app_ssl_exit_SSL_read", "SSL_read", true),
+    ("app_ssl_exit_SSL_write", "SSL_write", true),
+    ("app_ssl_exit_SSL_read_ex", "SSL_read_ex", false),
+    ("app_ssl_exit_SSL_write_ex", "SSL_write_ex", false),
+    ("app_ssl_exit_SSL_do_handshake", "SSL_do_handshake", false),
+    ("app_ssl_enter_SSL_read", "SSL_read", true),
+    ("app_ssl_enter_SSL_write", "SSL_write", true),
+    ("app_ssl_enter_SSL_read_ex", "SSL_read_ex", false),
+    ("app_ssl_enter_SSL_write_ex", "SSL_write_ex", false),
+    ("app_ssl_enter_SSL_do_handshake", "SSL_do_handshake", false),
+];
+
+/// One library file the TLS probes are attached to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsLibrary {
+    /// The path as given to [`AppCapture::attach_ssl`], or as it appears in the maps of
+    /// `pid` (in that process's mount namespace).
+    pub path: PathBuf,
+    /// The process the path was found in / resolved through (`None`: tapline's own view).
+    pub pid: Option<u32>,
+    /// Device and inode of the file: the identity uprobes attach to.
+    pub dev: u64,
+    /// See [`TlsLibrary::dev`].
+    pub ino: u64,
+    /// The symbols that were probed (`SSL_read`, `SSL_write`, and the optional ones present).
+    pub symbols: Vec<&'static str>,
+}
+
+/// Outcome of [`AppCapture::rescan_ssl`].
+#[derive(Debug, Default)]
+pub struct TlsScan {
+    /// Libraries attached by this scan (already attached ones are not repeated).
+    pub attached: Vec<TlsLibrary>,
+    /// Libraries that could not be attached (each error names the library path and pid).
+    /// A failing file is not retried by later scans.
+    pub errors: Vec<AppCaptureError>,
+    /// Processes whose maps were read.
+    pub processes: usize,
+}
+
+#[derive(Default)]
+pub(super) struct SslState {
+    libraries: Vec<TlsLibrary>,
+    /// (program name, link) of every attached probe, in attach order.
+    links: Vec<(&'static str, UProbeLinkId)>,
+    /// (dev, ino) of files that failed to attach.
+    failed: HashSet<(u64, u64)>,
+}
+
+/// A libssl mapping found in `/proc/<pid>/maps`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SslMapping {
+    /// The process.
+    pub pid: u32,
+    /// The path in the process's mount namespace, as the maps show it.
+    pub path: PathBuf,
+    /// A path to the same file that tapline can open: `/proc/<pid>/root/<path>`, or
+    /// `/proc/<pid>/map_files/<range>` when the file was deleted (e.g. upgraded) since.
+    pub open_path: PathBuf,
+}
+
+/// True for file names of OpenSSL's libssl (`libssl.so`, `libssl.so.3`, `libssl.so.1.1`...).
+pub fn is_libssl_name(name: &str) -> bool {
+    name.starts_with("libssl.so")
+}
+
+/// The libssl files mapped by `pid`, parsed from the text of its `/proc/<pid>/maps`.
+pub fn ssl_mappings_in(pid: u32, maps: &str) -> Vec<SslMapping> {
+    let mut out: Vec<SslMapping> = Vec::new();
+    for line in maps.lines() {
+        // address perms offset dev inode pathname (the pathname may contain spaces)
+        let mut rest = line;
+        let mut fields = [""; 5];
+        let mut ok = true;
+        for f in fields.iter_mut() {
+            let t = rest.trim_start();
+            let end = t.find(' ').unwrap_or(t.len());
+            if end == 0 {
+                ok = false;
+                break;
+            }
+            *f = &t[..end];
+            rest = &t[end..];
+        }
+        let path = rest.trim_start();
+        if !ok || !path.starts_with('/') {
+            continue;
+        }
+        let (path, deleted) = match path.strip_suffix(" (deleted)") {
+            Some(p) => (p, true),
+            None => (path, false),
+        };
+        let name = path.rsplit('/').next().unwrap_or("");
+        if !is_libssl_name(name) || out.iter().any(|m| m.path.as_os_str() == path) {
+            continue;
+        }
+        let open_path = if deleted {
+            PathBuf::from(format!("/proc/{pid}/map_files/{}", fields[0]))
+        } else {
+            PathBuf::from(format!("/proc/{pid}/root{path}"))
+        };
+        out.push(SslMapping {
+            pid,
+            path: PathBuf::from(path),
+            open_path,
+        });
+    }
+    out
+}
+
+/// Every libssl mapping of every process (processes that exit meanwhile are skipped), and the
+/// number of processes whose maps were read.
+pub fn find_ssl_mappings() -> (Vec<SslMapping>, usize) {
+    let mut out = Vec::new();
+    let mut processes = 0;
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return (out, 0);
+    };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(maps) = fs::read_to_string(format!("/proc/{pid}/maps")) else {
+            continue;
+        };
+        processes += 1;
+        out.extend(ssl_mappings_in(pid, &maps));
+    }
+    (out, processes)
+}
+
+fn uprobe_error(
+    path: &Path,
+    pid: Option<u32>,
+    program: &str,
+    symbol: &str,
+    error: String,
+) -> AppCaptureError {
+    AppCaptureError::Uprobe {
+        library: path.to_path_buf(),
+        pid,
+        program: program.to_string(),
+        symbol: symbol.to_string(),
+        error,
+    }
+}
+
+fn is_missing_symbol(e: &ProgramError) -> bool {
+    matches!(
+        e,
+        ProgramError::UProbeError(aya::programs::uprobe::UProbeError::SymbolError { .. })
+    )
+}
+
+/// The full chain of an error's sources, `a: b: c`.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+impl AppCapture {
+    /// Attaches the TLS probes to the libssl (or any binary exporting `SSL_read`/`SSL_write`,
+    /// e.g. a statically linked one) at `lib_path`. With `pid`, `lib_path` is read in that
+    /// process's filesystem view (`/proc/<pid>/root/...`, as its `/proc/<pid>/maps` shows it);
+    /// without, in tapline's. Either way the probes fire in EVERY process that maps the same
+    /// file (uprobes attach to the file), subject to the pid filter. Attaching a file that is
+    /// already attached (by any path) does nothing and returns `Ok(false)`.
+    ///
+    /// Data syscalls issued inside the probed calls are no longer reported from then on for
+    /// those sockets (they carry TLS records); the plaintext comes as TLS events instead.
+    /// Errors name the library, the pid and the symbol. On error nothing of this library stays
+    /// attached.
+    pub fn attach_ssl(
+        &mut self,
+        pid: Option<u32>,
+        lib_path: &Path,
+    ) -> Result<bool, AppCaptureError> {
+        let open_path = match pid {
+            Some(p) if lib_path.is_absolute() => {
+                PathBuf::from(format!("/proc/{p}/root{}", lib_path.display()))
+            }
+            Some(p) => {
+                return Err(uprobe_error(
+                    lib_path,
+                    Some(p),
+                    "-",
+                    "-",
+                    "the path of a library in another process must be absolute".into(),
+                ))
+            }
+            None => lib_path.to_path_buf(),
+        };
+        self.attach_ssl_file(pid, lib_path, &open_path)
+    }
+
+    fn attach_ssl_file(
+        &mut self,
+        pid: Option<u32>,
+        path: &Path,
+        open_path: &Path,
+    ) -> Result<bool, AppCaptureError> {
+        let meta = fs::metadata(open_path).map_err(|e| {
+            uprobe_error(path, pid, "-", "-", format!("{}: {e}", open_path.display()))
+        })?;
+        let key = (meta.dev(), meta.ino());
+        if self.ssl.libraries.iter().any(|l| (l.dev, l.ino) == key) {
+            return Ok(false);
+        }
+        let mut links: Vec<(&'static str, UProbeLinkId)> = Vec::new();
+        let mut missing: Vec<&'static str> = Vec::new();
+        let mut result = Ok(());
+        for &(name, symbol, required) in APP_SSL_PROGRAMS {
+            if missing.contains(&symbol) {
+                continue;
+            }
+            let prog: &mut UProbe = match self
+                .ebpf
+                .program_mut(name)
+                .expect("loaded in load()")
+                .try_into()
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    result = Err(program_error(name, e));
+                    break;
+                }
+            };
+            match prog.attach(symbol, open_path, UProbeScope::AllProcesses) {
+                Ok(link) => links.push((name, link)),
+                Err(e) if !required && is_missing_symbol(&e) => missing.push(symbol),
+                Err(e) => {
+                    let mut msg = error_chain(&e);
+                    if is_missing_symbol(&e) {
+                        msg.push_str(" (not a libssl / OpenSSL-linked binary?)");
+                    }
+                    result = Err(uprobe_error(path, pid, name, symbol, msg));
+                    break;
+                }
+            }
+        }
+        if let Err(e) = result {
+            self.ssl.failed.insert(key);
+            // detach what this library got, enters first
+            while let Some((name, link)) = links.pop() {
+                if let Ok(p) = <&mut UProbe>::try_from(self.ebpf.program_mut(name).expect("loaded"))
+                {
+                    let _ = p.detach(link);
+                }
+            }
+            return Err(e);
+        }
+        let mut symbols: Vec<&'static str> = Vec::new();
+        for &(_, symbol, _) in APP_SSL_PROGRAMS {
+            if !missing.contains(&symbol) && !symbols.contains(&symbol) {
+                symbols.push(symbol);
+            }
+        }
+        self.ssl.links.extend(links);
+        self.ssl.libraries.push(TlsLibrary {
+            path: path.to_path_buf(),
+            pid,
+            dev: key.0,
+            ino: key.1,
+            symbols,
+        });
+        Ok(true)
+    }
+
+    /// Finds every libssl mapped by any process (`/proc/*/maps`) and attaches the TLS probes to
+    /// the files not attached yet. Call it again periodically to cover processes started later
+    /// that use another libssl file (a process using an already attached file is covered at
+    /// once, without a rescan). Files that failed once are not retried.
+    pub fn rescan_ssl(&mut self) -> TlsScan {
+        let (mappings, processes) = find_ssl_mappings();
+        let mut scan = TlsScan {
+            processes,
+            ..TlsScan::default()
+        };
+        for m in mappings {
+            let Ok(meta) = fs::metadata(&m.open_path) else {
+                continue; // the process exited
+            };
+            let key = (meta.dev(), meta.ino());
+            if self.ssl.failed.contains(&key)
+                || self.ssl.libraries.iter().any(|l| (l.dev, l.ino) == key)
+            {
+                continue;
+            }
+            match self.attach_ssl_file(Some(m.pid), &m.path, &m.open_path) {
+                Ok(true) => scan
+                    .attached
+                    .push(self.ssl.libraries.last().expect("just attached").clone()),
+                Ok(false) => {}
+                Err(e) => scan.errors.push(e),
+            }
+        }
+        scan
+    }
+
+    /// The library files the TLS probes are attached to.
+    pub fn ssl_libraries(&self) -> &[TlsLibrary] {
+        &self.ssl.libraries
+    }
+
+    /// Detaches every TLS probe (the syscall tracepoints stay). Sockets already recognised as
+    /// TLS keep their syscalls unreported until closed.
+    pub fn detach_ssl(&mut self) -> Result<(), AppCaptureError> {
+        // enters first (reverse of attach), so no call is left half-recorded
+        while let Some((name, link)) = self.ssl.links.pop() {
+            let prog: &mut UProbe = self
+                .ebpf
+                .program_mut(name)
+                .expect("loaded in load()")
+                .try_into()
+                .map_err(|e| program_error(name, e))?;
+            prog.detach(link).map_err(|e| program_error(name, e))?;
+        }
+        self.ssl.libraries.clear();
+        self.ssl.failed.clear();
+        Ok(())
+    }
+
+    /// Data syscalls not reported because they carried TLS records of a socket seen under
+    /// libssl (summed over CPUs, since load).
+    pub fn tls_skipped_syscalls(&self) -> u64 {
+        self.stat(raw::APP_STAT_TLS_SKIPPED)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_maps() {
+        let maps = "\
+55d0c0a00000-55d0c0a28000 r--p 00000000 fd:01 1234 /usr/bin/curl
+7f1e2a000000-7f1e2a020000 r--p 00000000 fd:01 777 /usr/lib/x86_64-linux-gnu/libssl.so.3
+7f1e2a020000-7f1e2a080000 r-xp 00020000 fd:01 777 /usr/lib/x86_64-linux-gnu/libssl.so.3
+7f1e2b000000-7f1e2b020000 r-xp 00000000 fd:01 778 /opt/my app/lib/libssl.so.1.1 (deleted)
+7f1e2c000000-7f1e2c020000 r-xp 00000000 fd:01 779 /usr/lib/x86_64-linux-gnu/libcrypto.so.3
+7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0 [stack]
+7ffd00030000-7ffd00031000 rw-p 00000000 00:00 0
+";
+        let m = ssl_mappings_in(42, maps);
+        assert_eq!(m.len(), 2, "{m:?}");
+        assert_eq!(
+            m[0].path,
+            PathBuf::from("/usr/lib/x86_64-linux-gnu/libssl.so.3")
+        );
+        assert_eq!(
+            m[0].open_path,
+            PathBuf::from("/proc/42/root/usr/lib/x86_64-linux-gnu/libssl.so.3")
+        );
+        assert_eq!(m[1].path, PathBuf::from("/opt/my app/lib/libssl.so.1.1"));
+        assert_eq!(
+            m[1].open_path,
+            PathBuf::from("/proc/42/map_files/7f1e2b000000-7f1e2b020000")
+        );
+        assert!(!is_libssl_name("libcrypto.so.3"));
+    }
+}

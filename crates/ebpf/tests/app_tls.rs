@@ -1,0 +1,629 @@
+//! TLS plaintext capture (libssl uprobes) against real servers and clients (root, real kernel):
+//! python `ssl` and nginx HTTPS servers, curl and python clients, all on the system libssl.
+//!
+//! `cargo test -p tapline-ebpf --test app_tls` as root. Needs python3, curl, openssl (CLI, for
+//! the self-signed certificate) and nginx (nginx-light).
+
+mod app_support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use app_support::*;
+use tapline_ebpf::app::{
+    AppCapture, AppCaptureConfig, AppCaptureError, AppEvent, ConnEvent, DataEvent, Direction, Role,
+    Syscall,
+};
+
+/// A self-signed certificate + key for 127.0.0.1 in `dir` (`cert.pem`, `key.pem`).
+fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("the openssl CLI is needed (apt-get install openssl)");
+    assert!(
+        out.status.success(),
+        "openssl req failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
+}
+
+/// python3 ThreadingHTTPServer (HTTP/1.1, keep-alive) over TLS, serving `dir`. `env` is added
+/// to the child's environment.
+fn python_https_server(
+    dir: &Path,
+    port: u16,
+    cert: &Path,
+    key: &Path,
+    env: &[(&str, &str)],
+) -> KillOnDrop {
+    let code = format!(
+        "import functools, ssl, http.server as h\n\
+         h.SimpleHTTPRequestHandler.protocol_version = 'HTTP/1.1'\n\
+         h.SimpleHTTPRequestHandler.log_message = lambda *a: None\n\
+         handler = functools.partial(h.SimpleHTTPRequestHandler, directory={dir:?})\n\
+         srv = h.ThreadingHTTPServer(('127.0.0.1', {port}), handler)\n\
+         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n\
+         ctx.load_cert_chain({cert:?}, {key:?})\n\
+         srv.socket = ctx.wrap_socket(srv.socket, server_side=True)\n\
+         srv.serve_forever()\n",
+        dir = dir.display().to_string(),
+        cert = cert.display().to_string(),
+        key = key.display().to_string(),
+    );
+    let child = Command::new("python3")
+        .arg("-c")
+        .arg(code)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn python3");
+    let child = KillOnDrop(child);
+    wait_listening(port, Duration::from_secs(10));
+    child
+}
+
+/// nginx (1 worker) serving `dir/www` over TLS on 127.0.0.1:`port`.
+fn nginx_https_server(dir: &Path, port: u16, cert: &Path, key: &Path) -> KillOnDrop {
+    let d = dir.display();
+    for sub in ["www", "tmp"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    let conf = format!(
+        "worker_processes 1;\n\
+         user root;\n\
+         pid {d}/nginx.pid;\n\
+         error_log {d}/error.log;\n\
+         events {{ worker_connections 1024; }}\n\
+         http {{\n\
+           access_log off;\n\
+           sendfile on;\n\
+           default_type application/octet-stream;\n\
+           client_body_temp_path {d}/tmp/body;\n\
+           proxy_temp_path {d}/tmp/proxy;\n\
+           fastcgi_temp_path {d}/tmp/fastcgi;\n\
+           uwsgi_temp_path {d}/tmp/uwsgi;\n\
+           scgi_temp_path {d}/tmp/scgi;\n\
+           server {{\n\
+             listen 127.0.0.1:{port} ssl;\n\
+             ssl_certificate {};\n\
+             ssl_certificate_key {};\n\
+             root {d}/www;\n\
+           }}\n\
+         }}\n",
+        cert.display(),
+        key.display()
+    );
+    let conf_path = dir.join("nginx.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let child = Command::new("nginx")
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(&conf_path)
+        .args(["-g", "daemon off;"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn nginx (apt-get install nginx-light)");
+    let child = KillOnDrop(child);
+    wait_listening(port, Duration::from_secs(10));
+    child
+}
+
+/// A python `ssl` client: `requests` keep-alive GETs of `path` on one connection; prints the
+/// total response bytes (status line + headers + body, as sent on the wire in plaintext).
+fn python_https_client(port: u16, path: &str, requests: usize) -> (u32, i64) {
+    let code = format!(
+        "import socket, ssl\n\
+         ctx = ssl.create_default_context()\n\
+         ctx.check_hostname = False\n\
+         ctx.verify_mode = ssl.CERT_NONE\n\
+         s = ctx.wrap_socket(socket.create_connection(('127.0.0.1', {port})))\n\
+         total = 0\n\
+         for i in range({requests}):\n\
+         \x20   s.sendall(b'GET {path} HTTP/1.1\\r\\nHost: t\\r\\nUser-Agent: py\\r\\n\\r\\n')\n\
+         \x20   buf = b''\n\
+         \x20   while b'\\r\\n\\r\\n' not in buf:\n\
+         \x20       buf += s.recv(65536)\n\
+         \x20   head, body = buf.split(b'\\r\\n\\r\\n', 1)\n\
+         \x20   n = int([l.split(b':')[1] for l in head.split(b'\\r\\n') if l.lower().startswith(b'content-length')][0])\n\
+         \x20   while len(body) < n:\n\
+         \x20       body += s.recv(65536)\n\
+         \x20   total += len(head) + 4 + len(body)\n\
+         s.close()\n\
+         print(total)\n"
+    );
+    let child = Command::new("python3")
+        .arg("-c")
+        .arg(code)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn python3");
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "python client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let total = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    (pid, total)
+}
+
+/// Parses curl's `-w '%{size_header} %{size_download}\n'` lines into the total response bytes.
+fn response_bytes(stdout: &[u8]) -> i64 {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| {
+            l.split_whitespace()
+                .map(|n| n.parse::<i64>().unwrap())
+                .sum::<i64>()
+        })
+        .sum()
+}
+
+fn conn_event(events: &[AppEvent], f: impl Fn(&AppEvent) -> Option<&ConnEvent>) -> Vec<ConnEvent> {
+    events.iter().filter_map(f).cloned().collect()
+}
+
+fn tls(events: &[AppEvent]) -> impl Iterator<Item = &DataEvent> {
+    data(events).filter(|d| d.is_tls())
+}
+
+fn tls_bytes(events: &[AppEvent], pid: u32, conn_id: u64, dir: Direction) -> i64 {
+    tls(events)
+        .filter(|d| d.pid == pid && d.conn_id == conn_id && d.direction == dir)
+        .map(|d| d.bytes)
+        .sum()
+}
+
+/// Loads + attaches the capture and the TLS probes on every libssl mapped right now.
+fn tls_capture() -> AppCapture {
+    let mut cap = AppCapture::load(&AppCaptureConfig::default()).unwrap();
+    cap.attach().unwrap();
+    let scan = cap.rescan_ssl();
+    assert!(scan.errors.is_empty(), "{:?}", scan.errors);
+    assert!(scan.processes > 0);
+    cap
+}
+
+/// Checks one TLS connection from `client_pid` to the server on `port`: plaintext requests
+/// starting with `request_line` (`requests` of them) on both ends, with the sockets' conn ids
+/// and 4-tuples, exact plaintext sizes, and no socket data events at all on the connection.
+/// Returns the server pid.
+#[allow(clippy::too_many_arguments)]
+fn check_tls_exchange(
+    cap: &AppCapture,
+    events: &[AppEvent],
+    port: u16,
+    client_pid: u32,
+    client_sys: Syscall,
+    server_sys: Syscall,
+    request_line: &str,
+    requests: usize,
+    response: i64,
+) -> u32 {
+    let connect = conn_event(events, |e| match e {
+        AppEvent::Connect(c) if c.pid == client_pid && c.remote.port() == port => Some(c),
+        _ => None,
+    });
+    let connect = connect
+        .first()
+        .unwrap_or_else(|| panic!("no connect event of client {client_pid}"));
+    let client_port = connect.local.port();
+    let accept = conn_event(events, |e| match e {
+        AppEvent::Accept(c) if c.local.port() == port && c.remote.port() == client_port => Some(c),
+        _ => None,
+    });
+    let accept = accept
+        .first()
+        .unwrap_or_else(|| panic!("no accept event for client port {client_port}"));
+    let spid = accept.pid;
+    let events = &on_port(events, client_port)[..];
+
+    // requests in plaintext, client side (egress) and server side (ingress)
+    let client_reqs: Vec<&DataEvent> = tls(events)
+        .filter(|d| d.pid == client_pid && d.direction == Direction::Egress)
+        .filter(|d| d.data.starts_with(request_line.as_bytes()))
+        .collect();
+    assert_eq!(client_reqs.len(), requests, "client-side TLS requests");
+    for d in &client_reqs {
+        assert_eq!(d.conn_id, connect.conn_id, "client conn id = the socket's");
+        assert_eq!((d.local, d.remote), (connect.local, connect.remote));
+        assert_eq!(d.syscall, client_sys);
+        assert_eq!(d.role, Role::Client);
+        assert!(d.fd >= 0 && !d.tls_socket_unknown());
+        assert!(d.start_ns > 0 && d.start_ns <= d.end_ns);
+    }
+    let server_reqs: Vec<&DataEvent> = tls(events)
+        .filter(|d| d.pid == spid && d.direction == Direction::Ingress)
+        .filter(|d| d.data.starts_with(request_line.as_bytes()))
+        .collect();
+    assert_eq!(server_reqs.len(), requests, "server-side TLS requests");
+    for d in &server_reqs {
+        assert_eq!(d.conn_id, accept.conn_id, "server conn id = the socket's");
+        assert_eq!(d.local, SocketAddr::from(([127, 0, 0, 1], port)));
+        assert_eq!(d.remote.port(), client_port);
+        assert_eq!(d.syscall, server_sys);
+        assert_eq!(d.role, Role::Server);
+    }
+    // responses in plaintext
+    assert!(
+        tls(events).any(|d| d.pid == spid
+            && d.direction == Direction::Egress
+            && d.data.starts_with(b"HTTP/1.1 200 OK")),
+        "server-side TLS response"
+    );
+    assert!(
+        tls(events).any(|d| d.pid == client_pid
+            && d.direction == Direction::Ingress
+            && d.data.starts_with(b"HTTP/1.1 200 OK")),
+        "client-side TLS response"
+    );
+
+    // exact plaintext sizes, both ends agree
+    let sent = tls_bytes(events, client_pid, connect.conn_id, Direction::Egress);
+    let received = tls_bytes(events, spid, accept.conn_id, Direction::Ingress);
+    assert_eq!(sent, received, "request bytes client vs server");
+    assert_eq!(
+        tls_bytes(events, spid, accept.conn_id, Direction::Egress),
+        response,
+        "response bytes, server side"
+    );
+    assert_eq!(
+        tls_bytes(events, client_pid, connect.conn_id, Direction::Ingress),
+        response,
+        "response bytes, client side"
+    );
+    for d in tls(events) {
+        assert_eq!(d.data.len() as i64, d.bytes.min(256), "{d:?}");
+    }
+
+    // the encrypted socket bytes are not delivered as data at all
+    let raw: Vec<&DataEvent> = data(events)
+        .filter(|d| !d.is_tls())
+        .filter(|d| d.conn_id == connect.conn_id || d.conn_id == accept.conn_id)
+        .collect();
+    assert!(
+        raw.is_empty(),
+        "socket data events on a TLS connection: {raw:?}"
+    );
+    assert!(cap.tls_skipped_syscalls() > 0);
+    assert_eq!(cap.lost_events(), 0);
+    spid
+}
+
+fn collect_responses(cap: &mut AppCapture, runs: &[(u32, i64)]) -> Vec<AppEvent> {
+    let mut events = Vec::new();
+    let complete = collect_until(
+        cap,
+        &mut events,
+        Duration::from_secs(15),
+        Duration::from_millis(500),
+        |evs| {
+            runs.iter().all(|&(pid, total)| {
+                tls(evs)
+                    .filter(|d| d.pid == pid && d.direction == Direction::Ingress)
+                    .map(|d| d.bytes)
+                    .sum::<i64>()
+                    >= total
+            })
+        },
+    );
+    assert!(
+        complete,
+        "not every TLS response was seen ({} events; runs {runs:?})",
+        events.len()
+    );
+    events
+}
+
+#[test]
+fn python_https_server_with_curl_and_python_clients() {
+    require_root();
+    let _serial = serial();
+    let dir = tempdir("tls-py");
+    let _rm = RmOnDrop(dir.clone());
+    let (cert, key) = self_signed(&dir);
+    write_file(&dir.join("small.txt"), 1000);
+    write_file(&dir.join("big.bin"), 200_000);
+    let port = free_port();
+    let server = python_https_server(&dir, port, &cert, &key, &[]);
+    let mut cap = tls_capture();
+    assert!(
+        cap.ssl_libraries()
+            .iter()
+            .any(|l| l.symbols.contains(&"SSL_read_ex") && l.symbols.contains(&"SSL_write")),
+        "{:?}",
+        cap.ssl_libraries()
+    );
+
+    // curl (started after the attach): 3 keep-alive requests on one connection, then a big one
+    let w = "%{size_header} %{size_download}\n";
+    let small = format!("https://127.0.0.1:{port}/small.txt");
+    let (curl1, out) = curl(&[
+        "-k",
+        "-o",
+        "/dev/null",
+        "-o",
+        "/dev/null",
+        "-o",
+        "/dev/null",
+        "-w",
+        w,
+        &small,
+        &small,
+        &small,
+    ]);
+    let resp1 = response_bytes(&out.stdout);
+    let big = format!("https://127.0.0.1:{port}/big.bin");
+    let (curl2, out) = curl(&["-k", "-o", "/dev/null", "-w", w, &big]);
+    let resp2 = response_bytes(&out.stdout);
+    assert!(resp2 > 200_000);
+    // python ssl client: 2 requests on one connection
+    let (py, resp3) = python_https_client(port, "/small.txt", 2);
+
+    let events = collect_responses(&mut cap, &[(curl1, resp1), (curl2, resp2), (py, resp3)]);
+    let events = on_port(&events, port);
+    let spid = server.0.id();
+    for (client, sys, line, n, resp) in [
+        (
+            curl1,
+            Syscall::SslWrite,
+            "GET /small.txt HTTP/1.1",
+            3,
+            resp1,
+        ),
+        (curl2, Syscall::SslWrite, "GET /big.bin HTTP/1.1", 1, resp2),
+        (py, Syscall::SslWriteEx, "GET /small.txt HTTP/1.1", 2, resp3),
+    ] {
+        let s = check_tls_exchange(
+            &cap,
+            &events,
+            port,
+            client,
+            sys,
+            Syscall::SslReadEx,
+            line,
+            n,
+            resp,
+        );
+        assert_eq!(s, spid, "served by the python server");
+    }
+}
+
+#[test]
+fn nginx_https_with_curl() {
+    require_root();
+    let _serial = serial();
+    let dir = tempdir("tls-nginx");
+    let _rm = RmOnDrop(dir.clone());
+    let (cert, key) = self_signed(&dir);
+    std::fs::create_dir_all(dir.join("www")).unwrap();
+    write_file(&dir.join("www/page.html"), 5000);
+    write_file(&dir.join("www/big.bin"), 300_000);
+    let port = free_port();
+    // nginx first: the capture must find its libssl through /proc
+    let server = nginx_https_server(&dir, port, &cert, &key);
+    let mut cap = tls_capture();
+
+    let w = "%{size_header} %{size_download}\n";
+    let mut runs = Vec::new();
+    for path in ["page.html", "big.bin"] {
+        let url = format!("https://127.0.0.1:{port}/{path}");
+        let (pid, out) = curl(&["-k", "-o", "/dev/null", "-w", w, &url]);
+        runs.push((
+            pid,
+            format!("GET /{path} HTTP/1.1"),
+            response_bytes(&out.stdout),
+        ));
+    }
+    let totals: Vec<(u32, i64)> = runs.iter().map(|(p, _, t)| (*p, *t)).collect();
+    let events = collect_responses(&mut cap, &totals);
+    let events = on_port(&events, port);
+    for (pid, line, total) in &runs {
+        let worker = check_tls_exchange(
+            &cap,
+            &events,
+            port,
+            *pid,
+            Syscall::SslWrite,
+            Syscall::SslRead,
+            line,
+            1,
+            *total,
+        );
+        assert_ne!(worker, server.0.id(), "the worker, not the master, serves");
+        let comm = std::fs::read_to_string(format!("/proc/{worker}/comm")).unwrap();
+        assert_eq!(comm.trim(), "nginx");
+    }
+}
+
+/// A process using a libssl file that was not mapped by anyone at attach time is covered after
+/// `rescan_ssl`; before it, its TLS traffic is (encrypted) socket data and no plaintext.
+#[test]
+fn rescan_covers_a_library_loaded_later() {
+    require_root();
+    let _serial = serial();
+    let dir = tempdir("tls-rescan");
+    let _rm = RmOnDrop(dir.clone());
+    let (cert, key) = self_signed(&dir);
+    write_file(&dir.join("small.txt"), 700);
+    let mut cap = tls_capture();
+
+    // a private copy of the system libssl: another file (inode), unknown to the capture
+    let system = cap
+        .ssl_libraries()
+        .iter()
+        .find(|l| l.path.file_name().is_some_and(|n| n == "libssl.so.3"))
+        .map(|l| l.path.clone())
+        .unwrap_or_else(|| PathBuf::from("/usr/lib/x86_64-linux-gnu/libssl.so.3"));
+    let libdir = dir.join("lib");
+    std::fs::create_dir_all(&libdir).unwrap();
+    let copy = libdir.join("libssl.so.3");
+    let src = match cap.ssl_libraries().iter().find(|l| l.path == system) {
+        Some(l) => match l.pid {
+            Some(p) => PathBuf::from(format!("/proc/{p}/root{}", system.display())),
+            None => system.clone(),
+        },
+        None => system.clone(),
+    };
+    std::fs::copy(&src, &copy).unwrap();
+    let port = free_port();
+    let _server = python_https_server(
+        &dir,
+        port,
+        &cert,
+        &key,
+        &[("LD_LIBRARY_PATH", libdir.to_str().unwrap())],
+    );
+    let spid = _server.0.id();
+    let maps = std::fs::read_to_string(format!("/proc/{spid}/maps")).unwrap();
+    assert!(
+        maps.contains(copy.to_str().unwrap()),
+        "the server did not load the copy"
+    );
+
+    let url = format!("https://127.0.0.1:{port}/small.txt");
+    let w = "%{size_header} %{size_download}\n";
+    let (c1, out) = curl(&["-k", "-o", "/dev/null", "-w", w, &url]);
+    let r1 = response_bytes(&out.stdout);
+    let events = on_port(&collect_responses(&mut cap, &[(c1, r1)]), port);
+    // curl (system libssl) is covered, the server (the copy) is not yet
+    assert!(tls(&events).any(|d| d.pid == c1));
+    assert!(
+        !tls(&events).any(|d| d.pid == spid),
+        "server covered before the rescan"
+    );
+    assert!(
+        data(&events).any(|d| d.pid == spid && !d.is_tls()),
+        "the server's encrypted socket data is reported while its libssl is not probed"
+    );
+
+    let scan = cap.rescan_ssl();
+    assert!(scan.errors.is_empty(), "{:?}", scan.errors);
+    let lib = scan
+        .attached
+        .iter()
+        .find(|l| l.path == copy)
+        .unwrap_or_else(|| panic!("the copy was not attached by the rescan: {scan:?}"));
+    assert_eq!(lib.pid, Some(spid));
+    // a second rescan attaches nothing new
+    assert!(cap.rescan_ssl().attached.iter().all(|l| l.path != copy));
+
+    let (c2, out) = curl(&["-k", "-o", "/dev/null", "-w", w, &url]);
+    let r2 = response_bytes(&out.stdout);
+    let events = on_port(&collect_responses(&mut cap, &[(c2, r2)]), port);
+    let s = check_tls_exchange(
+        &cap,
+        &events,
+        port,
+        c2,
+        Syscall::SslWrite,
+        Syscall::SslReadEx,
+        "GET /small.txt HTTP/1.1",
+        1,
+        r2,
+    );
+    assert_eq!(s, spid);
+}
+
+/// Plain HTTP is unaffected by the TLS probes: its data is reported as socket data, no TLS
+/// events appear.
+#[test]
+fn no_tls_events_without_libssl() {
+    require_root();
+    let _serial = serial();
+    let dir = tempdir("tls-plain");
+    let _rm = RmOnDrop(dir.clone());
+    write_file(&dir.join("a.txt"), 800);
+    let port = free_port();
+    let _server = python_server(&dir, port);
+    let mut cap = tls_capture();
+    assert!(!cap.ssl_libraries().is_empty());
+    let url = format!("http://127.0.0.1:{port}/a.txt");
+    let (pid, out) = curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{size_header} %{size_download}\n",
+        &url,
+    ]);
+    let total = response_bytes(&out.stdout);
+    let mut events = Vec::new();
+    let complete = collect_until(
+        &mut cap,
+        &mut events,
+        Duration::from_secs(15),
+        Duration::from_millis(500),
+        |evs| {
+            data(evs)
+                .filter(|d| d.pid == pid && d.direction == Direction::Ingress)
+                .map(|d| d.bytes)
+                .sum::<i64>()
+                == total
+        },
+    );
+    assert!(complete, "plain HTTP response not seen");
+    let events = on_port(&events, port);
+    assert_eq!(
+        tls(&events).count(),
+        0,
+        "TLS events on a plain HTTP connection"
+    );
+    assert!(data(&events)
+        .any(|d| d.pid == pid && d.data.starts_with(b"GET /a.txt HTTP/1.1") && !d.is_tls()));
+}
+
+/// Attach errors name the library, the pid and the symbol; a file is attached once whatever
+/// the path.
+#[test]
+fn attach_errors_and_dedup() {
+    require_root();
+    let _serial = serial();
+    let mut cap = AppCapture::load(&AppCaptureConfig::default()).unwrap();
+
+    let missing = Path::new("/nonexistent/libssl.so.3");
+    let e = cap.attach_ssl(None, missing).unwrap_err();
+    assert!(e.to_string().contains("/nonexistent/libssl.so.3"), "{e}");
+    let me = std::process::id();
+    let e = cap.attach_ssl(Some(me), missing).unwrap_err();
+    assert!(
+        e.to_string().contains(&format!("pid {me}")) && e.to_string().contains("libssl"),
+        "{e}"
+    );
+    // a binary without libssl symbols
+    let e = cap.attach_ssl(None, Path::new("/bin/true")).unwrap_err();
+    let AppCaptureError::Uprobe { symbol, .. } = &e else {
+        panic!("{e:?}")
+    };
+    assert_eq!(symbol, "SSL_read");
+    assert!(e.to_string().contains("/bin/true"), "{e}");
+    assert!(cap.ssl_libraries().is_empty());
+
+    let a = Path::new("/usr/lib/x86_64-linux-gnu/libssl.so.3");
+    let b = Path::new("/lib/x86_64-linux-gnu/libssl.so.3");
+    assert!(cap.attach_ssl(None, a).unwrap());
+    assert!(!cap.attach_ssl(None, b).unwrap(), "same file, other path");
+    assert!(!cap.attach_ssl(Some(me), a).unwrap());
+    assert_eq!(cap.ssl_libraries().len(), 1);
+    assert_eq!(cap.ssl_libraries()[0].symbols.len(), 5);
+    cap.detach_ssl().unwrap();
+    assert!(cap.ssl_libraries().is_empty());
+    assert!(cap.attach_ssl(None, b).unwrap());
+}
