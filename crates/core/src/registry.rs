@@ -99,6 +99,43 @@ impl Registry {
         out
     }
 
+    /// Builds one component from `config` and throws it away: what `validate` does for a
+    /// single component. Used to check documentation against the real config structs.
+    pub fn check_config(
+        &self,
+        kind: ComponentKind,
+        type_name: &str,
+        config: &ComponentConfig,
+    ) -> Result<(), Diagnostics> {
+        let id = ComponentId::parse(type_name).map_err(|e| {
+            let mut d = Diagnostics::default();
+            d.error(config.path.clone(), e);
+            d
+        })?;
+        let ctx = BuildContext::new(id, crate::telemetry::Telemetry::new(), Default::default());
+        let missing = || {
+            let mut d = Diagnostics::default();
+            d.error(config.path.clone(), format!("unknown {} type {type_name:?}", kind.as_str()));
+            d
+        };
+        match kind {
+            ComponentKind::Receiver => self.receivers.get(type_name).ok_or_else(missing)?.build(config, &ctx).map(drop),
+            ComponentKind::Exporter => {
+                let mut config = config.clone();
+                // The queue block belongs to the framework; validate it the same way.
+                if let Some(q) = config.take("queue") {
+                    ComponentConfig::new(format!("{}.queue", config.path), q).parse::<crate::pipeline::QueueConfig>()?;
+                }
+                self.exporters.get(type_name).ok_or_else(missing)?.build(&config, &ctx).map(drop)
+            }
+            ComponentKind::Processor => {
+                let f = self.processors.get(type_name).ok_or_else(missing)?;
+                let signal = f.signals().first().copied().unwrap_or(SignalKind::Metrics);
+                f.build(config, signal, &ctx).map(drop)
+            }
+        }
+    }
+
     pub(crate) fn type_names(&self, kind: ComponentKind) -> Vec<&'static str> {
         match kind {
             ComponentKind::Receiver => self.receivers.keys().copied().collect(),
