@@ -1,8 +1,11 @@
 //! Consumer used by `scripts/app_overhead.sh`: attaches the application capture, drains and
 //! decodes every event for `seconds`, then prints one summary line:
-//! `events=<n> events_per_s=<r> data_events=<n> payload_bytes=<n> lost=<n> emitted=<n>`.
+//! `events=<n> events_per_s=<r> data_events=<n> payload_bytes=<n> lost=<n> emitted=<n>
+//! tls_events=<n> tls_skipped=<n>`.
 //!
-//! `app_bench <seconds> [--only <pid>...] [--capture-bytes N] [--ring-bytes N]`
+//! `app_bench <seconds> [--only <pid>...] [--capture-bytes N] [--ring-bytes N] [--tls]`
+//! (`--tls`: also attach the libssl probes to every libssl mapped by a process, see
+//! `scripts/tls_overhead.sh`)
 
 use std::time::{Duration, Instant};
 
@@ -15,6 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok_or("usage: app_bench <seconds> ...")?
         .parse()?;
     let mut cfg = AppCaptureConfig::default();
+    let mut with_tls = false;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--only" => {
@@ -24,16 +28,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             "--capture-bytes" => cfg.capture_bytes = args.next().ok_or("value")?.parse()?,
             "--ring-bytes" => cfg.ring_buffer_bytes = args.next().ok_or("value")?.parse()?,
+            "--tls" => with_tls = true,
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
     let mut cap = AppCapture::load(&cfg)?;
     cap.attach()?;
+    if with_tls {
+        let scan = cap.rescan_ssl();
+        if let Some(e) = scan.errors.first() {
+            return Err(e.to_string().into());
+        }
+        for lib in cap.ssl_libraries() {
+            eprintln!(
+                "app_bench: TLS probes on {} (pid {:?})",
+                lib.path.display(),
+                lib.pid
+            );
+        }
+    }
     eprintln!("app_bench: attached");
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(secs);
     let mut events = Vec::with_capacity(1 << 16);
-    let (mut total, mut data, mut payload) = (0u64, 0u64, 0u64);
+    let (mut total, mut data, mut payload, mut tls) = (0u64, 0u64, 0u64, 0u64);
     while Instant::now() < deadline {
         cap.wait(Duration::from_millis(100))?;
         cap.poll(&mut events);
@@ -42,6 +60,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             if let AppEvent::Data(d) = ev {
                 data += 1;
                 payload += d.data.len() as u64;
+                tls += u64::from(d.is_tls());
             }
         }
     }
@@ -50,10 +69,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     total += events.len() as u64;
     let elapsed = start.elapsed().as_secs_f64();
     println!(
-        "events={total} events_per_s={:.0} data_events={data} payload_bytes={payload} lost={} emitted={}",
+        "events={total} events_per_s={:.0} data_events={data} payload_bytes={payload} lost={} \
+         emitted={} tls_events={tls} tls_skipped={}",
         total as f64 / elapsed,
         cap.lost_events(),
-        cap.emitted_events()
+        cap.emitted_events(),
+        cap.tls_skipped_syscalls()
     );
     Ok(())
 }
