@@ -3,6 +3,7 @@
 pub mod app;
 pub mod flows;
 pub mod otlp;
+pub mod protocols;
 pub mod synthetic;
 
 use tapline_core::Registry;
