@@ -11,6 +11,8 @@ use std::collections::VecDeque;
 use super::*;
 
 const MAX_LINE: usize = 512;
+/// Not an error of the bytes: framing fell beyond the captured prefix.
+const LOST: ParseError = ParseError { protocol: Protocol::Redis, reason: "a line beyond the captured bytes" };
 const MAX_DEPTH: usize = 32;
 const MAX_NAME: usize = 32;
 /// Largest bulk string Redis accepts (`proto-max-bulk-len` can raise it; 4 GiB is plenty).
@@ -153,7 +155,7 @@ impl RedisParser {
     fn feed_dir(&mut self, seg: &Segment<'_>, out: &mut Vec<Operation>) -> Result<(), ParseError> {
         let dir = seg.dir;
         let mut s = std::mem::take(&mut self.streams[dir.index()]);
-        let r = self.scan(&mut s, seg, out);
+        let mut r = self.scan(&mut s, seg, out);
         if r.is_err() {
             let open = s.open;
             s.reset();
@@ -162,6 +164,9 @@ impl RedisParser {
                 self.reply_lost(seg.end_ns, open, out);
             } else {
                 self.stats.resyncs += 1;
+            }
+            if r.as_ref().err() == Some(&LOST) {
+                r = Ok(());
             }
         }
         self.streams[dir.index()] = s;
@@ -206,12 +211,12 @@ impl RedisParser {
             }
             let p = pos as usize;
             if p >= vis.len() {
-                return Err(Self::err("a line beyond the captured bytes"));
+                return Err(LOST);
             }
             let rest = &vis[p..];
             let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
                 if (vis.len() as u64) < total {
-                    return Err(Self::err("a line beyond the captured bytes"));
+                    return Err(LOST);
                 }
                 if s.line.is_empty() {
                     s.line_start_ns = seg.start_ns;
