@@ -57,12 +57,14 @@ pub struct Framer {
     lost: bool,
     /// Times the framing was lost.
     pub resyncs: u64,
+    /// Bytes passed over while lost (from the point of loss to the end of that segment).
+    pub unframed: u64,
 }
 
 impl Framer {
     /// `cap`: how many bytes of a message spanning segments are kept.
     pub fn new(cap: usize) -> Self {
-        Framer { buf: Vec::new(), len: None, seen: 0, contiguous: true, start_ns: 0, cap, lost: false, resyncs: 0 }
+        Framer { buf: Vec::new(), len: None, seen: 0, contiguous: true, start_ns: 0, cap, lost: false, resyncs: 0, unframed: 0 }
     }
 
     /// At a message boundary (nothing of a message buffered).
@@ -120,6 +122,7 @@ impl Framer {
                 if p < vis.len() {
                     if let Frame::Len(len) = frame(&vis[p..]) {
                         if len == 0 {
+                            self.unframed += total - pos;
                             self.lose();
                             return Err(FeedError::Bad);
                         }
@@ -144,6 +147,7 @@ impl Framer {
                         }
                         if p >= vis.len() {
                             self.lose();
+                            self.unframed += total - pos;
                             return Ok(());
                         }
                         let take = (n - self.buf.len()).min(vis.len() - p);
@@ -152,6 +156,7 @@ impl Framer {
                         pos += take as u64;
                     }
                     _ => {
+                        self.unframed += total - pos + self.seen.min(pos);
                         self.lose();
                         return Err(FeedError::Bad);
                     }

@@ -208,6 +208,11 @@ impl MysqlParser {
             }
             return Ok(());
         };
+        if c.resp == Resp::First && d[3] != 1 {
+            // a response starts with sequence 1: this is the tail of one we lost track of
+            self.pending.push_front(c);
+            return Ok(());
+        }
         c.response_size += m.len;
         let first = p.first().copied();
         let is_eof = first == Some(0xfe) && payload_len < 0xff_ffff && (payload_len < 9 || self.deprecate_eof);

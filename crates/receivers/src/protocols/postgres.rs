@@ -76,8 +76,10 @@ pub struct PostgresParser {
     /// Client bytes since the last operation was queued (Parse/Bind/Describe before Execute).
     unassigned_request: u64,
     request_start_ns: Option<u64>,
-    /// The batch the server is in failed: skip Executes until its ReadyForQuery.
-    failed_batch: Option<u64>,
+    /// The server side lost track (a message header beyond the captured bytes): the replies of
+    /// the pending operations cannot be told apart any more.
+    server_lost: bool,
+    last_server_end_ns: u64,
     stats: ParserStats,
 }
 
@@ -94,7 +96,8 @@ impl PostgresParser {
             next_batch: 0,
             unassigned_request: 0,
             request_start_ns: None,
-            failed_batch: None,
+            server_lost: false,
+            last_server_end_ns: 0,
             stats: ParserStats::default(),
         }
     }
@@ -132,9 +135,19 @@ impl PostgresParser {
         });
     }
 
-    fn client_msg(&mut self, msg: Msg<'_>) -> Result<(), ParseError> {
+    fn client_msg(&mut self, msg: Msg<'_>, out: &mut Vec<Operation>) -> Result<(), ParseError> {
         let d = msg.data;
         let body = &d[5.min(d.len())..];
+        if self.server_lost && matches!(d[0], b'Q' | b'P' | b'B' | b'E') {
+            // Clients wait for ReadyForQuery before the next query (outside pipeline mode):
+            // what is pending was answered in bytes we could not see.
+            self.server_lost = false;
+            let end = self.last_server_end_ns;
+            while let Some(p) = self.pending.pop_front() {
+                out.push(self.finish(p, end));
+            }
+            self.syncs.clear();
+        }
         self.unassigned_request += msg.len;
         self.request_start_ns.get_or_insert(msg.start_ns);
         match d[0] {
@@ -218,8 +231,6 @@ impl PostgresParser {
                 if p.simple {
                     // ends at ReadyForQuery
                 } else {
-                    let batch = p.batch;
-                    self.failed_batch = Some(batch);
                     let p = self.pending.remove(i).unwrap_or_else(|| unreachable!());
                     out.push(self.finish(p, msg.end_ns));
                 }
@@ -233,7 +244,6 @@ impl PostgresParser {
                     }
                     // an Execute skipped after an error in its batch never ran
                 }
-                self.failed_batch = None;
             }
             b'R' | b'S' | b'K' | b'T' | b'D' | b'1' | b'2' | b'3' | b'n' | b't' | b'N' | b'A' | b'G' | b'H' | b'W' | b'd' | b'c' | b'V' | b'v' => {}
             _ => return Err(Self::err("unknown backend message")),
@@ -264,7 +274,6 @@ impl PostgresParser {
     }
 
     fn feed_client(&mut self, seg: &Segment<'_>, out: &mut Vec<Operation>) -> Result<(), ParseError> {
-        let _ = out;
         let mut from = 0;
         if self.phase == Phase::Startup && self.framers[0].at_boundary() {
             let v = seg.visible();
@@ -299,7 +308,7 @@ impl PostgresParser {
             return Ok(());
         }
         let mut framer = std::mem::replace(&mut self.framers[0], Framer::new(0));
-        let r = framer.feed(seg, from, frame_len, |m| self.client_msg(m));
+        let r = framer.feed(seg, from, frame_len, |m| self.client_msg(m, out));
         self.framers[0] = framer;
         self.map(r)
     }
@@ -322,7 +331,18 @@ impl PostgresParser {
             _ => {}
         }
         let mut framer = std::mem::replace(&mut self.framers[1], Framer::new(0));
+        let (resyncs, unframed) = (framer.resyncs, framer.unframed);
         let r = framer.feed(seg, from, frame_len, |m| self.server_msg(m, out));
+        if framer.resyncs > resyncs || r.is_err() {
+            self.server_lost = true;
+        }
+        if framer.unframed > unframed {
+            // the rest of the reply we lost track of
+            if let Some(p) = self.pending.front_mut() {
+                p.response_size += framer.unframed - unframed;
+            }
+        }
+        self.last_server_end_ns = seg.end_ns;
         self.framers[1] = framer;
         self.map(r)
     }

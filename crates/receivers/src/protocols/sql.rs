@@ -332,7 +332,25 @@ pub fn sanitize(sql: &[u8], dialect: Dialect, max: usize) -> String {
     let mut out = String::with_capacity(sql.len().min(max));
     let mut lx = Lexer::new(sql, dialect);
     let mut prev: Option<Tok> = None;
+    // where a sign that may belong to the next number starts in `out`
+    let mut sign_at: Option<usize> = None;
     while let Some((tok, text)) = lx.next() {
+        if tok == Tok::Number {
+            if let Some(at) = sign_at.take() {
+                // `= -5`, `+ -1234`: the sign is part of the literal
+                out.truncate(at);
+                if at > 0 {
+                    out.push(' ');
+                }
+                out.push('?');
+                prev = Some(tok);
+                continue;
+            }
+        }
+        sign_at = match tok {
+            Tok::Punct(b'-' | b'+') if matches!(prev, None | Some(Tok::Punct(b'=' | b'<' | b'>' | b'(' | b',' | b'+' | b'-' | b'*' | b'/'))) => Some(out.len()),
+            _ => None,
+        };
         let space = match (prev, tok) {
             (None, _) => false,
             (_, Tok::Punct(b',' | b')' | b';' | b'.')) => false,
@@ -398,11 +416,12 @@ mod tests {
         let s = |q: &str| sanitize(q.as_bytes(), Dialect::Postgres, 1000);
         assert_eq!(s("SELECT * FROM t WHERE name = 'O''Brien' AND age > 42.5e3"), "SELECT * FROM t WHERE name = ? AND age > ?");
         assert_eq!(s("select $1, $$secret$$, $a$x$a$, E'\\n', x'ff' -- comment 'no'\n from t"), "select $1, ?, ?, ?, ? from t");
-        assert_eq!(s("INSERT INTO t VALUES (1, -2, 'abc"), "INSERT INTO t VALUES (?, - ?, ?");
+        assert_eq!(s("INSERT INTO t VALUES (1, -2, 'abc"), "INSERT INTO t VALUES (?, ?, ?");
         assert_eq!(s("SELECT \"col\" FROM t1 WHERE id IN (1,2)"), "SELECT \"col\" FROM t1 WHERE id IN (?, ?)");
         let m = sanitize(b"SELECT * FROM u WHERE n = \"bob\" AND p = 'a\\'b' # tail", Dialect::Mysql, 1000);
         assert_eq!(m, "SELECT * FROM u WHERE n = ? AND p = ?");
         assert!(sanitize(b"SELECT 1, 2, 3, 4", Dialect::Mysql, 10).len() <= 10);
+        assert_eq!(s("UPDATE a SET b = b + -12 WHERE c = -3 AND d = e - 4"), "UPDATE a SET b = b + ? WHERE c = ? AND d = e - ?");
         // no literal survives, whatever the bytes
         assert!(!s("SELECT 'secret', 12345 FROM t").contains("secret"));
         assert!(!s("SELECT 'secret', 12345 FROM t").contains("12345"));

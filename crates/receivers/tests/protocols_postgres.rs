@@ -1,0 +1,146 @@
+//! The PostgreSQL parser on real traffic: a private cluster answering pgbench (simple,
+//! extended and prepared protocols) and psql, through a recording proxy; counted exactly.
+//!
+//! `cargo test -p tapline-receivers --test protocols_postgres` as root (the server runs as the
+//! `postgres` user). Needs `apt-get install postgresql` (initdb, postgres, pgbench, psql).
+
+mod protocols_util;
+
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use protocols_util::*;
+use tapline_receivers::protocols::{Protocol, Status};
+
+/// One cluster at a time: the machine is small.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+struct Pg {
+    port: u16,
+    _guard: Guard,
+    _dir: TempDir,
+}
+
+fn ids(user: &str) -> (u32, u32) {
+    let id = |flag: &str| -> u32 {
+        let out = Command::new("id").args([flag, user]).output().expect("id");
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or_else(|_| panic!("no `{user}` user: install `apt-get install postgresql`"))
+    };
+    (id("-u"), id("-g"))
+}
+
+fn start_pg() -> Pg {
+    let initdb = need("initdb", "apt-get install postgresql");
+    let postgres = need("postgres", "apt-get install postgresql");
+    let (uid, gid) = ids("postgres");
+    let dir = TempDir::new("pg");
+    let data = dir.0.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for p in [&dir.0, &data] {
+        std::os::unix::fs::chown(p, Some(uid), Some(gid)).unwrap();
+    }
+    run(Command::new(&initdb).args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"]).arg(&data).uid(uid).gid(gid).env("LC_ALL", "C"), Duration::from_secs(120));
+    let port = free_port();
+    let child = Command::new(postgres)
+        .arg("-D")
+        .arg(&data)
+        .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "ssl=off"])
+        .arg("-k")
+        .arg(&dir.0)
+        .uid(uid)
+        .gid(gid)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start postgres");
+    let guard = Guard(child);
+    wait_port(port, Duration::from_secs(30));
+    Pg { port, _guard: guard, _dir: dir }
+}
+
+fn pgbench(port: u16, args: &[&str]) {
+    let bin = need("pgbench", "apt-get install postgresql");
+    let mut cmd = Command::new(bin);
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"]).args(args).arg("postgres");
+    run(&mut cmd, Duration::from_secs(300));
+}
+
+#[test]
+fn pgbench_all_protocols_count_exactly() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    const T: usize = 150;
+    const C: usize = 2;
+    let pg = start_pg();
+    pgbench(pg.port, &["-i", "-q", "-s", "1"]);
+    for mode in ["simple", "extended", "prepared"] {
+        let proxy = Proxy::start(format!("127.0.0.1:{}", pg.port).parse().unwrap());
+        pgbench(proxy.port, &["-n", "-t", &T.to_string(), "-c", &C.to_string(), "-M", mode]);
+        let reads = proxy.finish();
+        let (ops, protocols) = replay_sessions(&reads, 0, 256, true);
+        assert!(protocols.values().all(|p| *p == Some(Protocol::Postgres)), "{mode}: {protocols:?}");
+        let n = T * C;
+        for (name, table) in [
+            ("UPDATE", Some("pgbench_accounts")),
+            ("SELECT", Some("pgbench_accounts")),
+            ("UPDATE", Some("pgbench_tellers")),
+            ("UPDATE", Some("pgbench_branches")),
+            ("INSERT", Some("pgbench_history")),
+            ("BEGIN", None),
+            ("END", None),
+        ] {
+            assert_eq!(count(&ops, name, table), n, "{mode} {name} {table:?}: {:#?}", tally(&ops));
+        }
+        assert!(ops.iter().all(|o| o.status == Status::Ok && o.error.is_none()), "{mode}: {:#?}", tally(&ops));
+        assert!(ops.iter().all(|o| o.end_ns >= o.start_ns && o.request_size > 0 && o.response_size > 0));
+        let update = ops.iter().find(|o| o.target.as_deref() == Some("pgbench_accounts") && o.name == "UPDATE").unwrap();
+        let text = update.query_text.as_deref().unwrap();
+        if mode == "simple" {
+            // pgbench inlines the values: every literal must be gone
+            assert_eq!(text, "UPDATE pgbench_accounts SET abalance = abalance + ? WHERE aid = ?;");
+        } else {
+            assert_eq!(text, "UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2;");
+        }
+    }
+}
+
+#[test]
+fn psql_errors_and_multi_statement_queries() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let pg = start_pg();
+    let psql = need("psql", "apt-get install postgresql-client");
+    let proxy = Proxy::start(format!("127.0.0.1:{}", pg.port).parse().unwrap());
+    let dir = TempDir::new("psql");
+    let script = dir.0.join("s.sql");
+    std::fs::write(
+        &script,
+        "CREATE TABLE items (id int primary key, name text);\n\
+         INSERT INTO items VALUES (1, 'secret-one'), (2, 'two');\n\
+         SELECT name FROM items WHERE id = 1;\n\
+         SELECT * FROM no_such_table;\n\
+         INSERT INTO items VALUES (1, 'dup');\n\
+         SELECT repeat('x', 100000) AS big FROM items;\n\
+         DROP TABLE items;\n",
+    )
+    .unwrap();
+    run(Command::new(psql).args(["-h", "127.0.0.1", "-p", &proxy.port.to_string(), "-U", "postgres", "-X", "-q", "-o", "/dev/null", "-f"]).arg(&script).arg("postgres"), Duration::from_secs(60));
+    let reads = proxy.finish();
+    let (ops, _) = replay_sessions(&reads, 0, 256, true);
+    let seen: Vec<_> = ops.iter().map(|o| (o.name.to_string(), o.target.as_deref().map(str::to_string), o.error.as_deref().map(str::to_string))).collect();
+    let s = |x: &str| Some(x.to_string());
+    assert_eq!(
+        seen,
+        [
+            ("CREATE".into(), s("items"), None),
+            ("INSERT".into(), s("items"), None),
+            ("SELECT".into(), s("items"), None),
+            ("SELECT".into(), s("no_such_table"), s("42P01")),
+            ("INSERT".into(), s("items"), s("23505")),
+            ("SELECT".into(), s("items"), None),
+            ("DROP".into(), s("items"), None),
+        ]
+    );
+    assert!(ops.iter().all(|o| !o.query_text.as_deref().unwrap_or("").contains("secret")));
+    assert!(ops[5].response_size > 200_000, "two 100 kB rows, skipped by length: {}", ops[5].response_size);
+}
