@@ -156,12 +156,12 @@ impl OtlpExporter {
                 if self.temporality == TemporalityPreference::Cumulative {
                     let mut m = m.clone();
                     self.accumulator.apply(&mut m, Instant::now());
-                    Request::Metrics(metrics_to_proto(&m))
+                    Request::metrics(&metrics_to_proto(&m))
                 } else {
-                    Request::Metrics(metrics_to_proto(m))
+                    Request::metrics(&metrics_to_proto(m))
                 }
             }
-            Signal::Traces(t) => Request::Traces(traces_to_proto(t)),
+            Signal::Traces(t) => Request::traces(&traces_to_proto(t)),
         }
     }
 

@@ -5,20 +5,20 @@ use std::io::Write as _;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use bytes::{Buf, BufMut};
 use flate2::write::GzEncoder;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use prost::Message;
-use tonic::codec::CompressionEncoding;
+use tapline_core::data::SignalKind;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::metadata::{MetadataKey, MetadataValue};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::Code;
@@ -44,10 +44,85 @@ pub enum Outcome {
     },
 }
 
-/// One request, already encoded for both transports.
-pub enum Request {
-    Metrics(ExportMetricsServiceRequest),
-    Traces(ExportTraceServiceRequest),
+/// One request, encoded once: every attempt, over either transport, sends these bytes.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub kind: SignalKind,
+    pub body: Bytes,
+}
+
+impl Request {
+    pub fn metrics(m: &ExportMetricsServiceRequest) -> Request {
+        Request {
+            kind: SignalKind::Metrics,
+            body: m.encode_to_vec().into(),
+        }
+    }
+    pub fn traces(t: &ExportTraceServiceRequest) -> Request {
+        Request {
+            kind: SignalKind::Traces,
+            body: t.encode_to_vec().into(),
+        }
+    }
+    /// The server's partial-success report in a response body, if any.
+    fn partial(&self, response: &[u8]) -> Option<(i64, String)> {
+        match self.kind {
+            SignalKind::Metrics => ExportMetricsServiceResponse::decode(response)
+                .ok()?
+                .partial_success
+                .map(|p| (p.rejected_data_points, p.error_message)),
+            SignalKind::Traces => ExportTraceServiceResponse::decode(response)
+                .ok()?
+                .partial_success
+                .map(|p| (p.rejected_spans, p.error_message)),
+        }
+    }
+    fn grpc_path(&self) -> tonic::codegen::http::uri::PathAndQuery {
+        tonic::codegen::http::uri::PathAndQuery::from_static(match self.kind {
+            SignalKind::Metrics => {
+                "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
+            }
+            SignalKind::Traces => "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+        })
+    }
+}
+
+/// A gRPC codec for messages that are already encoded: sends the bytes as they are and
+/// hands back the response message's bytes.
+#[derive(Clone, Copy, Default)]
+struct EncodedCodec;
+struct EncodedEncoder;
+struct EncodedDecoder;
+
+impl Encoder for EncodedEncoder {
+    type Item = Bytes;
+    type Error = tonic::Status;
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for EncodedDecoder {
+    type Item = Bytes;
+    type Error = tonic::Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, tonic::Status> {
+        let n = src.remaining();
+        Ok(Some(src.copy_to_bytes(n)))
+    }
+}
+
+impl Codec for EncodedCodec {
+    type Encode = Bytes;
+    type Decode = Bytes;
+    type Encoder = EncodedEncoder;
+    type Decoder = EncodedDecoder;
+    fn encoder(&mut self) -> EncodedEncoder {
+        EncodedEncoder
+    }
+    fn decoder(&mut self) -> EncodedDecoder {
+        EncodedDecoder
+    }
 }
 
 // google.rpc.Status and RetryInfo, as carried in `grpc-status-details-bin`.
@@ -183,8 +258,7 @@ const MAX_RESPONSE: usize = 4 << 20;
 
 pub enum Transport {
     Grpc {
-        metrics: MetricsServiceClient<Channel>,
-        traces: TraceServiceClient<Channel>,
+        client: tonic::client::Grpc<Channel>,
         headers: Vec<(
             MetadataKey<tonic::metadata::Ascii>,
             MetadataValue<tonic::metadata::Ascii>,
@@ -192,7 +266,8 @@ pub enum Transport {
         timeout: Duration,
     },
     Http {
-        client: HttpClient,
+        // Boxed: the HTTP client is several times the size of the gRPC one.
+        client: Box<HttpClient>,
         url: hyper::Uri,
         headers: Vec<(hyper::header::HeaderName, hyper::header::HeaderValue)>,
         gzip: bool,
@@ -225,13 +300,10 @@ impl Transport {
                         .map_err(|e| format!("{path}.tls: {e}"))?;
                 }
                 let channel = endpoint.connect_lazy();
-                let mut metrics = MetricsServiceClient::new(channel.clone())
-                    .max_decoding_message_size(MAX_RESPONSE);
-                let mut traces =
-                    TraceServiceClient::new(channel).max_decoding_message_size(MAX_RESPONSE);
+                let mut client =
+                    tonic::client::Grpc::new(channel).max_decoding_message_size(MAX_RESPONSE);
                 if s.compression == Compression::Gzip {
-                    metrics = metrics.send_compressed(CompressionEncoding::Gzip);
-                    traces = traces.send_compressed(CompressionEncoding::Gzip);
+                    client = client.send_compressed(CompressionEncoding::Gzip);
                 }
                 let mut headers = Vec::new();
                 for (k, v) in &s.headers {
@@ -242,8 +314,7 @@ impl Transport {
                     headers.push((key, value));
                 }
                 Ok(Transport::Grpc {
-                    metrics,
-                    traces,
+                    client,
                     headers,
                     timeout: s.timeout,
                 })
@@ -274,7 +345,7 @@ impl Transport {
                     headers.push((key, value));
                 }
                 Ok(Transport::Http {
-                    client,
+                    client: Box::new(client),
                     url: s
                         .url
                         .parse()
@@ -291,47 +362,24 @@ impl Transport {
     pub async fn send(&mut self, req: &Request) -> Outcome {
         match self {
             Transport::Grpc {
-                metrics,
-                traces,
+                client,
                 headers,
                 timeout,
             } => {
-                fn with_headers<T>(
-                    msg: T,
-                    headers: &[(
-                        MetadataKey<tonic::metadata::Ascii>,
-                        MetadataValue<tonic::metadata::Ascii>,
-                    )],
-                    timeout: Duration,
-                ) -> tonic::Request<T> {
-                    let mut r = tonic::Request::new(msg);
-                    for (k, v) in headers {
-                        r.metadata_mut().insert(k.clone(), v.clone());
-                    }
-                    r.set_timeout(timeout);
-                    r
+                let mut request = tonic::Request::new(req.body.clone());
+                for (k, v) in headers.iter() {
+                    request.metadata_mut().insert(k.clone(), v.clone());
                 }
-                let result = match req {
-                    Request::Metrics(m) => metrics
-                        .export(with_headers(m.clone(), headers, *timeout))
-                        .await
-                        .map(|r| {
-                            r.into_inner()
-                                .partial_success
-                                .map(|p| (p.rejected_data_points, p.error_message))
-                        }),
-                    Request::Traces(t) => traces
-                        .export(with_headers(t.clone(), headers, *timeout))
-                        .await
-                        .map(|r| {
-                            r.into_inner()
-                                .partial_success
-                                .map(|p| (p.rejected_spans, p.error_message))
-                        }),
-                };
-                match result {
-                    Ok(partial) => {
-                        let (rejected, message) = partial.unwrap_or_default();
+                request.set_timeout(*timeout);
+                if let Err(e) = client.ready().await {
+                    return Outcome::Retryable {
+                        message: format!("gRPC channel not ready: {e}"),
+                        delay: None,
+                    };
+                }
+                match client.unary(request, req.grpc_path(), EncodedCodec).await {
+                    Ok(resp) => {
+                        let (rejected, message) = req.partial(resp.get_ref()).unwrap_or_default();
                         Outcome::Delivered { rejected, message }
                     }
                     Err(status) => judge_grpc(&status),
@@ -344,11 +392,11 @@ impl Transport {
                 gzip: compress,
                 timeout,
             } => {
-                let raw = match req {
-                    Request::Metrics(m) => m.encode_to_vec(),
-                    Request::Traces(t) => t.encode_to_vec(),
+                let body = if *compress {
+                    Bytes::from(gzip(&req.body))
+                } else {
+                    req.body.clone()
                 };
-                let body = if *compress { gzip(&raw) } else { raw };
                 let mut builder = hyper::Request::post(url.clone())
                     .header(hyper::header::CONTENT_TYPE, "application/x-protobuf");
                 if *compress {
@@ -357,7 +405,7 @@ impl Transport {
                 for (k, v) in headers.iter() {
                     builder = builder.header(k, v);
                 }
-                let request = match builder.body(Full::new(Bytes::from(body))) {
+                let request = match builder.body(Full::new(body)) {
                     Ok(r) => r,
                     Err(e) => {
                         return Outcome::Permanent {
@@ -398,18 +446,8 @@ impl Transport {
                         message,
                         delay: None,
                     },
-                    Ok(Ok((status, retry_after, body))) if (200..300).contains(&status) => {
-                        let partial = match req {
-                            Request::Metrics(_) => ExportMetricsServiceResponse::decode(body)
-                                .ok()
-                                .and_then(|r| r.partial_success)
-                                .map(|p| (p.rejected_data_points, p.error_message)),
-                            Request::Traces(_) => ExportTraceServiceResponse::decode(body)
-                                .ok()
-                                .and_then(|r| r.partial_success)
-                                .map(|p| (p.rejected_spans, p.error_message)),
-                        };
-                        let _ = retry_after;
+                    Ok(Ok((status, _, body))) if (200..300).contains(&status) => {
+                        let partial = req.partial(&body);
                         let (rejected, message) = partial.unwrap_or_default();
                         Outcome::Delivered { rejected, message }
                     }
