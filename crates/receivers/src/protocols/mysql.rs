@@ -81,6 +81,7 @@ pub struct MysqlParser {
     pending: VecDeque<Command>,
     /// A command packet of 16 MiB - 1 continues in the next packet.
     continuation: bool,
+    last_server_end_ns: u64,
     stats: ParserStats,
 }
 
@@ -94,6 +95,7 @@ impl MysqlParser {
             statements: HashMap::new(),
             pending: VecDeque::new(),
             continuation: false,
+            last_server_end_ns: 0,
             stats: ParserStats::default(),
         }
     }
@@ -165,10 +167,15 @@ impl MysqlParser {
         if !expects_response {
             return Ok(());
         }
-        if self.pending.len() >= 8 {
-            // clients wait for each answer: this many unanswered means we lost the replies
-            if let Some(c) = self.pending.pop_front() {
-                self.stats.pending_dropped += 1;
+        // Clients wait for each answer before the next command: one still pending was answered
+        // in bytes we could not see (its result set went beyond the capture).
+        while let Some(c) = self.pending.pop_front() {
+            if c.response_size > 0 {
+                let end = self.last_server_end_ns;
+                if c.report {
+                    out.push(self.operation(c, end));
+                }
+            } else {
                 self.unanswered(c, m.start_ns, out);
             }
         }
@@ -431,9 +438,33 @@ impl ProtocolParser for MysqlParser {
         }
         let i = seg.dir.index();
         let mut framer = std::mem::replace(&mut self.framers[i], Framer::new(0));
+        // After losing track, the first header must be where a command or reply starts
+        // (sequence 0 or 1): a length read from the middle of a row would swallow what follows.
+        let mut strict = framer.is_lost().then_some(match seg.dir {
+            Dir::ClientToServer => 0u8,
+            Dir::ServerToClient => 1u8,
+        });
+        let frame = move |h: &[u8]| {
+            let f = frame_len(h);
+            if let (Some(seq), Frame::Len(len)) = (strict, f) {
+                if h[3] != seq || len > 64 * 1024 {
+                    return Frame::Bad;
+                }
+                strict = None;
+            }
+            f
+        };
         let r = match seg.dir {
-            Dir::ClientToServer => framer.feed(seg, 0, frame_len, |m| self.client_packet(m, out)),
-            Dir::ServerToClient => framer.feed(seg, 0, frame_len, |m| self.server_packet(m, out)),
+            Dir::ClientToServer => framer.feed(seg, 0, frame, |m| self.client_packet(m, out)),
+            Dir::ServerToClient => {
+                let unframed = framer.unframed;
+                let r = framer.feed(seg, 0, frame, |m| self.server_packet(m, out));
+                if let Some(c) = self.pending.front_mut() {
+                    c.response_size += framer.unframed - unframed;
+                }
+                self.last_server_end_ns = seg.end_ns;
+                r
+            }
         };
         self.framers[i] = framer;
         self.map(r)

@@ -332,7 +332,20 @@ impl PostgresParser {
         }
         let mut framer = std::mem::replace(&mut self.framers[1], Framer::new(0));
         let (resyncs, unframed) = (framer.resyncs, framer.unframed);
-        let r = framer.feed(seg, from, frame_len, |m| self.server_msg(m, out));
+        // After losing track, the first message must be a plausible reply start: a length read
+        // from the middle of a row would swallow what follows.
+        let mut strict = framer.is_lost();
+        let frame = move |h: &[u8]| {
+            let f = frame_len(h);
+            if let (true, Frame::Len(len)) = (strict, f) {
+                if !matches!(h[0], b'C' | b'Z' | b'E' | b'T' | b'D' | b'1' | b'2' | b'3' | b'n' | b'I' | b's' | b'N' | b'S') || len > 64 * 1024 {
+                    return Frame::Bad;
+                }
+                strict = false;
+            }
+            f
+        };
+        let r = framer.feed(seg, from, frame, |m| self.server_msg(m, out));
         if framer.resyncs > resyncs || r.is_err() {
             self.server_lost = true;
         }
