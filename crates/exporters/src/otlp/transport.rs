@@ -192,8 +192,19 @@ pub fn retry_info_details(code: i32, message: &str, delay: Duration) -> Vec<u8> 
 
 /// Judges a gRPC status the way the OTLP specification says.
 pub fn judge_grpc(status: &tonic::Status) -> Outcome {
-    let message = format!("gRPC {:?}: {}", status.code(), status.message());
+    let mut message = format!("gRPC {:?}: {}", status.code(), status.message());
+    let mut source = std::error::Error::source(status);
+    // A failure to connect (refused, reset, TLS handshake) carries the transport error as
+    // its source; no server answered, so it is worth retrying like UNAVAILABLE.
+    let transport = source.is_some_and(|s| s.is::<tonic::transport::Error>());
+    while let Some(s) = source {
+        message.push_str(&format!(": {s}"));
+        source = s.source();
+    }
     let delay = retry_info(status.details());
+    if transport {
+        return Outcome::Retryable { message, delay };
+    }
     match status.code() {
         Code::Cancelled
         | Code::DeadlineExceeded
