@@ -322,6 +322,15 @@ fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> AppCaptureError
     }
 }
 
+fn is_mounted_tracefs(dir: &str) -> bool {
+    std::fs::read_to_string("/proc/self/mounts")
+        .map(|m| {
+            m.lines()
+                .any(|l| l.split(' ').nth(1) == Some(dir) && l.split(' ').nth(2) == Some("tracefs"))
+        })
+        .unwrap_or(false)
+}
+
 fn tracefs_ready(dir: &str) -> bool {
     Path::new(dir).join("events/syscalls").is_dir()
 }
@@ -331,6 +340,12 @@ fn tracefs_ready(dir: &str) -> bool {
 pub fn ensure_tracefs(mount: bool) -> Result<(), AppCaptureError> {
     if tracefs_ready(TRACEFS) || tracefs_ready(DEBUGFS_TRACING) {
         return Ok(());
+    }
+    // Mounted but unreadable: a permission problem, not a missing mount.
+    if is_mounted_tracefs(TRACEFS) {
+        return Err(AppCaptureError::Permission(format!(
+            "tracefs is mounted at {TRACEFS} but this process cannot read it"
+        )));
     }
     let fix = format!("mount it with `mount -t tracefs tracefs {TRACEFS}`");
     if !mount {
