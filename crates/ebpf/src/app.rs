@@ -590,8 +590,14 @@ impl AppCapture {
         match action {
             PidAction::Include => pids.insert(pid, raw::APP_PID_INCLUDE, 0),
             PidAction::Exclude => pids.insert(pid, raw::APP_PID_EXCLUDE, 0),
+            // Clearing a pid that has no mark is not an error.
             PidAction::Clear => match pids.remove(&pid) {
                 Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+                Err(aya::maps::MapError::SyscallError(e))
+                    if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
+                {
+                    Ok(())
+                }
                 other => other,
             },
         }
