@@ -13,7 +13,7 @@ APT_PACKAGES=(
   python3 python3-pip
 )
 PIP_PACKAGES=(
-  rotel
+  rotel helm-python-sdk
   opentelemetry-sdk opentelemetry-exporter-otlp-proto-grpc opentelemetry-exporter-otlp-proto-http
 )
 

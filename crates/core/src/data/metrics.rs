@@ -25,8 +25,12 @@ impl Number {
             Number::Double(d) => d,
         }
     }
-    /// Adds two numbers; an integer stays an integer only when both are.
-    pub fn add(self, other: Number) -> Number {
+}
+
+/// An integer stays an integer only when both sides are.
+impl std::ops::Add for Number {
+    type Output = Number;
+    fn add(self, other: Number) -> Number {
         match (self, other) {
             (Number::Int(a), Number::Int(b)) => Number::Int(a.wrapping_add(b)),
             (a, b) => Number::Double(a.as_f64() + b.as_f64()),

@@ -67,7 +67,7 @@ impl Accumulator {
                             });
                             e.last_seen = now;
                             let total = match &e.total {
-                                Total::Number(n) => n.add(p.value),
+                                Total::Number(n) => *n + p.value,
                                 Total::Histogram(_) => p.value,
                             };
                             e.total = Total::Number(total);

@@ -216,7 +216,7 @@ impl Store {
                         .and_modify(|s| {
                             s.value = match (&s.value, delta) {
                                 (SeriesValue::Number(old), true) => {
-                                    SeriesValue::Number(old.add(p.value))
+                                    SeriesValue::Number(*old + p.value)
                                 }
                                 _ => SeriesValue::Number(p.value),
                             };

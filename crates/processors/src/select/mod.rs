@@ -352,7 +352,7 @@ fn merge_identical(data: &mut MetricData) {
     match data {
         MetricData::Sum { points, .. } => {
             merge_points(points, &state, |a: &mut NumberPoint, b: NumberPoint| {
-                a.value = a.value.add(b.value);
+                a.value = a.value + b.value;
                 a.start_time_ns = a.start_time_ns.min(b.start_time_ns);
                 a.time_ns = a.time_ns.max(b.time_ns);
                 None
