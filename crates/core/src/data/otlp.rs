@@ -191,6 +191,223 @@ pub fn traces_to_proto(traces: &Traces) -> ExportTraceServiceRequest {
     }
 }
 
+// ---- tapline → OTLP wire bytes, directly ----
+//
+// The exporters' hot path: encoding `traces_to_proto`'s message with prost first builds a
+// tree of owned strings and vectors and then walks it; writing the protobuf bytes straight
+// from tapline's model skips the tree. The output is byte-identical to prost's encoding of
+// `traces_to_proto` (a test checks it), so both paths stay interchangeable.
+
+mod wire {
+    pub const LEN: u8 = 2;
+    pub const VARINT: u8 = 0;
+    pub const I64: u8 = 1;
+
+    pub fn varint_len(mut v: u64) -> usize {
+        let mut n = 1;
+        while v >= 0x80 {
+            v >>= 7;
+            n += 1;
+        }
+        n
+    }
+    pub fn varint(buf: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            buf.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        buf.push(v as u8);
+    }
+    pub fn key(buf: &mut Vec<u8>, field: u32, wire_type: u8) {
+        varint(buf, ((field as u64) << 3) | wire_type as u64);
+    }
+    /// Length of a length-delimited field whose body is `len` bytes (fields < 16).
+    pub fn len_field(len: usize) -> usize {
+        1 + varint_len(len as u64) + len
+    }
+    pub fn bytes_field_len(b: &[u8]) -> usize {
+        if b.is_empty() {
+            0
+        } else {
+            len_field(b.len())
+        }
+    }
+    pub fn bytes(buf: &mut Vec<u8>, field: u32, b: &[u8]) {
+        if !b.is_empty() {
+            key(buf, field, LEN);
+            varint(buf, b.len() as u64);
+            buf.extend_from_slice(b);
+        }
+    }
+    pub fn message_header(buf: &mut Vec<u8>, field: u32, len: usize) {
+        key(buf, field, LEN);
+        varint(buf, len as u64);
+    }
+    pub fn fixed64(buf: &mut Vec<u8>, field: u32, v: u64) {
+        if v != 0 {
+            key(buf, field, I64);
+            buf.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    pub fn fixed64_len(v: u64) -> usize {
+        if v == 0 {
+            0
+        } else {
+            9
+        }
+    }
+    pub fn uint(buf: &mut Vec<u8>, field: u32, v: u64) {
+        if v != 0 {
+            key(buf, field, VARINT);
+            varint(buf, v);
+        }
+    }
+    pub fn uint_len(v: u64) -> usize {
+        if v == 0 {
+            0
+        } else {
+            1 + varint_len(v)
+        }
+    }
+}
+
+fn any_value_len(v: &Value) -> usize {
+    match v {
+        Value::Str(s) => wire::len_field(s.len()),
+        Value::Int(i) => 1 + wire::varint_len(*i as u64),
+        Value::Double(_) => 9,
+        Value::Bool(_) => 2,
+    }
+}
+
+fn encode_any_value(buf: &mut Vec<u8>, v: &Value) {
+    // A oneof member is written even when it holds its type's default.
+    match v {
+        Value::Str(s) => {
+            wire::message_header(buf, 1, s.len());
+            buf.extend_from_slice(s.as_bytes());
+        }
+        Value::Bool(b) => {
+            wire::key(buf, 2, wire::VARINT);
+            buf.push(*b as u8);
+        }
+        Value::Int(i) => {
+            wire::key(buf, 3, wire::VARINT);
+            wire::varint(buf, *i as u64);
+        }
+        Value::Double(d) => {
+            wire::key(buf, 4, wire::I64);
+            buf.extend_from_slice(&d.to_le_bytes());
+        }
+    }
+}
+
+fn key_value_len(k: &str, v: &Value) -> usize {
+    wire::bytes_field_len(k.as_bytes()) + wire::len_field(any_value_len(v))
+}
+
+fn encode_attributes(buf: &mut Vec<u8>, field: u32, attrs: &Attributes) {
+    for (k, v) in attrs.iter() {
+        wire::message_header(buf, field, key_value_len(k, v));
+        wire::bytes(buf, 1, k.as_bytes());
+        wire::message_header(buf, 2, any_value_len(v));
+        encode_any_value(buf, v);
+    }
+}
+
+fn attributes_len(attrs: &Attributes) -> usize {
+    attrs
+        .iter()
+        .map(|(k, v)| wire::len_field(key_value_len(k, v)))
+        .sum()
+}
+
+fn status_len(s: &Span) -> usize {
+    wire::bytes_field_len(s.status_message.as_bytes()) + wire::uint_len(status_code(s.status))
+}
+
+fn status_code(c: StatusCode) -> u64 {
+    match c {
+        StatusCode::Unset => 0,
+        StatusCode::Ok => 1,
+        StatusCode::Error => 2,
+    }
+}
+
+fn span_len(s: &Span) -> usize {
+    let parent: &[u8] = if s.parent_span_id == [0; 8] {
+        &[]
+    } else {
+        &s.parent_span_id
+    };
+    wire::bytes_field_len(&s.trace_id)
+        + wire::bytes_field_len(&s.span_id)
+        + wire::bytes_field_len(parent)
+        + wire::bytes_field_len(s.name.as_bytes())
+        + wire::uint_len(span_kind_to_proto(s.kind) as u64)
+        + wire::fixed64_len(s.start_time_ns)
+        + wire::fixed64_len(s.end_time_ns)
+        + attributes_len(&s.attributes)
+        + wire::len_field(status_len(s))
+}
+
+fn encode_span(buf: &mut Vec<u8>, s: &Span) {
+    wire::bytes(buf, 1, &s.trace_id);
+    wire::bytes(buf, 2, &s.span_id);
+    if s.parent_span_id != [0; 8] {
+        wire::bytes(buf, 4, &s.parent_span_id);
+    }
+    wire::bytes(buf, 5, s.name.as_bytes());
+    wire::uint(buf, 6, span_kind_to_proto(s.kind) as u64);
+    wire::fixed64(buf, 7, s.start_time_ns);
+    wire::fixed64(buf, 8, s.end_time_ns);
+    encode_attributes(buf, 9, &s.attributes);
+    // `status` is always present, as `traces_to_proto` sets it.
+    wire::message_header(buf, 15, status_len(s));
+    wire::bytes(buf, 2, s.status_message.as_bytes());
+    wire::uint(buf, 3, status_code(s.status));
+}
+
+/// Encodes `traces` as an `ExportTraceServiceRequest`, byte-identical to encoding
+/// [`traces_to_proto`]'s result, without building it.
+pub fn encode_traces_request(traces: &Traces) -> Vec<u8> {
+    let mut sizes = Vec::with_capacity(traces.item_count());
+    let mut total = 0;
+    let mut rs_lens = Vec::with_capacity(traces.resource_spans.len());
+    for rs in &traces.resource_spans {
+        let resource_len = attributes_len(&rs.resource.attributes);
+        let scope_len = wire::bytes_field_len(rs.scope.as_bytes());
+        let mut spans_len = 0;
+        for s in &rs.spans {
+            let l = span_len(s);
+            sizes.push(l);
+            spans_len += wire::len_field(l);
+        }
+        let scope_spans_len = wire::len_field(scope_len) + spans_len;
+        let body = wire::len_field(resource_len) + wire::len_field(scope_spans_len);
+        rs_lens.push((body, resource_len, scope_len, scope_spans_len));
+        total += wire::len_field(body);
+    }
+    let mut buf = Vec::with_capacity(total);
+    let mut sizes = sizes.into_iter();
+    for (rs, (body, resource_len, scope_len, scope_spans_len)) in
+        traces.resource_spans.iter().zip(rs_lens)
+    {
+        wire::message_header(&mut buf, 1, body);
+        wire::message_header(&mut buf, 1, resource_len);
+        encode_attributes(&mut buf, 1, &rs.resource.attributes);
+        wire::message_header(&mut buf, 2, scope_spans_len);
+        wire::message_header(&mut buf, 1, scope_len);
+        wire::bytes(&mut buf, 1, rs.scope.as_bytes());
+        for s in &rs.spans {
+            wire::message_header(&mut buf, 2, sizes.next().unwrap_or_default());
+            encode_span(&mut buf, s);
+        }
+    }
+    debug_assert_eq!(buf.len(), total);
+    buf
+}
+
 // ---- OTLP → tapline ----
 
 /// Why an OTLP message could not be taken in; names the offending element.
@@ -517,6 +734,51 @@ mod tests {
             }],
         };
         assert_eq!(traces_from_proto(&traces_to_proto(&t)).unwrap(), t);
+    }
+
+    #[test]
+    fn direct_trace_encoding_matches_prost() {
+        use prost::Message;
+        let mut attrs = Attributes::new();
+        attrs.push("s", "text");
+        attrs.push("empty", "");
+        attrs.push("i", -5i64);
+        attrs.push("zero", 0i64);
+        attrs.push("d", 0.25f64);
+        attrs.push("b", false);
+        let span = |parent: [u8; 8], status: StatusCode, msg: &'static str, kind: SpanKind| Span {
+            trace_id: [9; 16],
+            span_id: [3; 8],
+            parent_span_id: parent,
+            name: "GET /x".into(),
+            kind,
+            start_time_ns: 1_700_000_000_000_000_000,
+            end_time_ns: 0,
+            attributes: attrs.clone(),
+            status,
+            status_message: msg.into(),
+        };
+        let t = Traces {
+            resource_spans: vec![
+                ResourceSpans {
+                    resource: Resource::new([("service.name", "svc")].into_iter().collect()),
+                    scope: "scope".into(),
+                    spans: vec![
+                        span([0; 8], StatusCode::Unset, "", SpanKind::Internal),
+                        span([1; 8], StatusCode::Error, "boom", SpanKind::Client),
+                    ],
+                },
+                ResourceSpans {
+                    resource: Resource::new(Attributes::new()),
+                    scope: "".into(),
+                    spans: vec![],
+                },
+            ],
+        };
+        assert_eq!(
+            encode_traces_request(&t),
+            traces_to_proto(&t).encode_to_vec()
+        );
     }
 
     #[test]

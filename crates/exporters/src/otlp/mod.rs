@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use rand::Rng;
 use tapline_core::config::{ComponentConfig, Diagnostics};
-use tapline_core::data::otlp::{metrics_to_proto, traces_to_proto};
+use tapline_core::data::otlp::{encode_traces_request, metrics_to_proto};
 use tapline_core::data::{SharedSignal, Signal, SignalKind};
 use tapline_core::telemetry::Counter;
 use tapline_core::{BuildContext, ExportError, Exporter, ExporterFactory, FactoryInfo};
@@ -161,7 +161,10 @@ impl OtlpExporter {
                     Request::metrics(&metrics_to_proto(m))
                 }
             }
-            Signal::Traces(t) => Request::traces(&traces_to_proto(t)),
+            Signal::Traces(t) => Request {
+                kind: SignalKind::Traces,
+                body: encode_traces_request(t).into(),
+            },
         }
     }
 
