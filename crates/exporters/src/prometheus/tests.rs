@@ -146,3 +146,43 @@ fn series_expire_after_ttl() {
     store.apply(&sum(Temporality::Delta, 5), later);
     assert!(render(&store, Format::Text, later).contains("} 5\n"));
 }
+
+#[test]
+fn bad_config_is_reported_at_its_path_and_rules_are_published() {
+    use tapline_core::config::ComponentConfig;
+    use tapline_core::telemetry::Telemetry;
+    use tapline_core::{BuildContext, ComponentId, ExporterFactory, SharedState};
+    let shared = SharedState::default();
+    let ctx = BuildContext::new(
+        ComponentId::parse("prometheus").unwrap(),
+        Telemetry::new(),
+        shared.clone(),
+    );
+    let bad = ComponentConfig::new(
+        "exporters.prometheus",
+        serde_json::json!({"path": "metrics", "histograms": [{"metrics": "x.*", "buckets": [1.0, 0.5]}]}),
+    );
+    let err = match super::PrometheusFactory.build(&bad, &ctx) {
+        Ok(_) => panic!("accepted a bad config"),
+        Err(e) => format!("{e:?}"),
+    };
+    assert!(err.contains("exporters.prometheus.path"), "{err}");
+    assert!(
+        err.contains("exporters.prometheus.histograms[0].buckets"),
+        "{err}"
+    );
+    assert!(err.contains("increase strictly"), "{err}");
+
+    let good = ComponentConfig::new(
+        "exporters.prometheus",
+        serde_json::json!({"histograms": [{"metrics": "http.*", "buckets": [0.1, 1.0]}]}),
+    );
+    assert!(super::PrometheusFactory.build(&good, &ctx).is_ok());
+    // A receiver built afterwards finds the rules.
+    let rules = shared.get_or_init(HistogramBuckets::SHARED_KEY, HistogramBuckets::default);
+    assert_eq!(&*rules.bounds_for("http.server.duration", "s"), &[0.1, 1.0]);
+    assert_eq!(
+        &*rules.bounds_for("dns.duration", "s"),
+        DURATION_SECONDS_BUCKETS
+    );
+}
