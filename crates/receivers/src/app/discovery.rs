@@ -312,13 +312,35 @@ impl Discovery {
         })
     }
 
+    fn vanished(&self, pid: u32) -> ProcessInfo {
+        let mut attrs = Attributes::with_capacity(4);
+        attrs.push("service.name", "unknown_service");
+        attrs.push("process.pid", pid as i64);
+        attrs.push("host.name", self.host_name.clone());
+        attrs.push("telemetry.sdk.name", "tapline");
+        ProcessInfo {
+            pid,
+            exe_path: String::new(),
+            service_name: Str::from_static("unknown_service"),
+            resource: Resource::new(attrs),
+            instrumented: true,
+        }
+    }
+
     /// The process behind `pid`, read on first use and cached until it exits.
     pub fn process(&mut self, pid: u32) -> Option<Arc<ProcessInfo>> {
         if let Some(p) = self.known.get(&pid) {
             return Some(p.clone());
         }
         self.listen_cache.clear();
-        let info = Arc::new(self.read(pid)?);
+        let info = match self.read(pid) {
+            Some(i) => i,
+            // Gone before its first events were read (a short-lived client such as curl):
+            // in "every process" mode it is still reported, as `unknown_service`.
+            None if !self.selective() && pid != self.self_pid => self.vanished(pid),
+            None => return None,
+        };
+        let info = Arc::new(info);
         self.known.insert(pid, info.clone());
         Some(info)
     }
