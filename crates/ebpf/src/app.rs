@@ -1,6 +1,8 @@
 //! Application (L7) capture: syscall tracepoints that report, for TCP sockets only, every
 //! successful data syscall (with the first bytes of the payload) and the connection lifecycle
 //! (accept, connect, close). Protocol parsers (HTTP, Redis, SQL...) are built on [`AppEvent`].
+//! With [`AppCapture::rescan_ssl`] / [`AppCapture::attach_ssl`], TLS connections made through
+//! libssl are reported in clear text instead (see [`tls`]).
 //!
 //! The eBPF side is `src/bpf/app.bpf.c` (layout in `src/bpf/app.h`), embedded as
 //! `objects/app.o`. No kprobes or fentry are used: the fd is resolved to its `struct sock`

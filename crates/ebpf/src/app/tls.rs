@@ -8,6 +8,24 @@
 //! syscalls that carry that socket's TLS records are not reported (see
 //! [`AppCapture::tls_skipped_syscalls`]).
 //!
+//! Limits:
+//! - Only libssl-style APIs over a socket the thread itself reads/writes inside the `SSL_*`
+//!   call (the default socket BIO, and custom BIOs like curl's that do the I/O synchronously)
+//!   reveal the socket. With memory BIOs (the application moves the records itself) the events
+//!   carry the `SSL*` as `conn_id` ([`DataEvent::tls_socket_unknown`]) and the ciphertext
+//!   syscalls are reported as socket data.
+//! - Calls already in progress when the probes are attached (e.g. a thread blocked in
+//!   `SSL_read`) are not seen: their plaintext is lost and the record bytes their syscalls read
+//!   after the attach are reported as socket data, until the socket is recognised by the next
+//!   probed call. Consumers should drop parser state of a connection built from non-TLS data
+//!   when its first TLS event arrives.
+//! - Statically linked OpenSSL/BoringSSL (not named `libssl.so*`) is not discovered by
+//!   [`AppCapture::rescan_ssl`]; [`AppCapture::attach_ssl`] takes any binary exporting the
+//!   symbols. Go's crypto/tls, rustls, GnuTLS, NSS are other libraries (not covered).
+//! - Each probed call costs an uprobe and an uretprobe trap (see APP_PERFORMANCE.md).
+//!
+//! [`DataEvent::tls_socket_unknown`]: super::DataEvent::tls_socket_unknown
+//!
 //! Uprobes are attached per file (inode), so one attach of a library covers every process that
 //! maps it, now or later. Processes mapping a library not attached yet (another libssl build,
 //! a library in a container's filesystem) are found by [`AppCapture::rescan_ssl`], which reads
