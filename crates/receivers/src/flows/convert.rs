@@ -315,6 +315,7 @@ impl Converter {
         self.keep.resize(records.len(), true);
         if self.opts.deduplicate {
             self.candidates.clear();
+            let mut unowned = 0usize;
             for (i, r) in records.iter().enumerate() {
                 let t = Tuple::of(&r.key);
                 let me = Owner {
@@ -324,6 +325,7 @@ impl Converter {
                 match self.owners.get(&t) {
                     Some(owner) => self.keep[i] = owner == me,
                     None => {
+                        unowned += 1;
                         self.candidates
                             .entry(t)
                             .and_modify(|best| {
@@ -338,11 +340,14 @@ impl Converter {
                     }
                 }
             }
-            // Second look at the records whose tuple had no owner: only the earliest stays.
-            for (i, r) in records.iter().enumerate() {
-                let t = Tuple::of(&r.key);
-                if let Some(&best) = self.candidates.get(&t) {
-                    self.keep[i] = best == i;
+            // Second look at the records whose tuple had no owner, needed only when some
+            // tuple came from several interfaces: only the earliest stays.
+            if unowned > self.candidates.len() {
+                for (i, r) in records.iter().enumerate() {
+                    let t = Tuple::of(&r.key);
+                    if let Some(&best) = self.candidates.get(&t) {
+                        self.keep[i] = best == i;
+                    }
                 }
             }
             for (t, best) in self.candidates.drain() {
