@@ -325,11 +325,32 @@ fn collect_responses(cap: &mut AppCapture, runs: &[(u32, i64)]) -> Vec<AppEvent>
             })
         },
     );
-    assert!(
-        complete,
-        "not every TLS response was seen ({} events; runs {runs:?})",
-        events.len()
-    );
+    if !complete {
+        let pids: Vec<u32> = runs.iter().map(|r| r.0).collect();
+        let mine: Vec<String> = events
+            .iter()
+            .filter(|e| pids.contains(&e.pid()))
+            .map(|e| match e {
+                AppEvent::Data(d) => format!(
+                    "data pid={} {:?} {:?} bytes={} conn={:#x} {:?}",
+                    d.pid,
+                    d.syscall,
+                    d.direction,
+                    d.bytes,
+                    d.conn_id,
+                    String::from_utf8_lossy(&d.data[..d.data.len().min(20)])
+                ),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        panic!(
+            "not every TLS response was seen ({} events; runs {runs:?}; lost {}); events of \
+             the clients:\n{}",
+            events.len(),
+            cap.lost_events(),
+            mine.join("\n")
+        );
+    }
     events
 }
 
@@ -466,24 +487,21 @@ fn rescan_covers_a_library_loaded_later() {
     write_file(&dir.join("small.txt"), 700);
     let mut cap = tls_capture();
 
-    // a private copy of the system libssl: another file (inode), unknown to the capture
-    let system = cap
-        .ssl_libraries()
-        .iter()
-        .find(|l| l.path.file_name().is_some_and(|n| n == "libssl.so.3"))
-        .map(|l| l.path.clone())
-        .unwrap_or_else(|| PathBuf::from("/usr/lib/x86_64-linux-gnu/libssl.so.3"));
+    // the system libssl is attached even if no process mapped it at attach time
+    let system = Path::new("/usr/lib/x86_64-linux-gnu/libssl.so.3");
+    assert!(
+        cap.ssl_libraries()
+            .iter()
+            .any(|l| l.path == system && l.pid.is_none()),
+        "{:?}",
+        cap.ssl_libraries()
+    );
+    // a private copy of it: another file (inode), unknown to the capture
     let libdir = dir.join("lib");
     std::fs::create_dir_all(&libdir).unwrap();
     let copy = libdir.join("libssl.so.3");
-    let src = match cap.ssl_libraries().iter().find(|l| l.path == system) {
-        Some(l) => match l.pid {
-            Some(p) => PathBuf::from(format!("/proc/{p}/root{}", system.display())),
-            None => system.clone(),
-        },
-        None => system.clone(),
-    };
-    std::fs::copy(&src, &copy).unwrap();
+    let src = system;
+    std::fs::copy(src, &copy).unwrap();
     let port = free_port();
     let _server = python_https_server(
         &dir,

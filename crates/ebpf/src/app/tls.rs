@@ -170,6 +170,39 @@ pub fn ssl_mappings_in(pid: u32, maps: &str) -> Vec<SslMapping> {
     out
 }
 
+/// The libssl files in the system library directories (`/usr/lib/<arch>-linux-gnu`, `/lib64`,
+/// `/usr/lib`...), whether or not a process maps them yet, as canonical paths (symlinks
+/// resolved, so `libssl.so` -> `libssl.so.3`); callers still dedupe by inode.
+pub fn system_ssl_libraries() -> Vec<PathBuf> {
+    let multiarch = format!("{}-linux-gnu", std::env::consts::ARCH);
+    let dirs = [
+        format!("/usr/lib/{multiarch}"),
+        format!("/lib/{multiarch}"),
+        "/usr/lib64".to_string(),
+        "/lib64".to_string(),
+        "/usr/lib".to_string(),
+        "/lib".to_string(),
+        "/usr/local/lib".to_string(),
+    ];
+    let mut out = Vec::new();
+    for d in dirs {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        let mut names: Vec<PathBuf> = rd
+            .flatten()
+            .filter(|e| e.file_name().to_str().is_some_and(is_libssl_name))
+            .filter_map(|e| fs::canonicalize(e.path()).ok())
+            .filter(|p| p.is_file())
+            .collect();
+        names.sort();
+        for n in names {
+            if !out.contains(&n) {
+                out.push(n);
+            }
+        }
+    }
+    out
+}
+
 /// Every libssl mapping of every process (processes that exit meanwhile are skipped), and the
 /// number of processes whose maps were read.
 pub fn find_ssl_mappings() -> (Vec<SslMapping>, usize) {
@@ -334,16 +367,33 @@ impl AppCapture {
         Ok(true)
     }
 
-    /// Finds every libssl mapped by any process (`/proc/*/maps`) and attaches the TLS probes to
-    /// the files not attached yet. Call it again periodically to cover processes started later
-    /// that use another libssl file (a process using an already attached file is covered at
-    /// once, without a rescan). Files that failed once are not retried.
+    /// Attaches the TLS probes to the libssl files of the system library directories (see
+    /// [`system_ssl_libraries`]) and to every libssl mapped by any process (`/proc/*/maps`),
+    /// skipping the files already attached. Call it again periodically to cover processes
+    /// started later that use another libssl file (a process using an already attached file is
+    /// covered at once, without a rescan). Files that failed once are not retried.
     pub fn rescan_ssl(&mut self) -> TlsScan {
+        let mut scan = TlsScan::default();
+        for path in system_ssl_libraries() {
+            let Ok(meta) = fs::metadata(&path) else {
+                continue;
+            };
+            let key = (meta.dev(), meta.ino());
+            if self.ssl.failed.contains(&key)
+                || self.ssl.libraries.iter().any(|l| (l.dev, l.ino) == key)
+            {
+                continue;
+            }
+            match self.attach_ssl_file(None, &path, &path) {
+                Ok(true) => scan
+                    .attached
+                    .push(self.ssl.libraries.last().expect("just attached").clone()),
+                Ok(false) => {}
+                Err(e) => scan.errors.push(e),
+            }
+        }
         let (mappings, processes) = find_ssl_mappings();
-        let mut scan = TlsScan {
-            processes,
-            ..TlsScan::default()
-        };
+        scan.processes = processes;
         for m in mappings {
             let Ok(meta) = fs::metadata(&m.open_path) else {
                 continue; // the process exited
