@@ -119,7 +119,8 @@ impl Syscall {
     }
 }
 
-/// A data syscall on a TCP socket, or (when [`DataEvent::is_tls`]) one libssl
+/// A data syscall on a TCP socket (`recvfrom`/`recvmsg` with `MSG_PEEK` are not reported: the
+/// read that consumes the bytes is), or (when [`DataEvent::is_tls`]) one libssl
 /// `SSL_read`/`SSL_write`(`_ex`) call on a TLS connection over a TCP socket: then `data` is the
 /// plaintext, `bytes` the plaintext size the call returned, `start_ns`/`end_ns` the call's
 /// entry and return, and `conn_id`/`fd`/tuple/`role` those of the socket underneath (the
