@@ -105,8 +105,8 @@ impl CidrTable {
                 }
             }
         }
-        v4.sort_by(|a, b| b.0.cmp(&a.0));
-        v6.sort_by(|a, b| b.0.cmp(&a.0));
+        v4.sort_by_key(|e| std::cmp::Reverse(e.0));
+        v6.sort_by_key(|e| std::cmp::Reverse(e.0));
         CidrTable { v4, v6 }
     }
 
@@ -146,7 +146,9 @@ impl CidrProcessor {
                 Definition::Named(n) => (n.cidr, n.name),
             };
             let net: IpNet = text.trim().parse().map_err(|_| {
-                format!("definitions[{i}]: {text:?} is not a CIDR (write e.g. 10.0.0.0/8 or fd00::/8)")
+                format!(
+                    "definitions[{i}]: {text:?} is not a CIDR (write e.g. 10.0.0.0/8 or fd00::/8)"
+                )
             })?;
             if net.trunc() != net {
                 return Err(format!(
@@ -235,11 +237,15 @@ definitions:
 
     #[test]
     fn bad_definitions_are_named() {
-        let e = processor("definitions: [10.0.0.0/8, banana]").err().unwrap();
+        let e = processor("definitions: [10.0.0.0/8, banana]")
+            .err()
+            .unwrap();
         assert!(e.contains("definitions[1]") && e.contains("banana"), "{e}");
         let e = processor("definitions: [10.0.0.1/8]").err().unwrap();
         assert!(e.contains("did you mean 10.0.0.0/8"), "{e}");
-        let e = processor("definitions: [10.0.0.0/8, 10.0.0.0/8]").err().unwrap();
+        let e = processor("definitions: [10.0.0.0/8, 10.0.0.0/8]")
+            .err()
+            .unwrap();
         assert!(e.contains("listed twice"), "{e}");
         assert!(processor("definitions: []").is_err());
     }

@@ -84,7 +84,11 @@ pub fn for_each_point_attributes(batch: &mut Signal, mut f: impl FnMut(&mut Attr
 
 /// Sets `key` only where it is not present: decoration never overwrites what the source or an
 /// earlier processor wrote.
-pub fn insert_missing(attrs: &mut Attributes, key: &'static str, value: impl Into<tapline_core::data::Value>) {
+pub fn insert_missing(
+    attrs: &mut Attributes,
+    key: &'static str,
+    value: impl Into<tapline_core::data::Value>,
+) {
     if attrs.get(key).is_none() {
         attrs.push(key, value);
     }
@@ -96,7 +100,10 @@ mod tests {
 
     #[test]
     fn mapped_ipv4_becomes_ipv4() {
-        assert_eq!(parse_ip("::ffff:10.1.2.3"), Some("10.1.2.3".parse().unwrap()));
+        assert_eq!(
+            parse_ip("::ffff:10.1.2.3"),
+            Some("10.1.2.3".parse().unwrap())
+        );
         assert_eq!(parse_ip("fd00::1"), Some("fd00::1".parse().unwrap()));
         assert_eq!(parse_ip("not-an-ip"), None);
     }

@@ -188,10 +188,36 @@ mod tests {
     fn cache() -> Arc<K8sCache> {
         let c = Arc::new(K8sCache::new());
         c.update(|s| {
-            s.apply_node(&serde_json::from_value(fx::node("n1", "192.168.0.1", Some("zone-a"))).unwrap());
-            s.apply_node(&serde_json::from_value(fx::node("n2", "192.168.0.2", Some("zone-b"))).unwrap());
-            s.apply_pod(&serde_json::from_value(fx::pod("a", "p1", "10.244.1.5", "n1", "192.168.0.1", None, &fx::container_id(1))).unwrap());
-            s.apply_pod(&serde_json::from_value(fx::pod("a", "p2", "10.244.2.5", "n2", "192.168.0.2", None, &fx::container_id(2))).unwrap());
+            s.apply_node(
+                &serde_json::from_value(fx::node("n1", "192.168.0.1", Some("zone-a"))).unwrap(),
+            );
+            s.apply_node(
+                &serde_json::from_value(fx::node("n2", "192.168.0.2", Some("zone-b"))).unwrap(),
+            );
+            s.apply_pod(
+                &serde_json::from_value(fx::pod(
+                    "a",
+                    "p1",
+                    "10.244.1.5",
+                    "n1",
+                    "192.168.0.1",
+                    None,
+                    &fx::container_id(1),
+                ))
+                .unwrap(),
+            );
+            s.apply_pod(
+                &serde_json::from_value(fx::pod(
+                    "a",
+                    "p2",
+                    "10.244.2.5",
+                    "n2",
+                    "192.168.0.2",
+                    None,
+                    &fx::container_id(2),
+                ))
+                .unwrap(),
+            );
         });
         c
     }
@@ -219,17 +245,31 @@ mod tests {
         let Signal::Metrics(m) = &batch else { panic!() };
         let inter = &m.resource_metrics[0].metrics[1];
         assert_eq!(inter.name, INTER_ZONE_BYTES);
-        let MetricData::Sum { points, temporality, monotonic } = &inter.data else { panic!() };
+        let MetricData::Sum {
+            points,
+            temporality,
+            monotonic,
+        } = &inter.data
+        else {
+            panic!()
+        };
         assert_eq!(*temporality, tapline_core::data::Temporality::Delta);
         assert!(*monotonic);
         let got: Vec<(i64, &str, &str)> = points
             .iter()
             .map(|p| {
                 let Number::Int(v) = p.value else { panic!() };
-                (v, p.attributes.get_str("src.zone").unwrap(), p.attributes.get_str("dst.zone").unwrap())
+                (
+                    v,
+                    p.attributes.get_str("src.zone").unwrap(),
+                    p.attributes.get_str("dst.zone").unwrap(),
+                )
             })
             .collect();
-        assert_eq!(got, vec![(100, "zone-a", "zone-b"), (20, "zone-b", "static-z")]);
+        assert_eq!(
+            got,
+            vec![(100, "zone-a", "zone-b"), (20, "zone-b", "static-z")]
+        );
     }
 
     #[test]
@@ -247,9 +287,12 @@ mod tests {
 
     #[test]
     fn config_errors_name_the_entry() {
-        let e = ZonesProcessor::new(serde_yaml::from_str("cidrs: { z: [10.0.0.0/8, nope] }").unwrap(), cache())
-            .err()
-            .unwrap();
+        let e = ZonesProcessor::new(
+            serde_yaml::from_str("cidrs: { z: [10.0.0.0/8, nope] }").unwrap(),
+            cache(),
+        )
+        .err()
+        .unwrap();
         assert_eq!(e.0, "cidrs.z[1]");
         let e = ZonesProcessor::new(
             serde_yaml::from_str("cidrs: { a: [10.0.0.0/8], b: [10.0.0.0/8] }").unwrap(),

@@ -8,7 +8,9 @@ use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tapline_core::data::{Resource, ResourceSpans, Signal, Span, SpanKind, StatusCode, Traces, Value};
+use tapline_core::data::{
+    Resource, ResourceSpans, Signal, Span, SpanKind, StatusCode, Traces, Value,
+};
 use tapline_core::pipeline::BatchFn;
 use tapline_processors::k8s::{K8sCache, K8sProcessor, PidContainers};
 use tapline_processors::testutil::k8s as fx;
@@ -69,7 +71,10 @@ fn pod_found_from_a_real_process_cgroup() {
     let proc_ = process_in_container_cgroup(&id);
     let pid = proc_.child.id() as i64;
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    assert!(text.contains(&format!("cri-containerd-{id}.scope")), "{text}");
+    assert!(
+        text.contains(&format!("cri-containerd-{id}.scope")),
+        "{text}"
+    );
 
     let pids = PidContainers::new("/proc", Duration::from_secs(30), 100);
     assert_eq!(pids.container_of(pid).as_deref(), Some(id.as_str()));
@@ -80,8 +85,13 @@ fn pod_found_from_a_real_process_cgroup() {
     cache.update(|s| {
         s.apply_pod(
             &serde_json::from_value(fx::pod(
-                "shop", "cart-6b7-xyz", "10.244.3.3", "node-1", "192.168.0.1",
-                Some(("apps/v1", "StatefulSet", "cart")), &id,
+                "shop",
+                "cart-6b7-xyz",
+                "10.244.3.3",
+                "node-1",
+                "192.168.0.1",
+                Some(("apps/v1", "StatefulSet", "cart")),
+                &id,
             ))
             .unwrap(),
         )
@@ -90,9 +100,12 @@ fn pod_found_from_a_real_process_cgroup() {
     let mut batch = Signal::Traces(Traces {
         resource_spans: vec![ResourceSpans {
             resource: Resource::new(
-                [("process.pid", Value::Int(pid)), ("process.executable.name", "sleep".into())]
-                    .into_iter()
-                    .collect(),
+                [
+                    ("process.pid", Value::Int(pid)),
+                    ("process.executable.name", "sleep".into()),
+                ]
+                .into_iter()
+                .collect(),
             ),
             scope: "tapline.app".into(),
             spans: vec![Span {
@@ -110,7 +123,9 @@ fn pod_found_from_a_real_process_cgroup() {
         }],
     });
     p.apply(&mut batch);
-    let Signal::Traces(t) = &batch else { unreachable!() };
+    let Signal::Traces(t) = &batch else {
+        unreachable!()
+    };
     let r = &t.resource_spans[0].resource.attributes;
     assert_eq!(r.get_str("k8s.pod.name"), Some("cart-6b7-xyz"));
     assert_eq!(r.get_str("k8s.statefulset.name"), Some("cart"));

@@ -35,15 +35,30 @@ fn ten_thousand_pods_fit_in_fifty_mib() {
     let before = LIVE.load(Ordering::SeqCst);
     let cache = K8sCache::new();
     for n in 0..100 {
-        let node = serde_json::from_value(fx::node(&format!("node-{n}"), &format!("192.168.{}.{}", n / 250, n % 250 + 1), Some(&format!("zone-{}", n % 3)))).unwrap();
+        let node = serde_json::from_value(fx::node(
+            &format!("node-{n}"),
+            &format!("192.168.{}.{}", n / 250, n % 250 + 1),
+            Some(&format!("zone-{}", n % 3)),
+        ))
+        .unwrap();
         cache.update(|s| s.apply_node(&node));
     }
     for r in 0..3000 {
-        let rs = serde_json::from_value(fx::replicaset(&format!("ns-{}", r % 50), &format!("app-{r}-5c6d7f8b9"), &format!("app-{r}"))).unwrap();
+        let rs = serde_json::from_value(fx::replicaset(
+            &format!("ns-{}", r % 50),
+            &format!("app-{r}-5c6d7f8b9"),
+            &format!("app-{r}"),
+        ))
+        .unwrap();
         cache.update(|s| s.apply_replicaset(&rs));
     }
     for s in 0..1000 {
-        let svc = serde_json::from_value(fx::service(&format!("ns-{}", s % 50), &format!("svc-{s}"), &format!("10.96.{}.{}", s / 250, s % 250 + 1))).unwrap();
+        let svc = serde_json::from_value(fx::service(
+            &format!("ns-{}", s % 50),
+            &format!("svc-{s}"),
+            &format!("10.96.{}.{}", s / 250, s % 250 + 1),
+        ))
+        .unwrap();
         cache.update(|st| st.apply_service(&svc));
     }
     for p in 0..10_000usize {
@@ -62,7 +77,10 @@ fn ten_thousand_pods_fit_in_fifty_mib() {
     }
     let used = LIVE.load(Ordering::SeqCst) - before;
     let st = cache.read();
-    assert_eq!((st.pod_count(), st.service_count(), st.node_count()), (10_000, 1000, 100));
+    assert_eq!(
+        (st.pod_count(), st.service_count(), st.node_count()),
+        (10_000, 1000, 100)
+    );
     let mib = used as f64 / (1024.0 * 1024.0);
     println!("k8s cache: 10000 pods, 3000 replicasets, 1000 services, 100 nodes: {used} bytes = {mib:.2} MiB ({:.0} bytes/pod all included)", used as f64 / 10_000.0);
     assert!(mib < 50.0, "{mib:.2} MiB");

@@ -109,7 +109,10 @@ impl FakeApi {
         let existed = st.objects.get(path).is_some_and(|m| m.contains_key(&key));
         let mut stored = obj;
         stored["metadata"]["resourceVersion"] = json!((st.rv + 1).to_string());
-        st.objects.entry(path).or_default().insert(key, stored.clone());
+        st.objects
+            .entry(path)
+            .or_default()
+            .insert(key, stored.clone());
         let kind = if existed { "MODIFIED" } else { "ADDED" };
         self.record(&mut st, path, kind, stored);
     }
@@ -167,10 +170,11 @@ impl FakeApi {
         };
         let selector = query.get("fieldSelector").cloned();
         let watch = query.get("watch").is_some_and(|w| w == "true" || w == "1");
-        self.state.lock().unwrap().requests.push(format!(
-            "{path}?{}",
-            req.uri().query().unwrap_or("")
-        ));
+        self.state
+            .lock()
+            .unwrap()
+            .requests
+            .push(format!("{path}?{}", req.uri().query().unwrap_or("")));
         let (api_version, kind) = list_kind(path);
         if !watch {
             let st = self.state.lock().unwrap();
@@ -213,7 +217,9 @@ impl FakeApi {
             .get("resourceVersion")
             .and_then(|r| r.parse().ok())
             .unwrap_or(0);
-        let bookmarks = query.get("allowWatchBookmarks").is_some_and(|b| b == "true");
+        let bookmarks = query
+            .get("allowWatchBookmarks")
+            .is_some_and(|b| b == "true");
         let st = self.state.lock().unwrap();
         let mut first: Vec<Value> = Vec::new();
         if from < st.compacted_below {
@@ -239,8 +245,10 @@ impl FakeApi {
             last = ev.rv;
         }
         if bookmarks {
-            first.push(json!({"type": "BOOKMARK", "object": {"apiVersion": api_version, "kind": kind,
-                "metadata": {"resourceVersion": st.rv.to_string()}}}));
+            first.push(
+                json!({"type": "BOOKMARK", "object": {"apiVersion": api_version, "kind": kind,
+                "metadata": {"resourceVersion": st.rv.to_string()}}}),
+            );
         }
         drop(st);
         let backlog = futures::stream::iter(first.into_iter().map(|v| Ok(format!("{v}\n"))));
@@ -252,7 +260,8 @@ impl FakeApi {
                         Ok(ev) if ev.path == path && ev.rv > last => {
                             last = ev.rv;
                             if matches_selector(&ev.object, selector.as_deref()) {
-                                let line = format!("{}\n", json!({"type": ev.kind, "object": ev.object}));
+                                let line =
+                                    format!("{}\n", json!({"type": ev.kind, "object": ev.object}));
                                 return Some((Ok(line), (live, last, selector)));
                             }
                         }
@@ -280,8 +289,12 @@ impl FakeApi {
 }
 
 /// Ends a stream after its first error (which hyper turns into an aborted connection).
-trait TakeWhileInclusiveError: futures::Stream<Item = Result<String, std::io::Error>> + Sized + Send + 'static {
-    fn take_while_inclusive_error(self) -> futures::stream::BoxStream<'static, Result<String, std::io::Error>> {
+trait TakeWhileInclusiveError:
+    futures::Stream<Item = Result<String, std::io::Error>> + Sized + Send + 'static
+{
+    fn take_while_inclusive_error(
+        self,
+    ) -> futures::stream::BoxStream<'static, Result<String, std::io::Error>> {
         futures::stream::unfold((Box::pin(self), false), |(mut s, done)| async move {
             if done {
                 return None;
@@ -293,7 +306,10 @@ trait TakeWhileInclusiveError: futures::Stream<Item = Result<String, std::io::Er
         .boxed()
     }
 }
-impl<S: futures::Stream<Item = Result<String, std::io::Error>> + Send + 'static> TakeWhileInclusiveError for S {}
+impl<S: futures::Stream<Item = Result<String, std::io::Error>> + Send + 'static>
+    TakeWhileInclusiveError for S
+{
+}
 
 fn url_decode_pairs(q: &str) -> Vec<(String, String)> {
     fn dec(s: &str) -> String {
@@ -373,7 +389,7 @@ async fn harness(api: FakeApi, local_node: Option<&str>) -> Harness {
     let settings = WatchSettings {
         source: ApiSource::Kubeconfig {
             path: kc.path().into(),
-            config: kube::config::Kubeconfig::read_from(kc.path()).unwrap(),
+            config: Box::new(kube::config::Kubeconfig::read_from(kc.path()).unwrap()),
         },
         local_node: local_node.map(str::to_string),
     };
@@ -425,13 +441,27 @@ fn seed(api: &FakeApi) {
     api.apply(SERVICES, fx::service("shop", "web", "10.96.0.20"));
     api.apply(
         PODS,
-        fx::pod("shop", "web-5c6d-aaaaa", "10.244.1.5", "node-1", "192.168.0.1",
-            Some(("apps/v1", "ReplicaSet", "web-5c6d")), &fx::container_id(1)),
+        fx::pod(
+            "shop",
+            "web-5c6d-aaaaa",
+            "10.244.1.5",
+            "node-1",
+            "192.168.0.1",
+            Some(("apps/v1", "ReplicaSet", "web-5c6d")),
+            &fx::container_id(1),
+        ),
     );
     api.apply(
         PODS,
-        fx::pod("ops", "backup-2859-bbbbb", "10.244.2.6", "node-2", "192.168.0.2",
-            Some(("batch/v1", "Job", "backup-2859")), &fx::container_id(2)),
+        fx::pod(
+            "ops",
+            "backup-2859-bbbbb",
+            "10.244.2.6",
+            "node-2",
+            "192.168.0.2",
+            Some(("batch/v1", "Job", "backup-2859")),
+            &fx::container_id(2),
+        ),
     );
 }
 
@@ -451,8 +481,15 @@ async fn pods_added_changed_deleted_and_owner_chains() {
     // Added through the watch, with an owner the cache has not seen yet...
     api.apply(
         PODS,
-        fx::pod("shop", "api-77f-ccccc", "10.244.1.7", "node-1", "192.168.0.1",
-            Some(("apps/v1", "ReplicaSet", "api-77f")), &fx::container_id(3)),
+        fx::pod(
+            "shop",
+            "api-77f-ccccc",
+            "10.244.1.7",
+            "node-1",
+            "192.168.0.1",
+            Some(("apps/v1", "ReplicaSet", "api-77f")),
+            &fx::container_id(3),
+        ),
     );
     h.eventually("watched pod", |h| {
         h.decorate("10.244.1.7") == owned("api-77f-ccccc", "ReplicaSet", "api-77f")
@@ -468,8 +505,15 @@ async fn pods_added_changed_deleted_and_owner_chains() {
     // Changed: the pod is recreated with the same name on a new IP.
     api.apply(
         PODS,
-        fx::pod("shop", "api-77f-ccccc", "10.244.1.8", "node-1", "192.168.0.1",
-            Some(("apps/v1", "ReplicaSet", "api-77f")), &fx::container_id(3)),
+        fx::pod(
+            "shop",
+            "api-77f-ccccc",
+            "10.244.1.8",
+            "node-1",
+            "192.168.0.1",
+            Some(("apps/v1", "ReplicaSet", "api-77f")),
+            &fx::container_id(3),
+        ),
     );
     h.eventually("new IP", |h| {
         h.decorate("10.244.1.8") == owned("api-77f-ccccc", "Deployment", "api")
@@ -479,7 +523,8 @@ async fn pods_added_changed_deleted_and_owner_chains() {
 
     // Deleted.
     api.delete(PODS, "shop/api-77f-ccccc");
-    h.eventually("deleted pod", |h| h.decorate("10.244.1.8").is_none()).await;
+    h.eventually("deleted pod", |h| h.decorate("10.244.1.8").is_none())
+        .await;
     // Service and node ends.
     let mut batch = flow_batch(&[("192.168.0.2", "10.96.0.20", 1)]);
     h.processor.apply(&mut batch);
@@ -489,7 +534,14 @@ async fn pods_added_changed_deleted_and_owner_chains() {
     assert_eq!(a.get_str("k8s.dst.type"), Some("service"));
     assert_eq!(a.get_str("k8s.dst.namespace"), Some("shop"));
     // Everything came through one list per kind and then watches.
-    assert_eq!(h.api.requests(&format!("{PODS}?")).iter().filter(|r| !r.contains("watch=")).count(), 1);
+    assert_eq!(
+        h.api
+            .requests(&format!("{PODS}?"))
+            .iter()
+            .filter(|r| !r.contains("watch="))
+            .count(),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -497,8 +549,15 @@ async fn gone_forces_a_relist_that_catches_up() {
     let api = FakeApi::new();
     seed(&api);
     let h = harness(api.clone(), None).await;
-    h.eventually("initial list", |h| h.decorate("10.244.1.5").is_some() && h.decorate("10.244.2.6").is_some()).await;
-    let lists_before = api.requests(PODS).iter().filter(|r| !r.contains("watch=")).count();
+    h.eventually("initial list", |h| {
+        h.decorate("10.244.1.5").is_some() && h.decorate("10.244.2.6").is_some()
+    })
+    .await;
+    let lists_before = api
+        .requests(PODS)
+        .iter()
+        .filter(|r| !r.contains("watch="))
+        .count();
     // While the watch is down, a pod goes and another comes, and history is compacted: the
     // watcher's resourceVersion is too old, so only a relist can find out.
     {
@@ -506,8 +565,15 @@ async fn gone_forces_a_relist_that_catches_up() {
         api.delete(PODS, "ops/backup-2859-bbbbb");
         api.apply(
             PODS,
-            fx::pod("shop", "web-5c6d-ddddd", "10.244.1.9", "node-1", "192.168.0.1",
-                Some(("apps/v1", "ReplicaSet", "web-5c6d")), &fx::container_id(4)),
+            fx::pod(
+                "shop",
+                "web-5c6d-ddddd",
+                "10.244.1.9",
+                "node-1",
+                "192.168.0.1",
+                Some(("apps/v1", "ReplicaSet", "web-5c6d")),
+                &fx::container_id(4),
+            ),
         );
         api.compact();
     }
@@ -517,8 +583,16 @@ async fn gone_forces_a_relist_that_catches_up() {
             && h.decorate("10.244.1.5") == owned("web-5c6d-aaaaa", "Deployment", "web")
     })
     .await;
-    let lists_after = api.requests(PODS).iter().filter(|r| !r.contains("watch=")).count();
-    assert!(lists_after > lists_before, "no relist: {:#?}", api.requests(PODS));
+    let lists_after = api
+        .requests(PODS)
+        .iter()
+        .filter(|r| !r.contains("watch="))
+        .count();
+    assert!(
+        lists_after > lists_before,
+        "no relist: {:#?}",
+        api.requests(PODS)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -526,12 +600,20 @@ async fn dropped_watch_resumes_from_its_resource_version() {
     let api = FakeApi::new();
     seed(&api);
     let h = harness(api.clone(), None).await;
-    h.eventually("initial list", |h| h.decorate("10.244.1.5").is_some()).await;
+    h.eventually("initial list", |h| h.decorate("10.244.1.5").is_some())
+        .await;
     api.drop_watches();
     api.apply(
         PODS,
-        fx::pod("shop", "web-5c6d-eeeee", "10.244.1.10", "node-1", "192.168.0.1",
-            Some(("apps/v1", "ReplicaSet", "web-5c6d")), &fx::container_id(5)),
+        fx::pod(
+            "shop",
+            "web-5c6d-eeeee",
+            "10.244.1.10",
+            "node-1",
+            "192.168.0.1",
+            Some(("apps/v1", "ReplicaSet", "web-5c6d")),
+            &fx::container_id(5),
+        ),
     );
     api.delete(PODS, "shop/web-5c6d-aaaaa");
     h.eventually("changes made while the connection was down", |h| {
@@ -540,10 +622,16 @@ async fn dropped_watch_resumes_from_its_resource_version() {
     })
     .await;
     let pods = api.requests(PODS);
-    assert_eq!(pods.iter().filter(|r| !r.contains("watch=")).count(), 1, "{pods:#?}");
+    assert_eq!(
+        pods.iter().filter(|r| !r.contains("watch=")).count(),
+        1,
+        "{pods:#?}"
+    );
     let watches: Vec<_> = pods.iter().filter(|r| r.contains("watch=")).collect();
     assert!(watches.len() >= 2, "{watches:#?}");
-    assert!(watches.iter().all(|w| w.contains("allowWatchBookmarks=true") && w.contains("resourceVersion=")));
+    assert!(watches
+        .iter()
+        .all(|w| w.contains("allowWatchBookmarks=true") && w.contains("resourceVersion=")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -551,12 +639,18 @@ async fn restrict_local_node_watches_only_this_nodes_pods() {
     let api = FakeApi::new();
     seed(&api);
     let h = harness(api.clone(), Some("node-1")).await;
-    h.eventually("local pod", |h| h.decorate("10.244.1.5").is_some()).await;
-    h.eventually("nodes", |h| h.cache.read().node_count() == 2).await;
+    h.eventually("local pod", |h| h.decorate("10.244.1.5").is_some())
+        .await;
+    h.eventually("nodes", |h| h.cache.read().node_count() == 2)
+        .await;
     assert_eq!(h.decorate("10.244.2.6"), None);
     assert_eq!(h.cache.read().pod_count(), 1);
     let pods = api.requests(PODS);
-    assert!(pods.iter().all(|r| r.contains("fieldSelector=spec.nodeName%3Dnode-1")), "{pods:#?}");
+    assert!(
+        pods.iter()
+            .all(|r| r.contains("fieldSelector=spec.nodeName%3Dnode-1")),
+        "{pods:#?}"
+    );
 }
 
 #[test]
@@ -588,7 +682,10 @@ fn validate_builds_without_contacting_the_api() {
     let a = shared.get_or_init(tapline_processors::k8s::K8S_CACHE_KEY, K8sCache::new);
     let b = shared.get_or_init(tapline_processors::k8s::K8S_CACHE_KEY, K8sCache::new);
     assert!(Arc::ptr_eq(&a, &b));
-    let bad = ComponentConfig::new("processors.k8s", json!({"kubeconfig": "/nonexistent/kubeconfig"}));
+    let bad = ComponentConfig::new(
+        "processors.k8s",
+        json!({"kubeconfig": "/nonexistent/kubeconfig"}),
+    );
     let ctx = BuildContext::new(
         ComponentId::parse("k8s").unwrap(),
         tapline_core::telemetry::Telemetry::new(),
@@ -599,5 +696,8 @@ fn validate_builds_without_contacting_the_api() {
         .err()
         .unwrap();
     let text = format!("{err:?}");
-    assert!(text.contains("processors.k8s.kubeconfig") && text.contains("/nonexistent/kubeconfig"), "{text}");
+    assert!(
+        text.contains("processors.k8s.kubeconfig") && text.contains("/nonexistent/kubeconfig"),
+        "{text}"
+    );
 }

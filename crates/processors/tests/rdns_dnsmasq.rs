@@ -26,7 +26,11 @@ impl Drop for Dnsmasq {
 }
 
 fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn dnsmasq_path() -> String {
@@ -41,7 +45,8 @@ fn dnsmasq_path() -> String {
 /// A query for `name` (PTR), answered or not within 200 ms.
 fn answers(port: u16) -> bool {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let mut q = vec![0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
     for label in ["1", "0", "0", "127", "in-addr", "arpa"] {
         q.push(label.len() as u8);
@@ -143,7 +148,10 @@ async fn names_arrive_without_holding_batches() {
     let dns = start_dnsmasq();
     let p = processor(format!("127.0.0.1:{}", dns.port), 16, "2s");
     // The first batch passes at once, named by address.
-    assert_eq!(names(&p, "10.0.0.5", "10.0.0.6"), ("10.0.0.5".into(), "10.0.0.6".into()));
+    assert_eq!(
+        names(&p, "10.0.0.5", "10.0.0.6"),
+        ("10.0.0.5".into(), "10.0.0.6".into())
+    );
     eventually("PTR answers", || {
         names(&p, "10.0.0.5", "10.0.0.6") == ("web.example".into(), "db.example".into())
     })
@@ -162,10 +170,19 @@ async fn nxdomain_is_cached_negatively() {
     let dns = start_dnsmasq();
     let p = processor(format!("127.0.0.1:{}", dns.port), 16, "2s");
     assert_eq!(names(&p, "10.0.0.7", "10.0.0.5").0, "10.0.0.7");
-    eventually("both lookups done", || p.in_flight() == 0 && dns.queries_for("7.0.0.10.in-addr.arpa") == 1).await;
-    eventually("the named one", || names(&p, "10.0.0.7", "10.0.0.5").1 == "web.example").await;
+    eventually("both lookups done", || {
+        p.in_flight() == 0 && dns.queries_for("7.0.0.10.in-addr.arpa") == 1
+    })
+    .await;
+    eventually("the named one", || {
+        names(&p, "10.0.0.7", "10.0.0.5").1 == "web.example"
+    })
+    .await;
     for _ in 0..20 {
-        assert_eq!(names(&p, "10.0.0.7", "10.0.0.5"), ("10.0.0.7".into(), "web.example".into()));
+        assert_eq!(
+            names(&p, "10.0.0.7", "10.0.0.5"),
+            ("10.0.0.7".into(), "web.example".into())
+        );
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(dns.queries_for("7.0.0.10.in-addr.arpa"), 1);
@@ -178,9 +195,17 @@ async fn dead_server_does_not_stall_the_pipeline() {
     let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
     let p = processor(silent.local_addr().unwrap().to_string(), 4, "300ms");
     let flows: Vec<(String, String)> = (0..200)
-        .map(|i| (format!("10.1.{}.{}", i / 250, i % 250 + 1), "10.2.0.1".to_string()))
+        .map(|i| {
+            (
+                format!("10.1.{}.{}", i / 250, i % 250 + 1),
+                "10.2.0.1".to_string(),
+            )
+        })
         .collect();
-    let refs: Vec<(&str, &str, i64)> = flows.iter().map(|(s, d)| (s.as_str(), d.as_str(), 1)).collect();
+    let refs: Vec<(&str, &str, i64)> = flows
+        .iter()
+        .map(|(s, d)| (s.as_str(), d.as_str(), 1))
+        .collect();
     let started = Instant::now();
     let mut batch = flow_batch(&refs);
     p.apply(&mut batch);
@@ -197,7 +222,11 @@ async fn dead_server_does_not_stall_the_pipeline() {
         let mut batch = flow_batch(&refs);
         p.apply(&mut batch);
     }
-    assert!(started.elapsed() < Duration::from_millis(200), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(200),
+        "{:?}",
+        started.elapsed()
+    );
     let ip: IpAddr = "10.1.0.1".parse().unwrap();
     assert_eq!(p.cache().get(&ip), None);
 }

@@ -14,17 +14,20 @@ use std::time::{Duration, Instant};
 
 use crate::net::{fast_map, FastMap};
 
-const PREFIXES: &[&str] = &["cri-containerd-", "crio-", "docker-", "libpod-", "containerd-"];
+const PREFIXES: &[&str] = &[
+    "cri-containerd-",
+    "crio-",
+    "docker-",
+    "libpod-",
+    "containerd-",
+];
 
 fn container_id_of_segment(seg: &str) -> Option<&str> {
     if seg.starts_with("crio-conmon-") {
         return None;
     }
     let s = seg.strip_suffix(".scope").unwrap_or(seg);
-    let s = PREFIXES
-        .iter()
-        .find_map(|p| s.strip_prefix(p))
-        .unwrap_or(s);
+    let s = PREFIXES.iter().find_map(|p| s.strip_prefix(p)).unwrap_or(s);
     (s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())).then_some(s)
 }
 
@@ -39,13 +42,16 @@ pub fn container_id(cgroup_file: &str) -> Option<&str> {
     })
 }
 
+/// A pid's container id (or none), and when it was read.
+type Remembered = (Option<Box<str>>, Instant);
+
 /// pid → container id, read from `<proc_root>/<pid>/cgroup` and remembered for a while (a
 /// pid's container never changes while the pid lives; the ttl bounds the cost of pid reuse).
 pub struct PidContainers {
     proc_root: PathBuf,
     ttl: Duration,
     capacity: usize,
-    entries: Mutex<FastMap<i64, (Option<Box<str>>, Instant)>>,
+    entries: Mutex<FastMap<i64, Remembered>>,
 }
 
 impl PidContainers {

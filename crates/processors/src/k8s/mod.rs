@@ -217,14 +217,20 @@ impl K8sProcessor {
                 put(key, name.clone().into());
             }
         }
-        let service_set = match (a.get_str("service.name"), a.get_str("process.executable.name")) {
+        let service_set = match (
+            a.get_str("service.name"),
+            a.get_str("process.executable.name"),
+        ) {
             (None, _) => false,
             (Some(s), _) if s.starts_with("unknown_service") => false,
             (Some(s), Some(exe)) => s != exe,
             (Some(_), None) => true,
         };
         if !service_set {
-            let name = pod.app_name.clone().unwrap_or_else(|| ep.owner_name.clone());
+            let name = pod
+                .app_name
+                .clone()
+                .unwrap_or_else(|| ep.owner_name.clone());
             out.set("service.name", name);
         }
         Some(Resource::new(out))
@@ -347,7 +353,7 @@ impl ProcessorFactory for K8sFactory {
                 })?;
                 ApiSource::Kubeconfig {
                     path: path.clone(),
-                    config,
+                    config: Box::new(config),
                 }
             }
             None if in_cluster => ApiSource::InCluster,

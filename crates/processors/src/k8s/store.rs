@@ -178,7 +178,12 @@ impl State {
         self.nodes.len()
     }
 
-    fn resolve_owner(&self, namespace: &Str, controller: &Option<(Str, Str)>, name: &Str) -> (Str, Str) {
+    fn resolve_owner(
+        &self,
+        namespace: &Str,
+        controller: &Option<(Str, Str)>,
+        name: &Str,
+    ) -> (Str, Str) {
         let Some((kind, owner)) = controller else {
             return (Str::from_static("Pod"), name.clone());
         };
@@ -332,9 +337,7 @@ impl State {
             uid: uid.clone(),
             namespace: str_of(&meta.namespace),
             name: str_of(&meta.name),
-            node_name: spec
-                .and_then(|s| s.node_name.clone())
-                .map(Str::from),
+            node_name: spec.and_then(|s| s.node_name.clone()).map(Str::from),
             host_ip: status.and_then(|s| s.host_ip.as_deref()).and_then(parse_ip),
             ips,
             host_network: spec.and_then(|s| s.host_network).unwrap_or(false),
@@ -407,7 +410,10 @@ impl State {
             .map(|v| v.iter().filter_map(|s| parse_ip(s)).collect())
             .unwrap_or_default();
         // Headless services ("None") have no address of their own.
-        if let Some(ip) = spec.and_then(|s| s.cluster_ip.as_deref()).and_then(parse_ip) {
+        if let Some(ip) = spec
+            .and_then(|s| s.cluster_ip.as_deref())
+            .and_then(parse_ip)
+        {
             if !ips.contains(&ip) {
                 ips.push(ip);
             }
@@ -601,7 +607,12 @@ mod tests {
     #[test]
     fn owner_resolves_through_replicaset_in_any_order() {
         let mut s = State::default();
-        s.apply_pod(&pod("shop", "web-7d9-abc", "10.0.0.5", Some(("ReplicaSet", "web-7d9"))));
+        s.apply_pod(&pod(
+            "shop",
+            "web-7d9-abc",
+            "10.0.0.5",
+            Some(("ReplicaSet", "web-7d9")),
+        ));
         let ip: IpAddr = "10.0.0.5".parse().unwrap();
         assert_eq!(s.lookup_ip(&ip).unwrap().owner_type, "ReplicaSet");
         let rs: ReplicaSet = serde_json::from_value(json!({
@@ -612,7 +623,10 @@ mod tests {
         .unwrap();
         s.apply_replicaset(&rs);
         let ep = s.lookup_ip(&ip).unwrap();
-        assert_eq!((ep.owner_type.as_str(), ep.owner_name.as_str()), ("Deployment", "web"));
+        assert_eq!(
+            (ep.owner_type.as_str(), ep.owner_name.as_str()),
+            ("Deployment", "web")
+        );
         s.delete_replicaset(&rs);
         assert_eq!(s.lookup_ip(&ip).unwrap().owner_type, "ReplicaSet");
     }

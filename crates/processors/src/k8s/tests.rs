@@ -13,20 +13,43 @@ fn obj<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
 fn filled_cache() -> Arc<K8sCache> {
     let cache = Arc::new(K8sCache::new());
     cache.update(|s| {
-        s.apply_node(&obj::<Node>(fx::node("node-1", "192.168.0.1", Some("zone-a"))));
-        s.apply_replicaset(&obj::<ReplicaSet>(fx::replicaset("shop", "web-7d9f8b6c5", "web")));
+        s.apply_node(&obj::<Node>(fx::node(
+            "node-1",
+            "192.168.0.1",
+            Some("zone-a"),
+        )));
+        s.apply_replicaset(&obj::<ReplicaSet>(fx::replicaset(
+            "shop",
+            "web-7d9f8b6c5",
+            "web",
+        )));
         s.apply_pod(&obj::<Pod>(fx::pod(
-            "shop", "web-7d9f8b6c5-x2x", "10.244.0.5", "node-1", "192.168.0.1",
-            Some(("apps/v1", "ReplicaSet", "web-7d9f8b6c5")), &fx::container_id(1),
+            "shop",
+            "web-7d9f8b6c5-x2x",
+            "10.244.0.5",
+            "node-1",
+            "192.168.0.1",
+            Some(("apps/v1", "ReplicaSet", "web-7d9f8b6c5")),
+            &fx::container_id(1),
         )));
         s.apply_job(&obj::<Job>(fx::job("ops", "backup-28590", Some("backup"))));
         s.apply_pod(&obj::<Pod>(fx::pod(
-            "ops", "backup-28590-q7", "10.244.0.6", "node-1", "192.168.0.1",
-            Some(("batch/v1", "Job", "backup-28590")), &fx::container_id(2),
+            "ops",
+            "backup-28590-q7",
+            "10.244.0.6",
+            "node-1",
+            "192.168.0.1",
+            Some(("batch/v1", "Job", "backup-28590")),
+            &fx::container_id(2),
         )));
         let mut hostnet: serde_json::Value = fx::pod(
-            "kube-system", "kube-proxy-abc", "192.168.0.1", "node-1", "192.168.0.1",
-            Some(("apps/v1", "DaemonSet", "kube-proxy")), &fx::container_id(3),
+            "kube-system",
+            "kube-proxy-abc",
+            "192.168.0.1",
+            "node-1",
+            "192.168.0.1",
+            Some(("apps/v1", "DaemonSet", "kube-proxy")),
+            &fx::container_id(3),
         );
         hostnet["spec"]["hostNetwork"] = serde_json::json!(true);
         s.apply_pod(&obj::<Pod>(hostnet));
@@ -77,7 +100,8 @@ fn unknown_addresses_and_named_ends_are_left_alone() {
     let mut batch = flow_batch(&[("8.8.8.8", "10.244.0.5", 1)]);
     if let Signal::Metrics(m) = &mut batch {
         m.metrics_mut().for_each(|x| {
-            x.data.for_each_attributes(|a| a.push("dst.name", "already-named"))
+            x.data
+                .for_each_attributes(|a| a.push("dst.name", "already-named"))
         });
     }
     p.apply(&mut batch);
@@ -146,7 +170,10 @@ fn application_resource_by_pid_through_proc_cgroup() {
     assert_eq!(r.get_str("k8s.deployment.name"), Some("web"));
     assert_eq!(r.get_str("k8s.replicaset.name"), Some("web-7d9f8b6c5"));
     assert_eq!(r.get_str("k8s.owner.type"), Some("Deployment"));
-    assert_eq!(r.get_str("container.id"), Some(fx::container_id(1).as_str()));
+    assert_eq!(
+        r.get_str("container.id"),
+        Some(fx::container_id(1).as_str())
+    );
     // service.name equal to the executable name counts as unset: the workload's name wins.
     assert_eq!(r.get_str("service.name"), Some("web"));
     // A span's server.address that is a service is decorated as a flow end would not be: spans
@@ -172,7 +199,11 @@ fn explicit_service_name_is_kept_and_container_id_is_used_directly() {
     assert_eq!(r.get_str("service.name"), Some("backup-tool"));
     assert_eq!(r.get_str("k8s.cronjob.name"), Some("backup"));
     assert_eq!(r.get_str("k8s.job.name"), Some("backup-28590"));
-    let mut batch = app_traces([("container.id", fx::container_id(2))].into_iter().collect());
+    let mut batch = app_traces(
+        [("container.id", fx::container_id(2))]
+            .into_iter()
+            .collect(),
+    );
     p.apply(&mut batch);
     // app.kubernetes.io/name of the fixture pod is the first dash-separated part of its name.
     assert_eq!(resource_of(&batch).get_str("service.name"), Some("backup"));
@@ -182,7 +213,11 @@ fn explicit_service_name_is_kept_and_container_id_is_used_directly() {
 fn process_outside_containers_is_untouched() {
     let proc_root = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(proc_root.path().join("7")).unwrap();
-    std::fs::write(proc_root.path().join("7/cgroup"), "0::/user.slice/session-1.scope\n").unwrap();
+    std::fs::write(
+        proc_root.path().join("7/cgroup"),
+        "0::/user.slice/session-1.scope\n",
+    )
+    .unwrap();
     let p = K8sProcessor::new(filled_cache(), proc_root.path().into());
     let res: Attributes = [("process.pid", Value::Int(7))].into_iter().collect();
     let mut batch = app_traces(res.clone());
@@ -203,6 +238,8 @@ fn enable_modes() {
     assert_eq!(c.enable, Enable::On);
     let c: K8sConfig = serde_yaml::from_str("enable: auto").unwrap();
     assert_eq!(c.enable, Enable::Auto);
-    let e = serde_yaml::from_str::<K8sConfig>("enable: maybe").unwrap_err().to_string();
+    let e = serde_yaml::from_str::<K8sConfig>("enable: maybe")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("auto, true or false"), "{e}");
 }

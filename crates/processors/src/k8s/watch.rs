@@ -27,7 +27,10 @@ pub enum ApiSource {
     /// The pod's service account (`KUBERNETES_SERVICE_HOST`, the mounted token and CA).
     InCluster,
     /// A kubeconfig file, already read and checked while the config was validated.
-    Kubeconfig { path: PathBuf, config: Kubeconfig },
+    Kubeconfig {
+        path: PathBuf,
+        config: Box<Kubeconfig>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -43,7 +46,7 @@ async fn client(source: &ApiSource) -> Result<Client, String> {
             format!("k8s: cannot use the in-cluster configuration: {e} (is the service account token mounted?)")
         })?,
         ApiSource::Kubeconfig { path, config } => {
-            Config::from_custom_kubeconfig(config.clone(), &KubeConfigOptions::default())
+            Config::from_custom_kubeconfig((**config).clone(), &KubeConfigOptions::default())
                 .await
                 .map_err(|e| format!("k8s: kubeconfig {}: {e}", path.display()))?
         }

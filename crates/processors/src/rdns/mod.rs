@@ -175,7 +175,9 @@ pub fn parse_nameserver(s: &str) -> Result<SocketAddr, String> {
     }
     s.parse::<IpAddr>()
         .map(|ip| SocketAddr::new(ip, 53))
-        .map_err(|_| format!("{s:?} is not an address (write 10.0.0.2, 10.0.0.2:5353 or [fd00::2]:53)"))
+        .map_err(|_| {
+            format!("{s:?} is not an address (write 10.0.0.2, 10.0.0.2:5353 or [fd00::2]:53)")
+        })
 }
 
 pub struct RdnsProcessor {
@@ -219,8 +221,9 @@ impl RdnsProcessor {
     fn resolver(&self) -> Option<Arc<TokioResolver>> {
         let r = self.resolver.get_or_init(|| {
             let mut builder = if self.nameservers.is_empty() {
-                TokioResolver::builder_tokio()
-                    .map_err(|e| format!("rdns: cannot read the system resolver configuration: {e}"))?
+                TokioResolver::builder_tokio().map_err(|e| {
+                    format!("rdns: cannot read the system resolver configuration: {e}")
+                })?
             } else {
                 let servers = self
                     .nameservers
@@ -312,7 +315,8 @@ impl RdnsProcessor {
             let resolver = resolver.clone();
             let cache = self.cache.clone();
             let in_flight = self.in_flight.clone();
-            let (ttl, negative_ttl, timeout) = (self.cfg.ttl, self.cfg.negative_ttl, self.cfg.timeout);
+            let (ttl, negative_ttl, timeout) =
+                (self.cfg.ttl, self.cfg.negative_ttl, self.cfg.timeout);
             rt.spawn(async move {
                 let answer = tokio::time::timeout(timeout, resolver.reverse_lookup(ip)).await;
                 let name = match &answer {
@@ -394,19 +398,36 @@ mod tests {
 
     #[test]
     fn nameserver_forms() {
-        assert_eq!(parse_nameserver("10.0.0.2").unwrap(), "10.0.0.2:53".parse().unwrap());
-        assert_eq!(parse_nameserver("127.0.0.1:5353").unwrap(), "127.0.0.1:5353".parse().unwrap());
-        assert_eq!(parse_nameserver("[::1]:53").unwrap(), "[::1]:53".parse().unwrap());
-        assert!(parse_nameserver("dns.example").unwrap_err().contains("not an address"));
+        assert_eq!(
+            parse_nameserver("10.0.0.2").unwrap(),
+            "10.0.0.2:53".parse().unwrap()
+        );
+        assert_eq!(
+            parse_nameserver("127.0.0.1:5353").unwrap(),
+            "127.0.0.1:5353".parse().unwrap()
+        );
+        assert_eq!(
+            parse_nameserver("[::1]:53").unwrap(),
+            "[::1]:53".parse().unwrap()
+        );
+        assert!(parse_nameserver("dns.example")
+            .unwrap_err()
+            .contains("not an address"));
         let cfg: RdnsConfig = serde_yaml::from_str("nameservers: [1.1.1.1, bad]").unwrap();
-        let e = RdnsProcessor::new(cfg, Arc::new(NameCache::new(10))).err().unwrap();
+        let e = RdnsProcessor::new(cfg, Arc::new(NameCache::new(10)))
+            .err()
+            .unwrap();
         assert_eq!(e.0, "nameservers[1]");
     }
 
     #[test]
     fn cached_names_apply_and_misses_pass_as_addresses() {
         let cache = Arc::new(NameCache::new(100));
-        cache.insert("10.0.0.1".parse().unwrap(), Some("a.example".into()), Duration::from_secs(60));
+        cache.insert(
+            "10.0.0.1".parse().unwrap(),
+            Some("a.example".into()),
+            Duration::from_secs(60),
+        );
         cache.insert("10.0.0.2".parse().unwrap(), None, Duration::from_secs(60));
         let p = RdnsProcessor::new(RdnsConfig::default(), cache.clone()).unwrap();
         let mut batch = flow_batch(&[("10.0.0.1", "10.0.0.2", 1)]);
@@ -417,7 +438,10 @@ mod tests {
         // Outside a runtime no lookup can start, and the miss is not left marked pending.
         let mut batch = flow_batch(&[("10.0.0.3", "10.0.0.1", 1)]);
         p.apply(&mut batch);
-        assert_eq!(first_point_attrs(&batch).get_str("src.name"), Some("10.0.0.3"));
+        assert_eq!(
+            first_point_attrs(&batch).get_str("src.name"),
+            Some("10.0.0.3")
+        );
         assert_eq!(cache.len(), 2);
     }
 
@@ -425,7 +449,11 @@ mod tests {
     fn cache_stays_bounded() {
         let cache = NameCache::new(50);
         for i in 0..1000u32 {
-            cache.insert(IpAddr::from(i.to_be_bytes()), Some("x".into()), Duration::from_secs(60));
+            cache.insert(
+                IpAddr::from(i.to_be_bytes()),
+                Some("x".into()),
+                Duration::from_secs(60),
+            );
         }
         assert!(cache.len() <= 50, "{}", cache.len());
     }

@@ -215,7 +215,9 @@ impl SelectProcessor {
                 continue;
             }
             if let Some(inc) = inc {
-                include.get_or_insert_with(Vec::new).extend(inc.iter().cloned());
+                include
+                    .get_or_insert_with(Vec::new)
+                    .extend(inc.iter().cloned());
             }
             exclude.extend(exc.iter().cloned());
         }
@@ -256,11 +258,54 @@ impl SelectProcessor {
     }
 }
 
+/// How the previous point's attributes were laid out, and what selection made of them: points
+/// of one metric nearly always carry the same keys in the same order (the same `&'static str`
+/// or shared `Arc<str>` at the same addresses), so one point's work is reused for the next.
+#[derive(Default)]
+struct Layout {
+    /// (address, length) of each key, in order.
+    keys: Vec<(usize, usize)>,
+    /// Indexes of the kept attributes, in sorted key order.
+    order: Vec<usize>,
+}
+
+impl Layout {
+    fn matches(&self, a: &Attributes) -> bool {
+        self.keys.len() == a.len()
+            && a.iter()
+                .zip(&self.keys)
+                .all(|((k, _), &(p, l))| k.as_ptr() as usize == p && k.len() == l)
+    }
+}
+
 fn select_points(data: &mut MetricData, plan: &Plan) {
     let mut verdicts = Verdicts::new(plan);
+    let mut layout = Layout::default();
     data.for_each_attributes(|a| {
-        a.retain(|k, _| verdicts.keep(k));
-        a.sort();
+        if !layout.matches(a) {
+            layout.keys.clear();
+            layout
+                .keys
+                .extend(a.iter().map(|(k, _)| (k.as_ptr() as usize, k.len())));
+            let pairs: Vec<(usize, &Str)> = a
+                .iter()
+                .enumerate()
+                .filter(|(_, (k, _))| verdicts.keep(k))
+                .map(|(i, (k, _))| (i, k))
+                .collect();
+            let mut pairs = pairs;
+            pairs.sort_by(|x, y| x.1.cmp(y.1));
+            layout.order.clear();
+            layout.order.extend(pairs.iter().map(|(i, _)| *i));
+        }
+        // Same keys at the same addresses: the same selection, in the same order.
+        let all: Vec<(&Str, &tapline_core::data::Value)> = a.iter().collect();
+        let selected: Attributes = layout
+            .order
+            .iter()
+            .map(|&i| (all[i].0.clone(), all[i].1.clone()))
+            .collect();
+        *a = selected;
     });
 }
 
@@ -282,10 +327,9 @@ fn select_resource(resource: &Arc<Resource>, plan: &Plan) -> Arc<Resource> {
 /// Puts `metric` under the output resource and scope equal to `resource`/`scope`, appending
 /// its points to a metric of the same name and kind when there is one.
 fn place(out: &mut Vec<ResourceMetrics>, resource: Arc<Resource>, scope: &Str, metric: Metric) {
-    let rm = match out
-        .iter()
-        .position(|o| o.scope == *scope && (Arc::ptr_eq(&o.resource, &resource) || o.resource == resource))
-    {
+    let rm = match out.iter().position(|o| {
+        o.scope == *scope && (Arc::ptr_eq(&o.resource, &resource) || o.resource == resource)
+    }) {
         Some(i) => &mut out[i],
         None => {
             out.push(ResourceMetrics {
@@ -296,11 +340,9 @@ fn place(out: &mut Vec<ResourceMetrics>, resource: Arc<Resource>, scope: &Str, m
             out.last_mut().expect("just pushed")
         }
     };
-    if let Some(existing) = rm
-        .metrics
-        .iter_mut()
-        .find(|m| m.name == metric.name && m.unit == metric.unit && same_kind(&m.data, &metric.data))
-    {
+    if let Some(existing) = rm.metrics.iter_mut().find(|m| {
+        m.name == metric.name && m.unit == metric.unit && same_kind(&m.data, &metric.data)
+    }) {
         append(&mut existing.data, metric.data);
     } else {
         rm.metrics.push(metric);
@@ -323,8 +365,12 @@ fn same_kind(a: &MetricData, b: &MetricData) -> bool {
         ) => t1 == t2 && m1 == m2,
         (MetricData::Gauge { .. }, MetricData::Gauge { .. }) => true,
         (
-            MetricData::Histogram { temporality: t1, .. },
-            MetricData::Histogram { temporality: t2, .. },
+            MetricData::Histogram {
+                temporality: t1, ..
+            },
+            MetricData::Histogram {
+                temporality: t2, ..
+            },
         ) => t1 == t2,
         _ => false,
     }
@@ -367,14 +413,18 @@ fn merge_identical(data: &mut MetricData) {
             })
         }
         MetricData::Histogram { points, .. } => {
-            merge_points(points, &state, |a: &mut HistogramPoint, b: HistogramPoint| {
-                // Different bucket bounds cannot merge: both points are kept.
-                if a.merge(&b) {
-                    None
-                } else {
-                    Some(b)
-                }
-            })
+            merge_points(
+                points,
+                &state,
+                |a: &mut HistogramPoint, b: HistogramPoint| {
+                    // Different bucket bounds cannot merge: both points are kept.
+                    if a.merge(&b) {
+                        None
+                    } else {
+                        Some(b)
+                    }
+                },
+            )
         }
     }
 }
@@ -407,7 +457,9 @@ fn merge_points<P: HasAttributes>(
     for p in input {
         let h = hash_attrs(state, p.attributes());
         let found = table
-            .find(h, |&(hh, i)| hh == h && points[i].attributes() == p.attributes())
+            .find(h, |&(hh, i)| {
+                hh == h && points[i].attributes() == p.attributes()
+            })
             .map(|&(_, i)| i);
         let leftover = match found {
             Some(i) => combine(&mut points[i], p),

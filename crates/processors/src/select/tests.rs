@@ -252,7 +252,11 @@ db_client_operation_duration:
         panic!()
     };
     assert_eq!(points.len(), 1);
-    let keys: Vec<&str> = points[0].attributes.iter().map(|(k, _)| k.as_str()).collect();
+    let keys: Vec<&str> = points[0]
+        .attributes
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .collect();
     assert_eq!(keys, ["custom", "db.operation.name"]);
     assert_eq!(points[0].count, 2);
     assert_eq!(points[0].bucket_counts, vec![1, 0, 1]);
@@ -264,9 +268,12 @@ fn resources_that_become_equal_are_merged() {
     let p = processor("\"*\": { exclude: [process.pid] }");
     let mk = |pid: i64, v: i64| ResourceMetrics {
         resource: Resource::new(
-            [("service.name", Value::from("api")), ("process.pid", Value::Int(pid))]
-                .into_iter()
-                .collect(),
+            [
+                ("service.name", Value::from("api")),
+                ("process.pid", Value::Int(pid)),
+            ]
+            .into_iter()
+            .collect(),
         ),
         scope: "s".into(),
         metrics: vec![sum_metric(
@@ -332,4 +339,28 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn defaults_keep_every_listed_attribute() {
+    let p = processor("{}");
+    let mut a = flow_attributes("10.0.0.1", "10.0.0.2");
+    a.push("k8s.src.type", "pod");
+    a.push("src.cidr", Str::from("10.0.0.0/8".to_string()));
+    let mut batch = batch_of(
+        Attributes::new(),
+        vec![sum_metric("tapline.network.flow.bytes", "By", vec![(a, 1)])],
+    );
+    p.apply(&mut batch);
+    let keys: Vec<&str> = points(&batch)[0].iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "direction",
+            "k8s.src.type",
+            "network.type",
+            "src.cidr",
+            "transport"
+        ]
+    );
 }
