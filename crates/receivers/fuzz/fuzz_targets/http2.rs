@@ -1,0 +1,13 @@
+//! Arbitrary segments (direction, size, captured prefix) through the http2 parser: no panic,
+//! bounded output, operations that end after they start.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+#[allow(unused_imports)]
+use tapline_receivers::protocols::{fuzzing, ParserConfig};
+use tapline_receivers::protocols::*;
+
+fuzz_target!(|data: &[u8]| {
+    let mut p = http2::Http2Parser::new();
+    fuzzing::drive(&mut p, data);
+});
