@@ -4,7 +4,8 @@
 //! tls_events=<n> tls_skipped=<n>`.
 //!
 //! `app_bench <seconds> [--only <pid>...] [--capture-bytes N] [--ring-bytes N] [--tls]`
-//! (`--tls`: also attach the libssl probes to every libssl mapped by a process, see
+//! (`--tls`: also attach the libssl probes to every libssl mapped by a process, or with
+//! `--only` to the libssl of the selected processes, scoped to them; see
 //! `scripts/tls_overhead.sh`)
 
 use std::time::{Duration, Instant};
@@ -35,7 +36,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut cap = AppCapture::load(&cfg)?;
     cap.attach()?;
     if with_tls {
-        let scan = cap.rescan_ssl();
+        // with --only, probes scoped to the selected processes (others take no uprobe traps)
+        let scan = if cfg.filter_mode == PidFilterMode::Only {
+            cap.rescan_ssl_for_pids(&cfg.include_pids)
+        } else {
+            cap.rescan_ssl()
+        };
         if let Some(e) = scan.errors.first() {
             return Err(e.to_string().into());
         }

@@ -9,6 +9,7 @@
 # client and server run on the node). Run as root.
 #
 # Usage: crates/ebpf/scripts/tls_overhead.sh [seconds_per_run=10] [rounds=3] [mode=all|only-nginx]
+#   only-nginx: PidFilterMode::Only with the worker, TLS probes scoped to it (wrk takes no traps)
 #   env: CONNS (wrk -c, default 32), THREADS (wrk -t, default 1), CAPTURE_BYTES (default 256),
 #        FILE_BYTES (size of the served file, default 612), CARGO_TARGET_DIR,
 #        APP_BENCH (path of a prebuilt app_bench example: skips the cargo build)

@@ -794,3 +794,75 @@ fn pid_filter_applies_to_tls() {
         "curl is filtered out"
     );
 }
+
+/// Per-process probes fire only in their process; attaching the same file for all processes
+/// replaces them (no duplicate events).
+#[test]
+fn per_process_probes() {
+    require_root();
+    let _serial = serial();
+    let dir = tempdir("tls-scoped");
+    let _rm = RmOnDrop(dir.clone());
+    let (cert, key) = self_signed(&dir);
+    write_file(&dir.join("p.txt"), 400);
+    let port = free_port();
+    let server = python_https_server(&dir, port, &cert, &key, &[]);
+    let spid = server.0.id();
+    let mut cap = AppCapture::load(&AppCaptureConfig::default()).unwrap();
+    cap.attach().unwrap();
+    let scan = cap.rescan_ssl_for_pids(&[spid]);
+    assert!(scan.errors.is_empty(), "{:?}", scan.errors);
+    assert_eq!(scan.processes, 1);
+    assert_eq!(scan.attached.len(), 1, "{scan:?}");
+    assert_eq!(scan.attached[0].only_pid, Some(spid));
+    assert!(cap.rescan_ssl_for_pids(&[spid]).attached.is_empty());
+
+    let url = format!("https://127.0.0.1:{port}/p.txt");
+    let w = "%{size_header} %{size_download}\n";
+    let (c1, _) = curl(&["-k", "-o", "/dev/null", "-w", w, &url]);
+    let mut events = Vec::new();
+    let seen = collect_until(
+        &mut cap,
+        &mut events,
+        Duration::from_secs(15),
+        Duration::from_millis(500),
+        |evs| tls(evs).any(|d| d.pid == spid && d.direction == Direction::Egress),
+    );
+    assert!(seen, "server TLS events not seen");
+    let events = on_port(&events, port);
+    assert!(!tls(&events).any(|d| d.pid == c1), "curl is not probed");
+    assert!(
+        data(&events).any(|d| d.pid == c1 && !d.is_tls()),
+        "curl's ciphertext is socket data"
+    );
+    assert_eq!(
+        tls(&events)
+            .filter(|d| d.pid == spid && d.data.starts_with(b"GET /p.txt HTTP/1.1"))
+            .count(),
+        1
+    );
+
+    // the whole file: replaces the per-process probes
+    let lib = cap.ssl_libraries()[0].clone();
+    assert!(cap.attach_ssl(Some(spid), &lib.path).unwrap());
+    assert_eq!(cap.ssl_libraries().len(), 1);
+    assert_eq!(cap.ssl_libraries()[0].only_pid, None);
+    assert!(!cap.attach_ssl_for_pid(spid, &lib.path).unwrap());
+    let (c2, out) = curl(&["-k", "-o", "/dev/null", "-w", w, &url]);
+    let r2 = response_bytes(&out.stdout);
+    let events = on_port(&collect_responses(&mut cap, &[(c2, r2)]), port);
+    check_tls_exchange(
+        &cap,
+        &events,
+        port,
+        c2,
+        Syscall::SslWrite,
+        Syscall::SslReadEx,
+        "GET /p.txt HTTP/1.1",
+        1,
+        r2,
+    );
+    // per-process rescans leave whole-file probes alone
+    cap.rescan_ssl_for_pids(&[]);
+    assert_eq!(cap.ssl_libraries().len(), 1);
+}

@@ -48,6 +48,7 @@
 
 use std::collections::HashSet;
 use std::fs;
+use std::num::NonZeroU32;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -86,6 +87,9 @@ pub struct TlsLibrary {
     pub ino: u64,
     /// The symbols that were probed (`SSL_read`, `SSL_write`, and the optional ones present).
     pub symbols: Vec<&'static str>,
+    /// `Some(pid)`: the probes fire only in that process ([`AppCapture::attach_ssl_for_pid`]);
+    /// `None`: in every process mapping the file.
+    pub only_pid: Option<u32>,
 }
 
 /// Outcome of [`AppCapture::rescan_ssl`].
@@ -100,13 +104,15 @@ pub struct TlsScan {
     pub processes: usize,
 }
 
+type Links = Vec<(&'static str, UProbeLinkId)>;
+
 #[derive(Default)]
 pub(super) struct SslState {
     libraries: Vec<TlsLibrary>,
-    /// (program name, link) of every attached probe, in attach order.
-    links: Vec<(&'static str, UProbeLinkId)>,
-    /// (dev, ino) of files that failed to attach.
-    failed: HashSet<(u64, u64)>,
+    /// (program name, link) of every probe of `libraries[i]`, in attach order.
+    links: Vec<Links>,
+    /// (dev, ino, only_pid) of attachments that failed.
+    failed: HashSet<(u64, u64, Option<u32>)>,
 }
 
 /// A libssl mapping found in `/proc/<pid>/maps`.
@@ -265,7 +271,8 @@ impl AppCapture {
     /// process's filesystem view (`/proc/<pid>/root/...`, as its `/proc/<pid>/maps` shows it);
     /// without, in tapline's. Either way the probes fire in EVERY process that maps the same
     /// file (uprobes attach to the file), subject to the pid filter. Attaching a file that is
-    /// already attached (by any path) does nothing and returns `Ok(false)`.
+    /// already attached (by any path) does nothing and returns `Ok(false)`; per-process
+    /// attachments of the same file ([`AppCapture::attach_ssl_for_pid`]) are replaced.
     ///
     /// Data syscalls issued inside the probed calls are no longer reported from then on for
     /// those sockets (they carry TLS records); the plaintext comes as TLS events instead.
@@ -291,7 +298,42 @@ impl AppCapture {
             }
             None => lib_path.to_path_buf(),
         };
-        self.attach_ssl_file(pid, lib_path, &open_path)
+        self.attach_ssl_file(pid, lib_path, &open_path, None)
+    }
+
+    /// Like [`AppCapture::attach_ssl`], but the probes fire only in process `pid` (`lib_path`
+    /// as that process sees it): the kernel then puts the breakpoints only into that process's
+    /// memory, so other processes using the library pay nothing (with
+    /// [`PidFilterMode::Only`](super::PidFilterMode::Only) the pid filter alone still lets every
+    /// process using the library take the uprobe traps). `Ok(false)` if the file is already
+    /// attached for all processes or for `pid`.
+    pub fn attach_ssl_for_pid(
+        &mut self,
+        pid: u32,
+        lib_path: &Path,
+    ) -> Result<bool, AppCaptureError> {
+        if !lib_path.is_absolute() {
+            return Err(uprobe_error(
+                lib_path,
+                Some(pid),
+                "-",
+                "-",
+                "the path of a library in another process must be absolute".into(),
+            ));
+        }
+        let open_path = PathBuf::from(format!("/proc/{pid}/root{}", lib_path.display()));
+        self.attach_ssl_file(Some(pid), lib_path, &open_path, Some(pid))
+    }
+
+    fn detach_library(&mut self, idx: usize) {
+        let mut links = self.ssl.links.remove(idx);
+        self.ssl.libraries.remove(idx);
+        // enters first (reverse of attach), so no call is left half-recorded
+        while let Some((name, link)) = links.pop() {
+            if let Some(Ok(p)) = self.ebpf.program_mut(name).map(<&mut UProbe>::try_from) {
+                let _ = p.detach(link);
+            }
+        }
     }
 
     fn attach_ssl_file(
@@ -299,15 +341,38 @@ impl AppCapture {
         pid: Option<u32>,
         path: &Path,
         open_path: &Path,
+        only_pid: Option<u32>,
     ) -> Result<bool, AppCaptureError> {
         let meta = fs::metadata(open_path).map_err(|e| {
             uprobe_error(path, pid, "-", "-", format!("{}: {e}", open_path.display()))
         })?;
         let key = (meta.dev(), meta.ino());
-        if self.ssl.libraries.iter().any(|l| (l.dev, l.ino) == key) {
+        let same_file = |l: &TlsLibrary| (l.dev, l.ino) == key;
+        if self
+            .ssl
+            .libraries
+            .iter()
+            .any(|l| same_file(l) && (l.only_pid.is_none() || l.only_pid == only_pid))
+        {
             return Ok(false);
         }
-        let mut links: Vec<(&'static str, UProbeLinkId)> = Vec::new();
+        let scope = match only_pid {
+            None => {
+                // a file attached for all processes replaces its per-process attachments (both
+                // would run the programs twice per call)
+                while let Some(i) = self.ssl.libraries.iter().position(same_file) {
+                    self.detach_library(i);
+                }
+                UProbeScope::AllProcesses
+            }
+            Some(p) => match NonZeroU32::new(p) {
+                Some(p) => UProbeScope::OneProcess(p),
+                None => {
+                    return Err(uprobe_error(path, pid, "-", "-", "pid 0".into()));
+                }
+            },
+        };
+        let mut links: Links = Vec::new();
         let mut missing: Vec<&'static str> = Vec::new();
         let mut result = Ok(());
         for &(name, symbol, required) in APP_SSL_PROGRAMS {
@@ -326,7 +391,7 @@ impl AppCapture {
                     break;
                 }
             };
-            match prog.attach(symbol, open_path, UProbeScope::AllProcesses) {
+            match prog.attach(symbol, open_path, scope) {
                 Ok(link) => links.push((name, link)),
                 Err(e) if !required && is_missing_symbol(&e) => missing.push(symbol),
                 Err(e) => {
@@ -340,7 +405,7 @@ impl AppCapture {
             }
         }
         if let Err(e) = result {
-            self.ssl.failed.insert(key);
+            self.ssl.failed.insert((key.0, key.1, only_pid));
             // detach what this library got, enters first
             while let Some((name, link)) = links.pop() {
                 if let Ok(p) = <&mut UProbe>::try_from(self.ebpf.program_mut(name).expect("loaded"))
@@ -356,13 +421,14 @@ impl AppCapture {
                 symbols.push(symbol);
             }
         }
-        self.ssl.links.extend(links);
+        self.ssl.links.push(links);
         self.ssl.libraries.push(TlsLibrary {
             path: path.to_path_buf(),
             pid,
             dev: key.0,
             ino: key.1,
             symbols,
+            only_pid,
         });
         Ok(true)
     }
@@ -379,12 +445,16 @@ impl AppCapture {
                 continue;
             };
             let key = (meta.dev(), meta.ino());
-            if self.ssl.failed.contains(&key)
-                || self.ssl.libraries.iter().any(|l| (l.dev, l.ino) == key)
+            if self.ssl.failed.contains(&(key.0, key.1, None))
+                || self
+                    .ssl
+                    .libraries
+                    .iter()
+                    .any(|l| (l.dev, l.ino) == key && l.only_pid.is_none())
             {
                 continue;
             }
-            match self.attach_ssl_file(None, &path, &path) {
+            match self.attach_ssl_file(None, &path, &path, None) {
                 Ok(true) => scan
                     .attached
                     .push(self.ssl.libraries.last().expect("just attached").clone()),
@@ -399,17 +469,64 @@ impl AppCapture {
                 continue; // the process exited
             };
             let key = (meta.dev(), meta.ino());
-            if self.ssl.failed.contains(&key)
-                || self.ssl.libraries.iter().any(|l| (l.dev, l.ino) == key)
+            if self.ssl.failed.contains(&(key.0, key.1, None))
+                || self
+                    .ssl
+                    .libraries
+                    .iter()
+                    .any(|l| (l.dev, l.ino) == key && l.only_pid.is_none())
             {
                 continue;
             }
-            match self.attach_ssl_file(Some(m.pid), &m.path, &m.open_path) {
+            match self.attach_ssl_file(Some(m.pid), &m.path, &m.open_path, None) {
                 Ok(true) => scan
                     .attached
                     .push(self.ssl.libraries.last().expect("just attached").clone()),
                 Ok(false) => {}
                 Err(e) => scan.errors.push(e),
+            }
+        }
+        scan
+    }
+
+    /// Per-process variant of [`AppCapture::rescan_ssl`], for captures that trace only some
+    /// processes: attaches the TLS probes to the libssl files mapped by each of `pids`, scoped
+    /// to that process ([`AppCapture::attach_ssl_for_pid`]), and detaches the per-process
+    /// probes of processes not in `pids` (exited or no longer selected). Files attached for
+    /// all processes are left alone.
+    pub fn rescan_ssl_for_pids(&mut self, pids: &[u32]) -> TlsScan {
+        let mut scan = TlsScan::default();
+        while let Some(i) = self
+            .ssl
+            .libraries
+            .iter()
+            .position(|l| l.only_pid.is_some_and(|p| !pids.contains(&p)))
+        {
+            self.detach_library(i);
+        }
+        for &pid in pids {
+            let Ok(maps) = fs::read_to_string(format!("/proc/{pid}/maps")) else {
+                continue; // exited
+            };
+            scan.processes += 1;
+            for m in ssl_mappings_in(pid, &maps) {
+                let Ok(meta) = fs::metadata(&m.open_path) else {
+                    continue;
+                };
+                if self
+                    .ssl
+                    .failed
+                    .contains(&(meta.dev(), meta.ino(), Some(pid)))
+                {
+                    continue;
+                }
+                match self.attach_ssl_file(Some(pid), &m.path, &m.open_path, Some(pid)) {
+                    Ok(true) => scan
+                        .attached
+                        .push(self.ssl.libraries.last().expect("just attached").clone()),
+                    Ok(false) => {}
+                    Err(e) => scan.errors.push(e),
+                }
             }
         }
         scan
@@ -423,17 +540,19 @@ impl AppCapture {
     /// Detaches every TLS probe (the syscall tracepoints stay). Sockets already recognised as
     /// TLS keep their syscalls unreported until closed.
     pub fn detach_ssl(&mut self) -> Result<(), AppCaptureError> {
-        // enters first (reverse of attach), so no call is left half-recorded
-        while let Some((name, link)) = self.ssl.links.pop() {
-            let prog: &mut UProbe = self
-                .ebpf
-                .program_mut(name)
-                .expect("loaded in load()")
-                .try_into()
-                .map_err(|e| program_error(name, e))?;
-            prog.detach(link).map_err(|e| program_error(name, e))?;
+        while let Some(mut links) = self.ssl.links.pop() {
+            self.ssl.libraries.pop();
+            // enters first (reverse of attach), so no call is left half-recorded
+            while let Some((name, link)) = links.pop() {
+                let prog: &mut UProbe = self
+                    .ebpf
+                    .program_mut(name)
+                    .expect("loaded in load()")
+                    .try_into()
+                    .map_err(|e| program_error(name, e))?;
+                prog.detach(link).map_err(|e| program_error(name, e))?;
+            }
         }
-        self.ssl.libraries.clear();
         self.ssl.failed.clear();
         Ok(())
     }
