@@ -214,9 +214,10 @@ impl NetPair {
         [v[0], v[1], v[2], v[3], v[4]]
     }
 
-    /// Waits (bounded, 6 s) until no packet crossed `dev` for 400 ms: link-up chatter is over.
+    /// Waits (bounded, 8 s) until no packet crossed `dev` for 1.2 s: link-up chatter is over
+    /// (IPv6 repeats its unsolicited MLD reports up to 1 s apart).
     pub fn wait_quiet(&self, dev: &str) {
-        let deadline = Instant::now() + Duration::from_secs(6);
+        let deadline = Instant::now() + Duration::from_secs(8);
         let mut last = self.counters(dev);
         let mut since = Instant::now();
         while Instant::now() < deadline {
@@ -225,7 +226,7 @@ impl NetPair {
             if now != last {
                 last = now;
                 since = Instant::now();
-            } else if since.elapsed() >= Duration::from_millis(400) {
+            } else if since.elapsed() >= Duration::from_millis(1200) {
                 return;
             }
         }
