@@ -103,7 +103,7 @@ pub fn add_veth(
     let addr_dev_a = addr_dev_a.unwrap_or(dev_a);
     let (mac_a, mac_b) = (mac(a, addr_dev_a), mac(b, dev_b));
     for (ns, dev, me4, peer4, peer_mac, six) in [
-        (a, addr_dev_a, a4, b4, &mac_b, v6.map(|(x, y)| (x, y))),
+        (a, addr_dev_a, a4, b4, &mac_b, v6),
         (b, dev_b, b4, a4, &mac_a, v6.map(|(x, y)| (y, x))),
     ] {
         sh(&[
