@@ -20,7 +20,12 @@ struct Ev {
 }
 
 fn ev(conn: usize, dir: Dir, full: &[u8]) -> Ev {
-    Ev { conn, dir, data: full[..full.len().min(CAPTURE)].to_vec(), total: full.len() as u64 }
+    Ev {
+        conn,
+        dir,
+        data: full[..full.len().min(CAPTURE)].to_vec(),
+        total: full.len() as u64,
+    }
 }
 
 fn redis(rounds: usize) -> Vec<Ev> {
@@ -29,10 +34,27 @@ fn redis(rounds: usize) -> Vec<Ev> {
         let c = r % CONNS;
         let key = format!("user:{r}:session");
         let val = "x".repeat(100 + r % 400);
-        v.push(ev(c, Dir::ClientToServer, format!("*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${}\r\n{val}\r\n", key.len(), val.len()).as_bytes()));
+        v.push(ev(
+            c,
+            Dir::ClientToServer,
+            format!(
+                "*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${}\r\n{val}\r\n",
+                key.len(),
+                val.len()
+            )
+            .as_bytes(),
+        ));
         v.push(ev(c, Dir::ServerToClient, b"+OK\r\n"));
-        v.push(ev(c, Dir::ClientToServer, format!("*2\r\n$3\r\nGET\r\n${}\r\n{key}\r\n", key.len()).as_bytes()));
-        v.push(ev(c, Dir::ServerToClient, format!("${}\r\n{val}\r\n", val.len()).as_bytes()));
+        v.push(ev(
+            c,
+            Dir::ClientToServer,
+            format!("*2\r\n$3\r\nGET\r\n${}\r\n{key}\r\n", key.len()).as_bytes(),
+        ));
+        v.push(ev(
+            c,
+            Dir::ServerToClient,
+            format!("${}\r\n{val}\r\n", val.len()).as_bytes(),
+        ));
     }
     v
 }
@@ -48,8 +70,14 @@ fn postgres(rounds: usize) -> Vec<Ev> {
     let mut v = Vec::new();
     for r in 0..rounds {
         let c = r % CONNS;
-        let mut req = pg_msg(b'P', b"\0UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2;\0\0\0");
-        req.extend(pg_msg(b'B', b"\0\0\0\0\0\x02\0\0\0\x041234\0\0\0\x0599999\0\0"));
+        let mut req = pg_msg(
+            b'P',
+            b"\0UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2;\0\0\0",
+        );
+        req.extend(pg_msg(
+            b'B',
+            b"\0\0\0\0\0\x02\0\0\0\x041234\0\0\0\x0599999\0\0",
+        ));
         req.extend(pg_msg(b'D', b"P\0"));
         req.extend(pg_msg(b'E', b"\0\0\0\0\0"));
         req.extend(pg_msg(b'S', b""));
@@ -93,7 +121,11 @@ fn mysql(rounds: usize) -> Vec<Ev> {
         v.push(ev(c, Dir::ServerToClient, &resp));
         let q = format!("\x03INSERT INTO shop.items VALUES ({r}, 'name-{r}', NULL)");
         v.push(ev(c, Dir::ClientToServer, &my_packet(0, q.as_bytes())));
-        v.push(ev(c, Dir::ServerToClient, &my_packet(1, &[0, 1, 0, 2, 0, 0, 0])));
+        v.push(ev(
+            c,
+            Dir::ServerToClient,
+            &my_packet(1, &[0, 1, 0, 2, 0, 0, 0]),
+        ));
     }
     v
 }
@@ -144,12 +176,19 @@ fn http2(rounds: usize) -> Vec<Ev> {
         }
         let mut hb = vec![0x83, 0x86];
         if first[c] {
-            hb.extend_from_slice(b"\x44\x15/shop.v1.Catalog/Echo\x40\x0ccontent-type\x10application/grpc");
+            hb.extend_from_slice(
+                b"\x44\x15/shop.v1.Catalog/Echo\x40\x0ccontent-type\x10application/grpc",
+            );
         } else {
             hb.extend_from_slice(&[0xbf, 0xbe]);
         }
         req.extend(frame(1, 4, stream, &hb));
-        req.extend(frame(0, 1, stream, &[0, 0, 0, 0, 10, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]));
+        req.extend(frame(
+            0,
+            1,
+            stream,
+            &[0, 0, 0, 0, 10, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+        ));
         v.push(ev(c, Dir::ClientToServer, &req));
         let mut resp = Vec::new();
         let mut rh = vec![0x88];
@@ -159,7 +198,12 @@ fn http2(rounds: usize) -> Vec<Ev> {
             rh.push(0xbe);
         }
         resp.extend(frame(1, 4, stream, &rh));
-        resp.extend(frame(0, 0, stream, &[0, 0, 0, 0, 10, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]));
+        resp.extend(frame(
+            0,
+            0,
+            stream,
+            &[0, 0, 0, 0, 10, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+        ));
         resp.extend(frame(1, 5, stream, b"\x00\x0bgrpc-status\x010"));
         v.push(ev(c, Dir::ServerToClient, &resp));
         first[c] = false;
@@ -169,10 +213,18 @@ fn http2(rounds: usize) -> Vec<Ev> {
 
 fn run(protocol: Protocol, evs: &[Ev], out: &mut Vec<Operation>) -> usize {
     let config = ParserConfig { query_text: true };
-    let mut parsers: Vec<_> = (0..CONNS).map(|_| new_parser(protocol, config).expect("a parser")).collect();
+    let mut parsers: Vec<_> = (0..CONNS)
+        .map(|_| new_parser(protocol, config).expect("a parser"))
+        .collect();
     let mut n = 0;
     for (i, e) in evs.iter().enumerate() {
-        let seg = Segment { dir: e.dir, data: &e.data, total_len: e.total, start_ns: i as u64 * 1000, end_ns: i as u64 * 1000 + 500 };
+        let seg = Segment {
+            dir: e.dir,
+            data: &e.data,
+            total_len: e.total,
+            start_ns: i as u64 * 1000,
+            end_ns: i as u64 * 1000 + 500,
+        };
         let _ = parsers[e.conn].feed(&seg, out);
         n += out.len();
         out.clear();
@@ -194,7 +246,9 @@ fn bench(c: &mut Criterion) {
         // the workload must parse: every round's operations come out
         assert_eq!(run(*protocol, evs, &mut out), *expected, "{name}");
         g.throughput(Throughput::Elements(evs.len() as u64));
-        g.bench_function(*name, |b| b.iter(|| black_box(run(*protocol, black_box(evs), &mut out))));
+        g.bench_function(*name, |b| {
+            b.iter(|| black_box(run(*protocol, black_box(evs), &mut out)))
+        });
     }
     g.finish();
 }

@@ -54,8 +54,14 @@ ch.close()
 fn grpcio_unary_calls_count_exactly() {
     const N: usize = 300;
     let python = need("python3", "apt-get install python3");
-    let check = Command::new(&python).args(["-c", "import grpc"]).output().unwrap();
-    assert!(check.status.success(), "python grpc module missing: `pip install grpcio`");
+    let check = Command::new(&python)
+        .args(["-c", "import grpc"])
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "python grpc module missing: `pip install grpcio`"
+    );
     let mut server = Command::new(&python)
         .args(["-c", SERVER])
         .stdout(std::process::Stdio::piped())
@@ -66,37 +72,77 @@ fn grpcio_unary_calls_count_exactly() {
     {
         use std::io::BufRead;
         let stdout = server.stdout.take().unwrap();
-        std::io::BufReader::new(stdout).read_line(&mut line).unwrap();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
     }
     let _guard = Guard(server);
     let port: u16 = line.trim().parse().expect("server port");
     let proxy = Proxy::start(format!("127.0.0.1:{port}").parse().unwrap());
-    run(Command::new(&python).args(["-c", CLIENT, &proxy.addr(), &N.to_string()]), Duration::from_secs(120));
+    run(
+        Command::new(&python).args(["-c", CLIENT, &proxy.addr(), &N.to_string()]),
+        Duration::from_secs(120),
+    );
     let reads = proxy.finish();
     // The largest capture the app receiver allows: everything exact.
     let (ops, protocols) = replay_sessions(&reads, port, 4096, false);
-    assert!(protocols.values().all(|p| *p == Some(Protocol::Http2)), "{protocols:?}");
+    assert!(
+        protocols.values().all(|p| *p == Some(Protocol::Http2)),
+        "{protocols:?}"
+    );
     let t = tally(&ops);
     assert_eq!(count(&ops, "shop.v1.Catalog/Echo", None), N, "{t:#?}");
     assert_eq!(count(&ops, "shop.v1.Catalog/Fail", None), N / 10, "{t:#?}");
     assert_eq!(ops.len(), N + N / 10 + 1, "{t:#?}");
     assert!(ops.iter().all(|o| o.protocol == Protocol::Grpc), "{t:#?}");
-    let echo: Vec<_> = ops.iter().filter(|o| o.name == "shop.v1.Catalog/Echo").collect();
-    assert!(echo.iter().all(|o| o.status == Status::Grpc(0) && o.error.is_none()), "{t:#?}");
+    let echo: Vec<_> = ops
+        .iter()
+        .filter(|o| o.name == "shop.v1.Catalog/Echo")
+        .collect();
+    assert!(
+        echo.iter()
+            .all(|o| o.status == Status::Grpc(0) && o.error.is_none()),
+        "{t:#?}"
+    );
     // 5-byte gRPC frame + "hello N"
-    assert!(echo.iter().all(|o| o.request_size == o.response_size && o.request_size >= 5 + 7));
-    let fail: Vec<_> = ops.iter().filter(|o| o.name == "shop.v1.Catalog/Fail").collect();
-    assert!(fail.iter().all(|o| o.status == Status::Grpc(5) && o.error.as_deref() == Some("NOT_FOUND")));
-    let big = ops.iter().find(|o| o.name == "shop.v1.Catalog/Big").expect("the Big call");
-    assert_eq!((big.response_size, big.status), (200_000 + 5, Status::Grpc(0)), "DATA skipped by length");
+    assert!(echo
+        .iter()
+        .all(|o| o.request_size == o.response_size && o.request_size >= 5 + 7));
+    let fail: Vec<_> = ops
+        .iter()
+        .filter(|o| o.name == "shop.v1.Catalog/Fail")
+        .collect();
+    assert!(fail
+        .iter()
+        .all(|o| o.status == Status::Grpc(5) && o.error.as_deref() == Some("NOT_FOUND")));
+    let big = ops
+        .iter()
+        .find(|o| o.name == "shop.v1.Catalog/Big")
+        .expect("the Big call");
+    assert_eq!(
+        (big.response_size, big.status),
+        (200_000 + 5, Status::Grpc(0)),
+        "DATA skipped by length"
+    );
 
     // The default 256 bytes: the client's first write (preface, SETTINGS, first HEADERS) is
     // longer, so the HPACK entry holding the Echo path was never seen and later Echo calls
     // reference it: they count, with an unknown name. Paths first sent later are named.
     let (small, _) = replay_sessions(&reads, port, 256, false);
     let t = tally(&small);
-    assert_eq!(count(&small, "shop.v1.Catalog/Fail", None), N / 10, "{t:#?}");
-    assert_eq!(count(&small, "shop.v1.Catalog/Echo", None) + count(&small, "unknown", None), N, "{t:#?}");
+    assert_eq!(
+        count(&small, "shop.v1.Catalog/Fail", None),
+        N / 10,
+        "{t:#?}"
+    );
+    assert_eq!(
+        count(&small, "shop.v1.Catalog/Echo", None) + count(&small, "unknown", None),
+        N,
+        "{t:#?}"
+    );
     assert_eq!(small.len(), N + N / 10 + 1, "{t:#?}");
-    assert!(small.iter().filter(|o| o.name != "shop.v1.Catalog/Big").all(|o| o.protocol == Protocol::Grpc && o.end_ns >= o.start_ns));
+    assert!(small
+        .iter()
+        .filter(|o| o.name != "shop.v1.Catalog/Big")
+        .all(|o| o.protocol == Protocol::Grpc && o.end_ns >= o.start_ns));
 }

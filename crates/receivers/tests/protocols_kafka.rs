@@ -6,7 +6,9 @@
 //! `cargo test -p tapline-receivers --test protocols_kafka`.
 
 use tapline_receivers::protocols::kafka::KafkaParser;
-use tapline_receivers::protocols::{Dir, Operation, ParserConfig, Protocol, ProtocolParser, Segment, Session, Status};
+use tapline_receivers::protocols::{
+    Dir, Operation, ParserConfig, Protocol, ProtocolParser, Segment, Session, Status,
+};
 
 /// Encodes fields the way the Kafka protocol guide describes them.
 #[derive(Default)]
@@ -17,7 +19,10 @@ struct W {
 
 impl W {
     fn new(flex: bool) -> Self {
-        W { b: Vec::new(), flex }
+        W {
+            b: Vec::new(),
+            flex,
+        }
     }
     fn i8(&mut self, v: i8) -> &mut Self {
         self.b.push(v as u8);
@@ -92,7 +97,10 @@ impl W {
 /// `[size][header v1/v2][body]`
 fn request(api_key: i16, version: i16, corr: i32, flex: bool, body: &W) -> Vec<u8> {
     let mut h = W::new(false);
-    h.i16(api_key).i16(version).i32(corr).string("console-producer");
+    h.i16(api_key)
+        .i16(version)
+        .i32(corr)
+        .string("console-producer");
     if flex {
         h.b.push(0); // header v2 tagged fields (client_id above stays a classic string)
     }
@@ -123,14 +131,28 @@ fn produce_request(v: i16, corr: i32, acks: i16, records: &[u8]) -> Vec<u8> {
     if v >= 3 {
         w.null_string(); // transactional_id
     }
-    w.i16(acks).i32(30_000).array(1).string("orders").array(1).i32(0).bytes(records).tags().tags().tags();
+    w.i16(acks)
+        .i32(30_000)
+        .array(1)
+        .string("orders")
+        .array(1)
+        .i32(0)
+        .bytes(records)
+        .tags()
+        .tags()
+        .tags();
     request(0, v, corr, flex, &w)
 }
 
 fn produce_response(v: i16, corr: i32, error: i16) -> Vec<u8> {
     let flex = v >= 9;
     let mut w = W::new(flex);
-    w.array(1).string("orders").array(1).i32(0).i16(error).i64(42);
+    w.array(1)
+        .string("orders")
+        .array(1)
+        .i32(0)
+        .i16(error)
+        .i64(42);
     if v >= 2 {
         w.i64(-1); // log_append_time
     }
@@ -275,13 +297,20 @@ fn metadata_response(v: i16, corr: i32) -> Vec<u8> {
 }
 
 fn seg(dir: Dir, data: &[u8], t: u64) -> Segment<'_> {
-    Segment { dir, data, total_len: data.len() as u64, start_ns: t, end_ns: t + 7 }
+    Segment {
+        dir,
+        data,
+        total_len: data.len() as u64,
+        start_ns: t,
+        end_ns: t + 7,
+    }
 }
 
 fn exchange(p: &mut KafkaParser, req: &[u8], resp: &[u8], t: u64) -> Vec<Operation> {
     let mut out = Vec::new();
     p.feed(&seg(Dir::ClientToServer, req, t), &mut out).unwrap();
-    p.feed(&seg(Dir::ServerToClient, resp, t + 100), &mut out).unwrap();
+    p.feed(&seg(Dir::ServerToClient, resp, t + 100), &mut out)
+        .unwrap();
     out
 }
 
@@ -295,26 +324,70 @@ fn produce_fetch_metadata_across_versions() {
         let ops = exchange(&mut p, &req, &resp, corr as u64 * 1000);
         assert_eq!(ops.len(), 1, "produce v{v}");
         let o = &ops[0];
-        assert_eq!((o.protocol, o.name.as_ref(), o.target.as_deref(), o.status), (Protocol::Kafka, "send", Some("orders"), Status::Ok), "produce v{v}");
-        assert_eq!((o.request_size, o.response_size), (req.len() as u64, resp.len() as u64));
-        assert_eq!((o.start_ns, o.end_ns), (corr as u64 * 1000, corr as u64 * 1000 + 107));
+        assert_eq!(
+            (o.protocol, o.name.as_ref(), o.target.as_deref(), o.status),
+            (Protocol::Kafka, "send", Some("orders"), Status::Ok),
+            "produce v{v}"
+        );
+        assert_eq!(
+            (o.request_size, o.response_size),
+            (req.len() as u64, resp.len() as u64)
+        );
+        assert_eq!(
+            (o.start_ns, o.end_ns),
+            (corr as u64 * 1000, corr as u64 * 1000 + 107)
+        );
         corr += 1;
     }
     for v in [4, 11, 12] {
-        let ops = exchange(&mut p, &fetch_request(v, corr), &fetch_response(v, corr, 0, 300), 0);
+        let ops = exchange(
+            &mut p,
+            &fetch_request(v, corr),
+            &fetch_response(v, corr, 0, 300),
+            0,
+        );
         assert_eq!(ops.len(), 1, "fetch v{v}");
-        assert_eq!((ops[0].name.as_ref(), ops[0].target.as_deref(), ops[0].status), ("receive", Some("orders"), Status::Ok), "fetch v{v}");
+        assert_eq!(
+            (
+                ops[0].name.as_ref(),
+                ops[0].target.as_deref(),
+                ops[0].status
+            ),
+            ("receive", Some("orders"), Status::Ok),
+            "fetch v{v}"
+        );
         corr += 1;
     }
     for v in [1, 9, 12] {
-        let ops = exchange(&mut p, &metadata_request(v, corr), &metadata_response(v, corr), 0);
+        let ops = exchange(
+            &mut p,
+            &metadata_request(v, corr),
+            &metadata_response(v, corr),
+            0,
+        );
         assert_eq!(ops.len(), 1, "metadata v{v}");
-        assert_eq!((ops[0].name.as_ref(), ops[0].target.as_deref(), ops[0].status), ("Metadata", Some("orders"), Status::Ok), "metadata v{v}");
+        assert_eq!(
+            (
+                ops[0].name.as_ref(),
+                ops[0].target.as_deref(),
+                ops[0].status
+            ),
+            ("Metadata", Some("orders"), Status::Ok),
+            "metadata v{v}"
+        );
         corr += 1;
     }
     // Fetch v13 names the topic by id: resolved through the metadata v12 response above
-    let ops = exchange(&mut p, &fetch_request(13, corr), &fetch_response(13, corr, 0, 10), 0);
-    assert_eq!((ops[0].name.as_ref(), ops[0].target.as_deref()), ("receive", Some("orders")));
+    let ops = exchange(
+        &mut p,
+        &fetch_request(13, corr),
+        &fetch_response(13, corr, 0, 10),
+        0,
+    );
+    assert_eq!(
+        (ops[0].name.as_ref(), ops[0].target.as_deref()),
+        ("receive", Some("orders"))
+    );
 }
 
 #[test]
@@ -322,7 +395,11 @@ fn errors_acks_zero_pipelining_and_large_produces() {
     let mut p = KafkaParser::new();
     let mut out = Vec::new();
     // acks=0: no response will come, the operation ends when written
-    p.feed(&seg(Dir::ClientToServer, &produce_request(7, 1, 0, &[1; 10]), 10), &mut out).unwrap();
+    p.feed(
+        &seg(Dir::ClientToServer, &produce_request(7, 1, 0, &[1; 10]), 10),
+        &mut out,
+    )
+    .unwrap();
     assert_eq!(out.len(), 1);
     assert_eq!((out[0].name.as_ref(), out[0].response_size), ("send", 0));
     out.clear();
@@ -334,24 +411,68 @@ fn errors_acks_zero_pipelining_and_large_produces() {
     let mut resps = produce_response(9, 2, 0);
     resps.extend(fetch_response(12, 3, 3, 50));
     resps.extend(metadata_response(9, 4));
-    p.feed(&seg(Dir::ClientToServer, &reqs, 20), &mut out).unwrap();
-    p.feed(&seg(Dir::ServerToClient, &resps, 30), &mut out).unwrap();
-    let got: Vec<_> = out.iter().map(|o| (o.name.to_string(), o.error.as_deref().map(str::to_string))).collect();
-    assert_eq!(got, [("send".into(), None), ("receive".into(), Some("UNKNOWN_TOPIC_OR_PARTITION".into())), ("Metadata".into(), None)]);
+    p.feed(&seg(Dir::ClientToServer, &reqs, 20), &mut out)
+        .unwrap();
+    p.feed(&seg(Dir::ServerToClient, &resps, 30), &mut out)
+        .unwrap();
+    let got: Vec<_> = out
+        .iter()
+        .map(|o| (o.name.to_string(), o.error.as_deref().map(str::to_string)))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("send".into(), None),
+            ("receive".into(), Some("UNKNOWN_TOPIC_OR_PARTITION".into())),
+            ("Metadata".into(), None)
+        ]
+    );
     out.clear();
 
     // a 1 MB produce: 256 bytes captured of the first write, the rest in invisible writes; the
     // next request, in its own write, is still found by the length
     let big = produce_request(9, 5, -1, &vec![9; 1 << 20]);
-    p.feed(&Segment { dir: Dir::ClientToServer, data: &big[..256], total_len: 65536, start_ns: 40, end_ns: 41 }, &mut out).unwrap();
+    p.feed(
+        &Segment {
+            dir: Dir::ClientToServer,
+            data: &big[..256],
+            total_len: 65536,
+            start_ns: 40,
+            end_ns: 41,
+        },
+        &mut out,
+    )
+    .unwrap();
     let rest = big.len() as u64 - 65536;
-    p.feed(&Segment { dir: Dir::ClientToServer, data: &[], total_len: rest, start_ns: 42, end_ns: 43 }, &mut out).unwrap();
-    p.feed(&seg(Dir::ClientToServer, &fetch_request(11, 6), 44), &mut out).unwrap();
+    p.feed(
+        &Segment {
+            dir: Dir::ClientToServer,
+            data: &[],
+            total_len: rest,
+            start_ns: 42,
+            end_ns: 43,
+        },
+        &mut out,
+    )
+    .unwrap();
+    p.feed(
+        &seg(Dir::ClientToServer, &fetch_request(11, 6), 44),
+        &mut out,
+    )
+    .unwrap();
     let mut resps = produce_response(9, 5, 0);
     resps.extend(fetch_response(11, 6, 0, 5));
-    p.feed(&seg(Dir::ServerToClient, &resps, 50), &mut out).unwrap();
+    p.feed(&seg(Dir::ServerToClient, &resps, 50), &mut out)
+        .unwrap();
     assert_eq!(out.len(), 2);
-    assert_eq!((out[0].target.as_deref(), out[0].request_size, out[0].start_ns), (Some("orders"), big.len() as u64, 40));
+    assert_eq!(
+        (
+            out[0].target.as_deref(),
+            out[0].request_size,
+            out[0].start_ns
+        ),
+        (Some("orders"), big.len() as u64, 40)
+    );
     assert_eq!(out[1].name, "receive");
     assert_eq!(p.stats().resyncs, 0);
 }
@@ -360,8 +481,14 @@ fn errors_acks_zero_pipelining_and_large_produces() {
 fn detected_from_the_first_request() {
     let mut s = Session::new(0, ParserConfig::default());
     let mut out = Vec::new();
-    s.feed(&seg(Dir::ClientToServer, &metadata_request(12, 9), 1), &mut out);
-    s.feed(&seg(Dir::ServerToClient, &metadata_response(12, 9), 2), &mut out);
+    s.feed(
+        &seg(Dir::ClientToServer, &metadata_request(12, 9), 1),
+        &mut out,
+    );
+    s.feed(
+        &seg(Dir::ServerToClient, &metadata_response(12, 9), 2),
+        &mut out,
+    );
     assert_eq!(s.protocol(), Some(Protocol::Kafka));
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].target.as_deref(), Some("orders"));

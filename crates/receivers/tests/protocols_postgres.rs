@@ -26,7 +26,10 @@ struct Pg {
 fn ids(user: &str) -> (u32, u32) {
     let id = |flag: &str| -> u32 {
         let out = Command::new("id").args([flag, user]).output().expect("id");
-        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or_else(|_| panic!("no `{user}` user: install `apt-get install postgresql`"))
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("no `{user}` user: install `apt-get install postgresql`"))
     };
     (id("-u"), id("-g"))
 }
@@ -41,12 +44,29 @@ fn start_pg() -> Pg {
     for p in [&dir.0, &data] {
         std::os::unix::fs::chown(p, Some(uid), Some(gid)).unwrap();
     }
-    run(Command::new(&initdb).args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"]).arg(&data).uid(uid).gid(gid).env("LC_ALL", "C"), Duration::from_secs(120));
+    run(
+        Command::new(&initdb)
+            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
+            .arg(&data)
+            .uid(uid)
+            .gid(gid)
+            .env("LC_ALL", "C"),
+        Duration::from_secs(120),
+    );
     let port = free_port();
     let child = Command::new(postgres)
         .arg("-D")
         .arg(&data)
-        .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "ssl=off"])
+        .args([
+            "-p",
+            &port.to_string(),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+            "-c",
+            "ssl=off",
+        ])
         .arg("-k")
         .arg(&dir.0)
         .uid(uid)
@@ -57,13 +77,19 @@ fn start_pg() -> Pg {
         .expect("start postgres");
     let guard = Guard(child);
     wait_port(port, Duration::from_secs(30));
-    Pg { port, _guard: guard, _dir: dir }
+    Pg {
+        port,
+        _guard: guard,
+        _dir: dir,
+    }
 }
 
 fn pgbench(port: u16, args: &[&str]) {
     let bin = need("pgbench", "apt-get install postgresql");
     let mut cmd = Command::new(bin);
-    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"]).args(args).arg("postgres");
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
+        .args(args)
+        .arg("postgres");
     run(&mut cmd, Duration::from_secs(300));
 }
 
@@ -76,10 +102,16 @@ fn pgbench_all_protocols_count_exactly() {
     pgbench(pg.port, &["-i", "-q", "-s", "1"]);
     for mode in ["simple", "extended", "prepared"] {
         let proxy = Proxy::start(format!("127.0.0.1:{}", pg.port).parse().unwrap());
-        pgbench(proxy.port, &["-n", "-t", &T.to_string(), "-c", &C.to_string(), "-M", mode]);
+        pgbench(
+            proxy.port,
+            &["-n", "-t", &T.to_string(), "-c", &C.to_string(), "-M", mode],
+        );
         let reads = proxy.finish();
         let (ops, protocols) = replay_sessions(&reads, 0, 256, true);
-        assert!(protocols.values().all(|p| *p == Some(Protocol::Postgres)), "{mode}: {protocols:?}");
+        assert!(
+            protocols.values().all(|p| *p == Some(Protocol::Postgres)),
+            "{mode}: {protocols:?}"
+        );
         let n = T * C;
         for (name, table) in [
             ("UPDATE", Some("pgbench_accounts")),
@@ -90,17 +122,38 @@ fn pgbench_all_protocols_count_exactly() {
             ("BEGIN", None),
             ("END", None),
         ] {
-            assert_eq!(count(&ops, name, table), n, "{mode} {name} {table:?}: {:#?}", tally(&ops));
+            assert_eq!(
+                count(&ops, name, table),
+                n,
+                "{mode} {name} {table:?}: {:#?}",
+                tally(&ops)
+            );
         }
-        assert!(ops.iter().all(|o| o.status == Status::Ok && o.error.is_none()), "{mode}: {:#?}", tally(&ops));
-        assert!(ops.iter().all(|o| o.end_ns >= o.start_ns && o.request_size > 0 && o.response_size > 0));
-        let update = ops.iter().find(|o| o.target.as_deref() == Some("pgbench_accounts") && o.name == "UPDATE").unwrap();
+        assert!(
+            ops.iter()
+                .all(|o| o.status == Status::Ok && o.error.is_none()),
+            "{mode}: {:#?}",
+            tally(&ops)
+        );
+        assert!(ops
+            .iter()
+            .all(|o| o.end_ns >= o.start_ns && o.request_size > 0 && o.response_size > 0));
+        let update = ops
+            .iter()
+            .find(|o| o.target.as_deref() == Some("pgbench_accounts") && o.name == "UPDATE")
+            .unwrap();
         let text = update.query_text.as_deref().unwrap();
         if mode == "simple" {
             // pgbench inlines the values: every literal must be gone
-            assert_eq!(text, "UPDATE pgbench_accounts SET abalance = abalance + ? WHERE aid = ?;");
+            assert_eq!(
+                text,
+                "UPDATE pgbench_accounts SET abalance = abalance + ? WHERE aid = ?;"
+            );
         } else {
-            assert_eq!(text, "UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2;");
+            assert_eq!(
+                text,
+                "UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2;"
+            );
         }
     }
 }
@@ -124,10 +177,37 @@ fn psql_errors_and_multi_statement_queries() {
          DROP TABLE items;\n",
     )
     .unwrap();
-    run(Command::new(psql).args(["-h", "127.0.0.1", "-p", &proxy.port.to_string(), "-U", "postgres", "-X", "-q", "-o", "/dev/null", "-f"]).arg(&script).arg("postgres"), Duration::from_secs(60));
+    run(
+        Command::new(psql)
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &proxy.port.to_string(),
+                "-U",
+                "postgres",
+                "-X",
+                "-q",
+                "-o",
+                "/dev/null",
+                "-f",
+            ])
+            .arg(&script)
+            .arg("postgres"),
+        Duration::from_secs(60),
+    );
     let reads = proxy.finish();
     let (ops, _) = replay_sessions(&reads, 0, 256, true);
-    let seen: Vec<_> = ops.iter().map(|o| (o.name.to_string(), o.target.as_deref().map(str::to_string), o.error.as_deref().map(str::to_string))).collect();
+    let seen: Vec<_> = ops
+        .iter()
+        .map(|o| {
+            (
+                o.name.to_string(),
+                o.target.as_deref().map(str::to_string),
+                o.error.as_deref().map(str::to_string),
+            )
+        })
+        .collect();
     let s = |x: &str| Some(x.to_string());
     assert_eq!(
         seen,
@@ -141,6 +221,12 @@ fn psql_errors_and_multi_statement_queries() {
             ("DROP".into(), s("items"), None),
         ]
     );
-    assert!(ops.iter().all(|o| !o.query_text.as_deref().unwrap_or("").contains("secret")));
-    assert!(ops[5].response_size > 200_000, "two 100 kB rows, skipped by length: {}", ops[5].response_size);
+    assert!(ops
+        .iter()
+        .all(|o| !o.query_text.as_deref().unwrap_or("").contains("secret")));
+    assert!(
+        ops[5].response_size > 200_000,
+        "two 100 kB rows, skipped by length: {}",
+        ops[5].response_size
+    );
 }

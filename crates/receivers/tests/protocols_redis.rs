@@ -25,22 +25,47 @@ fn start_redis() -> Redis {
     let dir = TempDir::new("redis");
     let port = free_port();
     let child = Command::new(bin)
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir"])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+        ])
         .arg(&dir.0)
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("start redis-server");
     let guard = Guard(child);
     wait_port(port, Duration::from_secs(10));
-    Redis { port, _guard: guard, _dir: dir }
+    Redis {
+        port,
+        _guard: guard,
+        _dir: dir,
+    }
 }
 
 fn benchmark(proxy: &Proxy, n: usize, pipeline: usize) {
     let bench = need("redis-benchmark", "apt-get install redis-server");
     run(
         Command::new(bench).args([
-            "-h", "127.0.0.1", "-p", &proxy.port.to_string(), "-n", &n.to_string(), "-c", "4", "-P", &pipeline.to_string(),
-            "-t", "set,get,incr,lpush,lpop", "-q",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &proxy.port.to_string(),
+            "-n",
+            &n.to_string(),
+            "-c",
+            "4",
+            "-P",
+            &pipeline.to_string(),
+            "-t",
+            "set,get,incr,lpush,lpop",
+            "-q",
         ]),
         Duration::from_secs(120),
     );
@@ -55,11 +80,16 @@ fn redis_benchmark_counts_exactly() {
     let reads = proxy.finish();
     // the default capture (256 bytes): every command and reply fits
     let (ops, protocols) = replay_sessions(&reads, redis.port, 256, false);
-    assert!(protocols.values().all(|p| *p == Some(Protocol::Redis)), "{protocols:?}");
+    assert!(
+        protocols.values().all(|p| *p == Some(Protocol::Redis)),
+        "{protocols:?}"
+    );
     for name in ["SET", "GET", "INCR", "LPUSH", "LPOP"] {
         assert_eq!(count(&ops, name, None), N, "{name}: {:?}", tally(&ops));
     }
-    assert!(ops.iter().all(|o| o.status == Status::Ok && o.end_ns >= o.start_ns && o.response_size > 0));
+    assert!(ops
+        .iter()
+        .all(|o| o.status == Status::Ok && o.end_ns >= o.start_ns && o.response_size > 0));
     let set = ops.iter().find(|o| o.name == "SET").unwrap();
     assert_eq!(set.response_size, 5, "+OK\\r\\n");
 }
@@ -102,13 +132,16 @@ fn errors_large_values_and_resp3() {
         }
     };
     // a 100 kB value, alone
-    c.write_all(format!("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n${}\r\n{big}\r\n", big.len()).as_bytes()).unwrap();
+    c.write_all(format!("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n${}\r\n{big}\r\n", big.len()).as_bytes())
+        .unwrap();
     read_until(&mut c, &|g| g == b"+OK\r\n");
     // one write: an error (wrong type), an unknown command, RESP3, and the 100 kB value read back
     let mut req = String::from("*3\r\n$5\r\nLPUSH\r\n$1\r\nk\r\n$1\r\nx\r\n");
     req.push_str("*1\r\n$7\r\nNOSUCHX\r\n");
     req.push_str("*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n");
-    req.push_str("*4\r\n$4\r\nHSET\r\n$1\r\nh\r\n$1\r\nf\r\n$1\r\nv\r\n*2\r\n$7\r\nHGETALL\r\n$1\r\nh\r\n");
+    req.push_str(
+        "*4\r\n$4\r\nHSET\r\n$1\r\nh\r\n$1\r\nf\r\n$1\r\nv\r\n*2\r\n$7\r\nHGETALL\r\n$1\r\nh\r\n",
+    );
     req.push_str("*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
     c.write_all(req.as_bytes()).unwrap();
     read_until(&mut c, &|g| g.ends_with(b"vvvv\r\n") && g.len() > 100_000);
@@ -117,15 +150,26 @@ fn errors_large_values_and_resp3() {
     // the largest capture the app receiver allows: every reply header is visible
     let (ops, _) = replay_sessions(&reads, redis.port, 4096, false);
     let names: Vec<_> = ops.iter().map(|o| o.name.to_string()).collect();
-    assert_eq!(names, ["SET", "LPUSH", "NOSUCHX", "HELLO", "HSET", "HGETALL", "GET"], "{ops:#?}");
+    assert_eq!(
+        names,
+        ["SET", "LPUSH", "NOSUCHX", "HELLO", "HSET", "HGETALL", "GET"],
+        "{ops:#?}"
+    );
     assert_eq!(ops[1].error.as_deref(), Some("WRONGTYPE"));
     assert_eq!(ops[2].error.as_deref(), Some("ERR"));
-    assert_eq!(ops[6].response_size, 9 + 100_000 + 2, "the 100 kB value, skipped by its length");
+    assert_eq!(
+        ops[6].response_size,
+        9 + 100_000 + 2,
+        "the 100 kB value, skipped by its length"
+    );
     assert_eq!(ops[0].request_size as usize, 4 + 9 + 7 + 9 + 100_000 + 2);
     // the default capture: the 100 kB SET still counts exactly (sized by its length)
     let (small, _) = replay_sessions(&reads, redis.port, 256, false);
     assert_eq!(small[0].name, "SET");
     assert_eq!(small[0].request_size, ops[0].request_size);
-    assert!(ops.iter().enumerate().all(|(i, o)| (i == 1 || i == 2) == (o.status == Status::Error)));
+    assert!(ops
+        .iter()
+        .enumerate()
+        .all(|(i, o)| (i == 1 || i == 2) == (o.status == Status::Error)));
     assert!(small.len() <= ops.len());
 }

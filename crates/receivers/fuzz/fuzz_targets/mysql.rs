@@ -3,9 +3,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use tapline_receivers::protocols::*;
 #[allow(unused_imports)]
 use tapline_receivers::protocols::{fuzzing, ParserConfig};
-use tapline_receivers::protocols::*;
 
 fuzz_target!(|data: &[u8]| {
     let mut p = mysql::MysqlParser::new(ParserConfig { query_text: true });

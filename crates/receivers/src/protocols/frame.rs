@@ -64,7 +64,17 @@ pub struct Framer {
 impl Framer {
     /// `cap`: how many bytes of a message spanning segments are kept.
     pub fn new(cap: usize) -> Self {
-        Framer { buf: Vec::new(), len: None, seen: 0, contiguous: true, start_ns: 0, cap, lost: false, resyncs: 0, unframed: 0 }
+        Framer {
+            buf: Vec::new(),
+            len: None,
+            seen: 0,
+            contiguous: true,
+            start_ns: 0,
+            cap,
+            lost: false,
+            resyncs: 0,
+            unframed: 0,
+        }
     }
 
     /// At a message boundary (nothing of a message buffered).
@@ -128,7 +138,13 @@ impl Framer {
                         }
                         if (p as u64).saturating_add(len) <= vis.len() as u64 {
                             let end = p + len as usize;
-                            let msg = Msg { data: &vis[p..end], len, complete: true, start_ns: seg.start_ns, end_ns: seg.end_ns };
+                            let msg = Msg {
+                                data: &vis[p..end],
+                                len,
+                                complete: true,
+                                start_ns: seg.start_ns,
+                                end_ns: seg.end_ns,
+                            };
                             pos = end as u64;
                             on_msg(msg).map_err(FeedError::Callback)?;
                             continue;
@@ -170,7 +186,8 @@ impl Framer {
                 let avail = vis.len().saturating_sub(p).min(n as usize);
                 let room = self.cap.saturating_sub(self.buf.len());
                 let keep = avail.min(room);
-                self.buf.extend_from_slice(&vis[p.min(vis.len())..p.min(vis.len()) + keep]);
+                self.buf
+                    .extend_from_slice(&vis[p.min(vis.len())..p.min(vis.len()) + keep]);
                 if (avail as u64) < n {
                     self.contiguous = false;
                 }
@@ -179,7 +196,13 @@ impl Framer {
             pos += n;
             if self.seen == len {
                 let complete = self.contiguous && self.buf.len() as u64 == len;
-                let msg = Msg { data: &self.buf, len, complete, start_ns: self.start_ns, end_ns: seg.end_ns };
+                let msg = Msg {
+                    data: &self.buf,
+                    len,
+                    complete,
+                    start_ns: self.start_ns,
+                    end_ns: seg.end_ns,
+                };
                 let r = on_msg(msg);
                 self.reset();
                 r.map_err(FeedError::Callback)?;
@@ -204,7 +227,13 @@ mod tests {
     }
 
     fn seg(data: &[u8], total: u64, t: u64) -> Segment<'_> {
-        Segment { dir: Dir::ClientToServer, data, total_len: total, start_ns: t, end_ns: t + 1 }
+        Segment {
+            dir: Dir::ClientToServer,
+            data,
+            total_len: total,
+            start_ns: t,
+            end_ns: t + 1,
+        }
     }
 
     fn collect(f: &mut Framer, s: &Segment<'_>) -> Vec<(Vec<u8>, u64, bool, u64, u64)> {

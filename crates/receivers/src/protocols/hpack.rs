@@ -82,15 +82,16 @@ const STATIC: [(&str, &str); 61] = [
 /// Code length of each symbol (0-255, 256 = EOS) in RFC 7541 Appendix B. The code is
 /// canonical: codes of one length are consecutive in symbol order, so the lengths define it.
 const HUFFMAN_LENGTHS: [u8; 257] = [
-    13, 23, 28, 28, 28, 28, 28, 28, 28, 24, 30, 28, 28, 30, 28, 28, 28, 28, 28, 28, 28, 28, 30, 28, 28, 28, 28, 28, 28,
-    28, 28, 28, 6, 10, 10, 12, 13, 6, 8, 11, 10, 10, 8, 11, 8, 6, 6, 6, 5, 5, 5, 6, 6, 6, 6, 6, 6, 6, 7, 8, 15, 6, 12,
-    10, 13, 6, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 8, 7, 8, 13, 19, 13, 14, 6, 15, 5, 6,
-    5, 6, 5, 6, 6, 6, 5, 7, 7, 6, 6, 6, 5, 6, 7, 6, 5, 5, 6, 7, 7, 7, 7, 7, 15, 11, 14, 13, 28, 20, 22, 20, 20, 22, 22,
-    22, 23, 22, 23, 23, 23, 23, 23, 24, 23, 24, 24, 22, 23, 24, 23, 23, 23, 23, 21, 22, 23, 22, 23, 23, 24, 22, 21, 20,
-    22, 22, 23, 23, 21, 23, 22, 22, 24, 21, 22, 23, 23, 21, 21, 22, 21, 23, 22, 23, 23, 20, 22, 22, 22, 23, 22, 22, 23,
-    26, 26, 20, 19, 22, 23, 22, 25, 26, 26, 26, 27, 27, 26, 24, 25, 19, 21, 26, 27, 27, 26, 27, 24, 21, 21, 26, 26, 28,
-    27, 27, 27, 20, 24, 20, 21, 22, 21, 21, 23, 22, 22, 25, 25, 24, 24, 26, 23, 26, 27, 26, 26, 27, 27, 27, 27, 27, 28,
-    27, 27, 27, 27, 27, 26, 30,
+    13, 23, 28, 28, 28, 28, 28, 28, 28, 24, 30, 28, 28, 30, 28, 28, 28, 28, 28, 28, 28, 28, 30, 28,
+    28, 28, 28, 28, 28, 28, 28, 28, 6, 10, 10, 12, 13, 6, 8, 11, 10, 10, 8, 11, 8, 6, 6, 6, 5, 5,
+    5, 6, 6, 6, 6, 6, 6, 6, 7, 8, 15, 6, 12, 10, 13, 6, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
+    7, 7, 7, 7, 7, 7, 7, 7, 8, 7, 8, 13, 19, 13, 14, 6, 15, 5, 6, 5, 6, 5, 6, 6, 6, 5, 7, 7, 6, 6,
+    6, 5, 6, 7, 6, 5, 5, 6, 7, 7, 7, 7, 7, 15, 11, 14, 13, 28, 20, 22, 20, 20, 22, 22, 22, 23, 22,
+    23, 23, 23, 23, 23, 24, 23, 24, 24, 22, 23, 24, 23, 23, 23, 23, 21, 22, 23, 22, 23, 23, 24, 22,
+    21, 20, 22, 22, 23, 23, 21, 23, 22, 22, 24, 21, 22, 23, 23, 21, 21, 22, 21, 23, 22, 23, 23, 20,
+    22, 22, 22, 23, 22, 22, 23, 26, 26, 20, 19, 22, 23, 22, 25, 26, 26, 26, 27, 27, 26, 24, 25, 19,
+    21, 26, 27, 27, 26, 27, 24, 21, 21, 26, 26, 28, 27, 27, 27, 20, 24, 20, 21, 22, 21, 21, 23, 22,
+    22, 25, 25, 24, 24, 26, 23, 26, 27, 26, 26, 27, 27, 27, 27, 27, 28, 27, 27, 27, 27, 27, 26, 30,
 ];
 
 /// The canonical decoding tables: symbols sorted by (length, symbol); for each length, the
@@ -103,7 +104,12 @@ struct Canonical {
 }
 
 const fn canonical() -> Canonical {
-    let mut c = Canonical { symbols: [0; 257], first_code: [0; 31], first_index: [0; 31], count: [0; 31] };
+    let mut c = Canonical {
+        symbols: [0; 257],
+        first_code: [0; 31],
+        first_index: [0; 31],
+        count: [0; 31],
+    };
     let mut n = 0usize;
     let mut code: u32 = 0;
     let mut len = 1usize;
@@ -200,6 +206,9 @@ pub struct Field<'a> {
     pub value: Option<&'a [u8]>,
 }
 
+/// A table entry's name and value (None: not known).
+type NameValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
 #[derive(Debug)]
 struct Entry {
     name: Box<[u8]>,
@@ -238,7 +247,14 @@ enum Str<'a> {
 
 impl Decoder {
     pub fn new() -> Self {
-        Decoder { table: VecDeque::new(), size: 0, max_size: 4096, complete: true, name_buf: Vec::new(), value_buf: Vec::new() }
+        Decoder {
+            table: VecDeque::new(),
+            size: 0,
+            max_size: 4096,
+            complete: true,
+            name_buf: Vec::new(),
+            value_buf: Vec::new(),
+        }
     }
 
     pub fn is_complete(&self) -> bool {
@@ -266,7 +282,10 @@ impl Decoder {
     }
 
     fn insert(&mut self, name: &[u8], value: &[u8]) {
-        let e = Entry { name: name.into(), value: value.into() };
+        let e = Entry {
+            name: name.into(),
+            value: value.into(),
+        };
         let s = e.size();
         if s > self.max_size {
             self.table.clear();
@@ -279,7 +298,7 @@ impl Decoder {
         self.table.push_front(e);
     }
 
-    fn lookup(&self, index: u64) -> Result<(Option<&[u8]>, Option<&[u8]>), HpackError> {
+    fn lookup(&self, index: u64) -> Result<NameValue<'_>, HpackError> {
         match index {
             0 => Err(HpackError::Invalid),
             1..=61 => {
@@ -298,7 +317,9 @@ impl Decoder {
     fn string<'b>(b: &'b [u8], i: &mut usize, buf: &mut Vec<u8>) -> Result<Str<'b>, HpackError> {
         let huffman = b.get(*i).ok_or(HpackError::Truncated)? & 0x80 != 0;
         let len = integer(b, i, 7)?;
-        let end = i.checked_add(usize::try_from(len).map_err(|_| HpackError::Invalid)?).ok_or(HpackError::Invalid)?;
+        let end = i
+            .checked_add(usize::try_from(len).map_err(|_| HpackError::Invalid)?)
+            .ok_or(HpackError::Invalid)?;
         let raw = b.get(*i..end).ok_or(HpackError::Truncated)?;
         *i = end;
         if huffman {
@@ -312,7 +333,12 @@ impl Decoder {
 
     /// Decodes a header block (or the captured prefix of one: `complete = false`), calling
     /// `on_field` for each field. After an incomplete block the table is [`Decoder::forget`]n.
-    pub fn decode(&mut self, block: &[u8], complete: bool, mut on_field: impl FnMut(Field<'_>)) -> Result<(), HpackError> {
+    pub fn decode(
+        &mut self,
+        block: &[u8],
+        complete: bool,
+        mut on_field: impl FnMut(Field<'_>),
+    ) -> Result<(), HpackError> {
         let r = self.decode_inner(block, &mut on_field);
         match r {
             Err(HpackError::Truncated) if !complete => {
@@ -331,7 +357,11 @@ impl Decoder {
         }
     }
 
-    fn decode_inner(&mut self, b: &[u8], on_field: &mut dyn FnMut(Field<'_>)) -> Result<(), HpackError> {
+    fn decode_inner(
+        &mut self,
+        b: &[u8],
+        on_field: &mut dyn FnMut(Field<'_>),
+    ) -> Result<(), HpackError> {
         let mut i = 0;
         let mut name_buf = std::mem::take(&mut self.name_buf);
         let mut value_buf = std::mem::take(&mut self.value_buf);
@@ -380,7 +410,10 @@ impl Decoder {
                         Str::Raw(r) => r,
                         Str::Decoded => &value_buf,
                     };
-                    on_field(Field { name, value: Some(value) });
+                    on_field(Field {
+                        name,
+                        value: Some(value),
+                    });
                     if indexing {
                         match name {
                             Some(n) => {
@@ -406,13 +439,19 @@ mod tests {
 
     fn hex(s: &str) -> Vec<u8> {
         let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
     }
 
     fn fields(d: &mut Decoder, block: &[u8]) -> Vec<(String, String)> {
         let mut v = Vec::new();
         d.decode(block, true, |f| {
-            let s = |x: Option<&[u8]>| x.map(|x| String::from_utf8_lossy(x).into_owned()).unwrap_or_else(|| "?".into());
+            let s = |x: Option<&[u8]>| {
+                x.map(|x| String::from_utf8_lossy(x).into_owned())
+                    .unwrap_or_else(|| "?".into())
+            };
             v.push((s(f.name), s(f.value)));
         })
         .unwrap();
@@ -429,22 +468,34 @@ mod tests {
         huffman_decode(&hex("a8eb 1064 9cbf"), &mut out, 100).unwrap();
         assert_eq!(out, b"no-cache");
         // EOS is a 30-bit all-ones code; padding longer than 7 bits is invalid
-        assert_eq!(huffman_decode(&[0xff, 0xff, 0xff, 0xff], &mut out, 100), Err(HpackError::Invalid));
+        assert_eq!(
+            huffman_decode(&[0xff, 0xff, 0xff, 0xff], &mut out, 100),
+            Err(HpackError::Invalid)
+        );
         // the Kraft sum of a complete prefix code is exactly 1
-        let kraft: f64 = HUFFMAN_LENGTHS.iter().map(|&l| 2f64.powi(-(l as i32))).sum();
+        let kraft: f64 = HUFFMAN_LENGTHS
+            .iter()
+            .map(|&l| 2f64.powi(-(l as i32)))
+            .sum();
         assert!((kraft - 1.0).abs() < 1e-12);
     }
 
     #[test]
     fn rfc_c3_requests_without_huffman() {
         let mut d = Decoder::new();
-        let f = fields(&mut d, &hex("8286 8441 0f77 7777 2e65 7861 6d70 6c65 2e63 6f6d"));
+        let f = fields(
+            &mut d,
+            &hex("8286 8441 0f77 7777 2e65 7861 6d70 6c65 2e63 6f6d"),
+        );
         assert_eq!(f[3], (":authority".into(), "www.example.com".into()));
         assert_eq!(d.size, 57);
         let f = fields(&mut d, &hex("8286 84be 5808 6e6f 2d63 6163 6865"));
         assert_eq!(f[3], (":authority".into(), "www.example.com".into()));
         assert_eq!(f[4], ("cache-control".into(), "no-cache".into()));
-        let f = fields(&mut d, &hex("8287 85bf 400a 6375 7374 6f6d 2d6b 6579 0c63 7573 746f 6d2d 7661 6c75 65"));
+        let f = fields(
+            &mut d,
+            &hex("8287 85bf 400a 6375 7374 6f6d 2d6b 6579 0c63 7573 746f 6d2d 7661 6c75 65"),
+        );
         assert_eq!(f[4], ("custom-key".into(), "custom-value".into()));
         assert_eq!(f[2], (":path".into(), "/index.html".into()));
         assert_eq!(d.size, 164);

@@ -102,7 +102,7 @@ pub(super) fn plausible_frames(b: &[u8]) -> bool {
     let len = u32::from_be_bytes([0, b[0], b[1], b[2]]) as usize;
     let (t, stream) = (b[3], u32::from_be_bytes([b[5] & 0x7f, b[6], b[7], b[8]]));
     let ok = match t {
-        SETTINGS => stream == 0 && len % 6 == 0,
+        SETTINGS => stream == 0 && len.rem_euclid(6) == 0,
         PING => stream == 0 && len == 8,
         WINDOW_UPDATE => len == 4,
         HEADERS | DATA => stream != 0 && len <= 16384,
@@ -113,24 +113,51 @@ pub(super) fn plausible_frames(b: &[u8]) -> bool {
 
 fn grpc_code_name(code: u32) -> &'static str {
     const NAMES: [&str; 17] = [
-        "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
-        "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
-        "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
+        "OK",
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        "UNAUTHENTICATED",
     ];
     NAMES.get(code as usize).copied().unwrap_or("UNKNOWN")
 }
 
 fn rst_code_name(code: u32) -> &'static str {
     const NAMES: [&str; 14] = [
-        "NO_ERROR", "PROTOCOL_ERROR", "INTERNAL_ERROR", "FLOW_CONTROL_ERROR", "SETTINGS_TIMEOUT", "STREAM_CLOSED",
-        "FRAME_SIZE_ERROR", "REFUSED_STREAM", "CANCEL", "COMPRESSION_ERROR", "CONNECT_ERROR", "ENHANCE_YOUR_CALM",
-        "INADEQUATE_SECURITY", "HTTP_1_1_REQUIRED",
+        "NO_ERROR",
+        "PROTOCOL_ERROR",
+        "INTERNAL_ERROR",
+        "FLOW_CONTROL_ERROR",
+        "SETTINGS_TIMEOUT",
+        "STREAM_CLOSED",
+        "FRAME_SIZE_ERROR",
+        "REFUSED_STREAM",
+        "CANCEL",
+        "COMPRESSION_ERROR",
+        "CONNECT_ERROR",
+        "ENHANCE_YOUR_CALM",
+        "INADEQUATE_SECURITY",
+        "HTTP_1_1_REQUIRED",
     ];
     NAMES.get(code as usize).copied().unwrap_or("RST_STREAM")
 }
 
 fn method_name(v: &[u8]) -> Str {
-    for m in ["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE"] {
+    for m in [
+        "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
+    ] {
         if m.as_bytes() == v {
             return Str::Borrowed(m);
         }
@@ -243,19 +270,17 @@ impl Http2Parser {
                 if stream == 0 || len != 4 {
                     return Err(Self::err("bad RST_STREAM"));
                 }
-                let code = payload.get(..4).map(|p| u32::from_be_bytes([p[0], p[1], p[2], p[3]])).unwrap_or(2);
+                let code = payload
+                    .get(..4)
+                    .map(|p| u32::from_be_bytes([p[0], p[1], p[2], p[3]]))
+                    .unwrap_or(2);
                 self.finish(stream, m.end_ns, Some(rst_code_name(code)), out);
             }
-            SETTINGS => {
-                if stream != 0 || len % 6 != 0 {
-                    return Err(Self::err("bad SETTINGS"));
-                }
+            SETTINGS if stream != 0 || len.rem_euclid(6) != 0 => {
+                return Err(Self::err("bad SETTINGS"))
             }
-            PING | GOAWAY => {
-                if stream != 0 {
-                    return Err(Self::err("connection frame on a stream"));
-                }
-            }
+            PING | GOAWAY if stream != 0 => return Err(Self::err("connection frame on a stream")),
+            SETTINGS | PING | GOAWAY => {}
             PRIORITY | WINDOW_UPDATE => {}
             _ => {} // extension frames are ignored, as receivers must
         }
@@ -270,10 +295,14 @@ impl Http2Parser {
         let mut grpc = false;
         let mut grpc_status: Option<u32> = None;
         let r = self.decoders[d].decode(&block.buf, block.complete, |f: Field<'_>| {
-            let (Some(name), Some(value)) = (f.name, f.value) else { return };
+            let (Some(name), Some(value)) = (f.name, f.value) else {
+                return;
+            };
             match name {
                 b":method" => method = Some(method_name(value)),
-                b":path" => path = Some(String::from_utf8_lossy(&value[..value.len().min(MAX_PATH)]).into()),
+                b":path" => {
+                    path = Some(String::from_utf8_lossy(&value[..value.len().min(MAX_PATH)]).into())
+                }
                 b":status" => status = parse_u32(value).and_then(|s| u16::try_from(s).ok()),
                 b"content-type" => grpc = value.starts_with(b"application/grpc"),
                 b"grpc-status" => grpc_status = parse_u32(value),
@@ -299,11 +328,19 @@ impl Http2Parser {
                         self.stats.pending_dropped += 1;
                     }
                 }
-                let s = Stream { method, path, grpc, start_ns: block.start_ns, ..Default::default() };
+                let s = Stream {
+                    method,
+                    path,
+                    grpc,
+                    start_ns: block.start_ns,
+                    ..Default::default()
+                };
                 self.streams.insert(block.stream, s);
             }
             Dir::ServerToClient => {
-                let Some(s) = self.streams.get_mut(&block.stream) else { return };
+                let Some(s) = self.streams.get_mut(&block.stream) else {
+                    return;
+                };
                 if let Some(st) = status {
                     if st >= 200 || s.status.is_none() {
                         s.status = Some(st);
@@ -323,8 +360,16 @@ impl Http2Parser {
         }
     }
 
-    fn finish(&mut self, stream: u32, end_ns: u64, reset: Option<&'static str>, out: &mut Vec<Operation>) {
-        let Some(s) = self.streams.remove(&stream) else { return };
+    fn finish(
+        &mut self,
+        stream: u32,
+        end_ns: u64,
+        reset: Option<&'static str>,
+        out: &mut Vec<Operation>,
+    ) {
+        let Some(s) = self.streams.remove(&stream) else {
+            return;
+        };
         out.push(Self::operation(s, end_ns, reset));
     }
 
@@ -346,7 +391,11 @@ impl Http2Parser {
             }
             op
         } else {
-            let mut op = Operation::new(Protocol::Http2, s.method.unwrap_or(Str::Borrowed("unknown")), s.start_ns);
+            let mut op = Operation::new(
+                Protocol::Http2,
+                s.method.unwrap_or(Str::Borrowed("unknown")),
+                s.start_ns,
+            );
             op.target = s.path.map(|p| Str::Owned(p.into()));
             op.status = s.status.map(Status::Http).unwrap_or(Status::Unknown);
             op
@@ -407,7 +456,10 @@ impl ProtocolParser for Http2Parser {
             self.blocks[d] = None;
         }
         self.framers[d] = framer;
-        self.stats.resyncs = self.stats.resyncs.max(self.framers[0].resyncs + self.framers[1].resyncs);
+        self.stats.resyncs = self
+            .stats
+            .resyncs
+            .max(self.framers[0].resyncs + self.framers[1].resyncs);
         match r {
             Ok(()) => Ok(()),
             Err(FeedError::Bad) => {
@@ -464,7 +516,13 @@ mod tests {
     }
 
     fn seg(dir: Dir, data: &[u8], t: u64) -> Segment<'_> {
-        Segment { dir, data, total_len: data.len() as u64, start_ns: t, end_ns: t + 1 }
+        Segment {
+            dir,
+            data,
+            total_len: data.len() as u64,
+            start_ns: t,
+            end_ns: t + 1,
+        }
     }
 
     #[test]
@@ -483,13 +541,29 @@ mod tests {
         let mut s = frame(SETTINGS, 0, 0, &[]);
         s.extend(frame(HEADERS, END_HEADERS, 1, &[0x88]));
         s.extend(frame(DATA, 0, 1, &[0, 0, 0, 0, 0]));
-        s.extend(frame(HEADERS, END_HEADERS | END_STREAM, 1, &lit("grpc-status", "5")));
+        s.extend(frame(
+            HEADERS,
+            END_HEADERS | END_STREAM,
+            1,
+            &lit("grpc-status", "5"),
+        ));
         p.feed(&seg(Dir::ServerToClient, &s, 20), &mut out).unwrap();
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].protocol, Protocol::Grpc);
         assert_eq!(out[0].name, "pkg.Svc/Method");
-        assert_eq!((out[0].status, out[0].error.as_deref()), (Status::Grpc(5), Some("NOT_FOUND")));
-        assert_eq!((out[0].request_size, out[0].response_size, out[0].start_ns, out[0].end_ns), (7, 5, 10, 21));
+        assert_eq!(
+            (out[0].status, out[0].error.as_deref()),
+            (Status::Grpc(5), Some("NOT_FOUND"))
+        );
+        assert_eq!(
+            (
+                out[0].request_size,
+                out[0].response_size,
+                out[0].start_ns,
+                out[0].end_ns
+            ),
+            (7, 5, 10, 21)
+        );
 
         // second call reuses the dynamic table entry for the path (index 62)
         let mut hb = vec![0x83, 0x86, 0xbe];
@@ -498,7 +572,15 @@ mod tests {
         c[4] = 0; // no END_HEADERS: the rest comes in a CONTINUATION
         c.extend(frame(CONTINUATION, END_HEADERS, 3, &hb[4..]));
         p.feed(&seg(Dir::ClientToServer, &c, 30), &mut out).unwrap();
-        p.feed(&seg(Dir::ServerToClient, &frame(RST_STREAM, 0, 3, &8u32.to_be_bytes()), 40), &mut out).unwrap();
+        p.feed(
+            &seg(
+                Dir::ServerToClient,
+                &frame(RST_STREAM, 0, 3, &8u32.to_be_bytes()),
+                40,
+            ),
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(out.len(), 2);
         assert_eq!(out[1].name, "pkg.Svc/Method");
         assert_eq!(out[1].error.as_deref(), Some("CANCEL"));
@@ -509,11 +591,31 @@ mod tests {
         let mut p = Http2Parser::new();
         let mut out = Vec::new();
         // no preface: joined later; index 62 is unknown
-        let c = frame(HEADERS, END_HEADERS | END_STREAM, 5, &[0x82, 0x87, 0xbe, 0x04, 0x02, b'/', b'x']);
+        let c = frame(
+            HEADERS,
+            END_HEADERS | END_STREAM,
+            5,
+            &[0x82, 0x87, 0xbe, 0x04, 0x02, b'/', b'x'],
+        );
         p.feed(&seg(Dir::ClientToServer, &c, 1), &mut out).unwrap();
-        p.feed(&seg(Dir::ServerToClient, &frame(HEADERS, END_HEADERS | END_STREAM, 5, &[0x8e]), 2), &mut out).unwrap();
+        p.feed(
+            &seg(
+                Dir::ServerToClient,
+                &frame(HEADERS, END_HEADERS | END_STREAM, 5, &[0x8e]),
+                2,
+            ),
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(out.len(), 1);
-        assert_eq!((out[0].name.as_ref(), out[0].target.as_deref(), out[0].status), ("GET", Some("/x"), Status::Http(500)));
+        assert_eq!(
+            (
+                out[0].name.as_ref(),
+                out[0].target.as_deref(),
+                out[0].status
+            ),
+            ("GET", Some("/x"), Status::Http(500))
+        );
     }
 
     #[test]
@@ -525,9 +627,30 @@ mod tests {
         let mut data = frame(DATA, END_STREAM, 1, &vec![7u8; 100_000]);
         c.append(&mut data);
         let total = c.len() as u64;
-        p.feed(&Segment { dir: Dir::ClientToServer, data: &c[..256], total_len: total, start_ns: 1, end_ns: 2 }, &mut out).unwrap();
-        p.feed(&seg(Dir::ServerToClient, &frame(HEADERS, END_HEADERS | END_STREAM, 1, &[0x88]), 3), &mut out).unwrap();
+        p.feed(
+            &Segment {
+                dir: Dir::ClientToServer,
+                data: &c[..256],
+                total_len: total,
+                start_ns: 1,
+                end_ns: 2,
+            },
+            &mut out,
+        )
+        .unwrap();
+        p.feed(
+            &seg(
+                Dir::ServerToClient,
+                &frame(HEADERS, END_HEADERS | END_STREAM, 1, &[0x88]),
+                3,
+            ),
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(out.len(), 1);
-        assert_eq!((out[0].name.as_ref(), out[0].request_size, out[0].status), ("POST", 100_000, Status::Http(200)));
+        assert_eq!(
+            (out[0].name.as_ref(), out[0].request_size, out[0].status),
+            ("POST", 100_000, Status::Http(200))
+        );
     }
 }

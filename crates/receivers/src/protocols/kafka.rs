@@ -95,7 +95,11 @@ impl<'a> Cur<'a> {
     }
     /// A (nullable) string: `Some(None)` is null.
     fn string(&mut self) -> Option<Option<&'a [u8]>> {
-        let len: i64 = if self.flexible { self.uvarint()? as i64 - 1 } else { self.i16()? as i64 };
+        let len: i64 = if self.flexible {
+            self.uvarint()? as i64 - 1
+        } else {
+            self.i16()? as i64
+        };
         if len < 0 {
             return Some(None);
         }
@@ -111,7 +115,11 @@ impl<'a> Cur<'a> {
     }
     /// Array length; -1 (null) becomes 0.
     fn array(&mut self) -> Option<u64> {
-        let n: i64 = if self.flexible { self.uvarint()? as i64 - 1 } else { self.i32()? as i64 };
+        let n: i64 = if self.flexible {
+            self.uvarint()? as i64 - 1
+        } else {
+            self.i32()? as i64
+        };
         Some(n.max(0) as u64)
     }
     fn uuid(&mut self) -> Option<[u8; 16]> {
@@ -132,7 +140,12 @@ impl<'a> Cur<'a> {
 }
 
 fn topic_name(b: &[u8]) -> Option<Str> {
-    if b.is_empty() || b.len() > MAX_TOPIC || !b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-')) {
+    if b.is_empty()
+        || b.len() > MAX_TOPIC
+        || !b
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+    {
         return None;
     }
     Some(Str::Owned(String::from_utf8_lossy(b).into_owned()))
@@ -149,10 +162,12 @@ fn flexible(api_key: i16, version: i16) -> bool {
     }
 }
 
-/// What the request body says: (topic, topic id, acks).
-fn read_request(api_key: i16, v: i16, body: &[u8]) -> (Option<Str>, Option<[u8; 16]>, Option<i16>) {
+/// What a request body says: (topic, topic id, acks).
+type RequestFacts = (Option<Str>, Option<[u8; 16]>, Option<i16>);
+
+fn read_request(api_key: i16, v: i16, body: &[u8]) -> RequestFacts {
     let mut c = Cur::new(body, flexible(api_key, v));
-    let r = (|| -> Option<(Option<Str>, Option<[u8; 16]>, Option<i16>)> {
+    let r = (|| -> Option<RequestFacts> {
         match api_key {
             PRODUCE => {
                 if v >= 3 {
@@ -161,7 +176,9 @@ fn read_request(api_key: i16, v: i16, body: &[u8]) -> (Option<Str>, Option<[u8; 
                 let acks = c.i16()?;
                 c.i32()?; // timeout
                 let acks_only = (None, None, Some(acks));
-                let Some(n) = c.array() else { return Some(acks_only) };
+                let Some(n) = c.array() else {
+                    return Some(acks_only);
+                };
                 if n == 0 {
                     return Some(acks_only);
                 }
@@ -213,7 +230,11 @@ fn read_request(api_key: i16, v: i16, body: &[u8]) -> (Option<Str>, Option<[u8; 
 }
 
 /// What the response body says: (error code, topic, topic id).
-fn read_response(p: &Pending, body: &[u8], learn: &mut dyn FnMut([u8; 16], Str)) -> (i16, Option<Str>, Option<[u8; 16]>) {
+fn read_response(
+    p: &Pending,
+    body: &[u8],
+    learn: &mut dyn FnMut([u8; 16], Str),
+) -> (i16, Option<Str>, Option<[u8; 16]>) {
     let v = p.version;
     let mut c = Cur::new(body, flexible(p.api_key, v));
     let r = (|| -> Option<(i16, Option<Str>, Option<[u8; 16]>)> {
@@ -222,7 +243,11 @@ fn read_response(p: &Pending, body: &[u8], learn: &mut dyn FnMut([u8; 16], Str))
                 if c.array()? == 0 {
                     return Some((0, None, None));
                 }
-                let (name, id) = if v >= 13 { (None, Some(c.uuid()?)) } else { (c.string()?.and_then(topic_name), None) };
+                let (name, id) = if v >= 13 {
+                    (None, Some(c.uuid()?))
+                } else {
+                    (c.string()?.and_then(topic_name), None)
+                };
                 if c.array()? == 0 {
                     return Some((0, name, id));
                 }
@@ -244,7 +269,11 @@ fn read_response(p: &Pending, body: &[u8], learn: &mut dyn FnMut([u8; 16], Str))
                 if c.array()? == 0 {
                     return Some((0, None, None));
                 }
-                let (name, id) = if v >= 13 { (None, Some(c.uuid()?)) } else { (c.string()?.and_then(topic_name), None) };
+                let (name, id) = if v >= 13 {
+                    (None, Some(c.uuid()?))
+                } else {
+                    (c.string()?.and_then(topic_name), None)
+                };
                 if c.array()? == 0 {
                     return Some((0, name, id));
                 }
@@ -318,21 +347,75 @@ fn read_response(p: &Pending, body: &[u8], learn: &mut dyn FnMut([u8; 16], Str))
 
 fn api_name(api_key: i16) -> Str {
     const NAMES: [&str; 70] = [
-        "send", "receive", "ListOffsets", "Metadata", "LeaderAndIsr", "StopReplica", "UpdateMetadata",
-        "ControlledShutdown", "OffsetCommit", "OffsetFetch", "FindCoordinator", "JoinGroup", "Heartbeat",
-        "LeaveGroup", "SyncGroup", "DescribeGroups", "ListGroups", "SaslHandshake", "ApiVersions",
-        "CreateTopics", "DeleteTopics", "DeleteRecords", "InitProducerId", "OffsetForLeaderEpoch",
-        "AddPartitionsToTxn", "AddOffsetsToTxn", "EndTxn", "WriteTxnMarkers", "TxnOffsetCommit",
-        "DescribeAcls", "CreateAcls", "DeleteAcls", "DescribeConfigs", "AlterConfigs",
-        "AlterReplicaLogDirs", "DescribeLogDirs", "SaslAuthenticate", "CreatePartitions",
-        "CreateDelegationToken", "RenewDelegationToken", "ExpireDelegationToken",
-        "DescribeDelegationToken", "DeleteGroups", "ElectLeaders", "IncrementalAlterConfigs",
-        "AlterPartitionReassignments", "ListPartitionReassignments", "OffsetDelete",
-        "DescribeClientQuotas", "AlterClientQuotas", "DescribeUserScramCredentials",
-        "AlterUserScramCredentials", "Vote", "BeginQuorumEpoch", "EndQuorumEpoch", "DescribeQuorum",
-        "AlterPartition", "UpdateFeatures", "Envelope", "FetchSnapshot", "DescribeCluster",
-        "DescribeProducers", "BrokerRegistration", "BrokerHeartbeat", "UnregisterBroker",
-        "DescribeTransactions", "ListTransactions", "AllocateProducerIds", "ConsumerGroupHeartbeat",
+        "send",
+        "receive",
+        "ListOffsets",
+        "Metadata",
+        "LeaderAndIsr",
+        "StopReplica",
+        "UpdateMetadata",
+        "ControlledShutdown",
+        "OffsetCommit",
+        "OffsetFetch",
+        "FindCoordinator",
+        "JoinGroup",
+        "Heartbeat",
+        "LeaveGroup",
+        "SyncGroup",
+        "DescribeGroups",
+        "ListGroups",
+        "SaslHandshake",
+        "ApiVersions",
+        "CreateTopics",
+        "DeleteTopics",
+        "DeleteRecords",
+        "InitProducerId",
+        "OffsetForLeaderEpoch",
+        "AddPartitionsToTxn",
+        "AddOffsetsToTxn",
+        "EndTxn",
+        "WriteTxnMarkers",
+        "TxnOffsetCommit",
+        "DescribeAcls",
+        "CreateAcls",
+        "DeleteAcls",
+        "DescribeConfigs",
+        "AlterConfigs",
+        "AlterReplicaLogDirs",
+        "DescribeLogDirs",
+        "SaslAuthenticate",
+        "CreatePartitions",
+        "CreateDelegationToken",
+        "RenewDelegationToken",
+        "ExpireDelegationToken",
+        "DescribeDelegationToken",
+        "DeleteGroups",
+        "ElectLeaders",
+        "IncrementalAlterConfigs",
+        "AlterPartitionReassignments",
+        "ListPartitionReassignments",
+        "OffsetDelete",
+        "DescribeClientQuotas",
+        "AlterClientQuotas",
+        "DescribeUserScramCredentials",
+        "AlterUserScramCredentials",
+        "Vote",
+        "BeginQuorumEpoch",
+        "EndQuorumEpoch",
+        "DescribeQuorum",
+        "AlterPartition",
+        "UpdateFeatures",
+        "Envelope",
+        "FetchSnapshot",
+        "DescribeCluster",
+        "DescribeProducers",
+        "BrokerRegistration",
+        "BrokerHeartbeat",
+        "UnregisterBroker",
+        "DescribeTransactions",
+        "ListTransactions",
+        "AllocateProducerIds",
+        "ConsumerGroupHeartbeat",
         "ConsumerGroupDescribe",
     ];
     match usize::try_from(api_key).ok().and_then(|i| NAMES.get(i)) {
@@ -380,7 +463,12 @@ fn frame_len(h: &[u8]) -> Frame {
 
 impl KafkaParser {
     pub fn new() -> Self {
-        KafkaParser { framers: [Framer::new(KEEP), Framer::new(KEEP)], pending: VecDeque::new(), topic_ids: HashMap::new(), stats: ParserStats::default() }
+        KafkaParser {
+            framers: [Framer::new(KEEP), Framer::new(KEEP)],
+            pending: VecDeque::new(),
+            topic_ids: HashMap::new(),
+            stats: ParserStats::default(),
+        }
     }
 
     fn err(reason: &'static str) -> ParseError {
@@ -393,7 +481,8 @@ impl KafkaParser {
 
     fn request(&mut self, m: Msg<'_>, out: &mut Vec<Operation>) -> Result<(), ParseError> {
         let mut c = Cur::new(&m.data[4..], false);
-        let (Some(api_key), Some(version), Some(correlation_id)) = (c.i16(), c.i16(), c.i32()) else {
+        let (Some(api_key), Some(version), Some(correlation_id)) = (c.i16(), c.i16(), c.i32())
+        else {
             return Err(Self::err("short request header"));
         };
         if !(0..=200).contains(&api_key) || !(0..=40).contains(&version) {
@@ -405,7 +494,11 @@ impl KafkaParser {
             c.flexible = true;
             c.tags();
         }
-        let body = if header_ok { &c.b[c.i.min(c.b.len())..] } else { &[][..] };
+        let body = if header_ok {
+            &c.b[c.i.min(c.b.len())..]
+        } else {
+            &[][..]
+        };
         let (topic, topic_id, acks) = read_request(api_key, version, body);
         if api_key == PRODUCE && acks == Some(0) {
             // no response will come
@@ -421,14 +514,28 @@ impl KafkaParser {
             self.pending.pop_front();
             self.stats.pending_dropped += 1;
         }
-        self.pending.push_back(Pending { correlation_id, api_key, version, topic, topic_id, start_ns: m.start_ns, size: m.len });
+        self.pending.push_back(Pending {
+            correlation_id,
+            api_key,
+            version,
+            topic,
+            topic_id,
+            start_ns: m.start_ns,
+            size: m.len,
+        });
         Ok(())
     }
 
     fn response(&mut self, m: Msg<'_>, out: &mut Vec<Operation>) -> Result<(), ParseError> {
         let mut c = Cur::new(&m.data[4..], false);
-        let Some(correlation_id) = c.i32() else { return Err(Self::err("short response header")) };
-        let Some(i) = self.pending.iter().position(|p| p.correlation_id == correlation_id) else {
+        let Some(correlation_id) = c.i32() else {
+            return Err(Self::err("short response header"));
+        };
+        let Some(i) = self
+            .pending
+            .iter()
+            .position(|p| p.correlation_id == correlation_id)
+        else {
             if self.pending.is_empty() {
                 return Ok(()); // joined mid-connection
             }
@@ -439,14 +546,17 @@ impl KafkaParser {
             self.pending.pop_front();
             self.stats.pending_dropped += 1;
         }
-        let Some(p) = self.pending.pop_front() else { return Ok(()) };
+        let Some(p) = self.pending.pop_front() else {
+            return Ok(());
+        };
         if flexible(p.api_key, p.version) && p.api_key != API_VERSIONS {
             c.flexible = true;
             c.tags();
         }
         let body = &c.b[c.i.min(c.b.len())..];
         let mut learned = Vec::new();
-        let (code, topic, topic_id) = read_response(&p, body, &mut |id, name| learned.push((id, name)));
+        let (code, topic, topic_id) =
+            read_response(&p, body, &mut |id, name| learned.push((id, name)));
         for (id, name) in learned {
             if self.topic_ids.len() >= MAX_TOPIC_IDS {
                 self.topic_ids.clear();
@@ -455,7 +565,9 @@ impl KafkaParser {
         }
         let mut op = Operation::new(Protocol::Kafka, api_name(p.api_key), p.start_ns);
         op.end_ns = m.end_ns.max(p.start_ns);
-        op.target = self.topic(p.topic, p.topic_id).or_else(|| self.topic(topic, topic_id));
+        op.target = self
+            .topic(p.topic, p.topic_id)
+            .or_else(|| self.topic(topic, topic_id));
         op.request_size = p.size;
         op.response_size = m.len;
         if code == 0 {

@@ -255,10 +255,11 @@ pub fn detect(first_client: &[u8], first_server: Option<&[u8]>, server_port: u16
     // HTTP/2: the preface (or part of it), or a server SETTINGS frame.
     let h2 = if !c.is_empty() && (c.starts_with(HTTP2_PREFACE) || HTTP2_PREFACE.starts_with(c)) {
         3
-    } else if server.len() >= 9 && server[3] == 4 && server[4] & !1 == 0 && server[5..9] == [0; 4]
-    {
+    } else if server.len() >= 9 && server[3] == 4 && server[4] & !1 == 0 && server[5..9] == [0; 4] {
         2
-    } else if (!c.is_empty() && http2::plausible_frames(c)) || (c.is_empty() && http2::plausible_frames(server)) {
+    } else if (!c.is_empty() && http2::plausible_frames(c))
+        || (c.is_empty() && http2::plausible_frames(server))
+    {
         1
     } else {
         0
@@ -274,7 +275,11 @@ pub fn detect(first_client: &[u8], first_server: Option<&[u8]>, server_port: u16
     add(h1, Protocol::Http1);
 
     add(
-        redis::detect_score(c).max(if c.is_empty() { redis::detect_reply_score(server) } else { 0 }),
+        redis::detect_score(c).max(if c.is_empty() {
+            redis::detect_reply_score(server)
+        } else {
+            0
+        }),
         Protocol::Redis,
     );
     add(postgres::detect_score(c, server), Protocol::Postgres);
@@ -301,7 +306,14 @@ pub fn detect(first_client: &[u8], first_server: Option<&[u8]>, server_port: u16
 
 fn looks_http1_request(c: &[u8]) -> bool {
     const METHODS: [&[u8]; 9] = [
-        b"GET ", b"POST ", b"PUT ", b"DELETE ", b"HEAD ", b"OPTIONS ", b"PATCH ", b"CONNECT ",
+        b"GET ",
+        b"POST ",
+        b"PUT ",
+        b"DELETE ",
+        b"HEAD ",
+        b"OPTIONS ",
+        b"PATCH ",
+        b"CONNECT ",
         b"TRACE ",
     ];
     METHODS.iter().any(|m| c.starts_with(m))
@@ -370,6 +382,16 @@ impl Session {
         }
     }
 
+    /// A session that tries `candidates` in order instead of detecting (the caller knows
+    /// better, e.g. from configuration).
+    pub fn with_candidates(mut candidates: Vec<Protocol>, config: ParserConfig) -> Self {
+        let mut s = Session::new(0, config);
+        candidates.reverse();
+        s.candidates = candidates;
+        s.next_candidate();
+        s
+    }
+
     /// The protocol currently assumed (None before the first bytes and once all failed).
     /// `Some(Http1)` means: route this connection to the HTTP/1.x tracker.
     pub fn protocol(&self) -> Option<Protocol> {
@@ -403,11 +425,15 @@ impl Session {
                 return;
             }
         }
-        let SessionState::Active(_) = self.state else { return };
+        let SessionState::Active(_) = self.state else {
+            return;
+        };
         if !self.confirmed {
             self.remember(seg);
         }
-        let Some(parser) = self.parser.as_mut() else { return };
+        let Some(parser) = self.parser.as_mut() else {
+            return;
+        };
         let before = out.len();
         match parser.feed(seg, out) {
             Ok(()) => {
@@ -527,7 +553,11 @@ pub mod fuzzing {
             };
             let extra = ((ctrl >> 3) as u64) * 1000;
             let seg = Segment {
-                dir: if ctrl & 1 == 0 { Dir::ClientToServer } else { Dir::ServerToClient },
+                dir: if ctrl & 1 == 0 {
+                    Dir::ClientToServer
+                } else {
+                    Dir::ServerToClient
+                },
                 data: &payload[..captured],
                 total_len: payload.len() as u64 + extra,
                 start_ns: t,
@@ -544,15 +574,24 @@ pub mod fuzzing {
 
     fn check(ops: &[Operation]) {
         for op in ops {
-            assert!(op.end_ns >= op.start_ns, "operation ends before it starts: {op:?}");
+            assert!(
+                op.end_ns >= op.start_ns,
+                "operation ends before it starts: {op:?}"
+            );
             assert!(op.name.len() <= 1024, "unbounded name");
-            assert!(op.target.as_ref().is_none_or(|t| t.len() <= 1024), "unbounded target");
+            assert!(
+                op.target.as_ref().is_none_or(|t| t.len() <= 1024),
+                "unbounded target"
+            );
         }
     }
 
     /// Drives a [`Session`] the same way.
     pub fn drive_session(input: &[u8]) {
-        let mut s = Session::new(u16::from_le_bytes([input.first().copied().unwrap_or(0), 0]), ParserConfig { query_text: true });
+        let mut s = Session::new(
+            u16::from_le_bytes([input.first().copied().unwrap_or(0), 0]),
+            ParserConfig { query_text: true },
+        );
         let mut out = Vec::new();
         let mut i = 1;
         let mut t = 0;
@@ -562,7 +601,11 @@ pub mod fuzzing {
             i += 2;
             let end = (i + len).min(input.len());
             let seg = Segment {
-                dir: if ctrl & 1 == 0 { Dir::ClientToServer } else { Dir::ServerToClient },
+                dir: if ctrl & 1 == 0 {
+                    Dir::ClientToServer
+                } else {
+                    Dir::ServerToClient
+                },
                 data: &input[i..end],
                 total_len: (end - i) as u64 + (ctrl >> 1) as u64,
                 start_ns: t,
@@ -586,8 +629,14 @@ mod tests {
     #[test]
     fn detects_by_signature_before_port() {
         assert_eq!(detect(HTTP2_PREFACE, None, 6379)[0], Protocol::Http2);
-        assert_eq!(detect(b"*1\r\n$4\r\nPING\r\n", None, 80)[0], Protocol::Redis);
-        assert_eq!(detect(b"GET / HTTP/1.1\r\n", None, 6379)[0], Protocol::Http1);
+        assert_eq!(
+            detect(b"*1\r\n$4\r\nPING\r\n", None, 80)[0],
+            Protocol::Redis
+        );
+        assert_eq!(
+            detect(b"GET / HTTP/1.1\r\n", None, 6379)[0],
+            Protocol::Http1
+        );
         let startup = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
         assert_eq!(detect(&startup, None, 1)[0], Protocol::Postgres);
         let q = b"Q\0\0\0\x0dSELECT 1\0";
@@ -602,29 +651,108 @@ mod tests {
         // api_versions v3 from "rdkafka"
         let k = b"\0\0\0\x1b\0\x12\0\x03\0\0\0\x01\0\x07rdkafka\0\x06librd\x021\0";
         assert_eq!(detect(k, None, 1)[0], Protocol::Kafka);
-        assert!(detect(b"\x16\x03\x01\x02\x00\x01", None, 1).is_empty(), "TLS is not detected");
+        assert!(
+            detect(b"\x16\x03\x01\x02\x00\x01", None, 1).is_empty(),
+            "TLS is not detected"
+        );
     }
 
     #[test]
-    fn session_falls_back_to_the_next_candidate() {
-        // `*1\r\n` looks like Redis, the port says Postgres: Redis first, then fallback when
-        // the bytes stop making sense... here the bytes are valid Redis, so it must stay.
-        let mut s = Session::new(5432, ParserConfig::default());
+    fn session_falls_back_to_the_next_candidate_and_replays() {
+        // Redis is tried first (as if a port said so) on PostgreSQL traffic: the startup
+        // message is not RESP, so the session replays what it kept into the PostgreSQL parser.
+        let mut s = Session::with_candidates(
+            vec![Protocol::Redis, Protocol::Postgres],
+            ParserConfig::default(),
+        );
         let mut out = Vec::new();
-        let req = b"*1\r\n$4\r\nPING\r\n";
-        s.feed(&Segment { dir: Dir::ClientToServer, data: req, total_len: req.len() as u64, start_ns: 1, end_ns: 2 }, &mut out);
-        s.feed(&Segment { dir: Dir::ServerToClient, data: b"+PONG\r\n", total_len: 7, start_ns: 3, end_ns: 4 }, &mut out);
-        assert_eq!(s.protocol(), Some(Protocol::Redis));
+        let mut startup = vec![0, 0, 0, 18, 0, 3, 0, 0];
+        startup.extend_from_slice(b"user\0bob\0\0");
+        let q = b"Q\0\0\0\x0dSELECT 1\0";
+        let mut reply = b"C\0\0\0\x0dSELECT 1\0".to_vec();
+        reply.extend_from_slice(b"Z\0\0\0\x05I");
+        let segs: [(Dir, &[u8]); 4] = [
+            (Dir::ClientToServer, &startup),
+            (Dir::ServerToClient, b"R\0\0\0\x08\0\0\0\0Z\0\0\0\x05I"),
+            (Dir::ClientToServer, q),
+            (Dir::ServerToClient, &reply),
+        ];
+        for (i, (dir, data)) in segs.iter().enumerate() {
+            let seg = Segment {
+                dir: *dir,
+                data,
+                total_len: data.len() as u64,
+                start_ns: i as u64,
+                end_ns: i as u64,
+            };
+            s.feed(&seg, &mut out);
+        }
+        assert_eq!(s.protocol(), Some(Protocol::Postgres));
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].name, "PING");
+        assert_eq!(
+            (out[0].protocol, out[0].name.as_ref()),
+            (Protocol::Postgres, "SELECT")
+        );
 
-        // A Kafka-looking first write that then gets a Postgres-only reply: Kafka is tried
-        // first (no other signature), fails on the reply, and the session ends up unknown or
-        // on a later candidate without emitting garbage.
-        let mut s = Session::new(0, ParserConfig::default());
-        let mut out = Vec::new();
-        let junk = b"\x00\x00\x00\x05hello";
-        s.feed(&Segment { dir: Dir::ClientToServer, data: junk, total_len: 9, start_ns: 1, end_ns: 2 }, &mut out);
-        assert!(out.is_empty());
+        // nothing fits: the session gives up and stays quiet
+        let mut s = Session::with_candidates(vec![Protocol::Redis], ParserConfig::default());
+        s.feed(
+            &Segment {
+                dir: Dir::ClientToServer,
+                data: &startup,
+                total_len: 18,
+                start_ns: 0,
+                end_ns: 0,
+            },
+            &mut out,
+        );
+        assert!(s.is_unknown());
+        assert_eq!(out.len(), 1);
+    }
+
+    /// A quick randomized run of every parser (the long runs are the cargo-fuzz targets):
+    /// random mutations of valid traffic and raw random bytes must not panic.
+    #[test]
+    fn random_inputs_do_not_panic() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let seeds: [&[u8]; 5] = [
+            b"\x00\x08*2\r\n$3\r\nGET\r\n$1\r\nk\r\n\x01\x03$1\r\nv\r\n",
+            b"\x00\x05Q\0\0\0\x0dSELECT 1\0\x01\x05C\0\0\0\x0dSELECT 1\0Z\0\0\0\x05I",
+            b"\x00\x03\x09\0\0\0\x03SELECT 1\x01\x02\x07\0\0\x01\0\0\0\x02\0\0\0",
+            b"\x00\x08\0\0\0\x14\0\x03\0\x0c\0\0\0\x01\0\x02id\0\x01\0\0\0\0\x01\x02\0\0\0\x08\0\0\0\x01\0\0\0\0",
+            b"\x00\x10PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\x03\x01\x05\0\0\0\x01\x82\x86\x84\x01\x03\0\0\x01\x01\x05\0\0\0\x01\x88",
+        ];
+        let protocols = [
+            Protocol::Redis,
+            Protocol::Postgres,
+            Protocol::Mysql,
+            Protocol::Kafka,
+            Protocol::Http2,
+        ];
+        for round in 0..4_000 {
+            for (i, p) in protocols.iter().enumerate() {
+                let mut input = seeds[i].to_vec();
+                for _ in 0..(next() % 8) {
+                    let at = (next() as usize) % input.len();
+                    match next() % 3 {
+                        0 => input[at] = next() as u8,
+                        1 => input.insert(at, next() as u8),
+                        _ => input.extend_from_slice(&seeds[(next() % 5) as usize][..]),
+                    }
+                }
+                if round % 4 == 0 {
+                    input = (0..(next() % 300)).map(|_| next() as u8).collect();
+                }
+                let mut parser = new_parser(*p, ParserConfig { query_text: true }).unwrap();
+                fuzzing::drive(parser.as_mut(), &input);
+                fuzzing::drive_session(&input);
+            }
+        }
     }
 }

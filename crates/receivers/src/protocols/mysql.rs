@@ -106,7 +106,14 @@ impl MysqlParser {
 
     fn stmt(&self, q: &[u8]) -> Stmt {
         let s = sql::summarize(q, Dialect::Mysql);
-        Stmt { operation: s.operation, table: s.table, text: self.config.query_text.then(|| sql::sanitize(q, Dialect::Mysql, MAX_QUERY_TEXT)) }
+        Stmt {
+            operation: s.operation,
+            table: s.table,
+            text: self
+                .config
+                .query_text
+                .then(|| sql::sanitize(q, Dialect::Mysql, MAX_QUERY_TEXT)),
+        }
     }
 
     fn client_packet(&mut self, m: Msg<'_>, out: &mut Vec<Operation>) -> Result<(), ParseError> {
@@ -135,7 +142,9 @@ impl MysqlParser {
             }
             return Ok(());
         }
-        let Some(&code) = p.first() else { return Err(Self::err("empty command")) };
+        let Some(&code) = p.first() else {
+            return Err(Self::err("empty command"));
+        };
         if self.phase == Phase::Handshake {
             self.phase = Phase::Commands;
         }
@@ -154,7 +163,8 @@ impl MysqlParser {
             }
             COM_STMT_CLOSE => {
                 if p.len() >= 5 {
-                    self.statements.remove(&u32::from_le_bytes([p[1], p[2], p[3], p[4]]));
+                    self.statements
+                        .remove(&u32::from_le_bytes([p[1], p[2], p[3], p[4]]));
                 }
                 (Stmt::default(), false, false)
             }
@@ -179,7 +189,15 @@ impl MysqlParser {
                 self.unanswered(c, m.start_ns, out);
             }
         }
-        self.pending.push_back(Command { code, stmt, report, start_ns: m.start_ns, request_size: m.len, response_size: 0, resp: Resp::First });
+        self.pending.push_back(Command {
+            code,
+            stmt,
+            report,
+            start_ns: m.start_ns,
+            request_size: m.len,
+            response_size: 0,
+            resp: Resp::First,
+        });
         Ok(())
     }
 
@@ -222,7 +240,9 @@ impl MysqlParser {
         }
         c.response_size += m.len;
         let first = p.first().copied();
-        let is_eof = first == Some(0xfe) && payload_len < 0xff_ffff && (payload_len < 9 || self.deprecate_eof);
+        let is_eof = first == Some(0xfe)
+            && payload_len < 0xff_ffff
+            && (payload_len < 9 || self.deprecate_eof);
         let mut finished = false;
         let mut error: Option<String> = None;
         match c.resp {
@@ -235,11 +255,18 @@ impl MysqlParser {
                         self.statements.clear();
                     }
                     self.statements.insert(id, c.stmt.clone());
-                    let eofs = if self.deprecate_eof { 0 } else { (cols > 0) as u8 + (params > 0) as u8 };
+                    let eofs = if self.deprecate_eof {
+                        0
+                    } else {
+                        (cols > 0) as u8 + (params > 0) as u8
+                    };
                     if cols + params == 0 {
                         finished = true;
                     } else {
-                        c.resp = Resp::PrepareDefs { left: cols + params, eofs };
+                        c.resp = Resp::PrepareDefs {
+                            left: cols + params,
+                            eofs,
+                        };
                     }
                 }
                 Some(0x00) => {
@@ -278,9 +305,15 @@ impl MysqlParser {
             Resp::Rows => return self.row(c, m, p, payload_len, out),
             Resp::PrepareDefs { left, eofs } => {
                 if left > 0 && !is_eof {
-                    c.resp = Resp::PrepareDefs { left: left - 1, eofs };
+                    c.resp = Resp::PrepareDefs {
+                        left: left - 1,
+                        eofs,
+                    };
                 } else if is_eof && eofs > 0 {
-                    c.resp = Resp::PrepareDefs { left, eofs: eofs - 1 };
+                    c.resp = Resp::PrepareDefs {
+                        left,
+                        eofs: eofs - 1,
+                    };
                 }
                 if let Resp::PrepareDefs { left: 0, eofs: 0 } = c.resp {
                     finished = true;
@@ -291,7 +324,14 @@ impl MysqlParser {
         Ok(())
     }
 
-    fn row(&mut self, c: Command, m: Msg<'_>, p: &[u8], payload_len: u64, out: &mut Vec<Operation>) -> Result<(), ParseError> {
+    fn row(
+        &mut self,
+        c: Command,
+        m: Msg<'_>,
+        p: &[u8],
+        payload_len: u64,
+        out: &mut Vec<Operation>,
+    ) -> Result<(), ParseError> {
         let mut c = c;
         let mut finished = false;
         let mut error = None;
@@ -314,7 +354,14 @@ impl MysqlParser {
         Ok(())
     }
 
-    fn settle(&mut self, c: Command, finished: bool, error: Option<String>, end_ns: u64, out: &mut Vec<Operation>) {
+    fn settle(
+        &mut self,
+        c: Command,
+        finished: bool,
+        error: Option<String>,
+        end_ns: u64,
+        out: &mut Vec<Operation>,
+    ) {
         if !finished {
             self.pending.push_front(c);
             return;
@@ -416,7 +463,11 @@ pub(super) fn detect_score(c: &[u8], server: &[u8]) -> u8 {
         let exact = len + 4 == c.len() || (c.len() >= 256 && len + 4 > c.len());
         if exact && len >= 1 {
             return match c[4] {
-                COM_QUERY | COM_STMT_PREPARE if c.len() > 5 && c[5].is_ascii_graphic() || c.get(5) == Some(&b' ') => 3,
+                COM_QUERY | COM_STMT_PREPARE
+                    if c.len() > 5 && c[5].is_ascii_graphic() || c.get(5) == Some(&b' ') =>
+                {
+                    3
+                }
                 COM_STMT_EXECUTE if len >= 10 => 2,
                 0x0e if len == 1 => 2, // COM_PING
                 COM_QUIT if len == 1 => 2,
@@ -493,7 +544,13 @@ mod tests {
     }
 
     fn seg(dir: Dir, data: &[u8], t: u64) -> Segment<'_> {
-        Segment { dir, data, total_len: data.len() as u64, start_ns: t, end_ns: t + 1 }
+        Segment {
+            dir,
+            data,
+            total_len: data.len() as u64,
+            start_ns: t,
+            end_ns: t + 1,
+        }
     }
 
     fn query(q: &str) -> Vec<u8> {
@@ -506,7 +563,15 @@ mod tests {
     fn query_result_set_ok_and_error() {
         let mut p = MysqlParser::new(ParserConfig { query_text: true });
         let mut out = Vec::new();
-        p.feed(&seg(Dir::ClientToServer, &query("SELECT id, name FROM users WHERE id = 5"), 1), &mut out).unwrap();
+        p.feed(
+            &seg(
+                Dir::ClientToServer,
+                &query("SELECT id, name FROM users WHERE id = 5"),
+                1,
+            ),
+            &mut out,
+        )
+        .unwrap();
         // 2 columns, defs, EOF, 1 row, EOF (no DEPRECATE_EOF)
         let mut r = packet(1, &[2]);
         r.extend(packet(2, b"\x03def\x00\x05users\x05users\x02id\x02id\x0c?\x00\x0b\x00\x00\x00\x03\x03\x42\x00\x00\x00"));
@@ -515,19 +580,52 @@ mod tests {
         r.extend(packet(5, b"\x015\x03bob"));
         p.feed(&seg(Dir::ServerToClient, &r, 2), &mut out).unwrap();
         assert!(out.is_empty());
-        p.feed(&seg(Dir::ServerToClient, &packet(6, &[0xfe, 0, 0, 2, 0]), 3), &mut out).unwrap();
+        p.feed(
+            &seg(Dir::ServerToClient, &packet(6, &[0xfe, 0, 0, 2, 0]), 3),
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(out.len(), 1);
-        assert_eq!((out[0].name.as_ref(), out[0].target.as_deref()), ("SELECT", Some("users")));
-        assert_eq!(out[0].query_text.as_deref(), Some("SELECT id, name FROM users WHERE id = ?"));
+        assert_eq!(
+            (out[0].name.as_ref(), out[0].target.as_deref()),
+            ("SELECT", Some("users"))
+        );
+        assert_eq!(
+            out[0].query_text.as_deref(),
+            Some("SELECT id, name FROM users WHERE id = ?")
+        );
         assert_eq!(out[0].end_ns, 4);
 
-        p.feed(&seg(Dir::ClientToServer, &query("INSERT INTO t VALUES (1)"), 5), &mut out).unwrap();
-        p.feed(&seg(Dir::ServerToClient, &packet(1, &[0, 1, 0, 2, 0, 0, 0]), 6), &mut out).unwrap();
-        p.feed(&seg(Dir::ClientToServer, &query("SELEC oops"), 7), &mut out).unwrap();
-        p.feed(&seg(Dir::ServerToClient, &packet(1, b"\xff\x28\x04#42000You have an error"), 8), &mut out).unwrap();
+        p.feed(
+            &seg(Dir::ClientToServer, &query("INSERT INTO t VALUES (1)"), 5),
+            &mut out,
+        )
+        .unwrap();
+        p.feed(
+            &seg(Dir::ServerToClient, &packet(1, &[0, 1, 0, 2, 0, 0, 0]), 6),
+            &mut out,
+        )
+        .unwrap();
+        p.feed(&seg(Dir::ClientToServer, &query("SELEC oops"), 7), &mut out)
+            .unwrap();
+        p.feed(
+            &seg(
+                Dir::ServerToClient,
+                &packet(1, b"\xff\x28\x04#42000You have an error"),
+                8,
+            ),
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(out.len(), 3);
-        assert_eq!((out[1].name.as_ref(), out[1].status), ("INSERT", Status::Ok));
-        assert_eq!((out[2].status, out[2].error.as_deref()), (Status::Error, Some("1064")));
+        assert_eq!(
+            (out[1].name.as_ref(), out[1].status),
+            ("INSERT", Status::Ok)
+        );
+        assert_eq!(
+            (out[2].status, out[2].error.as_deref()),
+            (Status::Error, Some("1064"))
+        );
     }
 
     #[test]
@@ -536,21 +634,80 @@ mod tests {
         let mut out = Vec::new();
         let mut prep = vec![COM_STMT_PREPARE];
         prep.extend_from_slice(b"UPDATE accounts SET v = ? WHERE id = ?");
-        p.feed(&seg(Dir::ClientToServer, &packet(0, &prep), 1), &mut out).unwrap();
+        p.feed(&seg(Dir::ClientToServer, &packet(0, &prep), 1), &mut out)
+            .unwrap();
         // stmt id 7, 0 columns, 2 params: 2 param defs + EOF
         let mut r = packet(1, &[0, 7, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0]);
-        r.extend(packet(2, b"\x03def\0\0\0\x01?\0\x0c?\0\0\0\0\0\x08\x80\0\0\0\0"));
-        r.extend(packet(3, b"\x03def\0\0\0\x01?\0\x0c?\0\0\0\0\0\x08\x80\0\0\0\0"));
+        r.extend(packet(
+            2,
+            b"\x03def\0\0\0\x01?\0\x0c?\0\0\0\0\0\x08\x80\0\0\0\0",
+        ));
+        r.extend(packet(
+            3,
+            b"\x03def\0\0\0\x01?\0\x0c?\0\0\0\0\0\x08\x80\0\0\0\0",
+        ));
         r.extend(packet(4, &[0xfe, 0, 0, 2, 0]));
         p.feed(&seg(Dir::ServerToClient, &r, 2), &mut out).unwrap();
         assert!(out.is_empty() && p.pending.is_empty());
-        let exec = packet(0, &[COM_STMT_EXECUTE, 7, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 8, 0, 8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0]);
-        p.feed(&seg(Dir::ClientToServer, &exec, 3), &mut out).unwrap();
-        p.feed(&seg(Dir::ServerToClient, &packet(1, &[0, 1, 0, 2, 0, 0, 0]), 4), &mut out).unwrap();
+        let exec = packet(
+            0,
+            &[
+                COM_STMT_EXECUTE,
+                7,
+                0,
+                0,
+                0,
+                0,
+                1,
+                0,
+                0,
+                0,
+                0,
+                1,
+                8,
+                0,
+                8,
+                0,
+                1,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                2,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+            ],
+        );
+        p.feed(&seg(Dir::ClientToServer, &exec, 3), &mut out)
+            .unwrap();
+        p.feed(
+            &seg(Dir::ServerToClient, &packet(1, &[0, 1, 0, 2, 0, 0, 0]), 4),
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(out.len(), 1);
-        assert_eq!((out[0].name.as_ref(), out[0].target.as_deref()), ("UPDATE", Some("accounts")));
+        assert_eq!(
+            (out[0].name.as_ref(), out[0].target.as_deref()),
+            ("UPDATE", Some("accounts"))
+        );
         // COM_STMT_CLOSE has no response and forgets the id
-        p.feed(&seg(Dir::ClientToServer, &packet(0, &[COM_STMT_CLOSE, 7, 0, 0, 0]), 5), &mut out).unwrap();
+        p.feed(
+            &seg(
+                Dir::ClientToServer,
+                &packet(0, &[COM_STMT_CLOSE, 7, 0, 0, 0]),
+                5,
+            ),
+            &mut out,
+        )
+        .unwrap();
         assert!(p.statements.is_empty() && p.pending.is_empty());
     }
 }

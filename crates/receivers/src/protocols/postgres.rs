@@ -111,7 +111,10 @@ impl PostgresParser {
         Stmt {
             operation: s.operation,
             table: s.table,
-            text: self.config.query_text.then(|| sql::sanitize(sql_text, Dialect::Postgres, MAX_QUERY_TEXT)),
+            text: self
+                .config
+                .query_text
+                .then(|| sql::sanitize(sql_text, Dialect::Postgres, MAX_QUERY_TEXT)),
         }
     }
 
@@ -161,7 +164,11 @@ impl PostgresParser {
                 let name = cstr(body);
                 let query = cstr(&body[(name.len() + 1).min(body.len())..]);
                 let stmt = self.stmt(query);
-                if self.statements.len() >= MAX_STATEMENTS && !self.statements.contains_key(&*String::from_utf8_lossy(name)) {
+                if self.statements.len() >= MAX_STATEMENTS
+                    && !self
+                        .statements
+                        .contains_key(&*String::from_utf8_lossy(name))
+                {
                     self.statements.clear();
                     self.stats.pending_dropped += 1;
                 }
@@ -170,7 +177,11 @@ impl PostgresParser {
             b'B' => {
                 let portal = cstr(body);
                 let stmt_name = cstr(&body[(portal.len() + 1).min(body.len())..]);
-                let stmt = self.statements.get(&*String::from_utf8_lossy(stmt_name)).cloned().unwrap_or_default();
+                let stmt = self
+                    .statements
+                    .get(&*String::from_utf8_lossy(stmt_name))
+                    .cloned()
+                    .unwrap_or_default();
                 if self.portals.len() >= MAX_PORTALS {
                     self.portals.clear();
                 }
@@ -178,7 +189,11 @@ impl PostgresParser {
             }
             b'E' => {
                 let portal = cstr(body);
-                let stmt = self.portals.get(&*String::from_utf8_lossy(portal)).cloned().unwrap_or_default();
+                let stmt = self
+                    .portals
+                    .get(&*String::from_utf8_lossy(portal))
+                    .cloned()
+                    .unwrap_or_default();
                 self.push(false, stmt, &msg);
             }
             b'S' => {
@@ -191,7 +206,8 @@ impl PostgresParser {
             b'C' => {
                 // Close: 'S' statement or 'P' portal
                 if body.first() == Some(&b'S') {
-                    self.statements.remove(&*String::from_utf8_lossy(cstr(&body[1..])));
+                    self.statements
+                        .remove(&*String::from_utf8_lossy(cstr(&body[1..])));
                 }
             }
             b'X' => {}
@@ -211,7 +227,9 @@ impl PostgresParser {
         match d[0] {
             b'C' | b'I' | b's' => {
                 let tag = command_tag(cstr(body));
-                let Some(i) = self.pending.iter().position(|p| !p.done) else { return Ok(()) };
+                let Some(i) = self.pending.iter().position(|p| !p.done) else {
+                    return Ok(());
+                };
                 let p = &mut self.pending[i];
                 if p.simple {
                     if p.tag.is_none() {
@@ -225,7 +243,9 @@ impl PostgresParser {
             }
             b'E' => {
                 let code = error_code(body);
-                let Some(i) = self.pending.iter().position(|p| !p.done) else { return Ok(()) };
+                let Some(i) = self.pending.iter().position(|p| !p.done) else {
+                    return Ok(());
+                };
                 let p = &mut self.pending[i];
                 p.error = Some(code);
                 if p.simple {
@@ -236,16 +256,21 @@ impl PostgresParser {
                 }
             }
             b'Z' => {
-                let Some(batch) = self.syncs.pop_front() else { return Ok(()) };
+                let Some(batch) = self.syncs.pop_front() else {
+                    return Ok(());
+                };
                 while self.pending.front().is_some_and(|p| p.batch <= batch) {
-                    let Some(p) = self.pending.pop_front() else { break };
+                    let Some(p) = self.pending.pop_front() else {
+                        break;
+                    };
                     if p.simple {
                         out.push(self.finish(p, msg.end_ns));
                     }
                     // an Execute skipped after an error in its batch never ran
                 }
             }
-            b'R' | b'S' | b'K' | b'T' | b'D' | b'1' | b'2' | b'3' | b'n' | b't' | b'N' | b'A' | b'G' | b'H' | b'W' | b'd' | b'c' | b'V' | b'v' => {}
+            b'R' | b'S' | b'K' | b'T' | b'D' | b'1' | b'2' | b'3' | b'n' | b't' | b'N' | b'A'
+            | b'G' | b'H' | b'W' | b'd' | b'c' | b'V' | b'v' => {}
             _ => return Err(Self::err("unknown backend message")),
         }
         Ok(())
@@ -273,7 +298,11 @@ impl PostgresParser {
         op
     }
 
-    fn feed_client(&mut self, seg: &Segment<'_>, out: &mut Vec<Operation>) -> Result<(), ParseError> {
+    fn feed_client(
+        &mut self,
+        seg: &Segment<'_>,
+        out: &mut Vec<Operation>,
+    ) -> Result<(), ParseError> {
         let mut from = 0;
         if self.phase == Phase::Startup && self.framers[0].at_boundary() {
             let v = seg.visible();
@@ -313,7 +342,11 @@ impl PostgresParser {
         self.map(r)
     }
 
-    fn feed_server(&mut self, seg: &Segment<'_>, out: &mut Vec<Operation>) -> Result<(), ParseError> {
+    fn feed_server(
+        &mut self,
+        seg: &Segment<'_>,
+        out: &mut Vec<Operation>,
+    ) -> Result<(), ParseError> {
         let mut from = 0;
         match self.phase {
             Phase::Encrypted => return Ok(()),
@@ -338,7 +371,22 @@ impl PostgresParser {
         let frame = move |h: &[u8]| {
             let f = frame_len(h);
             if let (true, Frame::Len(len)) = (strict, f) {
-                if !matches!(h[0], b'C' | b'Z' | b'E' | b'T' | b'D' | b'1' | b'2' | b'3' | b'n' | b'I' | b's' | b'N' | b'S') || len > 64 * 1024 {
+                if !matches!(
+                    h[0],
+                    b'C' | b'Z'
+                        | b'E'
+                        | b'T'
+                        | b'D'
+                        | b'1'
+                        | b'2'
+                        | b'3'
+                        | b'n'
+                        | b'I'
+                        | b's'
+                        | b'N'
+                        | b'S'
+                ) || len > 64 * 1024
+                {
                     return Frame::Bad;
                 }
                 strict = false;
@@ -419,10 +467,15 @@ pub(super) fn detect_score(c: &[u8], server: &[u8]) -> u8 {
     if c.len() >= 8 {
         let len = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
         let code = u32::from_be_bytes([c[4], c[5], c[6], c[7]]);
-        if (len == 8 && (code == SSL_REQUEST || code == GSSENC_REQUEST)) || (len == 16 && code == CANCEL_REQUEST) {
+        if (len == 8 && (code == SSL_REQUEST || code == GSSENC_REQUEST))
+            || (len == 16 && code == CANCEL_REQUEST)
+        {
             return 3;
         }
-        if (9..10_000).contains(&len) && code >> 16 == 3 && c[8..].windows(5).any(|w| w == b"user\0") {
+        if (9..10_000).contains(&len)
+            && code >> 16 == 3
+            && c[8..].windows(5).any(|w| w == b"user\0")
+        {
             return 3;
         }
     }
@@ -433,7 +486,11 @@ pub(super) fn detect_score(c: &[u8], server: &[u8]) -> u8 {
             }
         }
     }
-    if c.is_empty() && server.len() >= 5 && matches!(server[0], b'R' | b'E' | b'S' | b'Z' | b'T' | b'C') && matches!(frame_len(server), Frame::Len(_)) {
+    if c.is_empty()
+        && server.len() >= 5
+        && matches!(server[0], b'R' | b'E' | b'S' | b'Z' | b'T' | b'C')
+        && matches!(frame_len(server), Frame::Len(_))
+    {
         return 1;
     }
     0
@@ -451,7 +508,8 @@ impl ProtocolParser for PostgresParser {
         match seg.dir {
             Dir::ClientToServer => self.feed_client(seg, out),
             Dir::ServerToClient => {
-                if self.phase == Phase::Startup && seg.visible().first().is_some_and(|&b| b != b'N') {
+                if self.phase == Phase::Startup && seg.visible().first().is_some_and(|&b| b != b'N')
+                {
                     // joined after the startup (or the server speaks first): typed messages
                     self.phase = Phase::Messages;
                 }
@@ -486,7 +544,13 @@ mod tests {
     }
 
     fn seg(dir: Dir, data: &[u8], t: u64) -> Segment<'_> {
-        Segment { dir, data, total_len: data.len() as u64, start_ns: t, end_ns: t + 1 }
+        Segment {
+            dir,
+            data,
+            total_len: data.len() as u64,
+            start_ns: t,
+            end_ns: t + 1,
+        }
     }
 
     #[test]
@@ -497,23 +561,41 @@ mod tests {
         startup.extend_from_slice(b"user\0bob\0\0");
         let l = startup.len() as u32;
         startup[..4].copy_from_slice(&l.to_be_bytes());
-        p.feed(&seg(Dir::ClientToServer, &startup, 1), &mut out).unwrap();
+        p.feed(&seg(Dir::ClientToServer, &startup, 1), &mut out)
+            .unwrap();
         let mut s = msg(b'R', &[0, 0, 0, 0]);
         s.extend(msg(b'S', b"server_version\x0016\0"));
         s.extend(msg(b'Z', b"I"));
         p.feed(&seg(Dir::ServerToClient, &s, 2), &mut out).unwrap();
         assert!(out.is_empty());
 
-        p.feed(&seg(Dir::ClientToServer, &msg(b'Q', b"SELECT * FROM users WHERE name = 'x'\0"), 10), &mut out).unwrap();
+        p.feed(
+            &seg(
+                Dir::ClientToServer,
+                &msg(b'Q', b"SELECT * FROM users WHERE name = 'x'\0"),
+                10,
+            ),
+            &mut out,
+        )
+        .unwrap();
         let mut r = msg(b'T', &[0, 0]);
         r.extend(msg(b'D', &[0, 0]));
         r.extend(msg(b'C', b"SELECT 1\0"));
         r.extend(msg(b'Z', b"I"));
         p.feed(&seg(Dir::ServerToClient, &r, 20), &mut out).unwrap();
         assert_eq!(out.len(), 1);
-        assert_eq!((out[0].name.as_ref(), out[0].target.as_deref()), ("SELECT", Some("users")));
-        assert_eq!(out[0].query_text.as_deref(), Some("SELECT * FROM users WHERE name = ?"));
-        assert_eq!((out[0].start_ns, out[0].end_ns, out[0].response_size), (10, 21, r.len() as u64));
+        assert_eq!(
+            (out[0].name.as_ref(), out[0].target.as_deref()),
+            ("SELECT", Some("users"))
+        );
+        assert_eq!(
+            out[0].query_text.as_deref(),
+            Some("SELECT * FROM users WHERE name = ?")
+        );
+        assert_eq!(
+            (out[0].start_ns, out[0].end_ns, out[0].response_size),
+            (10, 21, r.len() as u64)
+        );
 
         // extended: named statement parsed once, executed twice in one Sync; second fails
         let mut c = msg(b'P', b"s1\0UPDATE acct SET v = $1 WHERE id = 7\0\0\0");
@@ -533,9 +615,22 @@ mod tests {
         r.extend(msg(b'Z', b"E"));
         p.feed(&seg(Dir::ServerToClient, &r, 40), &mut out).unwrap();
         assert_eq!(out.len(), 3, "{out:?}");
-        assert_eq!((out[1].name.as_ref(), out[1].target.as_deref(), out[1].status), ("UPDATE", Some("acct"), Status::Ok));
-        assert_eq!(out[1].query_text.as_deref(), Some("UPDATE acct SET v = $1 WHERE id = ?"));
-        assert_eq!((out[2].status, out[2].error.as_deref()), (Status::Error, Some("40001")));
+        assert_eq!(
+            (
+                out[1].name.as_ref(),
+                out[1].target.as_deref(),
+                out[1].status
+            ),
+            ("UPDATE", Some("acct"), Status::Ok)
+        );
+        assert_eq!(
+            out[1].query_text.as_deref(),
+            Some("UPDATE acct SET v = $1 WHERE id = ?")
+        );
+        assert_eq!(
+            (out[2].status, out[2].error.as_deref()),
+            (Status::Error, Some("40001"))
+        );
         assert!(p.pending.is_empty());
     }
 
@@ -543,9 +638,26 @@ mod tests {
     fn ssl_request_then_encrypted_is_quiet() {
         let mut p = PostgresParser::new(ParserConfig::default());
         let mut out = Vec::new();
-        p.feed(&seg(Dir::ClientToServer, &[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f], 1), &mut out).unwrap();
-        p.feed(&seg(Dir::ServerToClient, b"S", 2), &mut out).unwrap();
-        p.feed(&seg(Dir::ClientToServer, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc", 3), &mut out).unwrap();
+        p.feed(
+            &seg(
+                Dir::ClientToServer,
+                &[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f],
+                1,
+            ),
+            &mut out,
+        )
+        .unwrap();
+        p.feed(&seg(Dir::ServerToClient, b"S", 2), &mut out)
+            .unwrap();
+        p.feed(
+            &seg(
+                Dir::ClientToServer,
+                b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc",
+                3,
+            ),
+            &mut out,
+        )
+        .unwrap();
         assert!(out.is_empty());
     }
 
@@ -553,16 +665,41 @@ mod tests {
     fn large_rows_are_skipped_by_length() {
         let mut p = PostgresParser::new(ParserConfig::default());
         let mut out = Vec::new();
-        p.feed(&seg(Dir::ClientToServer, &msg(b'Q', b"select blob from t\0"), 1), &mut out).unwrap();
+        p.feed(
+            &seg(Dir::ClientToServer, &msg(b'Q', b"select blob from t\0"), 1),
+            &mut out,
+        )
+        .unwrap();
         // one DataRow of 1 MB, of which 256 bytes captured, then the rest in invisible reads
         let mut head = msg(b'D', &[]);
         head[1..5].copy_from_slice(&(1_000_004u32).to_be_bytes());
         head.resize(256, 0);
-        p.feed(&Segment { dir: Dir::ServerToClient, data: &head, total_len: 600_000, start_ns: 2, end_ns: 3 }, &mut out).unwrap();
-        p.feed(&Segment { dir: Dir::ServerToClient, data: &[], total_len: 400_005, start_ns: 4, end_ns: 5 }, &mut out).unwrap();
+        p.feed(
+            &Segment {
+                dir: Dir::ServerToClient,
+                data: &head,
+                total_len: 600_000,
+                start_ns: 2,
+                end_ns: 3,
+            },
+            &mut out,
+        )
+        .unwrap();
+        p.feed(
+            &Segment {
+                dir: Dir::ServerToClient,
+                data: &[],
+                total_len: 400_005,
+                start_ns: 4,
+                end_ns: 5,
+            },
+            &mut out,
+        )
+        .unwrap();
         let mut tail = msg(b'C', b"SELECT 1\0");
         tail.extend(msg(b'Z', b"I"));
-        p.feed(&seg(Dir::ServerToClient, &tail, 6), &mut out).unwrap();
+        p.feed(&seg(Dir::ServerToClient, &tail, 6), &mut out)
+            .unwrap();
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].response_size, 1_000_005 + tail.len() as u64);
     }

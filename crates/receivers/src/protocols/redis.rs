@@ -12,7 +12,10 @@ use super::*;
 
 const MAX_LINE: usize = 512;
 /// Not an error of the bytes: framing fell beyond the captured prefix.
-const LOST: ParseError = ParseError { protocol: Protocol::Redis, reason: "a line beyond the captured bytes" };
+const LOST: ParseError = ParseError {
+    protocol: Protocol::Redis,
+    reason: "a line beyond the captured bytes",
+};
 const MAX_DEPTH: usize = 32;
 const MAX_NAME: usize = 32;
 /// Largest bulk string Redis accepts (`proto-max-bulk-len` can raise it; 4 GiB is plenty).
@@ -89,7 +92,13 @@ impl Default for RedisParser {
 
 impl RedisParser {
     pub fn new() -> Self {
-        RedisParser { streams: Default::default(), pending: VecDeque::new(), next_seq: 0, trust_from_seq: 0, stats: ParserStats::default() }
+        RedisParser {
+            streams: Default::default(),
+            pending: VecDeque::new(),
+            next_seq: 0,
+            trust_from_seq: 0,
+            stats: ParserStats::default(),
+        }
     }
 
     fn err(reason: &'static str) -> ParseError {
@@ -108,13 +117,20 @@ impl RedisParser {
                 }
                 let seq = self.next_seq;
                 self.next_seq += 1;
-                self.pending.push_back(Pending { seq, name: command_name(&s.word), start_ns: v.start_ns, size: v.size });
+                self.pending.push_back(Pending {
+                    seq,
+                    name: command_name(&s.word),
+                    start_ns: v.start_ns,
+                    size: v.size,
+                });
             }
             Dir::ServerToClient => {
                 if s.is_push {
                     return;
                 }
-                let Some(p) = self.pending.pop_front() else { return };
+                let Some(p) = self.pending.pop_front() else {
+                    return;
+                };
                 let mut op = Operation::new(Protocol::Redis, p.name, p.start_ns);
                 op.end_ns = end_ns.max(p.start_ns);
                 op.request_size = p.size;
@@ -173,12 +189,22 @@ impl RedisParser {
         r
     }
 
-    fn scan(&mut self, s: &mut Resp, seg: &Segment<'_>, out: &mut Vec<Operation>) -> Result<(), ParseError> {
+    fn scan(
+        &mut self,
+        s: &mut Resp,
+        seg: &Segment<'_>,
+        out: &mut Vec<Operation>,
+    ) -> Result<(), ParseError> {
         let vis = seg.visible();
         let total = seg.total_len;
         let dir = seg.dir;
         if s.lost {
-            if dir == Dir::ServerToClient && self.pending.front().is_none_or(|p| p.seq < self.trust_from_seq) {
+            if dir == Dir::ServerToClient
+                && self
+                    .pending
+                    .front()
+                    .is_none_or(|p| p.seq < self.trust_from_seq)
+            {
                 return Ok(()); // wait for a command sent after the loss
             }
             s.reset();
@@ -214,6 +240,10 @@ impl RedisParser {
                 return Err(LOST);
             }
             let rest = &vis[p..];
+            if s.line.is_empty() && !valid_start(dir, s.open, rest[0]) {
+                // rejected at once, not when a line end finally shows up
+                return Err(Self::err("not a RESP value"));
+            }
             let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
                 if (vis.len() as u64) < total {
                     return Err(LOST);
@@ -228,7 +258,11 @@ impl RedisParser {
                 s.line.extend_from_slice(rest);
                 return Ok(());
             };
-            let line_start_ns = if s.line.is_empty() { seg.start_ns } else { s.line_start_ns };
+            let line_start_ns = if s.line.is_empty() {
+                seg.start_ns
+            } else {
+                s.line_start_ns
+            };
             let consumed = nl as u64 + 1;
             pos += consumed;
             let mut line = std::mem::take(&mut s.line);
@@ -317,14 +351,17 @@ impl RedisParser {
                 if top && dir == Dir::ClientToServer {
                     return Err(Self::err("a bulk string where a command was expected"));
                 }
-                let first_of_command = dir == Dir::ClientToServer && s.stack.len() == 1 && s.stack[0] == s.top_len && s.word.is_empty();
+                let first_of_command = dir == Dir::ClientToServer
+                    && s.stack.len() == 1
+                    && s.stack[0] == s.top_len
+                    && s.word.is_empty();
                 s.capture_bulk = first_of_command || (top && kind == b'!');
                 s.bulk = n as u64 + 2;
                 s.bulk_payload = n as u64;
             }
             b'*' | b'~' | b'>' | b'%' | b'|' => {
                 let n = parse_int(body).ok_or_else(|| Self::err("bad aggregate length"))?;
-                if dir == Dir::ClientToServer && (kind != b'*' || !top && s.stack.len() >= 1) {
+                if dir == Dir::ClientToServer && (kind != b'*' || !top && !s.stack.is_empty()) {
                     return Err(Self::err("nested aggregate in a command"));
                 }
                 if top && kind == b'>' {
@@ -360,7 +397,10 @@ impl RedisParser {
             b'?' => return Err(Self::err("streamed values are not followed")),
             _ if top && dir == Dir::ClientToServer => {
                 // an inline command: `PING`, `SET k v`
-                if !line.iter().all(|b| b.is_ascii_graphic() || *b == b' ' || *b == b'\t') {
+                if !line
+                    .iter()
+                    .all(|b| b.is_ascii_graphic() || *b == b' ' || *b == b'\t')
+                {
                     return Err(Self::err("not an inline command"));
                 }
                 let w = line.split(|&b| b == b' ').next().unwrap_or(&[]);
@@ -384,7 +424,11 @@ impl RedisParser {
             s.stack.pop();
         }
         s.open = false;
-        let v = Value { start_ns: s.start_ns, size: s.size, word_is_name: !s.word.is_empty() };
+        let v = Value {
+            start_ns: s.start_ns,
+            size: s.size,
+            word_is_name: !s.word.is_empty(),
+        };
         self.on_value(dir, s, v, end_ns, out);
     }
 }
@@ -416,6 +460,18 @@ impl ProtocolParser for RedisParser {
     }
 }
 
+/// Whether `b` can begin a line at this point of the stream.
+fn valid_start(dir: Dir, open: bool, b: u8) -> bool {
+    const TYPES: &[u8] = b"+-:$*_,#!=(%~>|";
+    match (dir, open) {
+        (Dir::ClientToServer, false) => {
+            b == b'*' || b.is_ascii_alphabetic() || b == b'\r' || b == b'\n'
+        }
+        (Dir::ClientToServer, true) => b == b'$',
+        (Dir::ServerToClient, _) => TYPES.contains(&b),
+    }
+}
+
 fn parse_int(b: &[u8]) -> Option<i64> {
     if b.is_empty() || b.len() > 20 {
         return None;
@@ -424,30 +480,109 @@ fn parse_int(b: &[u8]) -> Option<i64> {
 }
 
 const COMMON: &[&str] = &[
-    "GET", "SET", "DEL", "INCR", "DECR", "INCRBY", "MGET", "MSET", "EXISTS", "EXPIRE", "TTL", "PING",
-    "LPUSH", "RPUSH", "LPOP", "RPOP", "LRANGE", "LLEN", "SADD", "SPOP", "SREM", "SMEMBERS", "HSET",
-    "HGET", "HGETALL", "HDEL", "HINCRBY", "ZADD", "ZRANGE", "ZPOPMIN", "ZREM", "ZSCORE", "SETEX",
-    "SETNX", "GETSET", "APPEND", "KEYS", "SCAN", "INFO", "CONFIG", "CLIENT", "AUTH", "SELECT",
-    "HELLO", "MULTI", "EXEC", "DISCARD", "WATCH", "EVAL", "EVALSHA", "PUBLISH", "SUBSCRIBE",
-    "XADD", "XREAD", "XRANGE", "FLUSHALL", "FLUSHDB", "DBSIZE", "TYPE", "UNLINK", "QUIT", "COMMAND",
+    "GET",
+    "SET",
+    "DEL",
+    "INCR",
+    "DECR",
+    "INCRBY",
+    "MGET",
+    "MSET",
+    "EXISTS",
+    "EXPIRE",
+    "TTL",
+    "PING",
+    "LPUSH",
+    "RPUSH",
+    "LPOP",
+    "RPOP",
+    "LRANGE",
+    "LLEN",
+    "SADD",
+    "SPOP",
+    "SREM",
+    "SMEMBERS",
+    "HSET",
+    "HGET",
+    "HGETALL",
+    "HDEL",
+    "HINCRBY",
+    "ZADD",
+    "ZRANGE",
+    "ZPOPMIN",
+    "ZREM",
+    "ZSCORE",
+    "SETEX",
+    "SETNX",
+    "GETSET",
+    "APPEND",
+    "KEYS",
+    "SCAN",
+    "INFO",
+    "CONFIG",
+    "CLIENT",
+    "AUTH",
+    "SELECT",
+    "HELLO",
+    "MULTI",
+    "EXEC",
+    "DISCARD",
+    "WATCH",
+    "EVAL",
+    "EVALSHA",
+    "PUBLISH",
+    "SUBSCRIBE",
+    "XADD",
+    "XREAD",
+    "XRANGE",
+    "FLUSHALL",
+    "FLUSHDB",
+    "DBSIZE",
+    "TYPE",
+    "UNLINK",
+    "QUIT",
+    "COMMAND",
 ];
 
 /// The command's name, upper case; only letters, digits, `_`, `.` and `-` (module commands
 /// like `JSON.GET`), at most 32 characters.
 fn command_name(word: &[u8]) -> Str {
-    if let Some(c) = COMMON.iter().find(|c| c.as_bytes().eq_ignore_ascii_case(word)) {
+    if let Some(c) = COMMON
+        .iter()
+        .find(|c| c.as_bytes().eq_ignore_ascii_case(word))
+    {
         return Str::Borrowed(c);
     }
     let s: String = word
         .iter()
         .take(MAX_NAME)
-        .map(|&b| if b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-' { b.to_ascii_uppercase() as char } else { '?' })
+        .map(|&b| {
+            if b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-' {
+                b.to_ascii_uppercase() as char
+            } else {
+                '?'
+            }
+        })
         .collect();
     Str::Owned(s)
 }
 
 fn error_type(word: &[u8]) -> Str {
-    for e in ["ERR", "WRONGTYPE", "NOAUTH", "NOSCRIPT", "MOVED", "ASK", "BUSY", "LOADING", "OOM", "READONLY", "EXECABORT", "NOPERM", "WRONGPASS"] {
+    for e in [
+        "ERR",
+        "WRONGTYPE",
+        "NOAUTH",
+        "NOSCRIPT",
+        "MOVED",
+        "ASK",
+        "BUSY",
+        "LOADING",
+        "OOM",
+        "READONLY",
+        "EXECABORT",
+        "NOPERM",
+        "WRONGPASS",
+    ] {
         if e.as_bytes() == word {
             return Str::Borrowed(e);
         }
@@ -460,12 +595,13 @@ pub(super) fn detect_score(c: &[u8]) -> u8 {
     if c.len() >= 4 && c[0] == b'*' && c[1].is_ascii_digit() {
         let nl = c.iter().position(|&b| b == b'\n');
         return match nl {
-            Some(i) if i >= 3 && c[i - 1] == b'\r' && c[1..i - 1].iter().all(u8::is_ascii_digit) => {
-                if c.get(i + 1).is_none_or(|&b| b == b'$') {
-                    3
-                } else {
-                    0
-                }
+            Some(i)
+                if i >= 3
+                    && c[i - 1] == b'\r'
+                    && c[1..i - 1].iter().all(u8::is_ascii_digit)
+                    && c.get(i + 1).is_none_or(|&b| b == b'$') =>
+            {
+                3
             }
             None if c[1..].iter().all(u8::is_ascii_digit) => 2,
             _ => 0,
@@ -473,7 +609,11 @@ pub(super) fn detect_score(c: &[u8]) -> u8 {
     }
     if let Some(i) = c.windows(2).position(|w| w == b"\r\n") {
         let w = c[..i].split(|&b| b == b' ').next().unwrap_or(&[]);
-        if !w.is_empty() && w.len() <= 16 && w.iter().all(u8::is_ascii_alphabetic) && c[..i].iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+        if !w.is_empty()
+            && w.len() <= 16
+            && w.iter().all(u8::is_ascii_alphabetic)
+            && c[..i].iter().all(|b| b.is_ascii_graphic() || *b == b' ')
+        {
             return 1;
         }
     }
@@ -498,7 +638,13 @@ mod tests {
     use super::*;
 
     fn seg(dir: Dir, data: &[u8], t: u64) -> Segment<'_> {
-        Segment { dir, data, total_len: data.len() as u64, start_ns: t, end_ns: t + 5 }
+        Segment {
+            dir,
+            data,
+            total_len: data.len() as u64,
+            start_ns: t,
+            end_ns: t + 5,
+        }
     }
 
     #[test]
@@ -506,11 +652,14 @@ mod tests {
         let mut p = RedisParser::new();
         let mut out = Vec::new();
         let req = b"*3\r\n$3\r\nSET\r\n$3\r\nkey\r\n$5\r\nvalue\r\n*2\r\n$3\r\nget\r\n$3\r\nkey\r\n*1\r\n$4\r\nLPOP\r\nPING\r\n";
-        p.feed(&seg(Dir::ClientToServer, req, 10), &mut out).unwrap();
+        p.feed(&seg(Dir::ClientToServer, req, 10), &mut out)
+            .unwrap();
         assert!(out.is_empty());
         let rep = b"+OK\r\n$5\r\nvalue\r\n-WRONGTYPE Operation against a key\r\n";
-        p.feed(&seg(Dir::ServerToClient, rep, 20), &mut out).unwrap();
-        p.feed(&seg(Dir::ServerToClient, b"+PONG\r\n", 30), &mut out).unwrap();
+        p.feed(&seg(Dir::ServerToClient, rep, 20), &mut out)
+            .unwrap();
+        p.feed(&seg(Dir::ServerToClient, b"+PONG\r\n", 30), &mut out)
+            .unwrap();
         let names: Vec<_> = out.iter().map(|o| o.name.as_ref()).collect();
         assert_eq!(names, ["SET", "GET", "LPOP", "PING"]);
         assert_eq!(out[0].request_size, 33);
@@ -525,16 +674,46 @@ mod tests {
         let mut p = RedisParser::new();
         let mut out = Vec::new();
         // HGETALL with a 100000-byte value, captured prefix only
-        p.feed(&seg(Dir::ClientToServer, b"*2\r\n$7\r\nHGETALL\r\n$1\r\nh\r\n", 1), &mut out).unwrap();
+        p.feed(
+            &seg(
+                Dir::ClientToServer,
+                b"*2\r\n$7\r\nHGETALL\r\n$1\r\nh\r\n",
+                1,
+            ),
+            &mut out,
+        )
+        .unwrap();
         let head = b"|1\r\n+ttl\r\n:3\r\n%1\r\n$1\r\nf\r\n$100000\r\nxxxx";
         let total = head.len() as u64 - 4 + 100_002;
-        p.feed(&Segment { dir: Dir::ServerToClient, data: head, total_len: total, start_ns: 2, end_ns: 3 }, &mut out).unwrap();
+        p.feed(
+            &Segment {
+                dir: Dir::ServerToClient,
+                data: head,
+                total_len: total,
+                start_ns: 2,
+                end_ns: 3,
+            },
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].response_size, total);
         assert_eq!(out[0].status, Status::Ok);
         // a push in between is not a reply
-        p.feed(&seg(Dir::ClientToServer, b"*1\r\n$4\r\nPING\r\n", 4), &mut out).unwrap();
-        p.feed(&seg(Dir::ServerToClient, b">2\r\n$7\r\nmessage\r\n$1\r\nx\r\n+PONG\r\n", 5), &mut out).unwrap();
+        p.feed(
+            &seg(Dir::ClientToServer, b"*1\r\n$4\r\nPING\r\n", 4),
+            &mut out,
+        )
+        .unwrap();
+        p.feed(
+            &seg(
+                Dir::ServerToClient,
+                b">2\r\n$7\r\nmessage\r\n$1\r\nx\r\n+PONG\r\n",
+                5,
+            ),
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(out.len(), 2);
         assert_eq!(out[1].name, "PING");
     }
@@ -545,22 +724,37 @@ mod tests {
         let mut out = Vec::new();
         let req = b"*2\r\n$3\r\nGET\r\n$3\r\nabc\r\n";
         for (i, chunk) in req.chunks(3).enumerate() {
-            p.feed(&seg(Dir::ClientToServer, chunk, i as u64), &mut out).unwrap();
+            p.feed(&seg(Dir::ClientToServer, chunk, i as u64), &mut out)
+                .unwrap();
         }
         let rep = b"$3\r\nxyz\r\n";
         for (i, chunk) in rep.chunks(2).enumerate() {
-            p.feed(&seg(Dir::ServerToClient, chunk, 100 + i as u64), &mut out).unwrap();
+            p.feed(&seg(Dir::ServerToClient, chunk, 100 + i as u64), &mut out)
+                .unwrap();
         }
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].name, "GET");
-        assert_eq!((out[0].request_size, out[0].response_size), (req.len() as u64, rep.len() as u64));
+        assert_eq!(
+            (out[0].request_size, out[0].response_size),
+            (req.len() as u64, rep.len() as u64)
+        );
     }
 
     #[test]
     fn not_redis() {
         let mut p = RedisParser::new();
         let mut out = Vec::new();
-        assert!(p.feed(&seg(Dir::ClientToServer, b"\x16\x03\x01\x00\xa5\x01\x00\r\n", 1), &mut out).is_err());
-        assert!(p.feed(&seg(Dir::ServerToClient, b"HTTP/1.1 200 OK\r\n", 1), &mut out).is_err());
+        assert!(p
+            .feed(
+                &seg(Dir::ClientToServer, b"\x16\x03\x01\x00\xa5\x01\x00\r\n", 1),
+                &mut out
+            )
+            .is_err());
+        assert!(p
+            .feed(
+                &seg(Dir::ServerToClient, b"HTTP/1.1 200 OK\r\n", 1),
+                &mut out
+            )
+            .is_err());
     }
 }

@@ -26,12 +26,62 @@ const MAX_TABLE: usize = 128;
 /// Statement keywords reported as `db.operation.name`; anything else is not reported (keeps the
 /// attribute's cardinality bounded).
 const OPERATIONS: &[&str] = &[
-    "SELECT", "INSERT", "UPDATE", "DELETE", "MERGE", "REPLACE", "UPSERT", "CREATE", "DROP", "ALTER",
-    "TRUNCATE", "BEGIN", "START", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE", "SET",
-    "SHOW", "EXPLAIN", "CALL", "EXEC", "EXECUTE", "GRANT", "REVOKE", "LOCK", "UNLOCK", "COPY",
-    "VACUUM", "ANALYZE", "PREPARE", "DEALLOCATE", "USE", "DO", "LISTEN", "NOTIFY", "UNLISTEN",
-    "DECLARE", "FETCH", "CLOSE", "DISCARD", "RESET", "REFRESH", "COMMENT", "DESCRIBE", "DESC",
-    "HANDLER", "LOAD", "OPTIMIZE", "RENAME", "CHECKPOINT", "CLUSTER", "REINDEX", "VALUES", "TABLE",
+    "SELECT",
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "MERGE",
+    "REPLACE",
+    "UPSERT",
+    "CREATE",
+    "DROP",
+    "ALTER",
+    "TRUNCATE",
+    "BEGIN",
+    "START",
+    "COMMIT",
+    "END",
+    "ROLLBACK",
+    "SAVEPOINT",
+    "RELEASE",
+    "SET",
+    "SHOW",
+    "EXPLAIN",
+    "CALL",
+    "EXEC",
+    "EXECUTE",
+    "GRANT",
+    "REVOKE",
+    "LOCK",
+    "UNLOCK",
+    "COPY",
+    "VACUUM",
+    "ANALYZE",
+    "PREPARE",
+    "DEALLOCATE",
+    "USE",
+    "DO",
+    "LISTEN",
+    "NOTIFY",
+    "UNLISTEN",
+    "DECLARE",
+    "FETCH",
+    "CLOSE",
+    "DISCARD",
+    "RESET",
+    "REFRESH",
+    "COMMENT",
+    "DESCRIBE",
+    "DESC",
+    "HANDLER",
+    "LOAD",
+    "OPTIMIZE",
+    "RENAME",
+    "CHECKPOINT",
+    "CLUSTER",
+    "REINDEX",
+    "VALUES",
+    "TABLE",
     "WITH",
 ];
 
@@ -74,7 +124,11 @@ impl<'a> Lexer<'a> {
                 continue;
             }
             if rest.starts_with(b"/*") {
-                self.i += rest[2..].windows(2).position(|w| w == b"*/").map(|p| p + 4).unwrap_or(rest.len());
+                self.i += rest[2..]
+                    .windows(2)
+                    .position(|w| w == b"*/")
+                    .map(|p| p + 4)
+                    .unwrap_or(rest.len());
                 continue;
             }
             break;
@@ -92,7 +146,11 @@ impl<'a> Lexer<'a> {
             }
             b'"' | b'`' => {
                 self.i = end_of_quoted(s, start + 1, c, false);
-                let inner_end = if self.i > start + 1 && s[self.i - 1] == c { self.i - 1 } else { self.i };
+                let inner_end = if self.i > start + 1 && s[self.i - 1] == c {
+                    self.i - 1
+                } else {
+                    self.i
+                };
                 return Some((Tok::QuotedIdent, &s[start + 1..inner_end.max(start + 1)]));
             }
             b'0'..=b'9' => {
@@ -104,7 +162,10 @@ impl<'a> Lexer<'a> {
                 Tok::Number
             }
             b'$' if self.dialect == Dialect::Postgres => {
-                let digits = s[start + 1..].iter().take_while(|b| b.is_ascii_digit()).count();
+                let digits = s[start + 1..]
+                    .iter()
+                    .take_while(|b| b.is_ascii_digit())
+                    .count();
                 if digits > 0 {
                     self.i = start + 1 + digits;
                     Tok::Param
@@ -123,11 +184,16 @@ impl<'a> Lexer<'a> {
             c if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 => {
                 let n = s[start..]
                     .iter()
-                    .take_while(|&&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80)
+                    .take_while(|&&b| {
+                        b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
+                    })
                     .count();
                 self.i = start + n;
                 // E'..', B'..', X'..', N'..' prefixed strings
-                if n == 1 && s.get(self.i) == Some(&b'\'') && matches!(c | 0x20, b'e' | b'b' | b'x' | b'n') {
+                if n == 1
+                    && s.get(self.i) == Some(&b'\'')
+                    && matches!(c | 0x20, b'e' | b'b' | b'x' | b'n')
+                {
                     let esc = c | 0x20 == b'e' || self.dialect == Dialect::Mysql;
                     self.i = end_of_quoted(s, self.i + 1, b'\'', esc);
                     Tok::Str
@@ -197,7 +263,10 @@ fn end_of_number(s: &[u8], start: usize) -> usize {
 
 /// `$tag$ ... $tag$`: index past the closing tag, None if `s[start..]` is not a dollar quote.
 fn dollar_quoted(s: &[u8], start: usize) -> Option<usize> {
-    let tag_len = s[start + 1..].iter().take_while(|b| b.is_ascii_alphanumeric() || **b == b'_').count();
+    let tag_len = s[start + 1..]
+        .iter()
+        .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
+        .count();
     let tag_end = start + 1 + tag_len;
     if s.get(tag_end) != Some(&b'$') {
         return None;
@@ -249,7 +318,9 @@ pub fn summarize(sql: &[u8], dialect: Dialect) -> Summary {
             Tok::Punct(b';') if depth <= 0 => break,
             Tok::Word => {
                 if after_with && depth == 0 {
-                    if let Some(main @ ("SELECT" | "INSERT" | "UPDATE" | "DELETE" | "MERGE")) = as_operation(text) {
+                    if let Some(main @ ("SELECT" | "INSERT" | "UPDATE" | "DELETE" | "MERGE")) =
+                        as_operation(text)
+                    {
                         summary.operation = Some(main);
                         after_with = false;
                         want_table = main == "UPDATE";
@@ -289,9 +360,26 @@ pub fn summarize(sql: &[u8], dialect: Dialect) -> Summary {
 
 /// Words that may sit between the keyword and the table name.
 fn is_table_noise(w: &[u8]) -> bool {
-    ["ONLY", "IF", "NOT", "EXISTS", "LATERAL", "IGNORE", "LOW_PRIORITY", "DELAYED", "HIGH_PRIORITY", "QUICK", "TEMPORARY", "TEMP", "UNLOGGED", "TABLE", "INTO", "FROM"]
-        .iter()
-        .any(|k| upper_eq(w, k))
+    [
+        "ONLY",
+        "IF",
+        "NOT",
+        "EXISTS",
+        "LATERAL",
+        "IGNORE",
+        "LOW_PRIORITY",
+        "DELAYED",
+        "HIGH_PRIORITY",
+        "QUICK",
+        "TEMPORARY",
+        "TEMP",
+        "UNLOGGED",
+        "TABLE",
+        "INTO",
+        "FROM",
+    ]
+    .iter()
+    .any(|k| upper_eq(w, k))
 }
 
 /// `schema.table` from the first name part and what follows it.
@@ -348,15 +436,24 @@ pub fn sanitize(sql: &[u8], dialect: Dialect, max: usize) -> String {
             }
         }
         sign_at = match tok {
-            Tok::Punct(b'-' | b'+') if matches!(prev, None | Some(Tok::Punct(b'=' | b'<' | b'>' | b'(' | b',' | b'+' | b'-' | b'*' | b'/'))) => Some(out.len()),
+            Tok::Punct(b'-' | b'+')
+                if matches!(
+                    prev,
+                    None | Some(Tok::Punct(
+                        b'=' | b'<' | b'>' | b'(' | b',' | b'+' | b'-' | b'*' | b'/'
+                    ))
+                ) =>
+            {
+                Some(out.len())
+            }
             _ => None,
         };
-        let space = match (prev, tok) {
-            (None, _) => false,
-            (_, Tok::Punct(b',' | b')' | b';' | b'.')) => false,
-            (Some(Tok::Punct(b'(' | b'.')), _) => false,
-            _ => true,
-        };
+        let space = !matches!(
+            (prev, tok),
+            (None, _)
+                | (_, Tok::Punct(b',' | b')' | b';' | b'.'))
+                | (Some(Tok::Punct(b'(' | b'.')), _)
+        );
         let piece_len = match tok {
             Tok::Str | Tok::Number => 1,
             Tok::QuotedIdent => text.len() + 2,
@@ -394,17 +491,44 @@ mod tests {
 
     #[test]
     fn operations_and_tables() {
-        assert_eq!(sum("SELECT abalance FROM pgbench_accounts WHERE aid = $1;"), (Some("SELECT"), Some("pgbench_accounts".into())));
-        assert_eq!(sum("update pgbench_tellers SET tbalance = tbalance + 1"), (Some("UPDATE"), Some("pgbench_tellers".into())));
-        assert_eq!(sum("INSERT INTO public.\"Users\" (a) VALUES (1)"), (Some("INSERT"), Some("public.Users".into())));
-        assert_eq!(sum("DELETE FROM ONLY t1 WHERE x = 1"), (Some("DELETE"), Some("t1".into())));
-        assert_eq!(sum("select * from (select 1 from inner_t) s"), (Some("SELECT"), Some("inner_t".into())));
-        assert_eq!(sum("SELECT a FROM t1 JOIN t2 ON t1.x = t2.x"), (Some("SELECT"), Some("t1".into())));
-        assert_eq!(sum("WITH x AS (SELECT 1 FROM a) UPDATE b SET c = 1"), (Some("UPDATE"), Some("b".into())));
-        assert_eq!(sum("CREATE TABLE IF NOT EXISTS s.t (a int)"), (Some("CREATE"), Some("s.t".into())));
+        assert_eq!(
+            sum("SELECT abalance FROM pgbench_accounts WHERE aid = $1;"),
+            (Some("SELECT"), Some("pgbench_accounts".into()))
+        );
+        assert_eq!(
+            sum("update pgbench_tellers SET tbalance = tbalance + 1"),
+            (Some("UPDATE"), Some("pgbench_tellers".into()))
+        );
+        assert_eq!(
+            sum("INSERT INTO public.\"Users\" (a) VALUES (1)"),
+            (Some("INSERT"), Some("public.Users".into()))
+        );
+        assert_eq!(
+            sum("DELETE FROM ONLY t1 WHERE x = 1"),
+            (Some("DELETE"), Some("t1".into()))
+        );
+        assert_eq!(
+            sum("select * from (select 1 from inner_t) s"),
+            (Some("SELECT"), Some("inner_t".into()))
+        );
+        assert_eq!(
+            sum("SELECT a FROM t1 JOIN t2 ON t1.x = t2.x"),
+            (Some("SELECT"), Some("t1".into()))
+        );
+        assert_eq!(
+            sum("WITH x AS (SELECT 1 FROM a) UPDATE b SET c = 1"),
+            (Some("UPDATE"), Some("b".into()))
+        );
+        assert_eq!(
+            sum("CREATE TABLE IF NOT EXISTS s.t (a int)"),
+            (Some("CREATE"), Some("s.t".into()))
+        );
         assert_eq!(sum("  /* hi */ BEGIN"), (Some("BEGIN"), None));
         assert_eq!(sum("SELECT 1"), (Some("SELECT"), None));
-        assert_eq!(sum("SELECT a IS DISTINCT FROM b FROM t"), (Some("SELECT"), Some("t".into())));
+        assert_eq!(
+            sum("SELECT a IS DISTINCT FROM b FROM t"),
+            (Some("SELECT"), Some("t".into()))
+        );
         assert_eq!(sum("frobnicate the db"), (None, None));
         assert_eq!(sum(""), (None, None));
         let m = summarize(b"SELECT * FROM `db`.`tbl` WHERE a = \"x\"", Dialect::Mysql);
@@ -414,14 +538,33 @@ mod tests {
     #[test]
     fn literals_become_placeholders() {
         let s = |q: &str| sanitize(q.as_bytes(), Dialect::Postgres, 1000);
-        assert_eq!(s("SELECT * FROM t WHERE name = 'O''Brien' AND age > 42.5e3"), "SELECT * FROM t WHERE name = ? AND age > ?");
-        assert_eq!(s("select $1, $$secret$$, $a$x$a$, E'\\n', x'ff' -- comment 'no'\n from t"), "select $1, ?, ?, ?, ? from t");
-        assert_eq!(s("INSERT INTO t VALUES (1, -2, 'abc"), "INSERT INTO t VALUES (?, ?, ?");
-        assert_eq!(s("SELECT \"col\" FROM t1 WHERE id IN (1,2)"), "SELECT \"col\" FROM t1 WHERE id IN (?, ?)");
-        let m = sanitize(b"SELECT * FROM u WHERE n = \"bob\" AND p = 'a\\'b' # tail", Dialect::Mysql, 1000);
+        assert_eq!(
+            s("SELECT * FROM t WHERE name = 'O''Brien' AND age > 42.5e3"),
+            "SELECT * FROM t WHERE name = ? AND age > ?"
+        );
+        assert_eq!(
+            s("select $1, $$secret$$, $a$x$a$, E'\\n', x'ff' -- comment 'no'\n from t"),
+            "select $1, ?, ?, ?, ? from t"
+        );
+        assert_eq!(
+            s("INSERT INTO t VALUES (1, -2, 'abc"),
+            "INSERT INTO t VALUES (?, ?, ?"
+        );
+        assert_eq!(
+            s("SELECT \"col\" FROM t1 WHERE id IN (1,2)"),
+            "SELECT \"col\" FROM t1 WHERE id IN (?, ?)"
+        );
+        let m = sanitize(
+            b"SELECT * FROM u WHERE n = \"bob\" AND p = 'a\\'b' # tail",
+            Dialect::Mysql,
+            1000,
+        );
         assert_eq!(m, "SELECT * FROM u WHERE n = ? AND p = ?");
         assert!(sanitize(b"SELECT 1, 2, 3, 4", Dialect::Mysql, 10).len() <= 10);
-        assert_eq!(s("UPDATE a SET b = b + -12 WHERE c = -3 AND d = e - 4"), "UPDATE a SET b = b + ? WHERE c = ? AND d = e - ?");
+        assert_eq!(
+            s("UPDATE a SET b = b + -12 WHERE c = -3 AND d = e - 4"),
+            "UPDATE a SET b = b + ? WHERE c = ? AND d = e - ?"
+        );
         // no literal survives, whatever the bytes
         assert!(!s("SELECT 'secret', 12345 FROM t").contains("secret"));
         assert!(!s("SELECT 'secret', 12345 FROM t").contains("12345"));

@@ -66,12 +66,18 @@ impl Proxy {
                     }
                 };
                 client.set_nonblocking(false).unwrap();
-                let Ok(server) = TcpStream::connect(upstream) else { continue };
+                let Ok(server) = TcpStream::connect(upstream) else {
+                    continue;
+                };
                 let conn = s.conns.fetch_add(1, Ordering::Relaxed);
                 let _ = client.set_nodelay(true);
                 let _ = server.set_nodelay(true);
                 let pairs = [
-                    (client.try_clone().unwrap(), server.try_clone().unwrap(), Dir::ClientToServer),
+                    (
+                        client.try_clone().unwrap(),
+                        server.try_clone().unwrap(),
+                        Dir::ClientToServer,
+                    ),
                     (server, client, Dir::ServerToClient),
                 ];
                 for (mut from, mut to, dir) in pairs {
@@ -89,7 +95,14 @@ impl Proxy {
                                 // recorded before forwarding: a reply can only be read after
                                 let mut reads = s.reads.lock().unwrap();
                                 let seq = s.seq.fetch_add(1, Ordering::SeqCst);
-                                reads.push(Read_ { seq, conn, dir, data: buf[..n].to_vec(), start_ns, end_ns });
+                                reads.push(Read_ {
+                                    seq,
+                                    conn,
+                                    dir,
+                                    data: buf[..n].to_vec(),
+                                    start_ns,
+                                    end_ns,
+                                });
                             }
                             if to.write_all(&buf[..n]).is_err() {
                                 break;
@@ -100,7 +113,12 @@ impl Proxy {
                 }
             }
         });
-        Proxy { port, shared, accept: Some(accept), workers }
+        Proxy {
+            port,
+            shared,
+            accept: Some(accept),
+            workers,
+        }
     }
 
     pub fn addr(&self) -> String {
@@ -136,14 +154,27 @@ impl Drop for Proxy {
 /// Replays the reads through one [`Session`] per connection (detection included), each read
 /// captured to its first `capture` bytes. Returns operations and the protocol each connection
 /// was detected as.
-pub fn replay_sessions(reads: &[Read_], server_port: u16, capture: usize, query_text: bool) -> (Vec<Operation>, HashMap<u64, Option<Protocol>>) {
+pub fn replay_sessions(
+    reads: &[Read_],
+    server_port: u16,
+    capture: usize,
+    query_text: bool,
+) -> (Vec<Operation>, HashMap<u64, Option<Protocol>>) {
     let mut sessions: BTreeMap<u64, Session> = BTreeMap::new();
     let mut out = Vec::new();
     let config = tapline_receivers::protocols::ParserConfig { query_text };
     let mut last = 0;
     for r in reads {
-        let s = sessions.entry(r.conn).or_insert_with(|| Session::new(server_port, config));
-        let seg = Segment { dir: r.dir, data: &r.data[..r.data.len().min(capture)], total_len: r.data.len() as u64, start_ns: r.start_ns, end_ns: r.end_ns };
+        let s = sessions
+            .entry(r.conn)
+            .or_insert_with(|| Session::new(server_port, config));
+        let seg = Segment {
+            dir: r.dir,
+            data: &r.data[..r.data.len().min(capture)],
+            total_len: r.data.len() as u64,
+            start_ns: r.start_ns,
+            end_ns: r.end_ns,
+        };
         s.feed(&seg, &mut out);
         last = r.end_ns;
     }
@@ -156,12 +187,22 @@ pub fn replay_sessions(reads: &[Read_], server_port: u16, capture: usize, query_
 }
 
 /// Replays the reads through a parser per connection made by `make`.
-pub fn replay_parser(reads: &[Read_], capture: usize, make: impl Fn() -> Box<dyn ProtocolParser>) -> Vec<Operation> {
+pub fn replay_parser(
+    reads: &[Read_],
+    capture: usize,
+    make: impl Fn() -> Box<dyn ProtocolParser>,
+) -> Vec<Operation> {
     let mut parsers: BTreeMap<u64, Box<dyn ProtocolParser>> = BTreeMap::new();
     let mut out = Vec::new();
     for r in reads {
         let p = parsers.entry(r.conn).or_insert_with(&make);
-        let seg = Segment { dir: r.dir, data: &r.data[..r.data.len().min(capture)], total_len: r.data.len() as u64, start_ns: r.start_ns, end_ns: r.end_ns };
+        let seg = Segment {
+            dir: r.dir,
+            data: &r.data[..r.data.len().min(capture)],
+            total_len: r.data.len() as u64,
+            start_ns: r.start_ns,
+            end_ns: r.end_ns,
+        };
         let _ = p.feed(&seg, &mut out);
     }
     for (_, mut p) in parsers {
@@ -174,18 +215,29 @@ pub fn replay_parser(reads: &[Read_], capture: usize, make: impl Fn() -> Box<dyn
 pub fn tally(ops: &[Operation]) -> BTreeMap<(String, Option<String>, Option<String>), usize> {
     let mut m = BTreeMap::new();
     for o in ops {
-        *m.entry((o.name.to_string(), o.target.as_ref().map(|t| t.to_string()), o.error.as_ref().map(|e| e.to_string()))).or_insert(0) += 1;
+        *m.entry((
+            o.name.to_string(),
+            o.target.as_ref().map(|t| t.to_string()),
+            o.error.as_ref().map(|e| e.to_string()),
+        ))
+        .or_insert(0) += 1;
     }
     m
 }
 
 pub fn count(ops: &[Operation], name: &str, target: Option<&str>) -> usize {
-    ops.iter().filter(|o| o.name == name && o.target.as_deref() == target).count()
+    ops.iter()
+        .filter(|o| o.name == name && o.target.as_deref() == target)
+        .count()
 }
 
 /// A program the test needs; fails naming the package when it is missing.
 pub fn need(program: &str, package: &str) -> PathBuf {
-    for dir in std::env::var("PATH").unwrap_or_default().split(':').chain(["/usr/sbin", "/usr/lib/postgresql/15/bin", "/usr/local/bin"]) {
+    for dir in std::env::var("PATH").unwrap_or_default().split(':').chain([
+        "/usr/sbin",
+        "/usr/lib/postgresql/15/bin",
+        "/usr/local/bin",
+    ]) {
         let p = Path::new(dir).join(program);
         if p.is_file() {
             return p;
@@ -195,13 +247,20 @@ pub fn need(program: &str, package: &str) -> PathBuf {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn wait_port(port: u16, within: Duration) {
     let deadline = Instant::now() + within;
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on port {port} after {within:?}");
+        assert!(
+            Instant::now() < deadline,
+            "nothing listens on port {port} after {within:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -228,7 +287,11 @@ impl Drop for Guard {
 
 /// Runs a command to completion within `timeout`, panicking with its output on failure.
 pub fn run(cmd: &mut Command, timeout: Duration) -> String {
-    let child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
     let pid = child.id() as i32;
     let done = Arc::new(AtomicBool::new(false));
     let d = done.clone();
@@ -247,8 +310,16 @@ pub fn run(cmd: &mut Command, timeout: Duration) -> String {
     let out = child.wait_with_output().unwrap();
     done.store(true, Ordering::Relaxed);
     let _ = killer.join();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{cmd:?} failed ({}):\n{text}", out.status);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{text}",
+        out.status
+    );
     text
 }
 
@@ -258,7 +329,11 @@ pub struct TempDir(pub PathBuf);
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
         static N: AtomicU64 = AtomicU64::new(0);
-        let p = std::env::temp_dir().join(format!("tapline-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        let p = std::env::temp_dir().join(format!(
+            "tapline-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).unwrap();
         TempDir(p)
