@@ -8,7 +8,9 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tapline::core::config::{self, ComponentConfig, ConfigSource, Diagnostics, LoadOptions};
 use tapline::core::data::{Signal, SignalKind};
 use tapline::core::telemetry::Telemetry;
-use tapline::core::{pipeline, BuildContext, FactoryInfo, Receiver, ReceiverContext, ReceiverFactory};
+use tapline::core::{
+    pipeline, BuildContext, FactoryInfo, Receiver, ReceiverContext, ReceiverFactory,
+};
 use tapline_receivers::synthetic::{Synthetic, SyntheticConfig};
 
 const BATCHES: u64 = 200;
@@ -28,7 +30,11 @@ impl FactoryInfo for Burst {
     }
 }
 impl ReceiverFactory for Burst {
-    fn build(&self, _: &ComponentConfig, _: &BuildContext) -> Result<Box<dyn Receiver>, Diagnostics> {
+    fn build(
+        &self,
+        _: &ComponentConfig,
+        _: &BuildContext,
+    ) -> Result<Box<dyn Receiver>, Diagnostics> {
         Ok(Box::new(BurstReceiver))
     }
 }
@@ -36,12 +42,17 @@ struct BurstReceiver;
 #[async_trait]
 impl Receiver for BurstReceiver {
     async fn run(self: Box<Self>, ctx: ReceiverContext) -> anyhow::Result<()> {
-        let cfg: SyntheticConfig = ComponentConfig::new("bench", serde_json::json!({"points_per_batch": POINTS, "series": 50}))
-            .parse()
-            .unwrap();
+        let cfg: SyntheticConfig = ComponentConfig::new(
+            "bench",
+            serde_json::json!({"points_per_batch": POINTS, "series": 50}),
+        )
+        .parse()
+        .unwrap();
         let mut source = Synthetic::new(cfg);
         for _ in 0..BATCHES {
-            ctx.output.send(Signal::Metrics(source.metrics_batch())).await?;
+            ctx.output
+                .send(Signal::Metrics(source.metrics_batch()))
+                .await?;
         }
         Ok(())
     }
@@ -63,7 +74,10 @@ fn one_run(rt: &tokio::runtime::Runtime) -> Duration {
     let mut registry = tapline::builtin_registry();
     registry.register_receiver(Burst);
     let loaded = config::load(&LoadOptions {
-        sources: vec![ConfigSource::Embedded { name: "bench".into(), text: CONFIG.into() }],
+        sources: vec![ConfigSource::Embedded {
+            name: "bench".into(),
+            text: CONFIG.into(),
+        }],
         ..Default::default()
     })
     .unwrap();
@@ -74,7 +88,11 @@ fn one_run(rt: &tokio::runtime::Runtime) -> Duration {
         let running = pipeline::start(graph).await.unwrap();
         let labels = [("kind", "exporter"), ("component", "nop")];
         let want = (BATCHES as i64) * POINTS as i64;
-        while telemetry.value("tapline_items_sent_total", &labels).unwrap_or(0) < want {
+        while telemetry
+            .value("tapline_items_sent_total", &labels)
+            .unwrap_or(0)
+            < want
+        {
             tokio::task::yield_now().await;
         }
         let elapsed = start.elapsed();
@@ -85,7 +103,10 @@ fn one_run(rt: &tokio::runtime::Runtime) -> Duration {
 
 fn bench(c: &mut Criterion) {
     // One core: everything (source, pipeline, exporter) on a current-thread runtime.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut group = c.benchmark_group("pipeline");
     group.throughput(Throughput::Elements(BATCHES * POINTS as u64));
     group.sample_size(20);

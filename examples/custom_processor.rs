@@ -30,10 +30,14 @@ fn main() -> ExitCode {
             let team = tapline::core::data::Str::from(cfg.team);
             // The function the framework lifts into a tower layer: change the batch in place.
             Ok(move |batch: &mut Signal| match batch {
-                Signal::Metrics(m) => m
-                    .metrics_mut()
-                    .for_each(|metric| metric.data.for_each_attributes(|a| a.set("team", team.clone()))),
-                Signal::Traces(t) => t.spans_mut().for_each(|s| s.attributes.set("team", team.clone())),
+                Signal::Metrics(m) => m.metrics_mut().for_each(|metric| {
+                    metric
+                        .data
+                        .for_each_attributes(|a| a.set("team", team.clone()))
+                }),
+                Signal::Traces(t) => t
+                    .spans_mut()
+                    .for_each(|s| s.attributes.set("team", team.clone())),
             })
         },
     );

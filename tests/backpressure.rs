@@ -32,7 +32,11 @@ impl FactoryInfo for Slow {
 }
 
 impl ExporterFactory for Slow {
-    fn build(&self, _: &ComponentConfig, _: &BuildContext) -> Result<Box<dyn Exporter>, Diagnostics> {
+    fn build(
+        &self,
+        _: &ComponentConfig,
+        _: &BuildContext,
+    ) -> Result<Box<dyn Exporter>, Diagnostics> {
         Ok(Box::new(self.clone()))
     }
 }
@@ -41,9 +45,11 @@ impl ExporterFactory for Slow {
 impl Exporter for Slow {
     async fn export(&mut self, batch: SharedSignal) -> Result<(), ExportError> {
         // Batches alive anywhere = this one + the queue's; Arc strong count tells.
-        self.in_flight_max.fetch_max(Arc::strong_count(&batch), Ordering::Relaxed);
+        self.in_flight_max
+            .fetch_max(Arc::strong_count(&batch), Ordering::Relaxed);
         tokio::time::sleep(Duration::from_millis(10)).await;
-        self.items.fetch_add(batch.item_count() as u64, Ordering::Relaxed);
+        self.items
+            .fetch_add(batch.item_count() as u64, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -72,7 +78,10 @@ service: {{ pipelines: {{ metrics: {{ receivers: [synthetic], exporters: [slow] 
 "
     );
     let loaded = config::load(&LoadOptions {
-        sources: vec![ConfigSource::Embedded { name: "test".into(), text: yaml }],
+        sources: vec![ConfigSource::Embedded {
+            name: "test".into(),
+            text: yaml,
+        }],
         ..Default::default()
     })
     .unwrap();
@@ -82,7 +91,9 @@ service: {{ pipelines: {{ metrics: {{ receivers: [synthetic], exporters: [slow] 
     let mut max_queue = 0;
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(10)).await;
-        let q = telemetry.value("tapline_exporter_queue_size", &[("component", "slow")]).unwrap();
+        let q = telemetry
+            .value("tapline_exporter_queue_size", &[("component", "slow")])
+            .unwrap();
         max_queue = max_queue.max(q as usize);
     }
     let report = running.shutdown(Duration::from_secs(10)).await;

@@ -31,7 +31,10 @@ fn run_then_signal(cfg: &std::path::Path, after: Duration, signal: i32) -> Outpu
     let deadline = Instant::now() + Duration::from_secs(20);
     let waiter = std::thread::spawn(move || child.wait_with_output().unwrap());
     while !waiter.is_finished() {
-        assert!(Instant::now() < deadline, "tapline did not exit within 20s of the signal");
+        assert!(
+            Instant::now() < deadline,
+            "tapline did not exit within 20s of the signal"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     waiter.join().unwrap()
@@ -41,11 +44,20 @@ fn run_then_signal(cfg: &std::path::Path, after: Duration, signal: i32) -> Outpu
 fn totals(stderr: &str, kind: &str, component: &str) -> (u64, u64, u64) {
     let line = stderr
         .lines()
-        .find(|l| l.contains("totals") && l.contains(&format!("kind={kind}")) && l.contains(&format!("component={component}")))
+        .find(|l| {
+            l.contains("totals")
+                && l.contains(&format!("kind={kind}"))
+                && l.contains(&format!("component={component}"))
+        })
         .unwrap_or_else(|| panic!("no totals line for {kind} {component} in:\n{stderr}"));
     let field = |name: &str| -> u64 {
         let start = line.find(&format!("{name}=")).unwrap() + name.len() + 1;
-        line[start..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+        line[start..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
     };
     (field("accepted"), field("dropped"), field("sent"))
 }
@@ -86,17 +98,30 @@ service:
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "stderr:\n{stderr}");
-    let metric_lines = stdout.lines().filter(|l| l.starts_with("debug metrics: 7 data points in 1 metrics")).count();
-    let trace_lines = stdout.lines().filter(|l| l.starts_with("debug traces: 3 spans")).count();
+    let metric_lines = stdout
+        .lines()
+        .filter(|l| l.starts_with("debug metrics: 7 data points in 1 metrics"))
+        .count();
+    let trace_lines = stdout
+        .lines()
+        .filter(|l| l.starts_with("debug traces: 3 spans"))
+        .count();
     assert_eq!(metric_lines, 5, "{stdout}");
     assert_eq!(trace_lines, 5, "{stdout}");
     // The processor ran on metrics only: every point gained env=test and lost the method.
     let points: Vec<&str> = stdout.lines().filter(|l| l.starts_with("    {")).collect();
     assert_eq!(points.len(), 35);
-    assert!(points.iter().all(|l| l.contains("env=test") && !l.contains("http.request.method")));
-    let spans: Vec<&str> = stdout.lines().filter(|l| l.starts_with("  span ")).collect();
+    assert!(points
+        .iter()
+        .all(|l| l.contains("env=test") && !l.contains("http.request.method")));
+    let spans: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("  span "))
+        .collect();
     assert_eq!(spans.len(), 15);
-    assert!(spans.iter().all(|l| l.contains("http.request.method=GET") && !l.contains("env=test")));
+    assert!(spans
+        .iter()
+        .all(|l| l.contains("http.request.method=GET") && !l.contains("env=test")));
     assert_eq!(totals(&stderr, "exporter", "debug"), (35 + 15, 0, 35 + 15));
     assert_eq!(totals(&stderr, "processor", "attributes"), (35, 0, 35));
 }
@@ -130,7 +155,10 @@ service:
         let (accepted, _, _) = totals(&stderr, "receiver", "synthetic");
         assert!(accepted > 0);
         assert_eq!(printed, accepted, "every accepted point is exported");
-        assert_eq!(totals(&stderr, "exporter", "debug"), (accepted, 0, accepted));
+        assert_eq!(
+            totals(&stderr, "exporter", "debug"),
+            (accepted, 0, accepted)
+        );
     }
 }
 
@@ -160,7 +188,11 @@ service:
       exporters: [debug]
 ",
     );
-    let out = Command::new(bin()).args(["validate", "--config"]).arg(cfg.path()).output().unwrap();
+    let out = Command::new(bin())
+        .args(["validate", "--config"])
+        .arg(cfg.path())
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     let file = cfg.path().display().to_string();
@@ -182,8 +214,17 @@ service:
 #[test]
 fn validate_accepts_a_good_config_and_run_refuses_a_bad_one() {
     let good = config("receivers: { synthetic: {} }\nexporters: { nop: {} }\nservice: { pipelines: { traces: { receivers: [synthetic], exporters: [nop] } } }\n");
-    let out = Command::new(bin()).args(["validate", "--config"]).arg(good.path()).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(bin())
+        .args(["validate", "--config"])
+        .arg(good.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("configuration is valid"));
     // A signal the component does not support.
     let bad = config("receivers: { synthetic: {} }\nprocessors: {}\nexporters: { nop: {} }\nservice: { pipelines: { metrics: { receivers: [synthetic], exporters: [nop] } } }\n");
@@ -200,11 +241,21 @@ fn validate_accepts_a_good_config_and_run_refuses_a_bad_one() {
 #[test]
 fn embedded_default_validates_and_components_lists_types() {
     let out = Command::new(bin()).arg("validate").output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = Command::new(bin()).arg("components").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.lines().any(|l| l.starts_with("exporter") && l.contains("debug") && l.contains("metrics,traces")));
-    assert!(!text.contains("synthetic"), "test-support components stay hidden");
+    assert!(text
+        .lines()
+        .any(|l| l.starts_with("exporter") && l.contains("debug") && l.contains("metrics,traces")));
+    assert!(
+        !text.contains("synthetic"),
+        "test-support components stay hidden"
+    );
     let out = Command::new(bin()).arg("--version").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("tapline "));
 }
@@ -239,14 +290,42 @@ fn sighup_reloads_and_a_bad_reload_keeps_the_old_config() {
     let mut stdout = String::new();
     let mut stderr = String::new();
     use std::io::Read;
-    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     assert_eq!(status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("reload refused, keeping the running configuration: error: receivers.synthetic.bogus"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "reload refused, keeping the running configuration: error: receivers.synthetic.bogus"
+        ),
+        "{stderr}"
+    );
     assert!(stderr.contains("configuration reloaded"), "{stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
-    let first4 = lines.iter().position(|l| l.starts_with("debug metrics: 4 ")).expect("new config ran");
-    assert!(lines[..first4].iter().all(|l| l.starts_with("debug metrics: 3 ")), "old config ran until the good reload");
-    assert!(first4 >= 15, "the bad reload did not interrupt the old pipeline: {first4} batches before");
-    assert!(lines[first4..].iter().all(|l| l.starts_with("debug metrics: 4 ")));
+    let first4 = lines
+        .iter()
+        .position(|l| l.starts_with("debug metrics: 4 "))
+        .expect("new config ran");
+    assert!(
+        lines[..first4]
+            .iter()
+            .all(|l| l.starts_with("debug metrics: 3 ")),
+        "old config ran until the good reload"
+    );
+    assert!(
+        first4 >= 15,
+        "the bad reload did not interrupt the old pipeline: {first4} batches before"
+    );
+    assert!(lines[first4..]
+        .iter()
+        .all(|l| l.starts_with("debug metrics: 4 ")));
 }

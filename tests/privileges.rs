@@ -5,13 +5,23 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
 fn tapline_programs() -> usize {
-    let out = Command::new("bpftool").args(["prog", "show"]).output().expect("bpftool (apt package bpftool) is needed");
-    String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.contains(" name tapline_")).count()
+    let out = Command::new("bpftool")
+        .args(["prog", "show"])
+        .output()
+        .expect("bpftool (apt package bpftool) is needed");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(" name tapline_"))
+        .count()
 }
 
 #[test]
 fn unprivileged_default_run_names_the_missing_capabilities() {
-    assert_eq!(unsafe { libc::geteuid() }, 0, "this test must run as root (it drops to nobody itself)");
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "this test must run as root (it drops to nobody itself)"
+    );
     // A copy nobody can execute, outside a possibly private checkout.
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -20,9 +30,20 @@ fn unprivileged_default_run_names_the_missing_capabilities() {
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
     let before = tapline_programs();
     let out = Command::new("timeout")
-        .args(["30", "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .args([
+            "30",
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
         .arg(&bin)
-        .args(["run", "--set", "service.telemetry.metrics.endpoint=127.0.0.1:0"])
+        .args([
+            "run",
+            "--set",
+            "service.telemetry.metrics.endpoint=127.0.0.1:0",
+        ])
         .args(["--set", "exporters.prometheus.endpoint=127.0.0.1:0"])
         .output()
         .unwrap();
@@ -30,7 +51,10 @@ fn unprivileged_default_run_names_the_missing_capabilities() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("ERROR")).collect();
     assert_eq!(errors.len(), 1, "one clear error, not a cascade:\n{stderr}");
-    assert!(errors[0].contains("CAP_BPF") && errors[0].contains("CAP_PERFMON"), "{stderr}");
+    assert!(
+        errors[0].contains("CAP_BPF") && errors[0].contains("CAP_PERFMON"),
+        "{stderr}"
+    );
     assert!(errors[0].contains("root"), "{stderr}");
     assert_eq!(tapline_programs(), before, "nothing stays loaded");
 }

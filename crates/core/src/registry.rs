@@ -115,18 +115,31 @@ impl Registry {
         let ctx = BuildContext::new(id, crate::telemetry::Telemetry::new(), Default::default());
         let missing = || {
             let mut d = Diagnostics::default();
-            d.error(config.path.clone(), format!("unknown {} type {type_name:?}", kind.as_str()));
+            d.error(
+                config.path.clone(),
+                format!("unknown {} type {type_name:?}", kind.as_str()),
+            );
             d
         };
         match kind {
-            ComponentKind::Receiver => self.receivers.get(type_name).ok_or_else(missing)?.build(config, &ctx).map(drop),
+            ComponentKind::Receiver => self
+                .receivers
+                .get(type_name)
+                .ok_or_else(missing)?
+                .build(config, &ctx)
+                .map(drop),
             ComponentKind::Exporter => {
                 let mut config = config.clone();
                 // The queue block belongs to the framework; validate it the same way.
                 if let Some(q) = config.take("queue") {
-                    ComponentConfig::new(format!("{}.queue", config.path), q).parse::<crate::pipeline::QueueConfig>()?;
+                    ComponentConfig::new(format!("{}.queue", config.path), q)
+                        .parse::<crate::pipeline::QueueConfig>()?;
                 }
-                self.exporters.get(type_name).ok_or_else(missing)?.build(&config, &ctx).map(drop)
+                self.exporters
+                    .get(type_name)
+                    .ok_or_else(missing)?
+                    .build(&config, &ctx)
+                    .map(drop)
             }
             ComponentKind::Processor => {
                 let f = self.processors.get(type_name).ok_or_else(missing)?;

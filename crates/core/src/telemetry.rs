@@ -205,7 +205,10 @@ impl Telemetry {
         keys.into_iter()
             .map(|labels| {
                 let field = |k: &str| {
-                    let start = labels.find(&format!("{k}=\"")).map(|i| i + k.len() + 2).unwrap_or(0);
+                    let start = labels
+                        .find(&format!("{k}=\""))
+                        .map(|i| i + k.len() + 2)
+                        .unwrap_or(0);
                     labels[start..].split('"').next().unwrap_or("").to_string()
                 };
                 (

@@ -1,4 +1,3 @@
-
 pub mod app;
 pub mod flows;
 pub mod load;
