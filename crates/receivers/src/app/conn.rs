@@ -85,6 +85,8 @@ pub struct Observation {
     pub error: Option<&'static str>,
     /// Request headers (lowercase names), only when header capture is on.
     pub headers: Vec<(Box<str>, Box<str>)>,
+    /// Seen through libssl (TLS plaintext): `url.scheme` https.
+    pub tls: bool,
 }
 
 /// `error.type` of a response cut short by the connection closing.
@@ -178,6 +180,8 @@ pub struct Conn {
     /// Exit time of the latest event.
     pub last_ns: u64,
     pub stats: ConnStats,
+    /// The bytes are TLS plaintext (libssl probes).
+    pub tls: bool,
 }
 
 impl Conn {
@@ -195,6 +199,7 @@ impl Conn {
             next_id: 0,
             last_ns: 0,
             stats: ConnStats::default(),
+            tls: false,
         }
     }
 
@@ -506,6 +511,7 @@ impl Conn {
             remote: self.remote,
             error,
             headers: r.req.headers,
+            tls: self.tls,
         }
     }
 

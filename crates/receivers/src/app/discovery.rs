@@ -180,6 +180,18 @@ impl Discovery {
         !self.instrument.is_empty()
     }
 
+    /// The processes known to be instrumented (as of the last scan or event).
+    pub fn instrumented_pids(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = self
+            .known
+            .values()
+            .filter(|p| p.instrumented)
+            .map(|p| p.pid)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
     fn listening_ports(&mut self, pid: u32) -> Vec<u16> {
         let pdir = self.proc_root.join(pid.to_string());
         let ns = std::fs::read_link(pdir.join("ns/net"))

@@ -43,7 +43,8 @@ impl Method {
             Method::Patch => "PATCH",
         }
     }
-    fn from_token(t: &[u8]) -> Option<Method> {
+    /// The method named by `t` (case-sensitive, as on the wire).
+    pub fn from_token(t: &[u8]) -> Option<Method> {
         METHODS.iter().find(|(n, _)| *n == t).map(|(_, m)| *m)
     }
 }

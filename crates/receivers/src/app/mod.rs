@@ -44,6 +44,7 @@ use tapline_core::{BuildContext, FactoryInfo, Receiver, ReceiverContext, Receive
 use tapline_ebpf::app::{AppCapture, AppCaptureConfig, AppEvent, PidAction, PidFilterMode};
 use tracing::{debug, info, warn};
 
+use crate::protocols::ParserConfig;
 use discovery::{Discovery, Selector};
 use report::{ReportOptions, Reporter};
 use routes::{Pattern, Router, RoutesConfig, Unmatched};
@@ -82,6 +83,10 @@ pub struct AppConfig {
     /// Connections tracked at once; further ones are not tracked.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Capture TLS plaintext through uprobes on libssl (`SSL_read`/`SSL_write`), found in
+    /// the processes' maps at every discovery poll.
+    #[serde(default = "default_true")]
+    pub tls: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -140,6 +145,9 @@ pub struct AttributesSection {
     pub url_path: bool,
     #[serde(default)]
     pub client_address: bool,
+    /// `db.query.text` (literals replaced by `?`) on database metrics and spans.
+    #[serde(default)]
+    pub db_query_text: bool,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -165,6 +173,9 @@ fn default_poll() -> Duration {
 }
 fn default_max_routes() -> usize {
     100
+}
+fn default_true() -> bool {
+    true
 }
 fn default_max_connections() -> usize {
     65536
@@ -297,6 +308,7 @@ struct Pipeline {
     tracker: Tracker,
     reporter: Reporter,
     obs: Vec<conn::Observation>,
+    tls: bool,
 }
 
 impl Pipeline {
@@ -327,6 +339,37 @@ impl Pipeline {
                 observed.add(1);
             }
         }
+        for o in self.tracker.ops.drain(..) {
+            if let Some(info) = self.discovery.process(o.pid) {
+                self.reporter.record_op(&o, &info);
+                observed.add(1);
+            }
+        }
+    }
+
+    /// Attaches the TLS probes to the libssl files of new processes.
+    fn rescan_tls(&mut self, cap: &mut AppCapture) {
+        if !self.tls {
+            return;
+        }
+        let scan = if self.discovery.selective() {
+            // only the selected processes take the uprobe traps
+            cap.rescan_ssl_for_pids(&self.discovery.instrumented_pids())
+        } else {
+            cap.rescan_ssl()
+        };
+        for lib in &scan.attached {
+            info!(
+                library = %lib.path.display(),
+                pid = ?lib.pid,
+                only_pid = ?lib.only_pid,
+                "app: TLS probes attached"
+            );
+        }
+        for e in &scan.errors {
+            // each error names the library path and the pid; a failing file is not retried
+            warn!(error = %e, "app: cannot attach the TLS probes");
+        }
     }
 
     fn rescan(&mut self, cap: &mut AppCapture) {
@@ -349,6 +392,7 @@ impl Pipeline {
             self.tracker.forget_pid(pid, &mut self.obs);
             let _ = cap.set_pid_filter(pid, PidAction::Clear);
         }
+        self.rescan_tls(cap);
     }
 }
 
@@ -383,7 +427,13 @@ impl Receiver for AppReceiver {
             .with_context(|| format!("receiver {id}: loading the eBPF application capture"))?;
         let mut p = Pipeline {
             discovery,
-            tracker: Tracker::new(cfg.max_connections, cfg.capture.headers),
+            tracker: Tracker::with_parsers(
+                cfg.max_connections,
+                cfg.capture.headers,
+                Some(ParserConfig {
+                    query_text: cfg.attributes.db_query_text,
+                }),
+            ),
             reporter: Reporter::new(
                 Router::new(self.routes.clone()),
                 ReportOptions {
@@ -391,12 +441,14 @@ impl Receiver for AppReceiver {
                     metrics_client_address: cfg.attributes.client_address,
                     span_headers: cfg.capture.headers,
                     span_query: cfg.capture.query,
+                    db_query_text: cfg.attributes.db_query_text,
                 },
                 &self.buckets,
                 ctx.output.wants(SignalKind::Metrics),
                 ctx.output.wants(SignalKind::Traces),
             ),
             obs: Vec::new(),
+            tls: cfg.tls,
         };
         p.rescan(&mut cap);
         cap.attach()

@@ -8,10 +8,12 @@ use std::sync::Arc;
 use tapline_core::data::buckets::HistogramBuckets;
 use tapline_core::data::*;
 
-use super::conn::{Observation, Side};
+use super::conn::{Observation, Side, ERROR_NO_RESPONSE};
 use super::discovery::ProcessInfo;
 use super::http::{self, Method};
 use super::routes::Router;
+use super::tracker::OpObservation;
+use crate::protocols::{self, Protocol, Status};
 
 /// Optional attributes (high cardinality, off by default).
 #[derive(Clone, Copy, Debug, Default)]
@@ -24,6 +26,8 @@ pub struct ReportOptions {
     pub span_headers: bool,
     /// `url.query` on spans.
     pub span_query: bool,
+    /// `db.query.text` (sanitized) on database metrics and spans.
+    pub db_query_text: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -38,6 +42,7 @@ struct SeriesKey {
     error: Option<Str>,
     url_path: Option<Str>,
     client_address: Option<IpAddr>,
+    tls: bool,
 }
 
 struct Series {
@@ -95,6 +100,101 @@ const METRICS: [(Side, [MetricDef; 3]); 2] = [
 
 pub const SCOPE: &str = "tapline.app";
 
+/// The duration histograms of the protocols other than HTTP ([`OpMetric`] order).
+const OP_METRICS: [MetricDef; 4] = [
+    (
+        "rpc.server.call.duration",
+        "Measures the duration of inbound RPC.",
+        "s",
+    ),
+    (
+        "rpc.client.call.duration",
+        "Measures the duration of outbound RPC.",
+        "s",
+    ),
+    (
+        "db.client.operation.duration",
+        "Duration of database client operations.",
+        "s",
+    ),
+    (
+        "messaging.client.operation.duration",
+        "Duration of messaging operation initiated by a producer or consumer client.",
+        "s",
+    ),
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum OpMetric {
+    RpcServer = 0,
+    RpcClient = 1,
+    Db = 2,
+    Messaging = 3,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct OpKey {
+    pid: u32,
+    metric: OpMetric,
+    /// String attributes in output order.
+    attrs: Vec<(&'static str, Str)>,
+    /// `server.address` and `server.port` (None when the socket is not known).
+    server: Option<(IpAddr, u16)>,
+}
+
+const GRPC_CODES: [&str; 17] = [
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
+
+/// The gRPC status name of `code` (`rpc.response.status_code`).
+pub fn grpc_code_name(code: u32) -> Str {
+    match GRPC_CODES.get(code as usize) {
+        Some(n) => Str::from_static(n),
+        None => Str::from(code.to_string()),
+    }
+}
+
+/// Whether a gRPC status is an error for this side: every non-OK status for clients; for
+/// servers only those that say the server failed (semantic conventions).
+fn grpc_is_error(side: Side, code: u32) -> bool {
+    match side {
+        Side::Client => code != 0,
+        // UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS
+        Side::Server => matches!(code, 2 | 4 | 12 | 13 | 14 | 15),
+    }
+}
+
+fn core_str(s: &protocols::Str) -> Str {
+    match s {
+        std::borrow::Cow::Borrowed(b) => Str::from_static(b),
+        std::borrow::Cow::Owned(o) => Str::from(o.clone()),
+    }
+}
+
+fn scheme(tls: bool) -> &'static str {
+    if tls {
+        "https"
+    } else {
+        "http"
+    }
+}
+
 fn status_text(status: u16) -> Str {
     const COMMON: [(u16, &str); 12] = [
         (400, "400"),
@@ -146,6 +246,11 @@ pub struct Reporter {
     boot_offset: i128,
     /// Observations not reported because their path is in `routes.ignored_patterns`.
     pub ignored: u64,
+    op_series: HashMap<OpKey, HistogramPoint>,
+    op_bounds: [Arc<[f64]>; 4],
+    /// Database and messaging operations seen from the server's side (the server process is
+    /// instrumented): not reported, their clients report them.
+    pub server_side_ops: u64,
 }
 
 impl Reporter {
@@ -173,6 +278,9 @@ impl Reporter {
             interval_start_ns: now_unix_ns(),
             boot_offset: boot_offset(),
             ignored: 0,
+            op_series: HashMap::new(),
+            op_bounds: OP_METRICS.map(|(name, _, unit)| buckets.bounds_for(name, unit)),
+            server_side_ops: 0,
         }
     }
 
@@ -227,6 +335,7 @@ impl Reporter {
                     .then(|| Str::from(path.to_string())),
                 client_address: (self.opts.metrics_client_address && o.side == Side::Server)
                     .then(|| client.ip().to_canonical()),
+                tls: o.tls,
             };
             let [d, rq, rs] = &self.bounds[o.side as usize];
             let series = self.series.entry(key).or_insert_with(|| Series {
@@ -247,12 +356,15 @@ impl Reporter {
             if o.status != 0 {
                 a.push("http.response.status_code", o.status as i64);
             }
-            a.push(
-                "server.address",
-                Value::from(server.ip().to_canonical().to_string()),
-            );
-            a.push("server.port", server.port() as i64);
-            if o.side == Side::Server {
+            a.push("url.scheme", scheme(o.tls));
+            if server.port() != 0 {
+                a.push(
+                    "server.address",
+                    Value::from(server.ip().to_canonical().to_string()),
+                );
+                a.push("server.port", server.port() as i64);
+            }
+            if o.side == Side::Server && client.port() != 0 {
                 a.push(
                     "client.address",
                     Value::from(client.ip().to_canonical().to_string()),
@@ -307,6 +419,194 @@ impl Reporter {
         }
     }
 
+    /// Records one operation of a protocol other than HTTP/1.x.
+    pub fn record_op(&mut self, o: &OpObservation, proc_info: &ProcessInfo) {
+        let op = &o.op;
+        let side = o.side;
+        let (metric, system) = match op.protocol {
+            Protocol::Http2 => return self.record_http2(o, proc_info),
+            Protocol::Grpc => match side {
+                Side::Server => (OpMetric::RpcServer, "grpc"),
+                Side::Client => (OpMetric::RpcClient, "grpc"),
+            },
+            Protocol::Redis | Protocol::Postgres | Protocol::Mysql | Protocol::Kafka => {
+                if side == Side::Server {
+                    self.server_side_ops += 1;
+                    return;
+                }
+                let m = if op.protocol == Protocol::Kafka {
+                    OpMetric::Messaging
+                } else {
+                    OpMetric::Db
+                };
+                (m, op.protocol.as_str())
+            }
+            Protocol::Http1 => return,
+        };
+        let name = core_str(&op.name);
+        let target = op.target.as_ref().map(core_str);
+        let mut error = op.error.as_ref().map(core_str);
+        let mut attrs: Vec<(&'static str, Str)> = Vec::with_capacity(6);
+        match metric {
+            OpMetric::RpcServer | OpMetric::RpcClient => {
+                attrs.push(("rpc.system.name", Str::from_static(system)));
+                attrs.push(("rpc.method", name.clone()));
+                match op.status {
+                    Status::Grpc(code) => {
+                        attrs.push(("rpc.response.status_code", grpc_code_name(code)));
+                        if !grpc_is_error(side, code) {
+                            error = None;
+                        } else if error.is_none() {
+                            error = Some(grpc_code_name(code));
+                        }
+                    }
+                    _ => {
+                        error.get_or_insert(Str::from_static(ERROR_NO_RESPONSE));
+                    }
+                }
+            }
+            OpMetric::Db => {
+                attrs.push(("db.system.name", Str::from_static(system)));
+                attrs.push(("db.operation.name", name.clone()));
+                if let Some(t) = &target {
+                    attrs.push(("db.collection.name", t.clone()));
+                }
+                if matches!(op.protocol, Protocol::Postgres | Protocol::Mysql)
+                    && op.status == Status::Error
+                {
+                    if let Some(e) = &error {
+                        attrs.push(("db.response.status_code", e.clone()));
+                    }
+                }
+            }
+            OpMetric::Messaging => {
+                attrs.push(("messaging.system", Str::from_static(system)));
+                attrs.push(("messaging.operation.name", name.clone()));
+                match op.name.as_ref() {
+                    "send" => attrs.push(("messaging.operation.type", Str::from_static("send"))),
+                    "receive" => {
+                        attrs.push(("messaging.operation.type", Str::from_static("receive")))
+                    }
+                    _ => {}
+                }
+                if let Some(t) = &target {
+                    attrs.push(("messaging.destination.name", t.clone()));
+                }
+            }
+        }
+        if let Some(e) = &error {
+            attrs.push(("error.type", e.clone()));
+        }
+        let query = (metric == OpMetric::Db)
+            .then(|| op.query_text.as_ref())
+            .flatten()
+            .filter(|_| self.opts.db_query_text);
+        let server = match side {
+            Side::Server => o.local,
+            Side::Client => o.remote,
+        };
+        let server = (server.port() != 0).then(|| (server.ip().to_canonical(), server.port()));
+        self.resources
+            .entry(o.pid)
+            .or_insert_with(|| proc_info.resource.clone());
+        let duration_s = op.end_ns.saturating_sub(op.start_ns) as f64 / 1e9;
+
+        if self.want_spans {
+            let mut a = Attributes::with_capacity(attrs.len() + 4);
+            for (k, v) in &attrs {
+                a.push(*k, v.clone());
+            }
+            if let Some(q) = query {
+                a.push("db.query.text", Value::from(q.clone()));
+            }
+            if let Some((ip, port)) = server {
+                a.push("server.address", Value::from(ip.to_string()));
+                a.push("server.port", port as i64);
+            }
+            if o.tls {
+                a.push("tls", true);
+            }
+            let span_name = match (metric, &target) {
+                (OpMetric::RpcServer | OpMetric::RpcClient, _) => name.to_string(),
+                (_, Some(t)) => format!("{name} {t}"),
+                (_, None) => name.to_string(),
+            };
+            let span = Span {
+                trace_id: random_nonzero::<16>(),
+                span_id: random_nonzero::<8>(),
+                parent_span_id: [0; 8],
+                name: Str::from(span_name),
+                kind: match metric {
+                    OpMetric::RpcServer => SpanKind::Server,
+                    _ => SpanKind::Client,
+                },
+                start_time_ns: self.to_unix(op.start_ns),
+                end_time_ns: self.to_unix(op.end_ns),
+                attributes: a,
+                status: if error.is_some() {
+                    StatusCode::Error
+                } else {
+                    StatusCode::Unset
+                },
+                status_message: error.clone().unwrap_or_default(),
+            };
+            self.spans.entry(o.pid).or_default().push(span);
+            self.span_count += 1;
+        }
+        if self.want_metrics {
+            if let Some(q) = query {
+                attrs.push(("db.query.text", Str::from(q.clone())));
+            }
+            let key = OpKey {
+                pid: o.pid,
+                metric,
+                attrs,
+                server,
+            };
+            let bounds = &self.op_bounds[metric as usize];
+            self.op_series
+                .entry(key)
+                .or_insert_with(|| HistogramPoint::new(Attributes::new(), bounds.clone(), 0, 0))
+                .record(duration_s);
+        }
+    }
+
+    /// Plain HTTP/2 (not gRPC): the HTTP metrics and spans, like HTTP/1.x.
+    fn record_http2(&mut self, o: &OpObservation, proc_info: &ProcessInfo) {
+        let op = &o.op;
+        let Some(method) = Method::from_token(op.name.as_bytes()) else {
+            return;
+        };
+        let status = match op.status {
+            Status::Http(s) => s,
+            _ => 0,
+        };
+        let error = match (&op.error, status) {
+            (_, 0) => Some(ERROR_NO_RESPONSE),
+            (Some(std::borrow::Cow::Borrowed(e)), _) => Some(*e),
+            _ => None,
+        };
+        let target: &[u8] = op.target.as_deref().map(str::as_bytes).unwrap_or(b"/");
+        let obs = Observation {
+            pid: o.pid,
+            side: o.side,
+            method,
+            target: target.into(),
+            status,
+            start_ns: op.start_ns,
+            end_ns: op.end_ns,
+            request_body: op.request_size,
+            response_body: op.response_size,
+            traceparent: None,
+            local: o.local,
+            remote: o.remote,
+            error,
+            headers: Vec::new(),
+            tls: o.tls,
+        };
+        self.record(&obs, proc_info);
+    }
+
     /// The spans recorded since the last call, grouped by process.
     pub fn take_spans(&mut self) -> Option<Traces> {
         if self.span_count == 0 {
@@ -333,10 +633,25 @@ impl Reporter {
     pub fn take_metrics(&mut self) -> Option<Metrics> {
         let now = now_unix_ns();
         let start = std::mem::replace(&mut self.interval_start_ns, now);
-        if self.series.is_empty() {
+        if self.series.is_empty() && self.op_series.is_empty() {
             return None;
         }
         let mut by_pid: HashMap<u32, [[Vec<HistogramPoint>; 3]; 2]> = HashMap::new();
+        let mut ops_by_pid: HashMap<u32, [Vec<HistogramPoint>; 4]> = HashMap::new();
+        for (k, mut p) in self.op_series.drain() {
+            let mut attrs = Attributes::with_capacity(k.attrs.len() + 2);
+            for (name, v) in k.attrs {
+                attrs.push(name, v);
+            }
+            if let Some((ip, port)) = k.server {
+                attrs.push("server.address", Value::from(ip.to_string()));
+                attrs.push("server.port", port as i64);
+            }
+            p.attributes = attrs;
+            p.start_time_ns = start;
+            p.time_ns = now;
+            ops_by_pid.entry(k.pid).or_default()[k.metric as usize].push(p);
+        }
         for (k, s) in self.series.drain() {
             let mut attrs = Attributes::with_capacity(9);
             attrs.push("http.request.method", k.method.as_str());
@@ -344,8 +659,11 @@ impl Reporter {
             if k.status != 0 {
                 attrs.push("http.response.status_code", k.status as i64);
             }
-            attrs.push("server.address", Value::from(k.server_address.to_string()));
-            attrs.push("server.port", k.server_port as i64);
+            attrs.push("url.scheme", scheme(k.tls));
+            if k.server_port != 0 {
+                attrs.push("server.address", Value::from(k.server_address.to_string()));
+                attrs.push("server.port", k.server_port as i64);
+            }
             if let Some(e) = k.error {
                 attrs.push("error.type", e);
             }
@@ -370,8 +688,9 @@ impl Reporter {
                 slot[i].push(p);
             }
         }
-        let mut pids: Vec<u32> = by_pid.keys().copied().collect();
+        let mut pids: Vec<u32> = by_pid.keys().chain(ops_by_pid.keys()).copied().collect();
         pids.sort_unstable();
+        pids.dedup();
         let mut resource_metrics = Vec::new();
         for pid in pids {
             let Some(resource) = self.resources.get(&pid).cloned() else {
@@ -395,6 +714,21 @@ impl Reporter {
                     });
                 }
             }
+            let ops = ops_by_pid.remove(&pid).unwrap_or_default();
+            for ((name, description, unit), points) in OP_METRICS.iter().zip(ops) {
+                if points.is_empty() {
+                    continue;
+                }
+                metrics.push(Metric {
+                    name: Str::from_static(name),
+                    description: Str::from_static(description),
+                    unit: Str::from_static(unit),
+                    data: MetricData::Histogram {
+                        temporality: Temporality::Delta,
+                        points,
+                    },
+                });
+            }
             resource_metrics.push(ResourceMetrics {
                 resource,
                 scope: Str::from_static(SCOPE),
@@ -406,7 +740,10 @@ impl Reporter {
 
     /// Forgets a process that exited (after its data was flushed).
     pub fn forget_pid(&mut self, pid: u32) {
-        if !self.spans.contains_key(&pid) && !self.series.keys().any(|k| k.pid == pid) {
+        if !self.spans.contains_key(&pid)
+            && !self.series.keys().any(|k| k.pid == pid)
+            && !self.op_series.keys().any(|k| k.pid == pid)
+        {
             self.resources.remove(&pid);
         }
     }
