@@ -743,7 +743,7 @@ mod tests {
                     match next() % 3 {
                         0 => input[at] = next() as u8,
                         1 => input.insert(at, next() as u8),
-                        _ => input.extend_from_slice(&seeds[(next() % 5) as usize][..]),
+                        _ => input.extend_from_slice(seeds[(next() % 5) as usize]),
                     }
                 }
                 if round % 4 == 0 {
