@@ -186,6 +186,10 @@ fn init_logging(cfg: &config::LogsConfig) {
 
 async fn run(registry: Registry, opts: LoadOptions) -> ExitCode {
     let telemetry = Telemetry::new();
+    // Logging starts before the graph is built, so what factories log is not lost.
+    if let Ok(loaded) = config::load(&opts) {
+        init_logging(&loaded.service.telemetry.logs);
+    }
     let (loaded, graph) = match load_and_build(&registry, &opts, &telemetry) {
         Ok(x) => x,
         Err(d) => {
@@ -193,7 +197,6 @@ async fn run(registry: Registry, opts: LoadOptions) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    init_logging(&loaded.service.telemetry.logs);
     for w in graph.warnings.warnings() {
         warn!("{w}");
     }

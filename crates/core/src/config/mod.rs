@@ -184,6 +184,9 @@ pub struct LoadOptions {
 
 pub const ENV_PREFIX: &str = "TAPLINE_";
 
+/// `TAPLINE_*` variables that are not configuration overrides.
+pub const ENV_NOT_CONFIG: &[&str] = &["TAPLINE_LOG"];
+
 /// Loads and merges every source. On failure, returns every problem found.
 pub fn load(opts: &LoadOptions) -> Result<LoadedConfig, Diagnostics> {
     let mut diags = Diagnostics::default();
@@ -237,6 +240,9 @@ pub fn load(opts: &LoadOptions) -> Result<LoadedConfig, Diagnostics> {
     }
 
     for (key, value) in &opts.env {
+        if ENV_NOT_CONFIG.contains(&key.as_str()) {
+            continue;
+        }
         if let Some(rest) = key.strip_prefix(ENV_PREFIX) {
             let path = rest
                 .split("__")

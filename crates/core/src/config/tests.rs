@@ -86,6 +86,8 @@ fn env_overrides_with_double_underscore_paths() {
             "debug".into(),
         ),
         ("UNRELATED".into(), "x".into()),
+        // The log filter variable is not a config key.
+        ("TAPLINE_LOG".into(), "debug".into()),
     ];
     let cfg = load(&o).unwrap();
     assert_eq!(cfg.receivers["synthetic"]["batches"], serde_json::json!(11));
