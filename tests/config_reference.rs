@@ -12,29 +12,51 @@ use tapline::core::ComponentKind;
 const PROBE: &str = "__tapline_probe__";
 
 /// The fields serde expects at `path` inside a component's config, if it is a struct there.
-fn expected_fields(kind: ComponentKind, type_name: &str, path: &[String], as_list: bool) -> Option<Vec<String>> {
+fn expected_fields(
+    kind: ComponentKind,
+    type_name: &str,
+    path: &[String],
+    as_list: bool,
+) -> Option<Vec<String>> {
     let mut value = json!({ PROBE: 1 });
     for (i, seg) in path.iter().enumerate().rev() {
-        value = if as_list && i == path.len() - 1 { json!({ seg: [value] }) } else { json!({ seg: value }) };
+        value = if as_list && i == path.len() - 1 {
+            json!({ seg: [value] })
+        } else {
+            json!({ seg: value })
+        };
     }
     let registry = tapline::builtin_registry();
-    let err = registry.check_config(kind, type_name, &ComponentConfig::new("c", value)).err()?;
-    let d = err.items.iter().find(|d| d.message.contains(&format!("unknown field `{PROBE}`")))?;
+    let err = registry
+        .check_config(kind, type_name, &ComponentConfig::new("c", value))
+        .err()?;
+    let d = err
+        .items
+        .iter()
+        .find(|d| d.message.contains(&format!("unknown field `{PROBE}`")))?;
     let msg = &d.message;
     if msg.contains("there are no fields") {
         return Some(Vec::new());
     }
     let list = msg.split("expected ").nth(1)?;
-    Some(list.split('`').skip(1).step_by(2).map(str::to_string).collect())
+    Some(
+        list.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect(),
+    )
 }
 
 fn discover(kind: ComponentKind, type_name: &str, path: Vec<String>, out: &mut Vec<String>) {
     if path.len() > 3 {
         return;
     }
-    let Some(fields) = expected_fields(kind, type_name, &path, false)
-        .or_else(|| (!path.is_empty()).then(|| expected_fields(kind, type_name, &path, true)).flatten())
-    else {
+    let Some(fields) = expected_fields(kind, type_name, &path, false).or_else(|| {
+        (!path.is_empty())
+            .then(|| expected_fields(kind, type_name, &path, true))
+            .flatten()
+    }) else {
         return;
     };
     for f in fields {
@@ -49,13 +71,20 @@ fn discover(kind: ComponentKind, type_name: &str, path: Vec<String>, out: &mut V
 fn section<'a>(doc: &'a str, kind: ComponentKind, type_name: &str) -> Option<&'a str> {
     let heading = format!("### {} `{type_name}`", kind.as_str());
     let start = doc.find(&heading)? + heading.len();
-    let end = doc[start..].find("\n### ").map(|e| start + e).unwrap_or(doc.len());
+    let end = doc[start..]
+        .find("\n### ")
+        .map(|e| start + e)
+        .unwrap_or(doc.len());
     Some(&doc[start..end])
 }
 
 #[test]
 fn every_config_field_is_documented() {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md")).unwrap();
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/configuration.md"
+    ))
+    .unwrap();
     let registry = tapline::builtin_registry();
     let print = std::env::var_os("TAPLINE_PRINT_CONFIG_FIELDS").is_some();
     let mut missing = Vec::new();
@@ -73,7 +102,11 @@ fn every_config_field_is_documented() {
             continue;
         }
         let Some(text) = section(&doc, l.kind, l.type_name) else {
-            missing.push(format!("no section `### {} `{}``", l.kind.as_str(), l.type_name));
+            missing.push(format!(
+                "no section `### {} `{}``",
+                l.kind.as_str(),
+                l.type_name
+            ));
             continue;
         };
         for f in fields {
@@ -83,16 +116,34 @@ fn every_config_field_is_documented() {
             }
         }
     }
-    assert!(total > 20, "discovery found only {total} fields: the probe is broken");
-    assert!(missing.is_empty(), "undocumented in docs/configuration.md:\n{}", missing.join("\n"));
+    assert!(
+        total > 20,
+        "discovery found only {total} fields: the probe is broken"
+    );
+    assert!(
+        missing.is_empty(),
+        "undocumented in docs/configuration.md:\n{}",
+        missing.join("\n")
+    );
 }
 
 #[test]
 fn probe_discovers_nested_fields() {
     // The debug exporter has exactly one field; attributes has a list of structs.
-    assert_eq!(expected_fields(ComponentKind::Exporter, "debug", &[], false), Some(vec!["verbosity".to_string()]));
+    assert_eq!(
+        expected_fields(ComponentKind::Exporter, "debug", &[], false),
+        Some(vec!["verbosity".to_string()])
+    );
     let mut fields = Vec::new();
-    discover(ComponentKind::Processor, "attributes", Vec::new(), &mut fields);
-    assert_eq!(fields, ["actions", "actions.key", "actions.value", "actions.action"]);
+    discover(
+        ComponentKind::Processor,
+        "attributes",
+        Vec::new(),
+        &mut fields,
+    );
+    assert_eq!(
+        fields,
+        ["actions", "actions.key", "actions.value", "actions.action"]
+    );
     let _ = Value::Null;
 }
