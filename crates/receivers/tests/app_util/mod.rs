@@ -172,7 +172,7 @@ pub struct Tapline {
 impl Tapline {
     /// Starts `app` (with `extra` YAML lines under it) feeding the sink, then calls `poke`
     /// until `ready` says the capture demonstrably sees traffic.
-    pub fn start(extra: &str, poke: impl Fn(), ready: impl Fn(&Sink) -> bool) -> Tapline {
+    pub fn start(extra: &str, mut poke: impl FnMut(), ready: impl Fn(&Sink) -> bool) -> Tapline {
         let yaml = format!(
             "receivers:\n  app:\n    metrics_interval: 1s\n{extra}\nexporters:\n  sink: {{}}\nservice:\n  pipelines:\n    metrics: {{receivers: [app], exporters: [sink]}}\n    traces: {{receivers: [app], exporters: [sink]}}\n"
         );

@@ -1,0 +1,553 @@
+//! The `app` receiver on real database and RPC traffic on the real kernel (root), counted
+//! exactly: redis-server with redis-benchmark (plain and pipelined) and redis-cli, a private
+//! PostgreSQL cluster with psql and pgbench (simple and extended protocol), a private MariaDB
+//! with the mariadb client, and python grpcio (unary OK, unary error status, server
+//! streaming). Database operations are reported from the client side only.
+//!
+//! `capture_bytes`: a request or reply that starts beyond the captured prefix of a read or
+//! write is invisible. The pipelined Redis run (16 commands of ~45 bytes per write) and gRPC
+//! (several HTTP/2 frames per write) use `capture_bytes: 4096`; PostgreSQL and MariaDB run
+//! with the default 256.
+//!
+//! `cargo test -p tapline-receivers --test app_protocols` as root. Needs:
+//! `apt-get install redis-server postgresql mariadb-server mariadb-client` and
+//! `pip install grpcio grpcio-tools`.
+
+mod app_util;
+
+use std::collections::HashMap;
+use std::io::BufRead;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use app_util::*;
+use tapline_core::data::{SpanKind, Value};
+
+const DB_KEYS: [&str; 4] = [
+    "db.system.name",
+    "db.operation.name",
+    "db.collection.name",
+    "error.type",
+];
+
+fn db_counts(sink: &Sink, port: u16) -> HashMap<Vec<String>, u64> {
+    sink.counts("db.client.operation.duration", port, &DB_KEYS)
+        .into_iter()
+        .map(|(k, a)| (k, a.count))
+        .collect()
+}
+
+/// Starts tapline; `poke` makes traffic until a client span of `system` shows up.
+fn start_db(extra: &str, system: &'static str, poke: impl Fn()) -> Tapline {
+    Tapline::start(extra, poke, move |s| {
+        s.spans().iter().any(|(_, sp)| {
+            sp.kind == SpanKind::Client && sp.attributes.get_str("db.system.name") == Some(system)
+        })
+    })
+}
+
+// ---------- Redis ----------
+
+fn redis_server(port: u16) -> Proc {
+    let bin = need("redis-server", "apt-get install redis-server");
+    let p = Proc(
+        Command::new(bin)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server"),
+    );
+    wait_port(port, Duration::from_secs(10));
+    p
+}
+
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let bin = need("redis-cli", "apt-get install redis-server");
+    run(Command::new(bin).args(["-p", &port.to_string()]).args(args))
+}
+
+#[test]
+fn redis_benchmark_plain_and_pipelined_count_exactly() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    const N: usize = 2000;
+    let (plain, piped) = (free_port(), free_port());
+    let _a = redis_server(plain);
+    let _b = redis_server(piped);
+    let t = start_db("    capture_bytes: 4096", "redis", || {
+        let _ = redis_cli(plain, &["PING"]);
+    });
+    let bench = need("redis-benchmark", "apt-get install redis-server");
+    for (port, p) in [(plain, "1"), (piped, "16")] {
+        run(Command::new(&bench)
+            .args(["-p", &port.to_string(), "-n", &N.to_string()])
+            .args(["-t", "get,set", "-P", p, "-c", "10", "-q"]));
+    }
+    redis_cli(plain, &["SET", "s", "x"]);
+    redis_cli(plain, &["LPUSH", "s", "y"]); // WRONGTYPE
+    let (sink, telemetry) = t.stop();
+    for port in [plain, piped] {
+        let c = db_counts(&sink, port);
+        assert_eq!(
+            c.get(&k(&["redis", "GET", "", ""])),
+            Some(&(N as u64)),
+            "{port}: {c:?}"
+        );
+        let sets = if port == plain { N + 1 } else { N };
+        assert_eq!(
+            c.get(&k(&["redis", "SET", "", ""])),
+            Some(&(sets as u64)),
+            "{c:?}"
+        );
+    }
+    let c = db_counts(&sink, plain);
+    assert_eq!(
+        c.get(&k(&["redis", "LPUSH", "", "WRONGTYPE"])),
+        Some(&1),
+        "{c:?}"
+    );
+    // the server's side of the same operations is not reported: nothing on the server's
+    // own process (every point above has the server's port as server.port)
+    let spans = sink.spans();
+    let lpush: Vec<_> = spans
+        .iter()
+        .filter(|(_, s)| s.name == "LPUSH")
+        .map(|(_, s)| s)
+        .collect();
+    assert_eq!(lpush.len(), 1);
+    assert_eq!(lpush[0].kind, SpanKind::Client);
+    assert_eq!(
+        lpush[0].attributes.get("server.port"),
+        Some(&Value::Int(plain as i64))
+    );
+    assert_eq!(lost(&telemetry), 0);
+}
+
+// ---------- PostgreSQL ----------
+
+struct Pg {
+    port: u16,
+    _guard: Proc,
+    _dir: TempDir,
+}
+
+fn postgres_ids() -> (u32, u32) {
+    let id = |flag: &str| -> u32 {
+        let out = Command::new("id")
+            .args([flag, "postgres"])
+            .output()
+            .expect("id");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("no `postgres` user: apt-get install postgresql")
+    };
+    (id("-u"), id("-g"))
+}
+
+fn start_pg() -> Pg {
+    let initdb = need("initdb", "apt-get install postgresql");
+    let postgres = need("postgres", "apt-get install postgresql");
+    let (uid, gid) = postgres_ids();
+    let dir = TempDir::new("pg");
+    let data = dir.0.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for p in [&dir.0, &data] {
+        std::os::unix::fs::chown(p, Some(uid), Some(gid)).unwrap();
+    }
+    run(Command::new(&initdb)
+        .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
+        .arg(&data)
+        .uid(uid)
+        .gid(gid)
+        .env("LC_ALL", "C"));
+    let port = free_port();
+    let child = Command::new(postgres)
+        .arg("-D")
+        .arg(&data)
+        .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
+        .args(["-c", "fsync=off", "-c", "ssl=off", "-k"])
+        .arg(&dir.0)
+        .uid(uid)
+        .gid(gid)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start postgres");
+    let guard = Proc(child);
+    wait_port(port, Duration::from_secs(30));
+    Pg {
+        port,
+        _guard: guard,
+        _dir: dir,
+    }
+}
+
+fn psql(port: u16, sql: &str) -> std::process::Output {
+    let bin = need("psql", "apt-get install postgresql");
+    Command::new(bin)
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
+        .args(["-X", "-q", "-c", sql, "postgres"])
+        .env("PGSSLMODE", "disable")
+        .output()
+        .expect("psql")
+}
+
+fn pgbench(port: u16, args: &[&str]) {
+    let bin = need("pgbench", "apt-get install postgresql");
+    run(Command::new(bin)
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
+        .args(args)
+        .arg("postgres")
+        .env("PGSSLMODE", "disable"));
+}
+
+#[test]
+fn postgres_psql_and_pgbench_simple_and_extended_count_exactly() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    const N: usize = 500;
+    let pg = start_pg();
+    pgbench(pg.port, &["-i", "-q", "-s", "1"]);
+    assert!(psql(pg.port, "CREATE TABLE items (id int, name text)")
+        .status
+        .success());
+    let port = pg.port;
+    for mode in ["simple", "extended"] {
+        let t = start_db("", "postgresql", || {
+            let _ = psql(port, "SELECT 1");
+        });
+        if mode == "simple" {
+            for i in 0..5 {
+                let o = psql(port, &format!("INSERT INTO items VALUES ({i}, 'secret')"));
+                assert!(o.status.success());
+            }
+            assert!(psql(port, "SELECT name FROM items WHERE id = 3")
+                .status
+                .success());
+            let err = psql(port, "SELECT * FROM missing_table");
+            assert!(!err.status.success());
+        }
+        pgbench(
+            port,
+            &["-n", "-S", "-t", &N.to_string(), "-c", "1", "-M", mode],
+        );
+        let (sink, telemetry) = t.stop();
+        let c = db_counts(&sink, port);
+        let pg = |op: &str, table: &str, err: &str| c.get(&k(&["postgresql", op, table, err]));
+        assert_eq!(
+            pg("SELECT", "pgbench_accounts", ""),
+            Some(&(N as u64)),
+            "{mode}: {c:?}"
+        );
+        if mode == "simple" {
+            assert_eq!(pg("INSERT", "items", ""), Some(&5), "{c:?}");
+            assert_eq!(pg("SELECT", "items", ""), Some(&1), "{c:?}");
+            assert_eq!(pg("SELECT", "missing_table", "42P01"), Some(&1), "{c:?}");
+            let points = sink.attribute_keys("db.client.operation.duration");
+            assert!(points.contains(&"db.response.status_code".to_string()));
+            assert!(
+                !points.contains(&"db.query.text".to_string()),
+                "opt-in only"
+            );
+            let spans = sink.spans();
+            assert!(spans.iter().any(|(_, s)| s.name == "INSERT items"
+                && s.kind == SpanKind::Client
+                && s.attributes.get("db.query.text").is_none()));
+        }
+        assert_eq!(lost(&telemetry), 0);
+    }
+}
+
+#[test]
+fn postgres_query_text_is_opt_in_and_sanitized() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let pg = start_pg();
+    assert!(psql(pg.port, "CREATE TABLE items (id int, name text)")
+        .status
+        .success());
+    let port = pg.port;
+    let t = start_db(
+        "    attributes: {db_query_text: true}",
+        "postgresql",
+        || {
+            let _ = psql(port, "SELECT 1");
+        },
+    );
+    assert!(psql(port, "INSERT INTO items VALUES (42, 'secret')")
+        .status
+        .success());
+    let (sink, _) = t.stop();
+    let texts: Vec<String> = sink
+        .counts("db.client.operation.duration", port, &["db.query.text"])
+        .into_keys()
+        .map(|k| k[0].clone())
+        .collect();
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.starts_with("INSERT INTO items VALUES (?, ?)")),
+        "{texts:?}"
+    );
+    assert!(
+        texts
+            .iter()
+            .all(|t| !t.contains("secret") && !t.contains("42")),
+        "{texts:?}"
+    );
+}
+
+// ---------- MariaDB ----------
+
+#[test]
+fn mariadb_client_queries_count_exactly() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    const N: usize = 200;
+    let install = need("mariadb-install-db", "apt-get install mariadb-server");
+    let server = need("mariadbd", "apt-get install mariadb-server");
+    let dir = TempDir::new("maria");
+    let data = dir.0.join("data");
+    run(Command::new(install)
+        .args(["--no-defaults", "--user=root", "--skip-test-db"])
+        .arg("--auth-root-authentication-method=normal")
+        .arg(format!("--datadir={}", data.display())));
+    let port = free_port();
+    let _server = Proc(
+        Command::new(server)
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--socket={}", dir.0.join("sock").display()))
+            .arg(format!("--pid-file={}", dir.0.join("pid").display()))
+            .args(["--user=root", "--bind-address=127.0.0.1", "--skip-log-bin"])
+            .args(["--innodb-buffer-pool-size=16M", "--skip-name-resolve"])
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mariadbd"),
+    );
+    wait_port(port, Duration::from_secs(60));
+    let client = |sql: &str| -> String {
+        let bin = need("mariadb", "apt-get install mariadb-client");
+        let mut child = Command::new(bin)
+            .args([
+                "--no-defaults",
+                "--skip-ssl",
+                "-h",
+                "127.0.0.1",
+                "-u",
+                "root",
+            ])
+            .args(["--force", "-B", &format!("-P{port}")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("mariadb");
+        let mut stdin = child.stdin.take().unwrap();
+        let sql = sql.to_string();
+        let w = std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = stdin.write_all(sql.as_bytes());
+        });
+        let out = child.wait_with_output().unwrap();
+        let _ = w.join();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    client("CREATE DATABASE shop; CREATE TABLE shop.items (id INT PRIMARY KEY, name TEXT)");
+    let t = start_db("", "mysql", || {
+        client("SELECT 1");
+    });
+    let mut script = String::new();
+    for i in 0..N {
+        script.push_str(&format!("INSERT INTO shop.items VALUES ({i}, 'n{i}');\n"));
+        script.push_str(&format!("SELECT name FROM shop.items WHERE id = {i};\n"));
+    }
+    script.push_str("SELECT * FROM shop.missing;\n");
+    let out = client(&script);
+    assert!(out.contains("1146"), "{out}");
+    let (sink, telemetry) = t.stop();
+    let c = db_counts(&sink, port);
+    let my = |op: &str, table: &str, err: &str| c.get(&k(&["mysql", op, table, err]));
+    assert_eq!(my("INSERT", "shop.items", ""), Some(&(N as u64)), "{c:?}");
+    assert_eq!(my("SELECT", "shop.items", ""), Some(&(N as u64)), "{c:?}");
+    assert_eq!(my("SELECT", "shop.missing", "1146"), Some(&1), "{c:?}");
+    assert_eq!(lost(&telemetry), 0);
+}
+
+// ---------- gRPC ----------
+
+const GRPC_SERVER: &str = r#"
+import sys, grpc
+from concurrent import futures
+def echo(req, ctx): return req
+def fail(req, ctx): ctx.abort(grpc.StatusCode.NOT_FOUND, "no such thing")
+def items(req, ctx):
+    for i in range(5): yield b"item %d" % i
+h = grpc.method_handlers_generic_handler("shop.v1.Catalog", {
+    "Warm": grpc.unary_unary_rpc_method_handler(echo),
+    "Echo": grpc.unary_unary_rpc_method_handler(echo),
+    "Fail": grpc.unary_unary_rpc_method_handler(fail),
+    "List": grpc.unary_stream_rpc_method_handler(items),
+})
+s = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+s.add_generic_rpc_handlers((h,))
+s.add_insecure_port("127.0.0.1:" + sys.argv[1])
+s.start()
+print("ready", flush=True)
+s.wait_for_termination()
+"#;
+
+/// Warm-up calls (each on a fresh channel) until "go" on stdin, then the counted calls on
+/// one channel opened after the receiver demonstrably runs (a connection older than the
+/// capture has no preface to detect HTTP/2 from).
+const GRPC_CLIENT: &str = r#"
+import sys, grpc, time
+target, n = sys.argv[1], int(sys.argv[2])
+for line in sys.stdin:
+    if line.strip() == "go": break
+    with grpc.insecure_channel(target) as w:
+        w.unary_unary("/shop.v1.Catalog/Warm")(b"w", timeout=10)
+    print("warm", flush=True)
+ch = grpc.insecure_channel(target)
+echo = ch.unary_unary("/shop.v1.Catalog/Echo")
+fail = ch.unary_unary("/shop.v1.Catalog/Fail")
+lst = ch.unary_stream("/shop.v1.Catalog/List")
+for i in range(n):
+    assert echo(b"hello %d" % i, timeout=10) == b"hello %d" % i
+for i in range(n // 10):
+    try:
+        fail(b"x", timeout=10); raise SystemExit("Fail succeeded")
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.NOT_FOUND
+for i in range(3):
+    assert len(list(lst(b"", timeout=10))) == 5
+ch.close()
+print("done", flush=True)
+"#;
+
+#[test]
+fn grpcio_unary_error_and_streaming_calls_count_exactly() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    const N: usize = 200;
+    let python = need("python3", "apt-get install python3");
+    let ok = Command::new(&python)
+        .args(["-c", "import grpc"])
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "python grpc module missing: pip install grpcio grpcio-tools"
+    );
+    let port = free_port();
+    let mut server = Command::new(&python)
+        .args(["-c", GRPC_SERVER, &port.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("grpc server");
+    let mut line = String::new();
+    std::io::BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _server = Proc(server);
+    assert_eq!(line.trim(), "ready");
+    let mut client = Command::new(&python)
+        .args([
+            "-c",
+            GRPC_CLIENT,
+            &format!("127.0.0.1:{port}"),
+            &N.to_string(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("grpc client");
+    let stdin = std::sync::Mutex::new(client.stdin.take().unwrap());
+    let mut out = std::io::BufReader::new(client.stdout.take().unwrap());
+    let client = Proc(client);
+    let t = Tapline::start(
+        "    capture_bytes: 4096",
+        || {
+            use std::io::Write;
+            writeln!(stdin.lock().unwrap(), "warm").unwrap();
+            let mut l = String::new();
+            out.read_line(&mut l).unwrap();
+        },
+        |s| {
+            [SpanKind::Server, SpanKind::Client].iter().all(|kind| {
+                s.spans().iter().any(|(_, sp)| {
+                    sp.kind == *kind
+                        && sp.attributes.get_str("rpc.method") == Some("shop.v1.Catalog/Warm")
+                })
+            })
+        },
+    );
+    {
+        use std::io::Write;
+        writeln!(stdin.lock().unwrap(), "go").unwrap();
+    }
+    let mut l = String::new();
+    out.read_line(&mut l).unwrap();
+    assert_eq!(l.trim(), "done");
+    drop(client);
+    let (sink, telemetry) = t.stop();
+    // Exact per side for what each side reads (contiguous recvmsg bytes): the server counts
+    // every call under its method, the client every call under its status. The header blocks
+    // a side WRITES are gathered by grpc into sendmsg calls of many iovecs, of which the
+    // capture copies the first 4 (APP_MAX_IOV): HPACK insertions beyond them are lost, so
+    // the client's own :path and the server's own grpc-status are not always decoded (see
+    // src/app/EBPF_REQUESTS.md). The per-side totals are exact regardless.
+    let server: HashMap<Vec<String>, u64> = sink
+        .counts(
+            "rpc.server.call.duration",
+            port,
+            &["rpc.system.name", "rpc.method"],
+        )
+        .into_iter()
+        .filter(|(k, _)| k[1] != "shop.v1.Catalog/Warm")
+        .map(|(k, a)| (k, a.count))
+        .collect();
+    let expected: HashMap<Vec<String>, u64> = [
+        (k(&["grpc", "shop.v1.Catalog/Echo"]), N as u64),
+        (k(&["grpc", "shop.v1.Catalog/Fail"]), (N / 10) as u64),
+        (k(&["grpc", "shop.v1.Catalog/List"]), 3),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(server, expected, "rpc.server.call.duration per method");
+    // client: every call after the warm-up is counted once under its status
+    let client: HashMap<Vec<String>, u64> = sink
+        .counts(
+            "rpc.client.call.duration",
+            port,
+            &["rpc.method", "rpc.response.status_code", "error.type"],
+        )
+        .into_iter()
+        .filter(|(k, _)| k[0] != "shop.v1.Catalog/Warm")
+        .fold(HashMap::new(), |mut m, (k, a)| {
+            *m.entry(k[1..].to_vec()).or_default() += a.count;
+            m
+        });
+    let expected: HashMap<Vec<String>, u64> = [
+        (k(&["OK", ""]), (N + 3) as u64),
+        (k(&["NOT_FOUND", "NOT_FOUND"]), (N / 10) as u64),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(client, expected, "rpc.client.call.duration per status");
+    // gRPC is not also reported as plain HTTP/2
+    assert!(sink
+        .counts("http.server.request.duration", port, &[])
+        .is_empty());
+    let spans = sink.spans();
+    let echo_server = spans
+        .iter()
+        .filter(|(_, s)| s.name == "shop.v1.Catalog/Echo" && s.kind == SpanKind::Server)
+        .count();
+    assert_eq!(echo_server, N);
+    assert_eq!(lost(&telemetry), 0);
+}
