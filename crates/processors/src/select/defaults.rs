@@ -61,10 +61,9 @@ route (`/users/{id}`), never the raw path; `server.address` is the host the clie
 bounded by the services called. `client.address` and `url.path` are left out.";
 
 const RPC_DEFAULTS: &[&str] = &[
-    "rpc.system",
-    "rpc.service",
+    "rpc.system.name",
     "rpc.method",
-    "rpc.grpc.status_code",
+    "rpc.response.status_code",
     "server.address",
     "server.port",
     "error.type",
