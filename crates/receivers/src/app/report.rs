@@ -497,9 +497,10 @@ impl Reporter {
         if let Some(e) = &error {
             attrs.push(("error.type", e.clone()));
         }
-        let query = (metric == OpMetric::Db)
-            .then(|| op.query_text.as_ref())
-            .flatten()
+        let query = op
+            .query_text
+            .as_ref()
+            .filter(|_| metric == OpMetric::Db)
             .filter(|_| self.opts.db_query_text);
         let server = match side {
             Side::Server => o.local,
