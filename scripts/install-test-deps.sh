@@ -10,10 +10,12 @@ APT_PACKAGES=(
   curl wrk nginx-light                   # HTTP peers
   prometheus                             # real scraper for the Prometheus exporter
   dnsmasq                                # real DNS server for rdns
+  redis-server postgresql mariadb-server mariadb-client  # real database peers
+  openssl                                # self-signed certificates for TLS tests
   python3 python3-pip
 )
 PIP_PACKAGES=(
-  rotel helm-python-sdk
+  rotel helm-python-sdk grpcio grpcio-tools
   opentelemetry-sdk opentelemetry-exporter-otlp-proto-grpc opentelemetry-exporter-otlp-proto-http
 )
 
@@ -26,7 +28,7 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # Daemons installed by apt start themselves; tests run their own instances on their own ports.
-for svc in nginx prometheus dnsmasq redis-server; do
+for svc in nginx prometheus dnsmasq redis-server postgresql mariadb; do
   systemctl stop "$svc" >/dev/null 2>&1 || service "$svc" stop >/dev/null 2>&1 || true
 done
 python3 -m pip install -q "${PIP_PACKAGES[@]}"
