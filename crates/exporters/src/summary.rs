@@ -95,21 +95,23 @@ impl SummaryState {
             match (&metric.data, metric.name.as_str()) {
                 (MetricData::Sum { points, .. }, "tapline.network.flow.bytes") => {
                     for p in points {
-                        let end = |name: &str, addr: &str, port: &str| {
+                        let end = |name: &str, addr: &str, with_port: bool| {
                             let who = p
                                 .attributes
                                 .get_str(name)
                                 .or_else(|| p.attributes.get_str(addr))
                                 .unwrap_or("?")
                                 .to_string();
-                            match p.attributes.get(port) {
+                            match p.attributes.get("server.port").filter(|_| with_port) {
                                 Some(v) => format!("{who}:{}", v.to_text()),
                                 None => who,
                             }
                         };
-                        // Name the server side by its port; the client's ephemeral port is noise.
-                        let src = end("src.name", "src.address", "none");
-                        let dst = end("dst.name", "dst.address", "server.port");
+                        // The server's port names the service; it belongs to the source of a
+                        // response and to the destination of a request.
+                        let server_is_src = p.attributes.get_str("direction") == Some("response");
+                        let src = end("src.name", "src.address", server_is_src);
+                        let dst = end("dst.name", "dst.address", !server_is_src);
                         let transport = p.attributes.get_str("transport").unwrap_or("").to_string();
                         let v = match p.value {
                             Number::Int(i) => i.max(0) as u64,
@@ -371,6 +373,13 @@ mod tests {
         flow.push("dst.name", "api");
         flow.push("server.port", 80i64);
         flow.push("transport", "tcp");
+        flow.push("direction", "request");
+        let mut response = flow.clone();
+        response.set("direction", "response");
+        response.set("src.address", "10.0.0.23");
+        response.set("dst.address", "10.0.0.4");
+        response.remove("dst.name");
+        response.set("src.name", "api");
         let mut err = hist(&[0.01]);
         err.attributes.push("error.type", "500");
         let m = Metrics {
@@ -385,12 +394,20 @@ mod tests {
                         data: MetricData::Sum {
                             temporality: Temporality::Delta,
                             monotonic: true,
-                            points: vec![NumberPoint {
-                                attributes: flow,
-                                start_time_ns: 0,
-                                time_ns: 0,
-                                value: Number::Int(3 << 20),
-                            }],
+                            points: vec![
+                                NumberPoint {
+                                    attributes: flow,
+                                    start_time_ns: 0,
+                                    time_ns: 0,
+                                    value: Number::Int(3 << 20),
+                                },
+                                NumberPoint {
+                                    attributes: response,
+                                    start_time_ns: 0,
+                                    time_ns: 0,
+                                    value: Number::Int(100),
+                                },
+                            ],
                         },
                     },
                     Metric {
@@ -409,6 +426,10 @@ mod tests {
         s.add(&m);
         let text = s.render(10.0, 5);
         assert!(text.contains("3.0 MiB  tcp  10.0.0.4 → api:80"), "{text}");
+        assert!(
+            text.contains("100 B  tcp  api:80 → 10.0.0.4\n"),
+            "{text}"
+        );
         // 19 ok + 1 error on the same route and method are one operation: 2 req/s, 5% errors.
         assert!(text.contains("      2.0   5.0%"), "{text}");
         assert!(text.contains("shop GET /users/*"), "{text}");
