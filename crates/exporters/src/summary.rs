@@ -426,10 +426,7 @@ mod tests {
         s.add(&m);
         let text = s.render(10.0, 5);
         assert!(text.contains("3.0 MiB  tcp  10.0.0.4 → api:80"), "{text}");
-        assert!(
-            text.contains("100 B  tcp  api:80 → 10.0.0.4\n"),
-            "{text}"
-        );
+        assert!(text.contains("100 B  tcp  api:80 → 10.0.0.4\n"), "{text}");
         // 19 ok + 1 error on the same route and method are one operation: 2 req/s, 5% errors.
         assert!(text.contains("      2.0   5.0%"), "{text}");
         assert!(text.contains("shop GET /users/*"), "{text}");
