@@ -22,7 +22,7 @@ use serde::Deserialize;
 use tapline_core::data::{Signal, SignalKind, Str};
 use tapline_core::pipeline::BatchFn;
 
-use crate::net::{self, fast_map, End, FastMap};
+use crate::net::{self, fast_map, End, EndSlots, FastMap, Layouts};
 
 pub const SIGNALS: &[SignalKind] = &[SignalKind::Metrics, SignalKind::Traces];
 
@@ -170,12 +170,15 @@ impl CidrProcessor {
 
 impl BatchFn for CidrProcessor {
     fn apply(&self, batch: &mut Signal) {
+        let mut layouts: Layouts<EndSlots> = Layouts::default();
         net::for_each_point_attributes(batch, |attrs| {
-            for end in End::BOTH {
-                if attrs.get(end.cidr_key()).is_some() {
+            let slots = *layouts.get(attrs, |a| EndSlots::find(a, End::cidr_key));
+            for (i, end) in End::BOTH.into_iter().enumerate() {
+                if slots.written[i] {
                     continue;
                 }
-                if let Some(label) = net::end_ip(attrs, end).and_then(|ip| self.table.lookup(ip)) {
+                let label = slots.ip(attrs, i).and_then(|ip| self.table.lookup(ip));
+                if let Some(label) = label {
                     attrs.push(end.cidr_key(), label.clone());
                 }
             }

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use tapline_core::data::{Attributes, Signal};
+use tapline_core::data::{Attributes, Signal, Str, Value};
 
 /// A fast, non-cryptographic hash for maps keyed by addresses and attribute keys: the keys
 /// come from our own receivers and caches, not from an adversary choosing collisions.
@@ -52,8 +52,89 @@ impl End {
 /// what a dual-stack socket reports) become the IPv4 address, so they match IPv4 caches and
 /// CIDRs.
 pub fn parse_ip(s: &str) -> Option<IpAddr> {
+    if let Some(v4) = parse_ipv4_fast(s.as_bytes()) {
+        return Some(IpAddr::V4(v4));
+    }
     let ip: IpAddr = s.parse().ok()?;
     Some(canonical(ip))
+}
+
+/// Addresses parsed on this thread, by the identity of their string: the flows receiver
+/// interns addresses (one `Arc<str>` per address, reused batch after batch), and each
+/// decoration stage needs the parsed form of the same strings. Each entry holds a clone of
+/// its string, so no other string can take its address while the entry exists: equal
+/// (address, length) means the same string.
+struct ParsedCache {
+    map: FastMap<(usize, usize), (Str, Option<IpAddr>)>,
+}
+
+/// Entries per thread before the cache starts over (~4 MiB at most).
+const PARSED_CACHE_MAX: usize = 65_536;
+
+thread_local! {
+    static PARSED: std::cell::RefCell<ParsedCache> = std::cell::RefCell::new(ParsedCache {
+        map: fast_map(),
+    });
+}
+
+/// [`parse_ip`] of an attribute value, remembered by the string's identity.
+pub fn parsed(s: &Str) -> Option<IpAddr> {
+    let key = (s.as_ptr() as usize, s.len());
+    PARSED.with(|c| {
+        let mut c = c.borrow_mut();
+        if let Some((_, ip)) = c.map.get(&key) {
+            return *ip;
+        }
+        let ip = parse_ip(s);
+        if c.map.len() >= PARSED_CACHE_MAX {
+            c.map.clear();
+        }
+        c.map.insert(key, (s.clone(), ip));
+        ip
+    })
+}
+
+/// The dotted-quad form every receiver writes (`10.244.3.17`), without the general parser's
+/// cost. Accepts exactly what `Ipv4Addr::from_str` accepts among plain dotted quads (one to
+/// three digits, no leading zero, at most 255); anything else returns `None` and goes to the
+/// general parser, so the result never differs from it.
+fn parse_ipv4_fast(b: &[u8]) -> Option<std::net::Ipv4Addr> {
+    if b.len() < 7 || b.len() > 15 {
+        return None;
+    }
+    let mut octets = [0u8; 4];
+    let mut n = 0; // octets finished
+    let mut v: u32 = 0;
+    let mut digits = 0;
+    let mut first = 0u8;
+    for &c in b {
+        let d = c.wrapping_sub(b'0');
+        if d <= 9 {
+            if digits == 0 {
+                first = c;
+            }
+            v = v * 10 + d as u32;
+            digits += 1;
+            if digits > 3 {
+                return None;
+            }
+        } else if c == b'.' && n < 3 {
+            if digits == 0 || v > 255 || (digits > 1 && first == b'0') {
+                return None;
+            }
+            octets[n] = v as u8;
+            n += 1;
+            v = 0;
+            digits = 0;
+        } else {
+            return None;
+        }
+    }
+    if n != 3 || digits == 0 || v > 255 || (digits > 1 && first == b'0') {
+        return None;
+    }
+    octets[3] = v as u8;
+    Some(std::net::Ipv4Addr::from(octets))
 }
 
 pub fn canonical(ip: IpAddr) -> IpAddr {
@@ -69,6 +150,119 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
 /// The address of one end of a flow, when the attribute set has one.
 pub fn end_ip(attrs: &Attributes, end: End) -> Option<IpAddr> {
     attrs.get_str(end.address_key()).and_then(parse_ip)
+}
+
+/// Remembers, per attribute layout, something computed from the layout alone (where given
+/// keys are, which attributes a selection keeps), for one pass over one batch.
+///
+/// A layout is the sequence of keys by address and length. Points of one metric nearly always
+/// carry the same keys in the same order, as the same `&'static str` or shared `Arc<str>`, so
+/// comparing addresses recognises a layout without comparing strings. Every key compared is
+/// alive for the whole pass (keys are not freed while a processor walks its batch, and no
+/// new key is allocated), so equal addresses mean equal strings. Keep one `Layouts` per pass,
+/// never across batches.
+pub struct Layouts<T> {
+    /// (key identities, value); the most recently used first.
+    entries: Vec<(Vec<(usize, usize)>, T)>,
+}
+
+/// Distinct layouts remembered per pass; a batch has a handful (points decorated or not).
+const MAX_LAYOUTS: usize = 16;
+
+impl<T> Default for Layouts<T> {
+    fn default() -> Self {
+        Layouts {
+            entries: Vec::new(),
+        }
+    }
+}
+
+/// A key's identity: its address and length.
+#[inline(always)]
+fn key_id(k: &Str) -> (usize, usize) {
+    let s = k.as_str();
+    (s.as_ptr() as usize, s.len())
+}
+
+fn same_layout(keys: &[(usize, usize)], a: &Attributes) -> bool {
+    let a = a.as_slice();
+    if keys.len() != a.len() {
+        return false;
+    }
+    // Compared from the end: layouts of one batch differ mostly in what was appended.
+    a.iter()
+        .rev()
+        .zip(keys.iter().rev())
+        .all(|((k, _), id)| key_id(k) == *id)
+}
+
+impl<T> Layouts<T> {
+    /// What `compute` made of `a`'s layout, computing it the first time the layout is seen.
+    pub fn get(&mut self, a: &Attributes, compute: impl FnOnce(&Attributes) -> T) -> &T {
+        match self.entries.iter().position(|(k, _)| same_layout(k, a)) {
+            Some(0) => {}
+            Some(i) => self.entries[..=i].rotate_right(1),
+            None => {
+                let keys = a.as_slice().iter().map(|(k, _)| key_id(k)).collect();
+                if self.entries.len() >= MAX_LAYOUTS {
+                    self.entries.pop();
+                }
+                self.entries.insert(0, (keys, compute(a)));
+            }
+        }
+        &self.entries[0].1
+    }
+}
+
+/// Where the keys a decorating processor reads are, in one layout: the address of each end,
+/// and whether the key it writes for each end is already there.
+#[derive(Clone, Copy, Debug)]
+pub struct EndSlots {
+    /// Index of `src.address` / `dst.address` (a string value), per end.
+    pub address: [Option<usize>; 2],
+    /// Whether the processor's own key for each end is present.
+    pub written: [bool; 2],
+    /// Whether `src.name` / `dst.name` is present.
+    pub named: [bool; 2],
+}
+
+impl EndSlots {
+    /// Finds the address keys and `written_key(end)` in `a`.
+    pub fn find(a: &Attributes, written_key: impl Fn(End) -> &'static str) -> EndSlots {
+        let mut slots = EndSlots {
+            address: [None; 2],
+            written: [false; 2],
+            named: [false; 2],
+        };
+        for (i, end) in End::BOTH.into_iter().enumerate() {
+            let (addr, own, name) = (end.address_key(), written_key(end), end.name_key());
+            for (j, (k, _)) in a.as_slice().iter().enumerate() {
+                if slots.address[i].is_none() && k.as_str() == addr {
+                    slots.address[i] = Some(j);
+                }
+                if k.as_str() == own {
+                    slots.written[i] = true;
+                }
+                if k.as_str() == name {
+                    slots.named[i] = true;
+                }
+            }
+        }
+        slots
+    }
+
+    /// The parsed address of end `i` (0 = src) in `a`, which must have this layout.
+    pub fn ip(&self, a: &Attributes, i: usize) -> Option<IpAddr> {
+        self.address(a, i).and_then(parsed)
+    }
+
+    /// The address string of end `i` (0 = src) in `a`, which must have this layout.
+    pub fn address<'a>(&self, a: &'a Attributes, i: usize) -> Option<&'a Str> {
+        match &a.as_slice()[self.address[i]?].1 {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
 }
 
 /// Calls `f` on every metric data point's and every span's attributes: the places a flow's
@@ -97,6 +291,90 @@ pub fn insert_missing(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fast_ipv4_parse_agrees_with_std() {
+        for s in [
+            "10.244.3.17",
+            "0.0.0.0",
+            "255.255.255.255",
+            "256.1.1.1",
+            "01.2.3.4",
+            "1.2.3",
+            "1.2.3.4.",
+            "1.2.3.4.5",
+            "1..3.4",
+            "1.2.3.0400",
+            "1.2.3.-4",
+            "+1.2.3.4",
+            "1.2.3.4 ",
+            "001.2.3.4",
+            "::ffff:1.2.3.4",
+            "",
+        ] {
+            assert_eq!(
+                parse_ipv4_fast(s.as_bytes()),
+                s.parse::<std::net::Ipv4Addr>().ok(),
+                "{s:?}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_ip_agrees_with_std(s in "[0-9.:a-f]{0,18}") {
+            let want = s.parse::<IpAddr>().ok().map(canonical);
+            proptest::prop_assert_eq!(parse_ip(&s), want);
+            if let Some(v4) = parse_ipv4_fast(s.as_bytes()) {
+                proptest::prop_assert_eq!(Some(v4), s.parse().ok());
+            }
+        }
+        #[test]
+        fn parse_ip_agrees_with_std_on_dotted_quads(a in 0u32..400, b in 0u32..300, c in 0u32..300, d in 0u32..1000, pad in 0usize..3) {
+            let s = format!("{a}.{b}.{}{c}.{d}", "0".repeat(pad));
+            proptest::prop_assert_eq!(parse_ipv4_fast(s.as_bytes()), s.parse().ok());
+        }
+    }
+
+    #[test]
+    fn parsed_addresses_follow_the_string_not_its_address() {
+        for i in 0..1000u32 {
+            // Fresh allocations, often at an address a dropped one had.
+            let text = format!("10.0.{}.{}", i / 250, i % 250);
+            let s = Str::from(text.clone());
+            assert_eq!(parsed(&s), text.parse().ok());
+            assert_eq!(parsed(&s), text.parse().ok());
+        }
+        assert_eq!(parsed(&Str::from("nope".to_string())), None);
+        assert_eq!(
+            parsed(&Str::from_static("::ffff:10.1.2.3")),
+            Some("10.1.2.3".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn layouts_tell_layouts_apart() {
+        let mut a = Attributes::new();
+        a.push("src.address", "10.0.0.1");
+        a.push("dst.address", "10.0.0.2");
+        let mut b = a.clone();
+        b.push("src.name", "x");
+        let mut layouts: Layouts<EndSlots> = Layouts::default();
+        let mut computed = 0;
+        for attrs in [&a, &b, &a, &b, &a] {
+            let slots = *layouts.get(attrs, |x| {
+                computed += 1;
+                EndSlots::find(x, End::name_key)
+            });
+            assert_eq!(slots.address, [Some(0), Some(1)]);
+            assert_eq!(slots.written, [attrs.len() == 3, false]);
+            assert_eq!(
+                slots.address(attrs, 1).map(|s| s.as_str()),
+                Some("10.0.0.2")
+            );
+        }
+        assert_eq!(computed, 2);
+    }
 
     #[test]
     fn mapped_ipv4_becomes_ipv4() {

@@ -30,7 +30,7 @@ use tapline_core::{BuildContext, FactoryInfo, ProcessorFactory};
 
 use crate::cidr::CidrTable;
 use crate::k8s::{K8sCache, K8S_CACHE_KEY};
-use crate::net::{self, End};
+use crate::net::{End, EndSlots, Layouts};
 
 pub const SIGNALS: &[SignalKind] = &[SignalKind::Metrics, SignalKind::Traces];
 pub const FLOW_BYTES: &str = "tapline.network.flow.bytes";
@@ -84,14 +84,19 @@ impl BatchFn for ZonesProcessor {
                 .or_else(|| self.table.lookup(ip))
                 .cloned()
         };
-        let decorate = |attrs: &mut tapline_core::data::Attributes| -> bool {
+        let mut layouts: Layouts<EndSlots> = Layouts::default();
+        let mut decorate = |attrs: &mut tapline_core::data::Attributes| -> bool {
+            let slots = *layouts.get(attrs, |a| EndSlots::find(a, End::zone_key));
             let mut zones: [Option<Str>; 2] = [None, None];
             for (i, end) in End::BOTH.into_iter().enumerate() {
-                if let Some(tapline_core::data::Value::Str(z)) = attrs.get(end.zone_key()) {
-                    zones[i] = Some(z.clone());
+                if slots.written[i] {
+                    if let Some(tapline_core::data::Value::Str(z)) = attrs.get(end.zone_key()) {
+                        zones[i] = Some(z.clone());
+                    }
                     continue;
                 }
-                if let Some(z) = net::end_ip(attrs, end).and_then(zone_of) {
+                let zone = slots.ip(attrs, i).and_then(zone_of);
+                if let Some(z) = zone {
                     attrs.push(end.zone_key(), z.clone());
                     zones[i] = Some(z);
                 }

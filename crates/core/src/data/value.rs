@@ -244,6 +244,23 @@ impl Attributes {
     pub fn sort(&mut self) {
         self.0.sort_by(|a, b| a.0.cmp(&b.0));
     }
+    /// The pairs, in order.
+    pub fn as_slice(&self) -> &[(Str, Value)] {
+        &self.0
+    }
+    /// Swaps the pairs at positions `a` and `b` (panics when out of range): with
+    /// [`Attributes::truncate`], reorders and narrows a list in place, without allocating.
+    pub fn swap(&mut self, a: usize, b: usize) {
+        self.0.swap(a, b)
+    }
+    /// Keeps the first `len` pairs and drops the rest.
+    pub fn truncate(&mut self, len: usize) {
+        self.0.truncate(len)
+    }
+    /// Makes room for `additional` more pairs, so the next pushes do not reallocate.
+    pub fn reserve(&mut self, additional: usize) {
+        self.0.reserve(additional)
+    }
 }
 
 impl<K: Into<Str>, V: Into<Value>> FromIterator<(K, V)> for Attributes {

@@ -34,11 +34,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tapline_core::config::{ComponentConfig, Diagnostics};
-use tapline_core::data::{Attributes, Resource, Signal, SignalKind, Str, Value};
+use tapline_core::data::{Attributes, MetricData, Resource, Signal, SignalKind, Str, Value};
 use tapline_core::pipeline::{BatchFn, BatchLayer, ProcessorLayer};
 use tapline_core::{BuildContext, FactoryInfo, ProcessorFactory};
 
-use crate::net::{self, End};
+use crate::net::{End, EndSlots, Layouts};
 pub use cgroup::PidContainers;
 pub use store::{Endpoint, K8sCache, State, K8S_CACHE_KEY};
 use watch::{ApiSource, WatchSettings};
@@ -122,6 +122,11 @@ const DST_KEYS: EndKeys = EndKeys {
     node_ip: "k8s.dst.node.ip",
 };
 
+/// The key whose presence means an end is already decorated.
+fn k8s_name_key(end: End) -> &'static str {
+    keys(end).name
+}
+
 fn keys(end: End) -> &'static EndKeys {
     match end {
         End::Src => &SRC_KEYS,
@@ -145,17 +150,31 @@ impl K8sProcessor {
 
     /// Decorates one point's or span's flow ends from an already locked view.
     pub fn decorate_flow(state: &State, attrs: &mut Attributes) {
-        for end in End::BOTH {
-            let k = keys(end);
-            let Some(ip) = net::end_ip(attrs, end) else {
-                continue;
-            };
-            let Some(ep) = state.lookup_ip(&ip) else {
-                continue;
-            };
-            if attrs.get(k.name).is_some() {
+        let slots = EndSlots::find(attrs, k8s_name_key);
+        Self::decorate_flow_at(state, attrs, &slots);
+    }
+
+    /// [`Self::decorate_flow`] with the key positions already known (`slots` describes
+    /// `attrs`'s layout).
+    fn decorate_flow_at(state: &State, attrs: &mut Attributes, slots: &EndSlots) {
+        let mut found: [Option<&Arc<Endpoint>>; 2] = [None, None];
+        for (i, ep) in found.iter_mut().enumerate() {
+            if slots.written[i] {
                 continue;
             }
+            *ep = slots.ip(attrs, i).and_then(|ip| state.lookup_ip(&ip));
+        }
+        if found.iter().all(Option::is_none) {
+            return;
+        }
+        // Up to 16 attributes here, then up to 6 from rdns, zones and cidr: one reallocation
+        // instead of one per stage.
+        attrs.reserve(24);
+        for (i, end) in End::BOTH.into_iter().enumerate() {
+            let Some(ep) = found[i] else {
+                continue;
+            };
+            let k = keys(end);
             if let Some(ns) = &ep.namespace {
                 attrs.push(k.namespace, ns.clone());
             }
@@ -169,8 +188,19 @@ impl K8sProcessor {
             if let Some(n) = &ep.node_ip {
                 attrs.push(k.node_ip, n.clone());
             }
-            net::insert_missing(attrs, end.name_key(), ep.name.clone());
+            if !slots.named[i] {
+                attrs.push(end.name_key(), ep.name.clone());
+            }
         }
+    }
+
+    /// Decorates every point of one metric: key positions are found once per layout.
+    fn decorate_points(state: &State, data: &mut MetricData) {
+        let mut layouts: Layouts<EndSlots> = Layouts::default();
+        data.for_each_attributes(|a| {
+            let slots = *layouts.get(a, |a| EndSlots::find(a, k8s_name_key));
+            Self::decorate_flow_at(state, a, &slots);
+        });
     }
 
     /// The resource with its pod's metadata added, or `None` when it is not in a known pod.
@@ -263,9 +293,7 @@ impl BatchFn for K8sProcessor {
                         rm.resource = r;
                     }
                     for metric in &mut rm.metrics {
-                        metric
-                            .data
-                            .for_each_attributes(|a| Self::decorate_flow(&state, a));
+                        Self::decorate_points(&state, &mut metric.data);
                     }
                 }
             }

@@ -32,11 +32,11 @@ use hickory_resolver::TokioResolver;
 use serde::Deserialize;
 use tapline_core::config::types::duration;
 use tapline_core::config::{ComponentConfig, Diagnostics};
-use tapline_core::data::{Attributes, Signal, SignalKind, Str, Value};
+use tapline_core::data::{Attributes, Signal, SignalKind, Str};
 use tapline_core::pipeline::{BatchFn, BatchLayer, ProcessorLayer};
 use tapline_core::{BuildContext, FactoryInfo, ProcessorFactory};
 
-use crate::net::{self, fast_map, End, FastMap};
+use crate::net::{self, fast_map, End, EndSlots, FastMap, Layouts};
 
 pub const SIGNALS: &[SignalKind] = &[SignalKind::Metrics, SignalKind::Traces];
 
@@ -266,26 +266,27 @@ impl RdnsProcessor {
         let now = Instant::now();
         let mut map = self.cache.entries.lock().unwrap_or_else(|e| e.into_inner());
         let mut misses = Vec::new();
+        let mut layouts: Layouts<EndSlots> = Layouts::default();
         let mut name_end = |attrs: &mut Attributes| {
-            for end in End::BOTH {
-                if attrs.get(end.name_key()).is_some() {
+            let slots = *layouts.get(attrs, |a| EndSlots::find(a, End::name_key));
+            for (i, end) in End::BOTH.into_iter().enumerate() {
+                if slots.named[i] {
                     continue;
                 }
-                let Some(Value::Str(addr)) = attrs.get(end.address_key()) else {
+                let Some(addr) = slots.address(attrs, i) else {
                     continue;
                 };
-                let addr = addr.clone();
-                let Some(ip) = net::parse_ip(&addr) else {
+                let Some(ip) = net::parsed(addr) else {
                     continue;
                 };
                 let name = match map.get(&ip) {
                     Some(Entry::Named(n, t)) if *t > now => n.clone(),
-                    Some(Entry::Unnamed(t)) if *t > now => addr,
-                    Some(Entry::Pending) => addr,
+                    Some(Entry::Unnamed(t)) if *t > now => addr.clone(),
+                    Some(Entry::Pending) => addr.clone(),
                     _ => {
                         map.insert(ip, Entry::Pending);
                         misses.push(ip);
-                        addr
+                        addr.clone()
                     }
                 };
                 attrs.push(end.name_key(), name);

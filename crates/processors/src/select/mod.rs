@@ -37,11 +37,11 @@ use serde::Deserialize;
 use tapline_core::config::types::Glob;
 use tapline_core::data::{
     Attributes, HistogramPoint, Metric, MetricData, Metrics, NumberPoint, Resource,
-    ResourceMetrics, Signal, SignalKind, Str,
+    ResourceMetrics, Signal, SignalKind, Str, Value,
 };
 use tapline_core::pipeline::BatchFn;
 
-use crate::net::{fast_map, FastMap};
+use crate::net::{fast_map, FastMap, Layouts};
 
 pub const SIGNALS: &[SignalKind] = &[SignalKind::Metrics];
 
@@ -258,54 +258,60 @@ impl SelectProcessor {
     }
 }
 
-/// How the previous point's attributes were laid out, and what selection made of them: points
-/// of one metric nearly always carry the same keys in the same order (the same `&'static str`
-/// or shared `Arc<str>` at the same addresses), so one point's work is reused for the next.
-#[derive(Default)]
-struct Layout {
-    /// (address, length) of each key, in order.
-    keys: Vec<(usize, usize)>,
-    /// Indexes of the kept attributes, in sorted key order.
-    order: Vec<usize>,
+/// What selection does to one attribute layout: the swaps that bring the kept attributes,
+/// in key order, to the front, and how many are kept. Points of one metric nearly always share
+/// a few layouts, so this is computed once per layout and replayed in place on every point:
+/// no allocation, no string comparison per point.
+struct Reorder {
+    swaps: Vec<(usize, usize)>,
+    keep: usize,
 }
 
-impl Layout {
-    fn matches(&self, a: &Attributes) -> bool {
-        self.keys.len() == a.len()
-            && a.iter()
-                .zip(&self.keys)
-                .all(|((k, _), &(p, l))| k.as_ptr() as usize == p && k.len() == l)
+impl Reorder {
+    fn new(a: &Attributes, verdicts: &mut Verdicts<'_>) -> Reorder {
+        let mut kept: Vec<(usize, &Str)> = a
+            .as_slice()
+            .iter()
+            .enumerate()
+            .filter(|(_, (k, _))| verdicts.keep(k))
+            .map(|(i, (k, _))| (i, k))
+            .collect();
+        kept.sort_by(|x, y| x.1.cmp(y.1));
+        // at[p]: which original attribute is at position p while the swaps are planned.
+        let mut at: Vec<usize> = (0..a.len()).collect();
+        let mut swaps = Vec::new();
+        for (target, &(original, _)) in kept.iter().enumerate() {
+            let from = at[target..]
+                .iter()
+                .position(|&o| o == original)
+                .expect("every original index is somewhere at or after target")
+                + target;
+            if from != target {
+                at.swap(target, from);
+                swaps.push((target, from));
+            }
+        }
+        Reorder {
+            swaps,
+            keep: kept.len(),
+        }
+    }
+
+    fn apply(&self, a: &mut Attributes) {
+        for &(x, y) in &self.swaps {
+            a.swap(x, y);
+        }
+        a.truncate(self.keep);
     }
 }
 
 fn select_points(data: &mut MetricData, plan: &Plan) {
     let mut verdicts = Verdicts::new(plan);
-    let mut layout = Layout::default();
+    let mut layouts: Layouts<Reorder> = Layouts::default();
     data.for_each_attributes(|a| {
-        if !layout.matches(a) {
-            layout.keys.clear();
-            layout
-                .keys
-                .extend(a.iter().map(|(k, _)| (k.as_ptr() as usize, k.len())));
-            let pairs: Vec<(usize, &Str)> = a
-                .iter()
-                .enumerate()
-                .filter(|(_, (k, _))| verdicts.keep(k))
-                .map(|(i, (k, _))| (i, k))
-                .collect();
-            let mut pairs = pairs;
-            pairs.sort_by(|x, y| x.1.cmp(y.1));
-            layout.order.clear();
-            layout.order.extend(pairs.iter().map(|(i, _)| *i));
-        }
         // Same keys at the same addresses: the same selection, in the same order.
-        let all: Vec<(&Str, &tapline_core::data::Value)> = a.iter().collect();
-        let selected: Attributes = layout
-            .order
-            .iter()
-            .map(|&i| (all[i].0.clone(), all[i].1.clone()))
-            .collect();
-        *a = selected;
+        let reorder = layouts.get(a, |a| Reorder::new(a, &mut verdicts));
+        reorder.apply(a);
     });
 }
 
@@ -387,9 +393,36 @@ fn append(into: &mut MetricData, from: MetricData) {
     }
 }
 
+/// Hashes the values only, and of a string its length and first and last 8 bytes: the points
+/// of a metric nearly always have the same keys, and values that agree on all that are rare
+/// (they cost one full comparison). Equal attribute lists still hash equally.
 fn hash_attrs(state: &foldhash::fast::FixedState, a: &Attributes) -> u64 {
-    use std::hash::BuildHasher;
-    state.hash_one(a)
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = state.build_hasher();
+    h.write_usize(a.len());
+    for (_, v) in a {
+        match v {
+            Value::Str(s) => {
+                let b = s.as_bytes();
+                let (head, tail) = if b.len() >= 8 {
+                    (
+                        u64::from_le_bytes(b[..8].try_into().expect("8 bytes")),
+                        u64::from_le_bytes(b[b.len() - 8..].try_into().expect("8 bytes")),
+                    )
+                } else {
+                    let mut w = [0u8; 8];
+                    w[..b.len()].copy_from_slice(b);
+                    (u64::from_le_bytes(w), 0)
+                };
+                h.write_u64(head ^ (b.len() as u64) << 56);
+                h.write_u64(tail);
+            }
+            Value::Int(i) => h.write_u64(*i as u64 ^ 1 << 62),
+            Value::Double(d) => h.write_u64(d.to_bits() ^ 2 << 62),
+            Value::Bool(b) => h.write_u64(*b as u64 ^ 3 << 62),
+        }
+    }
+    h.finish()
 }
 
 /// Merges points whose attributes are equal (attributes are sorted by then).
