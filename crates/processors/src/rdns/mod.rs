@@ -36,6 +36,8 @@ use tapline_core::data::{Attributes, Signal, SignalKind, Str};
 use tapline_core::pipeline::{BatchFn, BatchLayer, ProcessorLayer};
 use tapline_core::{BuildContext, FactoryInfo, ProcessorFactory};
 
+pub mod wire;
+
 use crate::net::{self, fast_map, End, EndSlots, FastMap, Layouts};
 
 pub const SIGNALS: &[SignalKind] = &[SignalKind::Metrics, SignalKind::Traces];
@@ -158,6 +160,24 @@ impl NameCache {
             Some(Entry::Named(n, t)) if *t > Instant::now() => Some(n.clone()),
             _ => None,
         }
+    }
+
+    /// Learns the names in one DNS response seen on the wire (see [`wire::parse_response`]):
+    /// each answered address is named as the question, trusted for the record's TTL capped
+    /// at `max_ttl`. Returns how many addresses were learnt; malformed input teaches nothing.
+    pub fn learn_from_response(&self, message: &[u8], max_ttl: Duration) -> usize {
+        let Some(learnt) = wire::parse_response(message) else {
+            return 0;
+        };
+        for l in &learnt {
+            let ttl = Duration::from_secs(l.ttl.into()).min(max_ttl);
+            self.insert(
+                net::canonical(l.address),
+                Some(Str::from(l.name.clone())),
+                ttl,
+            );
+        }
+        learnt.len()
     }
 
     pub fn len(&self) -> usize {
@@ -444,6 +464,27 @@ mod tests {
             Some("10.0.0.3")
         );
         assert_eq!(cache.len(), 2);
+    }
+
+    #[test]
+    fn names_learnt_from_a_response_decorate_flows() {
+        // dig-style answer for db.example: A 10.0.0.6, TTL 600 (capped to 60 s here).
+        let mut m = vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
+        m.extend_from_slice(b"\x02db\x07example\x00\x00\x01\x00\x01");
+        m.extend_from_slice(&[0xC0, 12, 0, 1, 0, 1, 0, 0, 2, 0x58, 0, 4, 10, 0, 0, 6]);
+        let cache = Arc::new(NameCache::new(100));
+        assert_eq!(cache.learn_from_response(&m, Duration::from_secs(60)), 1);
+        assert_eq!(
+            cache.learn_from_response(&m[..20], Duration::from_secs(60)),
+            0
+        );
+        let p = RdnsProcessor::new(RdnsConfig::default(), cache).unwrap();
+        let mut batch = flow_batch(&[("10.0.0.9", "10.0.0.6", 1)]);
+        p.apply(&mut batch);
+        assert_eq!(
+            first_point_attrs(&batch).get_str("dst.name"),
+            Some("db.example")
+        );
     }
 
     #[test]
