@@ -236,6 +236,17 @@ fn python_http_server_and_curl() {
     for &(pid, line, n, total) in &runs {
         check_exchange(&events, port, pid, Some(server_pid), line, n, total);
     }
+    // every event names its process, also for the curls that are gone by now
+    for e in &events {
+        let want = if runs.iter().any(|r| r.0 == e.pid()) {
+            "curl"
+        } else if e.pid() == server_pid {
+            "python3"
+        } else {
+            continue;
+        };
+        assert_eq!(e.comm_str(), want, "{e:?}");
+    }
     assert_eq!(cap.lost_events(), 0);
     drop(server);
 }
@@ -556,4 +567,107 @@ fn capture_bytes_bounds_the_prefix() {
         ..Default::default()
     })
     .is_err());
+}
+
+/// `iovecs` of `sizes` bytes over `buf`.
+fn iovecs(buf: &mut [u8], sizes: &[usize]) -> Vec<libc::iovec> {
+    let mut off = 0;
+    sizes
+        .iter()
+        .map(|&n| {
+            let v = libc::iovec {
+                iov_base: buf[off..].as_mut_ptr().cast(),
+                iov_len: n,
+            };
+            off += n;
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn vectored_calls_copy_across_sixteen_iovecs() {
+    require_root();
+    let _serial = serial();
+    let cfg = AppCaptureConfig {
+        capture_bytes: 4096,
+        filter_mode: PidFilterMode::Only,
+        include_pids: vec![std::process::id()],
+        exclude_self: false,
+        ..Default::default()
+    };
+    let mut cap = AppCapture::load(&cfg).unwrap();
+    cap.attach().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let c = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (s, _) = listener.accept().unwrap();
+    use std::os::fd::AsRawFd;
+
+    // writev: 20 iovecs of 100 bytes, one empty in the middle -> the first 16 iovecs (15 of
+    // them non-empty) are copied
+    let mut sizes = vec![100usize; 20];
+    sizes[3] = 0;
+    let total: usize = sizes.iter().sum();
+    let mut out: Vec<u8> = (0..total as u32).map(|i| (i % 251) as u8).collect();
+    let want_writev = out[..15 * 100].to_vec();
+    let iov = iovecs(&mut out, &sizes);
+    // SAFETY: iov points into `out`, which outlives the call.
+    let n = unsafe { libc::writev(c.as_raw_fd(), iov.as_ptr(), iov.len() as i32) };
+    assert_eq!(n, total as isize);
+    // readv of the same bytes into 20 iovecs of 100
+    let mut inb = vec![0u8; 2000];
+    let iov = iovecs(&mut inb, &[100; 20]);
+    let mut got = 0usize;
+    // SAFETY: iov points into `inb`.
+    while got < total {
+        let n = unsafe { libc::readv(s.as_raw_fd(), iov.as_ptr(), iov.len() as i32) };
+        assert!(n > 0);
+        got += n as usize;
+    }
+    assert_eq!(got, total, "one readv took everything");
+
+    // sendmsg: 20 iovecs of 300 bytes -> capped at capture_bytes
+    let mut out2: Vec<u8> = (0..6000u32).map(|i| (i % 241) as u8).collect();
+    let want_sendmsg = out2[..4096].to_vec();
+    let iov = iovecs(&mut out2, &[300; 20]);
+    // SAFETY: zeroed msghdr is valid; iov points into `out2`.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = iov.len();
+    let n = unsafe { libc::sendmsg(c.as_raw_fd(), &msg, 0) };
+    assert_eq!(n, 6000);
+    let mut rest = vec![0u8; 6000];
+    (&s).read_exact(&mut rest).unwrap();
+
+    let mut events = Vec::new();
+    collect_until(
+        &mut cap,
+        &mut events,
+        Duration::from_secs(3),
+        Duration::from_millis(100),
+        |evs| data(evs).any(|d| d.syscall == Syscall::Sendmsg),
+    );
+    let local = c.local_addr().unwrap();
+    let find = |sys: Syscall| {
+        data(&events)
+            .find(|d| d.syscall == sys && (d.local == local || d.remote == local))
+            .unwrap_or_else(|| panic!("no {sys:?} event"))
+    };
+    let w = find(Syscall::Writev);
+    assert_eq!(w.bytes, total as i64);
+    assert_eq!(
+        w.data, want_writev,
+        "writev: 15 non-empty of the first 16 iovecs"
+    );
+    let r = find(Syscall::Readv);
+    assert_eq!(r.bytes, total as i64);
+    assert_eq!(r.data[..], inb[..1600], "readv: the first 16 iovecs");
+    let m = find(Syscall::Sendmsg);
+    assert_eq!(m.bytes, 6000);
+    assert_eq!(
+        m.data, want_sendmsg,
+        "sendmsg: capture_bytes across 14 iovecs"
+    );
+    assert!(m.is_truncated());
+    assert_eq!(cap.lost_events(), 0);
 }

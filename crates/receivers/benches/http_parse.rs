@@ -36,6 +36,7 @@ fn event(conn: u64, dir: Direction, payload: &[u8], bytes: usize, t: u64) -> App
         },
         data: payload[..payload.len().min(CAPTURE)].to_vec(),
         payload_invisible: false,
+        comm: *b"bench\0\0\0\0\0\0\0\0\0\0\0",
     })
 }
 

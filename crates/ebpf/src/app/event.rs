@@ -1,5 +1,6 @@
 //! Decoded application capture events.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::raw::{self, RawAppEvent, RAW_APP_EVENT_SIZE};
@@ -33,6 +34,19 @@ impl AppEvent {
             AppEvent::Data(d) => d.conn_id,
             AppEvent::Accept(c) | AppEvent::Connect(c) | AppEvent::Close(c) => c.conn_id,
         }
+    }
+
+    /// Process name of the event (see [`DataEvent::comm`]).
+    pub fn comm(&self) -> &[u8; 16] {
+        match self {
+            AppEvent::Data(d) => &d.comm,
+            AppEvent::Accept(c) | AppEvent::Connect(c) | AppEvent::Close(c) => &c.comm,
+        }
+    }
+
+    /// Process name of the event as text (see [`DataEvent::comm_str`]).
+    pub fn comm_str(&self) -> Cow<'_, str> {
+        comm_str(self.comm())
     }
 }
 
@@ -157,12 +171,15 @@ pub struct DataEvent {
     pub role: Role,
     /// The syscall.
     pub syscall: Syscall,
-    /// The first `min(bytes, capture_bytes)` bytes transferred (first iovecs only for the
-    /// vectored calls; empty for `sendfile`, see [`DataEvent::payload_invisible`]).
+    /// The first `min(bytes, capture_bytes)` bytes transferred (for the vectored calls, from
+    /// the first 16 iovecs; empty for `sendfile`, see [`DataEvent::payload_invisible`]).
     pub data: Vec<u8>,
     /// The bytes moved by this syscall never passed through user memory (`sendfile`), so
     /// `data` is empty even though `bytes > 0`.
     pub payload_invisible: bool,
+    /// The process name when the event was made: `comm` of the thread group leader
+    /// (NUL-padded; the kernel truncates it to 15 bytes). See [`DataEvent::comm_str`].
+    pub comm: [u8; 16],
 }
 
 impl DataEvent {
@@ -183,6 +200,12 @@ impl DataEvent {
     /// BIOs): `fd` is -1, the addresses are `[::]:0` and `conn_id` is the `SSL*` value.
     pub fn tls_socket_unknown(&self) -> bool {
         self.is_tls() && self.fd < 0
+    }
+
+    /// [`DataEvent::comm`] as text (up to the first NUL, invalid UTF-8 replaced); empty if
+    /// the kernel gave none.
+    pub fn comm_str(&self) -> Cow<'_, str> {
+        comm_str(&self.comm)
     }
 }
 
@@ -212,6 +235,20 @@ pub struct ConnEvent {
     pub start_ns: u64,
     /// `CLOCK_MONOTONIC` ns at syscall exit (== `start_ns` for close).
     pub end_ns: u64,
+    /// See [`DataEvent::comm`].
+    pub comm: [u8; 16],
+}
+
+impl ConnEvent {
+    /// See [`DataEvent::comm_str`].
+    pub fn comm_str(&self) -> Cow<'_, str> {
+        comm_str(&self.comm)
+    }
+}
+
+fn comm_str(comm: &[u8; 16]) -> Cow<'_, str> {
+    let end = comm.iter().position(|&c| c == 0).unwrap_or(comm.len());
+    String::from_utf8_lossy(&comm[..end])
 }
 
 fn sockaddr(family: u16, addr: &[u8; 16], port: u16) -> SocketAddr {
@@ -253,6 +290,7 @@ pub fn decode(record: &[u8]) -> Option<AppEvent> {
         ret: h.bytes,
         start_ns: h.start_ns,
         end_ns: h.end_ns,
+        comm: h.comm,
     };
     match h.kind {
         raw::APP_KIND_DATA => {
@@ -277,6 +315,7 @@ pub fn decode(record: &[u8]) -> Option<AppEvent> {
                 syscall: Syscall::from_raw(h.syscall),
                 data,
                 payload_invisible: h.flags & raw::APP_FLAG_NO_PAYLOAD != 0,
+                comm: h.comm,
             }))
         }
         raw::APP_KIND_ACCEPT => Some(AppEvent::Accept(conn())),
@@ -318,7 +357,9 @@ mod tests {
         };
         h.local_addr[..4].copy_from_slice(&[127, 0, 0, 1]);
         h.remote_addr[..4].copy_from_slice(&[10, 0, 0, 2]);
+        h.comm[..4].copy_from_slice(b"curl");
         let ev = decode(&record(h, b"GET")).unwrap();
+        assert_eq!(ev.comm_str(), "curl");
         let AppEvent::Data(d) = ev else { panic!() };
         assert_eq!(d.local, "127.0.0.1:40000".parse().unwrap());
         assert_eq!(d.remote, "10.0.0.2:80".parse().unwrap());
@@ -349,6 +390,7 @@ mod tests {
         };
         assert!(d.is_tls());
         assert!(d.tls_socket_unknown());
+        assert_eq!(d.comm_str(), "");
         assert_eq!(d.syscall, Syscall::SslReadEx);
         assert_eq!(d.direction, Direction::Ingress);
         assert!(!d.is_truncated());

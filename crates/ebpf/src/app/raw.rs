@@ -151,6 +151,8 @@ pub struct RawAppEvent {
     pub remote_port: u16,
     /// Padding.
     pub _pad: u32,
+    /// `comm` of the process (its thread group leader) when the event was made, NUL-padded.
+    pub comm: [u8; 16],
 }
 
 /// `sizeof(struct app_event)`.
@@ -187,6 +189,7 @@ pub fn app_event_fields() -> Vec<(&'static str, usize, usize)> {
         f!(local_port, u16),
         f!(remote_port, u16),
         f!(_pad, u32),
+        f!(comm, [u8; 16]),
     ]
 }
 

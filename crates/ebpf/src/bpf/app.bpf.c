@@ -8,7 +8,7 @@
  *    per thread in `app_inflight`.
  *  - sys_exit_<data syscall>: if ret > 0, one APP_KIND_DATA record with the 4-tuple, the
  *    syscall's return value, both timestamps and the first `capture_bytes` of the payload
- *    (first iovecs for the vectored calls, nothing for sendfile).
+ *    (across the first APP_MAX_IOV iovecs for the vectored calls, nothing for sendfile).
  *  - accept/accept4/connect exits record the socket's role in `app_conns` and emit
  *    APP_KIND_ACCEPT / APP_KIND_CONNECT; close of a TCP socket emits APP_KIND_CLOSE.
  *  - TLS (libssl uprobes, attached per library by userspace): SSL_read/SSL_write(_ex) entry
@@ -38,7 +38,9 @@ char LICENSE[] SEC("license") = "GPL";
 #define S_IFSOCK_ 0140000
 #define EINPROGRESS_ 115
 #define MSG_PEEK_ 2
-#define APP_MAX_IOV 4
+/* iovecs of one readv/writev/recvmsg/sendmsg the payload copy walks (gRPC gathers many
+ * small HTTP/2 frames into one sendmsg) */
+#define APP_MAX_IOV 16
 
 /* How a data syscall passes its buffer (args[1]). */
 #define BUF_PLAIN 0 /* args[1] = buffer */
@@ -103,6 +105,8 @@ struct app_scratch {
 	struct app_event ev;
 	/* room for "offset <= 0xfff, size <= 0x1fff", the bounds the verifier gets from masks */
 	__u8 data[APP_MAX_CAPTURE * 3];
+	/* the iovec array of a vectored call, read with one helper call */
+	struct iovec iov[APP_MAX_IOV];
 };
 
 struct {
@@ -284,12 +288,21 @@ static __always_inline struct app_scratch *scratch_event(void)
 	return s;
 }
 
+/* The process name (comm of the thread group leader: a worker thread's own name, e.g.
+ * "grpc_global_tim", would not name the process). Only on the emit path. */
+static __always_inline void set_comm(struct app_event *e)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	bpf_probe_read_kernel(e->comm, sizeof(e->comm), task->group_leader->comm);
+}
+
 static __always_inline void submit(struct app_scratch *s, __u32 len)
 {
 	if (len > APP_MAX_CAPTURE)
 		len = APP_MAX_CAPTURE;
 	asm volatile("%[len] &= 0x1fff" : [len] "+r"(len)); /* bound for the verifier */
 	s->ev.captured_len = len;
+	set_comm(&s->ev);
 	/* waking the consumer costs an irq_work and a scheduler wakeup per event: batch them */
 	__u64 flags = 0;
 	__u32 zero = 0;
@@ -315,25 +328,30 @@ static __always_inline __u32 copy_chunk(__u8 *data, __u32 off, const void *src, 
 	return sz;
 }
 
-static __always_inline __u32 copy_iov(__u8 *data, const struct iovec *iov, __u64 iovcnt,
+/* Copies up to min(cap, total) bytes from the first APP_MAX_IOV iovecs (of iovcnt) to s->data. */
+static __always_inline __u32 copy_iov(struct app_scratch *s, const struct iovec *iov, __u64 iovcnt,
 				      __u64 total, __u32 cap)
 {
+	if (iovcnt > APP_MAX_IOV)
+		iovcnt = APP_MAX_IOV;
+	if (!iovcnt)
+		return 0;
+	__u32 cnt = (__u32)iovcnt;
+	/* one read for the whole array: cnt is 1..APP_MAX_IOV */
+	if (bpf_probe_read_user(s->iov, cnt * sizeof(struct iovec), iov))
+		return 0;
 	__u32 off = 0;
-#pragma unroll
-	for (int i = 0; i < APP_MAX_IOV; i++) {
-		if (i >= iovcnt || off >= cap || off >= total)
+	for (__u32 i = 0; i < APP_MAX_IOV; i++) {
+		if (i >= cnt || off >= cap || off >= total)
 			break;
-		struct iovec v;
-		if (bpf_probe_read_user(&v, sizeof(v), &iov[i]))
-			break;
-		__u64 n = v.iov_len;
+		__u64 n = s->iov[i].iov_len;
 		if (n > cap - off)
 			n = cap - off;
 		if (n > total - off)
 			n = total - off;
 		if (n == 0)
 			continue;
-		__u32 got = copy_chunk(data, off, v.iov_base, n);
+		__u32 got = copy_chunk(s->data, off, s->iov[i].iov_base, n);
 		if (!got)
 			break;
 		off += got;
@@ -428,7 +446,7 @@ static __always_inline int on_data_exit(struct trace_event_raw_sys_exit *ctx, __
 		if (n)
 			len = copy_chunk(s->data, 0, (const void *)in.buf, n);
 	} else if (in.buf_kind == BUF_IOV) {
-		len = copy_iov(s->data, (const struct iovec *)in.buf, in.aux, ret, cap);
+		len = copy_iov(s, (const struct iovec *)in.buf, in.aux, ret, cap);
 	} else if (in.buf_kind == BUF_MSG) {
 		struct user_msghdr *msg = (struct user_msghdr *)in.buf;
 		struct iovec *iov = NULL;
@@ -436,7 +454,7 @@ static __always_inline int on_data_exit(struct trace_event_raw_sys_exit *ctx, __
 		bpf_probe_read_user(&iov, sizeof(iov), &msg->msg_iov);
 		bpf_probe_read_user(&iovlen, sizeof(iovlen), &msg->msg_iovlen);
 		if (iov)
-			len = copy_iov(s->data, iov, iovlen, ret, cap);
+			len = copy_iov(s, iov, iovlen, ret, cap);
 	} else {
 		e->flags |= APP_FLAG_NO_PAYLOAD;
 	}

@@ -106,6 +106,9 @@ struct app_event {
 	__u16 local_port;
 	__u16 remote_port;
 	__u32 _pad;
+	/* comm of the process (its thread group leader) when the event was made, NUL-padded:
+	 * names processes that exit before the consumer can read /proc/<pid> */
+	char comm[16];
 };
 
 #endif

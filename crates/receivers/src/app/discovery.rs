@@ -150,6 +150,9 @@ pub struct Discovery {
     host_name: Str,
     self_pid: u32,
     known: HashMap<u32, Arc<ProcessInfo>>,
+    /// The processes the last rescan found gone: their last observations (e.g. a connection
+    /// ended by the exit) are reported after that rescan, under the identity they had.
+    recently_gone: HashMap<u32, Arc<ProcessInfo>>,
     /// Listening socket inode → port, per network namespace, for the current scan.
     listen_cache: HashMap<String, Arc<HashMap<u64, u16>>>,
 }
@@ -171,6 +174,7 @@ impl Discovery {
             host_name: host_name.into(),
             self_pid: std::process::id(),
             known: HashMap::new(),
+            recently_gone: HashMap::new(),
             listen_cache: HashMap::new(),
         }
     }
@@ -324,16 +328,29 @@ impl Discovery {
         })
     }
 
-    fn vanished(&self, pid: u32) -> ProcessInfo {
-        let mut attrs = Attributes::with_capacity(4);
-        attrs.push("service.name", "unknown_service");
+    /// A process that exited before `/proc/<pid>` could be read: named by the `comm` its
+    /// events carried (`unknown_service` only if that is empty too).
+    fn vanished(&self, pid: u32, comm: &[u8; 16]) -> ProcessInfo {
+        let end = comm.iter().position(|&c| c == 0).unwrap_or(comm.len());
+        let comm = String::from_utf8_lossy(&comm[..end]);
+        let comm = comm.trim();
+        let mut attrs = Attributes::with_capacity(5);
+        let service_name = if comm.is_empty() {
+            Str::from_static("unknown_service")
+        } else {
+            Str::from(comm.to_string())
+        };
+        attrs.push("service.name", service_name.clone());
         attrs.push("process.pid", pid as i64);
+        if !comm.is_empty() {
+            attrs.push("process.executable.name", Value::from(comm.to_string()));
+        }
         attrs.push("host.name", self.host_name.clone());
         attrs.push("telemetry.sdk.name", "tapline");
         ProcessInfo {
             pid,
             exe_path: String::new(),
-            service_name: Str::from_static("unknown_service"),
+            service_name,
             resource: Resource::new(attrs),
             instrumented: true,
         }
@@ -341,16 +358,29 @@ impl Discovery {
 
     /// The process behind `pid`, read on first use and cached until it exits.
     pub fn process(&mut self, pid: u32) -> Option<Arc<ProcessInfo>> {
+        self.process_with_comm(pid, &[0; 16])
+    }
+
+    /// [`Discovery::process`], with the process name (`comm`, NUL-padded) the kernel put in
+    /// the event: it names the process when `/proc/<pid>` is already gone.
+    pub fn process_with_comm(&mut self, pid: u32, comm: &[u8; 16]) -> Option<Arc<ProcessInfo>> {
         if let Some(p) = self.known.get(&pid) {
             return Some(p.clone());
         }
         self.listen_cache.clear();
         let info = match self.read(pid) {
             Some(i) => i,
-            // Gone before its first events were read (a short-lived client such as curl):
-            // in "every process" mode it is still reported, as `unknown_service`.
-            None if !self.selective() && pid != self.self_pid => self.vanished(pid),
-            None => return None,
+            None => {
+                if let Some(p) = self.recently_gone.get(&pid) {
+                    return Some(p.clone());
+                }
+                if self.selective() || pid == self.self_pid {
+                    return None;
+                }
+                // Gone before its first events were read (a short-lived client such as
+                // curl): in "every process" mode it is still reported, under its comm.
+                self.vanished(pid, comm)
+            }
         };
         let info = Arc::new(info);
         self.known.insert(pid, info.clone());
@@ -396,8 +426,11 @@ impl Discovery {
             .filter(|p| !alive.contains(p))
             .copied()
             .collect();
+        self.recently_gone.clear();
         for p in &gone {
-            self.known.remove(p);
+            if let Some(info) = self.known.remove(p) {
+                self.recently_gone.insert(*p, info);
+            }
         }
         (new, gone)
     }
@@ -444,6 +477,58 @@ mod tests {
         listening_inodes(table, &mut m);
         assert_eq!(m.len(), 1);
         assert_eq!(m[&12345], 8080);
+    }
+
+    #[test]
+    fn vanished_process_is_named_by_its_comm() {
+        let dir = std::env::temp_dir().join(format!("tapline-disc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut d = Discovery::new(&dir, vec![], vec![]);
+        let mut comm = [0u8; 16];
+        comm[..4].copy_from_slice(b"curl");
+        let info = d.process_with_comm(4_000_001, &comm).unwrap();
+        assert_eq!(&*info.service_name, "curl");
+        let a = &info.resource.attributes;
+        assert_eq!(a.get_str("service.name"), Some("curl"));
+        assert_eq!(a.get_str("process.executable.name"), Some("curl"));
+        // cached: a later lookup without the comm keeps the name
+        assert_eq!(&*d.process(4_000_001).unwrap().service_name, "curl");
+        // no comm either: unknown_service
+        let info = d.process(4_000_002).unwrap();
+        assert_eq!(&*info.service_name, "unknown_service");
+        assert_eq!(
+            info.resource.attributes.get("process.executable.name"),
+            None
+        );
+        // selective mode reports nothing it cannot match
+        let sel = Selector {
+            open_ports: Some(PortRanges(vec![(1, 1)])),
+            exe_path: None,
+        };
+        let mut d = Discovery::new(&dir, vec![sel], vec![]);
+        assert!(d.process_with_comm(4_000_003, &comm).is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn gone_process_keeps_its_identity_for_late_observations() {
+        let dir = std::env::temp_dir().join(format!("tapline-gone-{}", std::process::id()));
+        let pdir = dir.join("4000004");
+        std::fs::create_dir_all(&pdir).unwrap();
+        std::fs::write(pdir.join("comm"), "shopd\n").unwrap();
+        std::fs::write(pdir.join("environ"), "OTEL_SERVICE_NAME=shop\0").unwrap();
+        let mut d = Discovery::new(&dir, vec![], vec![]);
+        assert_eq!(&*d.process(4_000_004).unwrap().service_name, "shop");
+        std::fs::remove_dir_all(&pdir).unwrap();
+        let (_, gone) = d.rescan();
+        assert_eq!(gone, vec![4_000_004]);
+        assert_eq!(&*d.process(4_000_004).unwrap().service_name, "shop");
+        d.rescan();
+        assert_eq!(
+            &*d.process(4_000_004).unwrap().service_name,
+            "unknown_service"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

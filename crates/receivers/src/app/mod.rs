@@ -315,7 +315,7 @@ impl Pipeline {
     fn handle(&mut self, cap: &mut AppCapture, events: &mut Vec<AppEvent>, observed: &Counter) {
         for ev in events.drain(..) {
             let pid = ev.pid();
-            let Some(info) = self.discovery.process(pid) else {
+            let Some(info) = self.discovery.process_with_comm(pid, ev.comm()) else {
                 continue;
             };
             if !info.instrumented {
