@@ -192,28 +192,36 @@ impl From<bool> for Value {
 }
 
 /// An ordered list of key/value pairs. One allocation per list, none per key.
+///
+/// The list is shared copy-on-write: cloning a point's attributes (the bytes and packets
+/// points of one flow, a batch copied for a second pipeline) costs a reference count, and the
+/// first change to a shared list copies it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Attributes(Vec<(Str, Value)>);
+pub struct Attributes(Arc<Vec<(Str, Value)>>);
 
 impl Attributes {
     pub fn new() -> Self {
-        Attributes(Vec::new())
+        Self::default()
     }
     pub fn with_capacity(n: usize) -> Self {
-        Attributes(Vec::with_capacity(n))
+        Attributes(Arc::new(Vec::with_capacity(n)))
+    }
+    fn pairs_mut(&mut self) -> &mut Vec<(Str, Value)> {
+        Arc::make_mut(&mut self.0)
     }
     /// Sets `key` to `value`, replacing an existing value.
     pub fn set(&mut self, key: impl Into<Str>, value: impl Into<Value>) {
         let key = key.into();
         let value = value.into();
-        match self.0.iter_mut().find(|(k, _)| *k == key) {
+        let pairs = self.pairs_mut();
+        match pairs.iter_mut().find(|(k, _)| *k == key) {
             Some(slot) => slot.1 = value,
-            None => self.0.push((key, value)),
+            None => pairs.push((key, value)),
         }
     }
     /// Appends without checking for an existing key: for builders that know keys are unique.
     pub fn push(&mut self, key: impl Into<Str>, value: impl Into<Value>) {
-        self.0.push((key.into(), value.into()));
+        self.pairs_mut().push((key.into(), value.into()));
     }
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.0
@@ -226,10 +234,14 @@ impl Attributes {
     }
     pub fn remove(&mut self, key: &str) -> Option<Value> {
         let pos = self.0.iter().position(|(k, _)| k.as_str() == key)?;
-        Some(self.0.remove(pos).1)
+        Some(self.pairs_mut().remove(pos).1)
     }
     pub fn retain(&mut self, mut keep: impl FnMut(&str, &Value) -> bool) {
-        self.0.retain(|(k, v)| keep(k, v))
+        // A shared list is copied only when something actually goes.
+        if self.0.iter().all(|(k, v)| keep(k, v)) {
+            return;
+        }
+        self.pairs_mut().retain(|(k, v)| keep(k, v))
     }
     pub fn iter(&self) -> impl Iterator<Item = (&Str, &Value)> {
         self.0.iter().map(|(k, v)| (k, v))
@@ -242,7 +254,9 @@ impl Attributes {
     }
     /// Sorts by key, so that two attribute sets with the same pairs compare equal.
     pub fn sort(&mut self) {
-        self.0.sort_by(|a, b| a.0.cmp(&b.0));
+        if !self.0.is_sorted_by(|a, b| a.0 <= b.0) {
+            self.pairs_mut().sort_by(|a, b| a.0.cmp(&b.0));
+        }
     }
     /// The pairs, in order.
     pub fn as_slice(&self) -> &[(Str, Value)] {
@@ -251,25 +265,29 @@ impl Attributes {
     /// Swaps the pairs at positions `a` and `b` (panics when out of range): with
     /// [`Attributes::truncate`], reorders and narrows a list in place, without allocating.
     pub fn swap(&mut self, a: usize, b: usize) {
-        self.0.swap(a, b)
+        if a != b {
+            self.pairs_mut().swap(a, b)
+        }
     }
     /// Keeps the first `len` pairs and drops the rest.
     pub fn truncate(&mut self, len: usize) {
-        self.0.truncate(len)
+        if len < self.0.len() {
+            self.pairs_mut().truncate(len)
+        }
     }
     /// Makes room for `additional` more pairs, so the next pushes do not reallocate.
     pub fn reserve(&mut self, additional: usize) {
-        self.0.reserve(additional)
+        self.pairs_mut().reserve(additional)
     }
 }
 
 impl<K: Into<Str>, V: Into<Value>> FromIterator<(K, V)> for Attributes {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        Attributes(
+        Attributes(Arc::new(
             iter.into_iter()
                 .map(|(k, v)| (k.into(), v.into()))
                 .collect(),
-        )
+        ))
     }
 }
 
@@ -278,5 +296,31 @@ impl<'a> IntoIterator for &'a Attributes {
     type IntoIter = std::slice::Iter<'a, (Str, Value)>;
     fn into_iter(self) -> Self::IntoIter {
         self.0.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clones_share_until_changed() {
+        let mut a: Attributes = [("k", "v"), ("n", "1")].into_iter().collect();
+        let b = a.clone();
+        assert!(Arc::ptr_eq(&a.0, &b.0));
+        a.retain(|_, _| true);
+        a.truncate(5);
+        a.swap(1, 1);
+        assert!(Arc::ptr_eq(&a.0, &b.0), "no-op changes do not copy");
+        a.set("k", "w");
+        assert!(!Arc::ptr_eq(&a.0, &b.0));
+        assert_eq!(b.get_str("k"), Some("v"));
+        assert_eq!(a.get_str("k"), Some("w"));
+        let mut c = b.clone();
+        assert_eq!(c.remove("missing"), None);
+        assert!(Arc::ptr_eq(&c.0, &b.0));
+        assert_eq!(c.remove("n"), Some(Value::from("1")));
+        assert_eq!(b.len(), 2);
+        assert_eq!(c.len(), 1);
     }
 }
