@@ -131,6 +131,8 @@ impl TlsListener {
                 if tx.is_closed() {
                     return;
                 }
+                // Small responses (gRPC acknowledgements) must not wait for Nagle's algorithm.
+                let _ = tcp.set_nodelay(true);
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {

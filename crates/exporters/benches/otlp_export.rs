@@ -46,7 +46,9 @@ async fn grpc_sink() -> SocketAddr {
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(TraceServiceServer::new(Sink).max_decoding_message_size(64 << 20))
-            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+            .serve_with_incoming(
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            ),
     );
     addr
 }

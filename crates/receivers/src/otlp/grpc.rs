@@ -98,7 +98,11 @@ pub(super) async fn serve(
     let result = match tls {
         None => {
             router
-                .serve_with_incoming_shutdown(TcpIncoming::from(listener), stop)
+                .serve_with_incoming_shutdown(
+                    // Small responses must not wait for Nagle's algorithm.
+                    TcpIncoming::from(listener).with_nodelay(Some(true)),
+                    stop,
+                )
                 .await
         }
         Some(tls) => {

@@ -190,6 +190,10 @@ pub(super) async fn serve(
     let endpoint = cfg.endpoint;
     let result = match tls {
         None => {
+            use axum::serve::ListenerExt as _;
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             axum::serve(listener, app)
                 .with_graceful_shutdown(stop)
                 .await
