@@ -39,7 +39,7 @@ fn records() -> (Vec<FlowRecord>, Vec<FlowRecord>) {
                 dst_addr: dst,
                 src_port: 32768 + (i / 50_000) as u16,
                 dst_port: 8000 + (i % 20) as u16,
-                protocol: if i % 3 == 0 { 17 } else { 6 },
+                protocol: if i.is_multiple_of(3) { 17 } else { 6 },
                 family: FAMILY_IPV4,
                 direction: 1,
                 _pad: 0,
@@ -49,16 +49,16 @@ fn records() -> (Vec<FlowRecord>, Vec<FlowRecord>) {
             packets: 1,
             first_ns: 1_000 + u64::from(i),
             last_ns: 2_000 + u64::from(i),
-            tcp_flags: if i % 7 == 0 { 0x12 } else { 0x10 },
+            tcp_flags: if i.is_multiple_of(7) { 0x12 } else { 0x10 },
         };
         map.push(r);
-        if i % 10 == 0 && map.len() < N as usize {
+        if i.is_multiple_of(10) && map.len() < N as usize {
             let mut b = r;
             b.key.ifindex = 4;
             b.first_ns += 1;
             map.push(b);
         }
-        if i % 20 == 0 {
+        if i.is_multiple_of(20) {
             ring.push(r);
         }
         i += 1;

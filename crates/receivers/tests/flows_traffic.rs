@@ -74,7 +74,8 @@ fn assert_totals(got: &Collected, exporter: &str, a: &str, delta: [u64; 5]) {
     let by_ifdir = got
         .select(exporter, BYTES, &[])
         .any(|p| p.attr("iface.direction").is_some());
-    let (out, inn): (&[(&str, &str)], &[(&str, &str)]) = if by_ifdir {
+    type Match<'a> = &'a [(&'a str, &'a str)];
+    let (out, inn): (Match, Match) = if by_ifdir {
         (
             &[("iface.direction", "egress")],
             &[("iface.direction", "ingress")],
