@@ -329,3 +329,42 @@ fn sighup_reloads_and_a_bad_reload_keeps_the_old_config() {
         .iter()
         .all(|l| l.starts_with("debug metrics: 4 ")));
 }
+
+#[test]
+fn default_run_adds_otlp_when_the_standard_endpoint_variable_is_set() {
+    use tapline::core::config::{self, LoadOptions};
+    let load = |env: Vec<(String, String)>| {
+        let sources = tapline::DEFAULT_CONFIG.sources(&env);
+        config::load(&LoadOptions {
+            sources,
+            env,
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    let plain = load(vec![]);
+    assert!(!plain.exporters.contains_key("otlp"));
+    assert!(!plain.service.pipelines.contains_key("traces"));
+    let with = load(vec![(
+        "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
+        "http://127.0.0.1:4317".into(),
+    )]);
+    assert!(with.exporters.contains_key("otlp"));
+    assert_eq!(
+        with.service.pipelines["metrics"].exporters,
+        ["prometheus", "otlp"]
+    );
+    assert_eq!(with.service.pipelines["traces"].receivers, ["app"]);
+    // And the result is a valid graph.
+    let out = Command::new(bin())
+        .arg("validate")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
