@@ -586,7 +586,7 @@ fn iovecs(buf: &mut [u8], sizes: &[usize]) -> Vec<libc::iovec> {
 }
 
 #[test]
-fn vectored_calls_copy_across_sixteen_iovecs() {
+fn vectored_calls_copy_across_sixty_four_iovecs() {
     require_root();
     let _serial = serial();
     let cfg = AppCaptureConfig {
@@ -603,40 +603,36 @@ fn vectored_calls_copy_across_sixteen_iovecs() {
     let (s, _) = listener.accept().unwrap();
     use std::os::fd::AsRawFd;
 
-    // writev: 20 iovecs of 100 bytes, one empty in the middle -> the first 16 iovecs (15 of
-    // them non-empty) are copied
-    let mut sizes = vec![100usize; 20];
+    // writev: 70 iovecs of 30 bytes, one empty -> the first 64 iovecs (63 of them
+    // non-empty) are copied
+    let mut sizes = vec![30usize; 70];
     sizes[3] = 0;
     let total: usize = sizes.iter().sum();
     let mut out: Vec<u8> = (0..total as u32).map(|i| (i % 251) as u8).collect();
-    let want_writev = out[..15 * 100].to_vec();
+    let want_writev = out[..63 * 30].to_vec();
     let iov = iovecs(&mut out, &sizes);
     // SAFETY: iov points into `out`, which outlives the call.
     let n = unsafe { libc::writev(c.as_raw_fd(), iov.as_ptr(), iov.len() as i32) };
     assert_eq!(n, total as isize);
-    // readv of the same bytes into 20 iovecs of 100
-    let mut inb = vec![0u8; 2000];
-    let iov = iovecs(&mut inb, &[100; 20]);
-    let mut got = 0usize;
-    // SAFETY: iov points into `inb`.
-    while got < total {
-        let n = unsafe { libc::readv(s.as_raw_fd(), iov.as_ptr(), iov.len() as i32) };
-        assert!(n > 0);
-        got += n as usize;
-    }
-    assert_eq!(got, total, "one readv took everything");
+    // one readv of the same bytes into 70 iovecs of 30 (the bytes are all queued already)
+    let mut inb = vec![0u8; 70 * 30];
+    let iov = iovecs(&mut inb, &[30; 70]);
+    // SAFETY: iov points into `inb`, which outlives the call.
+    let n = unsafe { libc::readv(s.as_raw_fd(), iov.as_ptr(), iov.len() as i32) };
+    assert_eq!(n, total as isize);
 
-    // sendmsg: 20 iovecs of 300 bytes -> capped at capture_bytes
-    let mut out2: Vec<u8> = (0..6000u32).map(|i| (i % 241) as u8).collect();
+    // sendmsg: 70 iovecs of 100 bytes -> capture_bytes, across the first 41
+    let mut out2: Vec<u8> = (0..7000u32).map(|i| (i % 241) as u8).collect();
     let want_sendmsg = out2[..4096].to_vec();
-    let iov = iovecs(&mut out2, &[300; 20]);
-    // SAFETY: zeroed msghdr is valid; iov points into `out2`.
+    let iov = iovecs(&mut out2, &[100; 70]);
+    // SAFETY: a zeroed msghdr is valid; iov points into `out2`, which outlives the call.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
     msg.msg_iovlen = iov.len();
+    // SAFETY: see above.
     let n = unsafe { libc::sendmsg(c.as_raw_fd(), &msg, 0) };
-    assert_eq!(n, 6000);
-    let mut rest = vec![0u8; 6000];
+    assert_eq!(n, 7000);
+    let mut rest = vec![0u8; 7000];
     (&s).read_exact(&mut rest).unwrap();
 
     let mut events = Vec::new();
@@ -657,16 +653,16 @@ fn vectored_calls_copy_across_sixteen_iovecs() {
     assert_eq!(w.bytes, total as i64);
     assert_eq!(
         w.data, want_writev,
-        "writev: 15 non-empty of the first 16 iovecs"
+        "writev: 63 non-empty of the first 64 iovecs"
     );
     let r = find(Syscall::Readv);
     assert_eq!(r.bytes, total as i64);
-    assert_eq!(r.data[..], inb[..1600], "readv: the first 16 iovecs");
+    assert_eq!(r.data[..], inb[..64 * 30], "readv: the first 64 iovecs");
     let m = find(Syscall::Sendmsg);
-    assert_eq!(m.bytes, 6000);
+    assert_eq!(m.bytes, 7000);
     assert_eq!(
         m.data, want_sendmsg,
-        "sendmsg: capture_bytes across 14 iovecs"
+        "sendmsg: capture_bytes across 41 iovecs"
     );
     assert!(m.is_truncated());
     assert_eq!(cap.lost_events(), 0);

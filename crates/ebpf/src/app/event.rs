@@ -172,7 +172,7 @@ pub struct DataEvent {
     /// The syscall.
     pub syscall: Syscall,
     /// The first `min(bytes, capture_bytes)` bytes transferred (for the vectored calls, from
-    /// the first 16 iovecs; empty for `sendfile`, see [`DataEvent::payload_invisible`]).
+    /// the first 64 iovecs; empty for `sendfile`, see [`DataEvent::payload_invisible`]).
     pub data: Vec<u8>,
     /// The bytes moved by this syscall never passed through user memory (`sendfile`), so
     /// `data` is empty even though `bytes > 0`.
