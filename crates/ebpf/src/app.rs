@@ -1,6 +1,7 @@
 //! Application (L7) capture: syscall tracepoints that report, for TCP sockets only, every
 //! successful data syscall (with the first bytes of the payload) and the connection lifecycle
-//! (accept, connect, close). Protocol parsers (HTTP, Redis, SQL...) are built on [`AppEvent`].
+//! (accept, connect, close), each with the process name (`comm`, for processes gone before
+//! their `/proc` entry can be read). Protocol parsers (HTTP, Redis, SQL...) are built on [`AppEvent`].
 //! With [`AppCapture::rescan_ssl`] / [`AppCapture::attach_ssl`], TLS connections made through
 //! libssl are reported in clear text instead (see [`tls`]).
 //!
