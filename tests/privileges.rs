@@ -58,3 +58,51 @@ fn unprivileged_default_run_names_the_missing_capabilities() {
     assert!(errors[0].contains("root"), "{stderr}");
     assert_eq!(tapline_programs(), before, "nothing stays loaded");
 }
+
+#[test]
+fn without_tracefs_the_run_says_how_to_mount_it() {
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "this test must run as root (it unmounts tracefs in a private mount namespace)"
+    );
+    // tracefs is unmounted only inside a private mount namespace, and CAP_SYS_ADMIN is dropped
+    // so tapline cannot mount it back: the host's mount is untouched.
+    let script = format!(
+        "umount /sys/kernel/tracing 2>/dev/null; umount /sys/kernel/debug 2>/dev/null; \
+         exec setpriv --bounding-set=-sys_admin -- {} run \
+         --set service.telemetry.metrics.endpoint=127.0.0.1:0 \
+         --set exporters.prometheus.endpoint=127.0.0.1:0",
+        env!("CARGO_BIN_EXE_tapline")
+    );
+    let before = tapline_programs();
+    let out = Command::new("timeout")
+        .args([
+            "30",
+            "unshare",
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("ERROR")).collect();
+    assert_eq!(errors.len(), 1, "one clear error:\n{stderr}");
+    assert!(
+        errors[0].contains("tracefs is not mounted")
+            && errors[0].contains("mount -t tracefs tracefs /sys/kernel/tracing"),
+        "{stderr}"
+    );
+    assert_eq!(tapline_programs(), before, "nothing stays loaded");
+    assert!(
+        std::fs::read_to_string("/proc/self/mounts")
+            .unwrap()
+            .contains(" /sys/kernel/tracing tracefs "),
+        "the host's tracefs mount is untouched"
+    );
+}
