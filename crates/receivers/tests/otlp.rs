@@ -598,7 +598,14 @@ async fn a_full_pipeline_refuses_with_retryable_statuses_and_counts_them() {
 
         // Let everything through: what was accepted arrives, and retrying now succeeds.
         gate.add_permits(1_000_000);
-        client.export(span_request(4)).await.unwrap();
+        // The pipeline drains asynchronously: a sender that honours UNAVAILABLE retries.
+        let mut tries = 0;
+        while let Err(e) = client.export(span_request(4)).await {
+            assert_eq!(e.code(), tonic::Code::Unavailable, "{e}");
+            tries += 1;
+            assert!(tries < 100, "still refused after the gate opened");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         running.shutdown(Duration::from_secs(10)).await;
         assert_eq!(capture.spans().len() as i64, accepted + 4);
     })
