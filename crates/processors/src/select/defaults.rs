@@ -40,7 +40,7 @@ const FLOW_DEFAULTS: &[&str] = &[
 
 const FLOW_CARDINALITY: &str = "At most (owners × owners) per namespace pair, times zones and \
 configured CIDRs, times transport (tcp/udp), network.type (ipv4/ipv6) and direction \
-(ingress/egress). Addresses, ports, interface names and pod names are left out: they grow with \
+(request/response). Addresses, ports, interface names and pod names are left out: they grow with \
 traffic and churn. Traffic to ends that are neither Kubernetes objects nor in a configured CIDR \
 collapses into one series per direction, so configure `cidr` (with a `0.0.0.0/0` catch-all) to \
 tell external destinations apart, or include `dst.name` where the set of peers is known to be small.";
