@@ -1,5 +1,6 @@
-//! `app`: HTTP/1.x RED metrics and spans of unmodified programs, from the kernel's view of
-//! their TCP reads and writes (`tapline_ebpf::app`).
+//! `app`: RED metrics and spans of unmodified programs (HTTP/1.x, and through [`crate::protocols`]
+//! HTTP/2 + gRPC, Redis, PostgreSQL, MySQL, Kafka; TLS via libssl uprobes), from the kernel's view
+//! of their TCP reads and writes (`tapline_ebpf::app`).
 //!
 //! The pieces, each pure and testable without a kernel:
 //! - [`http`]: request/response head parser;
@@ -188,7 +189,7 @@ impl FactoryInfo for AppFactory {
         "app"
     }
     fn description(&self) -> &'static str {
-        "HTTP/1.x RED metrics and spans of unmodified programs, from eBPF socket capture"
+        "RED metrics and spans of unmodified programs (HTTP/1, HTTP/2, gRPC, Redis, PostgreSQL, MySQL, Kafka; TLS via libssl), from eBPF"
     }
     fn signals(&self) -> &'static [SignalKind] {
         &[SignalKind::Metrics, SignalKind::Traces]
