@@ -76,20 +76,39 @@ struct {
 	__type(value, __u32);
 } tapline_skdirs SEC(".maps");
 
+/* The packet being accounted. tc programs read its linear data directly (`data`, `end`), at a
+ * fraction of the cost of a helper call; socket filters may not (both NULL), and headers
+ * outside the linear area still go through bpf_skb_load_bytes. */
+struct packet {
+	struct __sk_buff *skb;
+	void *data;
+	void *end;
+};
+
+/* Copies `len` bytes at `off` into `to`; 0 on success. */
+static __always_inline int load(const struct packet *pkt, __u32 off, void *to, __u32 len)
+{
+	if (pkt->data && off <= 1024 && pkt->data + off + len <= pkt->end) {
+		__builtin_memcpy(to, pkt->data + off, len);
+		return 0;
+	}
+	return bpf_skb_load_bytes(pkt->skb, off, to, len);
+}
+
 static __always_inline int protocol_wanted(__u8 proto)
 {
 	return (protocol_set[proto >> 6] >> (proto & 63)) & 1;
 }
 
 /* Fills the L4 part of the key (ports, TCP flags) from the header at `off`. */
-static __always_inline void parse_l4(struct __sk_buff *skb, __u32 off, struct tapline_flow_key *key,
+static __always_inline void parse_l4(const struct packet *pkt, __u32 off, struct tapline_flow_key *key,
 				     __u16 *tcp_flags)
 {
 	__u8 hdr[14];
 
 	switch (key->protocol) {
 	case IPPROTO_TCP:
-		if (bpf_skb_load_bytes(skb, off, hdr, 14) < 0)
+		if (load(pkt, off, hdr, 14) < 0)
 			return;
 		key->src_port = ((__u16)hdr[0] << 8) | hdr[1];
 		key->dst_port = ((__u16)hdr[2] << 8) | hdr[3];
@@ -98,14 +117,14 @@ static __always_inline void parse_l4(struct __sk_buff *skb, __u32 off, struct ta
 	case IPPROTO_UDP:
 	case IPPROTO_UDPLITE:
 	case IPPROTO_SCTP:
-		if (bpf_skb_load_bytes(skb, off, hdr, 4) < 0)
+		if (load(pkt, off, hdr, 4) < 0)
 			return;
 		key->src_port = ((__u16)hdr[0] << 8) | hdr[1];
 		key->dst_port = ((__u16)hdr[2] << 8) | hdr[3];
 		return;
 	case IPPROTO_ICMP:
 	case IPPROTO_ICMPV6:
-		if (bpf_skb_load_bytes(skb, off, hdr, 2) < 0)
+		if (load(pkt, off, hdr, 2) < 0)
 			return;
 		key->dst_port = ((__u16)hdr[0] << 8) | hdr[1];
 		return;
@@ -113,16 +132,16 @@ static __always_inline void parse_l4(struct __sk_buff *skb, __u32 off, struct ta
 }
 
 /* Returns 0 when the packet is to be accounted with `key` (and `tcp_flags`). */
-static __always_inline int parse(struct __sk_buff *skb, struct tapline_flow_key *key, __u16 *tcp_flags)
+static __always_inline int parse(const struct packet *pkt, struct tapline_flow_key *key, __u16 *tcp_flags)
 {
-	__u16 skb_proto = bpf_ntohs((__u16)skb->protocol);
+	__u16 skb_proto = bpf_ntohs((__u16)pkt->skb->protocol);
 	__u8 eth[4];
 	__u8 first;
 	__u32 l3 = 0;
 
 	/* Ethernet (optionally one VLAN tag), or an L3 device whose packets start at the IP
 	 * header: take the Ethernet interpretation when its EtherType matches skb->protocol. */
-	if (bpf_skb_load_bytes(skb, 12, eth, 4) == 0) {
+	if (load(pkt, 12, eth, 4) == 0) {
 		__u16 h_proto = ((__u16)eth[0] << 8) | eth[1];
 
 		if (h_proto == ETH_P_8021Q || h_proto == ETH_P_8021AD) {
@@ -136,12 +155,12 @@ static __always_inline int parse(struct __sk_buff *skb, struct tapline_flow_key 
 		}
 	}
 	if (skb_proto == ETH_P_IP || skb_proto == ETH_P_IPV6) {
-		if (bpf_skb_load_bytes(skb, l3, &first, 1) < 0)
+		if (load(pkt, l3, &first, 1) < 0)
 			return -1;
 		if ((first >> 4) != (skb_proto == ETH_P_IP ? 4 : 6)) {
 			/* Not where Ethernet said: try an L3 device (no link-layer header). */
 			l3 = 0;
-			if (bpf_skb_load_bytes(skb, 0, &first, 1) < 0 ||
+			if (load(pkt, 0, &first, 1) < 0 ||
 			    (first >> 4) != (skb_proto == ETH_P_IP ? 4 : 6))
 				goto other;
 		}
@@ -150,7 +169,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct tapline_flow_key 
 	if (skb_proto == ETH_P_IP) {
 		struct iphdr ip;
 
-		if (bpf_skb_load_bytes(skb, l3, &ip, sizeof(ip)) < 0)
+		if (load(pkt, l3, &ip, sizeof(ip)) < 0)
 			return -1;
 		key->family = FLOW_FAMILY_IPV4;
 		key->protocol = ip.protocol;
@@ -164,7 +183,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct tapline_flow_key 
 		__builtin_memcpy(&key->dst_addr[12], &ip.daddr, 4);
 		/* Only the first fragment carries the L4 header. */
 		if ((bpf_ntohs(ip.frag_off) & IP_OFFSET) == 0)
-			parse_l4(skb, l3 + (ip.ihl & 0xf) * 4, key, tcp_flags);
+			parse_l4(pkt, l3 + (ip.ihl & 0xf) * 4, key, tcp_flags);
 		return 0;
 	}
 
@@ -174,7 +193,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct tapline_flow_key 
 		__u8 nexthdr;
 		int l4 = 1;
 
-		if (bpf_skb_load_bytes(skb, l3, &ip6, sizeof(ip6)) < 0)
+		if (load(pkt, l3, &ip6, sizeof(ip6)) < 0)
 			return -1;
 		key->family = FLOW_FAMILY_IPV6;
 		__builtin_memcpy(key->src_addr, &ip6.saddr, 16);
@@ -187,7 +206,9 @@ static __always_inline int parse(struct __sk_buff *skb, struct tapline_flow_key 
 			    nexthdr != IPPROTO_DSTOPTS && nexthdr != IPPROTO_FRAGMENT &&
 			    nexthdr != IPPROTO_AH)
 				break;
-			if (bpf_skb_load_bytes(skb, off, ext, 4) < 0) {
+			/* The helper, not load(): two paths per header here would multiply
+			 * the verifier's states past its limit; extension headers are rare. */
+			if (bpf_skb_load_bytes(pkt->skb, off, ext, 4) < 0) {
 				l4 = 0;
 				break;
 			}
@@ -207,7 +228,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct tapline_flow_key 
 		if (!protocol_wanted(nexthdr))
 			return -1;
 		if (l4)
-			parse_l4(skb, off, key, tcp_flags);
+			parse_l4(pkt, off, key, tcp_flags);
 		return 0;
 	}
 
@@ -215,11 +236,11 @@ other:
 	if (!capture_non_ip)
 		return -1;
 	key->family = FLOW_FAMILY_OTHER;
-	key->dst_port = bpf_ntohs((__u16)skb->protocol);
+	key->dst_port = bpf_ntohs((__u16)pkt->skb->protocol);
 	return 0;
 }
 
-static __always_inline void account(struct __sk_buff *skb, __u8 direction)
+static __always_inline void account(const struct packet *pkt, __u8 direction)
 {
 	struct tapline_flow_key key;
 	struct tapline_flow_stats *st;
@@ -236,13 +257,15 @@ static __always_inline void account(struct __sk_buff *skb, __u8 direction)
 	}
 
 	__builtin_memset(&key, 0, sizeof(key));
-	if (parse(skb, &key, &tcp_flags) < 0)
+	if (parse(pkt, &key, &tcp_flags) < 0)
 		return;
 	key.direction = direction;
-	key.ifindex = skb->ifindex;
+	key.ifindex = pkt->skb->ifindex;
 
-	bytes = (__u64)skb->len * scale;
-	now = bpf_ktime_get_ns();
+	bytes = (__u64)pkt->skb->len * scale;
+	/* The coarse clock (one tick, <= 4 ms) is enough for flow start/end and costs a
+	 * fraction of bpf_ktime_get_ns() on every packet. */
+	now = bpf_ktime_get_coarse_ns();
 
 	st = bpf_map_lookup_elem(&tapline_flows, &key);
 	if (!st) {
@@ -291,14 +314,18 @@ static __always_inline void account(struct __sk_buff *skb, __u8 direction)
 SEC("classifier")
 int tapline_tc_in(struct __sk_buff *skb)
 {
-	account(skb, FLOW_DIR_INGRESS);
+	struct packet pkt = { skb, (void *)(long)skb->data, (void *)(long)skb->data_end };
+
+	account(&pkt, FLOW_DIR_INGRESS);
 	return TC_ACT_UNSPEC;
 }
 
 SEC("classifier")
 int tapline_tc_out(struct __sk_buff *skb)
 {
-	account(skb, FLOW_DIR_EGRESS);
+	struct packet pkt = { skb, (void *)(long)skb->data, (void *)(long)skb->data_end };
+
+	account(&pkt, FLOW_DIR_EGRESS);
 	return TC_ACT_UNSPEC;
 }
 
@@ -309,8 +336,10 @@ int tapline_sock(struct __sk_buff *skb)
 	__u32 *dirs = bpf_map_lookup_elem(&tapline_skdirs, &ifindex);
 	__u8 direction = skb->pkt_type == PACKET_OUTGOING ? FLOW_DIR_EGRESS : FLOW_DIR_INGRESS;
 
+	struct packet pkt = { skb, NULL, NULL };
+
 	if (dirs && (*dirs & (1U << direction)))
-		account(skb, direction);
+		account(&pkt, direction);
 	/* 0: this capture socket keeps no copy; other sockets and the host are unaffected. */
 	return 0;
 }
