@@ -842,13 +842,9 @@ impl FlowCapture {
     /// map with batched updates, as if the kernel had seen them. Not part of the stable API.
     #[doc(hidden)]
     pub fn fill_synthetic(&mut self, n: u32) -> Result<(), EbpfError> {
-        let fd = self.flows_fd().as_raw_fd();
-        let nr_cpus = self.nr_cpus;
-        let mut done = 0u32;
-        while done < n {
-            let chunk = (n - done).min(EVICT_BATCH as u32);
-            let keys: Vec<FlowKey> = (done..done + chunk)
-                .map(|i| FlowKey {
+        let records: Vec<FlowRecord> = (0..n)
+            .map(|i| FlowRecord {
+                key: FlowKey {
                     src_addr: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 1],
                     dst_addr: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 2],
                     src_port: i as u16,
@@ -858,27 +854,44 @@ impl FlowCapture {
                     direction: 1,
                     _pad: 0,
                     ifindex: 1,
-                })
-                .collect();
-            let mut values = vec![FlowStats::default(); chunk as usize * nr_cpus];
-            for v in values.iter_mut().step_by(nr_cpus) {
+                },
+                bytes: 100,
+                packets: 1,
+                first_ns: 1,
+                last_ns: 2,
+                tcp_flags: 0,
+            })
+            .collect();
+        self.fill(&records)
+    }
+
+    /// Test/benchmark helper: writes `records` into the flows map (as CPU 0's values) with
+    /// batched updates, as if the kernel had counted them. Not part of the stable API.
+    #[doc(hidden)]
+    pub fn fill(&mut self, records: &[FlowRecord]) -> Result<(), EbpfError> {
+        let fd = self.flows_fd().as_raw_fd();
+        let nr_cpus = self.nr_cpus;
+        for chunk in records.chunks(EVICT_BATCH) {
+            let keys: Vec<FlowKey> = chunk.iter().map(|r| r.key).collect();
+            let mut values = vec![FlowStats::default(); chunk.len() * nr_cpus];
+            for (v, r) in values.iter_mut().step_by(nr_cpus).zip(chunk) {
                 *v = FlowStats {
-                    bytes: 100,
-                    packets: 1,
-                    first_ns: 1,
-                    last_ns: 2,
-                    tcp_flags: 0,
+                    bytes: r.bytes,
+                    packets: r.packets,
+                    first_ns: r.first_ns,
+                    last_ns: r.last_ns,
+                    tcp_flags: r.tcp_flags,
                     _pad: [0; 6],
                 };
             }
             let mut attr = BatchAttr {
                 keys: keys.as_ptr() as u64,
                 values: values.as_ptr() as u64,
-                count: chunk,
+                count: chunk.len() as u32,
                 map_fd: fd as u32,
                 ..Default::default()
             };
-            // SAFETY: buffers hold `chunk` keys and `chunk * nr_cpus` values.
+            // SAFETY: buffers hold `chunk.len()` keys and `chunk.len() * nr_cpus` values.
             let r = unsafe {
                 libc::syscall(
                     libc::SYS_bpf,
@@ -893,7 +906,6 @@ impl FlowCapture {
                     cause: format!("BPF_MAP_UPDATE_BATCH: {}", io::Error::last_os_error()),
                 });
             }
-            done += chunk;
         }
         Ok(())
     }

@@ -1,11 +1,16 @@
-//! Merge + dedup + conversion of 1 million flow records into metric data points, on one core.
-//! The kernel side (reading 1M entries from the map) is measured in crates/ebpf/PERFORMANCE.md.
+//! Conversion of 1 million flow records into metric data points (dedup, roles, aggregation),
+//! on one core; and, as root, the whole eviction: reading and deleting the 1M entries of the
+//! kernel map, then converting them.
 //!
 //! `cargo bench -p tapline-receivers --bench flows_convert`
+//!
+//! "first" converts with a fresh converter (the first eviction after start: every map it
+//! keeps is new, so its memory is faulted in on the way); "steady" with a converter that has
+//! already converted the same flows once, as the agent does every `cache_active_timeout`.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use tapline_core::data::{Attributes, Resource, Str};
-use tapline_ebpf::flows::{FlowKey, FlowRecord, FAMILY_IPV4};
+use tapline_ebpf::flows::{FlowCapture, FlowKey, FlowRecord, FlowsKernelConfig, FAMILY_IPV4};
 use tapline_receivers::flows::{
     AttributeSet, Converter, ConverterOptions, FlowAttribute, Overflow, DEFAULT_ATTRIBUTES,
 };
@@ -79,6 +84,23 @@ fn converter(attributes: AttributeSet) -> Converter {
     c
 }
 
+fn overflow(ring: &[FlowRecord]) -> Overflow {
+    let mut o = Overflow::default();
+    o.add(ring.iter().copied());
+    o
+}
+
+/// A converter that has converted these flows once already.
+fn steady_converter(
+    attributes: AttributeSet,
+    map: &[FlowRecord],
+    ring: &[FlowRecord],
+) -> Converter {
+    let mut c = converter(attributes);
+    c.convert(&mut map.to_vec(), &mut overflow(ring), 0);
+    c
+}
+
 /// CPU time of the calling thread: on a shared machine wall time includes waiting for a core.
 fn thread_cpu() -> std::time::Duration {
     // SAFETY: timespec is plain data; clock_gettime fills it.
@@ -88,66 +110,133 @@ fn thread_cpu() -> std::time::Duration {
     std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
-fn bench(c: &mut Criterion) {
-    let (map, ring) = records();
-    // One-core CPU time per conversion (median of 3), printed beside criterion's wall times.
-    for (name, attrs) in [
-        (
-            "all_attributes",
-            AttributeSet::from_iter(FlowAttribute::ALL),
-        ),
+/// Median of 3 runs of `timed` (CPU time), each after an untimed `setup`.
+fn median_cpu<S>(mut setup: impl FnMut() -> S, mut timed: impl FnMut(S)) -> std::time::Duration {
+    let mut cpu: Vec<_> = (0..3)
+        .map(|_| {
+            let s = setup();
+            let t = thread_cpu();
+            timed(s);
+            thread_cpu() - t
+        })
+        .collect();
+    cpu.sort();
+    cpu[1]
+}
+
+fn attribute_sets() -> [(&'static str, AttributeSet); 2] {
+    [
         (
             "default_attributes",
             DEFAULT_ATTRIBUTES.iter().copied().collect(),
         ),
-    ] {
-        let mut cpu: Vec<_> = (0..3)
-            .map(|_| {
-                let mut o = Overflow::default();
-                o.add(ring.iter().copied());
-                let (mut conv, mut recs) = (converter(attrs), map.clone());
-                let t = thread_cpu();
-                let (m, stats) = conv.convert(&mut recs, &mut o, 0);
-                let spent = thread_cpu() - t;
-                eprintln!(
-                    "{name}: {} records -> {} points",
-                    map.len() + ring.len(),
-                    stats.points
-                );
-                drop(m);
-                spent
-            })
-            .collect();
-        cpu.sort();
+        (
+            "all_attributes",
+            AttributeSet::from_iter(FlowAttribute::ALL),
+        ),
+    ]
+}
+
+/// The kernel map, filled with `map` before every eviction; `None` when not root.
+fn kernel_map(map: &[FlowRecord]) -> Option<FlowCapture> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("evict_and_convert: skipped (needs root to load the eBPF map)");
+        return None;
+    }
+    let cap = FlowCapture::load(&FlowsKernelConfig {
+        max_flows: map.len() as u32,
+        ..Default::default()
+    })
+    .expect("load the flows programs");
+    Some(cap)
+}
+
+fn bench(c: &mut Criterion) {
+    let (map, ring) = records();
+    let records = map.len() + ring.len();
+    // One-core CPU times (median of 3), printed beside criterion's wall times.
+    for (name, attrs) in attribute_sets() {
+        let mut points = 0;
+        let first = median_cpu(
+            || (converter(attrs), map.clone(), overflow(&ring)),
+            |(mut conv, mut recs, mut o)| points = conv.convert(&mut recs, &mut o, 0).1.points,
+        );
+        let mut conv = steady_converter(attrs, &map, &ring);
+        let steady = median_cpu(
+            || (map.clone(), overflow(&ring)),
+            |(mut recs, mut o)| {
+                conv.convert(&mut recs, &mut o, 0);
+            },
+        );
         eprintln!(
-            "{name}: CPU time per 1M-record conversion (median of 3): {:?}",
-            cpu[1]
+            "convert {name}: {records} records -> {points} points; CPU time first {first:?}, steady {steady:?}"
+        );
+    }
+    let mut kernel = kernel_map(&map);
+    if let Some(cap) = kernel.as_mut() {
+        let attrs = attribute_sets()[0].1;
+        let mut conv = steady_converter(attrs, &map, &ring);
+        let mut evicted = Vec::with_capacity(map.len() + ring.len());
+        let (mut evict, mut total) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            cap.fill(&map).expect("fill the map");
+            let mut o = overflow(&ring);
+            evicted.clear();
+            let t = thread_cpu();
+            cap.evict_into(&mut evicted).expect("evict");
+            let e = thread_cpu() - t;
+            let (_, stats) = conv.convert(&mut evicted, &mut o, 0);
+            total.push(thread_cpu() - t);
+            evict.push(e);
+            assert_eq!(stats.map_records, map.len());
+        }
+        evict.sort();
+        total.sort();
+        eprintln!(
+            "evict_and_convert default_attributes (steady): {} map entries; CPU time evict {:?}, evict + convert {:?}",
+            map.len(),
+            evict[1],
+            total[1]
         );
     }
 
     let mut g = c.benchmark_group("flows_convert_1M");
     g.sample_size(10);
-    for (name, attrs) in [
-        (
-            "all_attributes",
-            AttributeSet::from_iter(FlowAttribute::ALL),
-        ),
-        (
-            "default_attributes",
-            DEFAULT_ATTRIBUTES.iter().copied().collect(),
-        ),
-    ] {
-        g.bench_function(name, |b| {
+    for (name, attrs) in attribute_sets() {
+        g.bench_function(format!("{name}/first"), |b| {
             b.iter_batched(
-                || {
-                    let mut o = Overflow::default();
-                    o.add(ring.iter().copied());
-                    (converter(attrs), map.clone(), o)
-                },
+                || (converter(attrs), map.clone(), overflow(&ring)),
                 |(mut conv, mut recs, mut o)| {
                     let (m, stats) = conv.convert(&mut recs, &mut o, 0);
                     assert!(stats.points > 0);
                     (m, conv)
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        let mut conv = steady_converter(attrs, &map, &ring);
+        g.bench_function(format!("{name}/steady"), |b| {
+            b.iter_batched(
+                || (map.clone(), overflow(&ring)),
+                |(mut recs, mut o)| conv.convert(&mut recs, &mut o, 0).0,
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    if let Some(cap) = kernel.as_mut() {
+        let mut conv = steady_converter(attribute_sets()[0].1, &map, &ring);
+        // Setup and routine both need the map.
+        let cap = std::cell::RefCell::new(cap);
+        g.bench_function("evict_and_convert/default_attributes/steady", |b| {
+            b.iter_batched(
+                || {
+                    cap.borrow_mut().fill(&map).expect("fill the map");
+                    (Vec::with_capacity(map.len()), overflow(&ring))
+                },
+                |(mut evicted, mut o)| {
+                    cap.borrow_mut().evict_into(&mut evicted).expect("evict");
+                    conv.convert(&mut evicted, &mut o, 0).0
                 },
                 BatchSize::PerIteration,
             )

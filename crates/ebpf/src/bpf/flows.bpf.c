@@ -263,12 +263,14 @@ static __always_inline void account(const struct packet *pkt, __u8 direction)
 	key.ifindex = pkt->skb->ifindex;
 
 	bytes = (__u64)pkt->skb->len * scale;
-	/* The coarse clock (one tick, <= 4 ms) is enough for flow start/end and costs a
-	 * fraction of bpf_ktime_get_ns() on every packet. */
+	/* Every packet moves last_ns: the coarse clock (one tick, <= 4 ms) costs a fraction of
+	 * bpf_ktime_get_ns(). A flow's first packet takes the precise clock, because userspace
+	 * compares first_ns across interfaces to find which one saw the flow first. */
 	now = bpf_ktime_get_coarse_ns();
 
 	st = bpf_map_lookup_elem(&tapline_flows, &key);
 	if (!st) {
+		now = bpf_ktime_get_ns();
 		struct tapline_flow_stats init = {
 			.bytes = bytes,
 			.packets = scale,
@@ -306,8 +308,9 @@ static __always_inline void account(const struct packet *pkt, __u8 direction)
 	st->bytes += bytes;
 	st->packets += scale;
 	if (st->first_ns == 0)
-		st->first_ns = now;
-	st->last_ns = now;
+		st->first_ns = bpf_ktime_get_ns();
+	if (now > st->last_ns)
+		st->last_ns = now;
 	st->tcp_flags |= tcp_flags;
 }
 

@@ -49,8 +49,8 @@ struct tapline_flow_key {
 struct tapline_flow_stats {
 	__u64 bytes;     /* sum of skb->len (L2 frame, like the interface counters) */
 	__u64 packets;   /* skbs (a GSO super-packet counts once, like the interface counters) */
-	__u64 first_ns;  /* bpf_ktime_get_coarse_ns() of the first packet (CLOCK_MONOTONIC, tick resolution) */
-	__u64 last_ns;   /* bpf_ktime_get_coarse_ns() of the last packet */
+	__u64 first_ns;  /* bpf_ktime_get_ns() of the first packet (CLOCK_MONOTONIC) */
+	__u64 last_ns;   /* latest packet, CLOCK_MONOTONIC_COARSE (tick resolution) */
 	__u16 tcp_flags; /* OR of TCP flags, bit 8 is NS, bits 0..7 as in the TCP header */
 	__u8 _pad[6];
 };

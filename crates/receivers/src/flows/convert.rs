@@ -5,6 +5,7 @@
 //! Pure and synchronous: the receiver calls it once per eviction; the benchmark calls it
 //! directly (`benches/flows_convert.rs`).
 
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
@@ -73,7 +74,8 @@ pub struct EvictionStats {
     pub map_records: usize,
     /// Records read from the overflow ring buffer (one per packet).
     pub overflow_records: usize,
-    /// Distinct flows after merging both.
+    /// IP records converted: the map's plus the ring buffer's distinct flows (a flow whose
+    /// packets were split between both counts twice).
     pub flows: usize,
     /// Flows dropped because another interface reported the same packets first.
     pub deduplicated: usize,
@@ -83,8 +85,16 @@ pub struct EvictionStats {
     pub points: usize,
 }
 
+/// Hashes 16-byte addresses as whole words and the small fields packed into one: fewer
+/// hasher rounds than the derived field-by-field hashing, on a path run per record.
+fn hash_words<H: Hasher>(h: &mut H, a: &[u8; 16], b: &[u8; 16], rest: u64) {
+    h.write_u128(u128::from_ne_bytes(*a));
+    h.write_u128(u128::from_ne_bytes(*b));
+    h.write_u64(rest);
+}
+
 /// The 5-tuple of a flow without interface and direction: what deduplication keys on.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 struct Tuple {
     src: [u8; 16],
     dst: [u8; 16],
@@ -92,6 +102,16 @@ struct Tuple {
     dport: u16,
     proto: u8,
     family: u8,
+}
+
+impl Hash for Tuple {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        let rest = u64::from(self.sport)
+            | u64::from(self.dport) << 16
+            | u64::from(self.proto) << 32
+            | u64::from(self.family) << 40;
+        hash_words(h, &self.src, &self.dst, rest);
+    }
 }
 
 impl Tuple {
@@ -115,11 +135,18 @@ struct Owner {
 }
 
 /// Both ends of a connection, in a fixed order (`lo` < `hi`), so both directions map to it.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 struct Conversation {
     lo: ([u8; 16], u16),
     hi: ([u8; 16], u16),
     proto: u8,
+}
+
+impl Hash for Conversation {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        let rest = u64::from(self.lo.1) | u64::from(self.hi.1) << 16 | u64::from(self.proto) << 32;
+        hash_words(h, &self.lo.0, &self.hi.0, rest);
+    }
 }
 
 impl Conversation {
@@ -141,7 +168,7 @@ impl Conversation {
 }
 
 /// The aggregation key: the selected attributes' raw values, the others zeroed.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
 struct Projected {
     src: [u8; 16],
     dst: [u8; 16],
@@ -157,6 +184,24 @@ struct Projected {
     /// 0 none, 1 ingress, 2 egress.
     if_direction: u8,
     has_ports: bool,
+}
+
+impl Hash for Projected {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        let rest = u64::from(self.sport)
+            | u64::from(self.dport) << 16
+            | u64::from(self.client_port) << 32
+            | u64::from(self.server_port) << 48;
+        hash_words(h, &self.src, &self.dst, rest);
+        h.write_u64(
+            u64::from(self.ifindex)
+                | u64::from(self.proto) << 32
+                | u64::from(self.family) << 40
+                | u64::from(self.direction) << 48
+                | u64::from(self.if_direction) << 56
+                | u64::from(self.has_ports) << 60,
+        );
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -206,7 +251,9 @@ fn icmp_is_request(proto: u8, icmp_type: u8) -> bool {
 
 pub struct Converter {
     opts: ConverterOptions,
-    owners: BoundedMap<Tuple, Owner>,
+    /// Owners of the tuples that several interfaces reported, by `tuple_hasher` hash.
+    owners: BoundedMap<u64, (Tuple, Owner)>,
+    tuple_hasher: foldhash::fast::RandomState,
     /// Known TCP connections: whether the client is the conversation's `lo` end.
     connections: BoundedMap<Conversation, bool>,
     interfaces: FastMap<u32, Str>,
@@ -214,7 +261,7 @@ pub struct Converter {
     transports: Vec<Str>,
     // Scratch space kept between evictions.
     keep: Vec<bool>,
-    candidates: FastMap<Tuple, usize>,
+    order: Vec<(u64, u32)>,
     syns: FastMap<Conversation, SynSeen>,
     aggregate: FastMap<Projected, Acc>,
 }
@@ -248,12 +295,13 @@ impl Converter {
         Converter {
             opts,
             owners: BoundedMap::new(memory),
+            tuple_hasher: Default::default(),
             connections: BoundedMap::new(memory),
             interfaces: fast_map(16),
             addresses: fast_map(1024),
             transports,
             keep: Vec::new(),
-            candidates: fast_map(0),
+            order: Vec::new(),
             syns: fast_map(0),
             aggregate: fast_map(0),
         }
@@ -278,7 +326,7 @@ impl Converter {
     /// interface seeing those flows is counted from now on).
     pub fn forget_interface(&mut self, ifindex: u32) {
         self.interfaces.remove(&ifindex);
-        self.owners.retain(|o| o.ifindex != ifindex);
+        self.owners.retain(|(_, o)| o.ifindex != ifindex);
     }
 
     /// Turns one eviction into data points. `evicted` are the map's records (one per flow and
@@ -295,70 +343,45 @@ impl Converter {
             overflow_records: std::mem::take(&mut overflow.records),
             ..Default::default()
         };
-        // 1. Merge: a flow's packets may be split between the map and the ring buffer.
-        if !overflow.flows.is_empty() {
-            for r in evicted.iter_mut() {
-                if let Some(o) = overflow.flows.remove(&r.key) {
-                    r.merge(&o);
-                }
-            }
-            evicted.extend(overflow.flows.drain().map(|(_, r)| r));
-        }
+        // 1. Take the ring buffer's flows in beside the map's. A flow whose packets were split
+        // between both has two records; they have the same owner (step 2) and are summed when
+        // aggregating (step 4), so no per-record lookup is spent merging them here.
+        evicted.extend(overflow.flows.drain().map(|(_, r)| r));
         let before = evicted.len();
         evicted.retain(|r| r.key.is_ip());
         stats.skipped = before - evicted.len();
         stats.flows = evicted.len();
         let records: &[FlowRecord] = evicted;
 
-        // 2. Deduplicate: the interface that reported a flow first owns it.
+        // 2. Deduplicate: when several interfaces report one tuple, the one that saw it first
+        // owns it, and `owners` remembers the choice (the flow keeps its `iface`, and a packet
+        // counted by the owner before an eviction is not counted again by another interface
+        // after it). Records are grouped by sorting (tuple hash, index) pairs instead of
+        // through a map keyed by tuple: with a million records, random accesses to a map that
+        // large cost several times the sort. Only tuples seen on several interfaces are kept in
+        // `owners`, so that map stays small.
         self.keep.clear();
         self.keep.resize(records.len(), true);
         if self.opts.deduplicate {
-            self.candidates.clear();
-            let mut unowned = 0usize;
-            for (i, r) in records.iter().enumerate() {
-                let t = Tuple::of(&r.key);
-                let me = Owner {
-                    ifindex: r.key.ifindex,
-                    direction: r.key.direction,
-                };
-                match self.owners.get(&t) {
-                    Some(owner) => self.keep[i] = owner == me,
-                    None => {
-                        unowned += 1;
-                        self.candidates
-                            .entry(t)
-                            .and_modify(|best| {
-                                let b = &records[*best];
-                                if (r.first_ns, r.key.ifindex, r.key.direction)
-                                    < (b.first_ns, b.key.ifindex, b.key.direction)
-                                {
-                                    *best = i;
-                                }
-                            })
-                            .or_insert(i);
-                    }
-                }
-            }
-            // Second look at the records whose tuple had no owner, needed only when some
-            // tuple came from several interfaces: only the earliest stays.
-            if unowned > self.candidates.len() {
-                for (i, r) in records.iter().enumerate() {
-                    let t = Tuple::of(&r.key);
-                    if let Some(&best) = self.candidates.get(&t) {
-                        self.keep[i] = best == i;
-                    }
-                }
-            }
-            for (t, best) in self.candidates.drain() {
-                let k = &records[best].key;
-                self.owners.insert(
-                    t,
-                    Owner {
-                        ifindex: k.ifindex,
-                        direction: k.direction,
-                    },
-                );
+            let hasher = &self.tuple_hasher;
+            self.order.clear();
+            self.order.extend(
+                records
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| (hasher.hash_one(Tuple::of(&r.key)), i as u32)),
+            );
+            self.order.sort_unstable();
+            let mut start = 0;
+            while start < self.order.len() {
+                let hash = self.order[start].0;
+                let end = start
+                    + self.order[start..]
+                        .iter()
+                        .take_while(|(h, _)| *h == hash)
+                        .count();
+                self.settle_owner(records, start..end);
+                start = end;
             }
             stats.deduplicated = self.keep.iter().filter(|k| !**k).count();
         }
@@ -399,6 +422,7 @@ impl Converter {
 
         // 4. Aggregate by the selected attributes.
         self.aggregate.clear();
+        self.aggregate.reserve(records.len().min(1 << 16));
         for (i, r) in records.iter().enumerate() {
             if !self.keep[i] {
                 continue;
@@ -544,6 +568,55 @@ impl Converter {
             }],
         };
         (Some(metrics), stats)
+    }
+
+    /// Decides which records of `self.order[range]` (one tuple hash) are kept (`self.keep`).
+    fn settle_owner(&mut self, records: &[FlowRecord], range: std::ops::Range<usize>) {
+        let hash = self.order[range.start].0;
+        let owner = |i: u32| {
+            let k = &records[i as usize].key;
+            Owner {
+                ifindex: k.ifindex,
+                direction: k.direction,
+            }
+        };
+        let tuple = |i: u32| Tuple::of(&records[i as usize].key);
+        let group = &self.order[range];
+        let first = group[0].1;
+        // The common case, one record and no remembered owner, touches no record.
+        let remembered = self.owners.get(&hash);
+        if group.len() == 1 && remembered.is_none() {
+            return;
+        }
+        let t = tuple(first);
+        if group.iter().any(|&(_, i)| tuple(i) != t) {
+            // Distinct tuples with one hash (about 1 in 2^40 pairs): no deduplication for
+            // these records rather than a wrong one.
+            return;
+        }
+        let remembered = remembered.filter(|(rt, _)| *rt == t).map(|(_, o)| o);
+        let several = group.iter().any(|&(_, i)| owner(i) != owner(first));
+        let chosen = match remembered {
+            Some(o) if group.iter().any(|&(_, i)| owner(i) == o) => o,
+            // The owner did not report the tuple this time, but counted its packets before.
+            Some(o) if !several => o,
+            _ if !several => return,
+            _ => {
+                let earliest = group
+                    .iter()
+                    .map(|&(_, i)| i)
+                    .min_by_key(|&i| {
+                        let k = &records[i as usize].key;
+                        (records[i as usize].first_ns, k.ifindex, k.direction)
+                    })
+                    .unwrap_or(first);
+                self.owners.insert(hash, (t, owner(earliest)));
+                owner(earliest)
+            }
+        };
+        for &(_, i) in group {
+            self.keep[i as usize] = owner(i) == chosen;
+        }
     }
 
     fn address(&mut self, raw: [u8; 16], family: u8) -> Str {

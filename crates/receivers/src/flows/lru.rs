@@ -36,6 +36,9 @@ impl<K: Hash + Eq, V: Copy> BoundedMap<K, V> {
         if let Some(v) = self.young.get(key) {
             return Some(*v);
         }
+        if self.old.is_empty() {
+            return None;
+        }
         let v = self.old.remove(key)?;
         self.insert(key.clone(), v);
         Some(v)

@@ -101,7 +101,7 @@ fn map_and_ring_records_of_one_flow_are_summed() {
     ]);
     let (m, stats) = c.convert(&mut map, &mut ovf, 0);
     assert_eq!(stats.overflow_records, 3);
-    assert_eq!(stats.flows, 2);
+    assert_eq!(stats.flows, 3);
     let p = points(&m.unwrap());
     assert_eq!(p.iter().map(|x| x.1).sum::<i64>(), 1157);
     assert!(p.iter().any(|x| x.1 == 1150), "{p:?}");
@@ -204,6 +204,12 @@ fn dedup_keeps_the_interface_that_saw_the_flow_first() {
     later[1].first_ns = 1;
     let (p, _) = run(&mut c, later);
     assert_eq!(p, vec![("iface=veth1,iface.direction=ingress".into(), 500)]);
+    // Only the bridge reports the last packet, which the owner counted before the eviction.
+    let (p, stats) = run(
+        &mut c,
+        vec![rec(1, 40000, 2, 80, 6, 2, false, 70, 20, 0x10)],
+    );
+    assert_eq!((p, stats.deduplicated), (vec![], 1));
     // The owner goes away: the bridge counts from now on.
     c.forget_interface(1);
     let (p, _) = run(
