@@ -28,7 +28,8 @@ ip -n "$A" link add va type veth peer name vb netns "$B"
 ip -n "$A" addr add 10.78.0.1/24 dev va; ip -n "$B" addr add 10.78.0.2/24 dev vb
 for ns in "$A" "$B"; do ip -n "$ns" link set lo up; done
 ip -n "$A" link set va up; ip -n "$B" link set vb up
-ip netns exec "$B" iperf3 -s -B 10.78.0.2 >/dev/null 2>&1 & SRV=$!
+# Client and server each on their own CPU: less scheduler noise between runs.
+ip netns exec "$B" taskset -c 1 iperf3 -s -B 10.78.0.2 >/dev/null 2>&1 & SRV=$!
 sleep 1
 
 start_capture() {
@@ -41,17 +42,21 @@ start_capture() {
 stop_capture() { exec 9>&-; wait "$CAP" || true; CAP=""; tail -1 /tmp/tlovh-cap.$$; rm -f /tmp/tlovh-cap.$$; }
 
 tcp() {
-  ip netns exec "$A" iperf3 -c 10.78.0.2 -t "$SECS" -J |
+  ip netns exec "$A" taskset -c 0 iperf3 -c 10.78.0.2 -t "$SECS" -J |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"])'
 }
 udp() {
-  ip netns exec "$A" iperf3 -c 10.78.0.2 -u -l 64 -b 0 -t "$SECS" -J |
+  ip netns exec "$A" taskset -c 0 iperf3 -c 10.78.0.2 -u -l 64 -b 0 -t "$SECS" -J |
     python3 -c 'import json,sys; s=json.load(sys.stdin)["end"]["sum"]; print((s["packets"]-s["lost_packets"])/s["seconds"])'
 }
 
 declare -A sum=([tcp0]=0 [tcp1]=0 [udp0]=0 [udp1]=0)
+RATIOS=""
 for r in $(seq "$ROUNDS"); do
-  for with in 0 1; do
+  # Alternate which run goes first, so that a drift of the machine cancels out.
+  order="0 1"; (( r % 2 == 0 )) && order="1 0"
+  declare -A this=()
+  for with in $order; do
     [[ $with == 1 ]] && start_capture
     t=$(tcp); u=$(udp)
     [[ $with == 1 ]] && stop_capture
@@ -59,11 +64,16 @@ for r in $(seq "$ROUNDS"); do
       "$(python3 -c "print($t/1e9)")" "$u"
     sum[tcp$with]=$(python3 -c "print(${sum[tcp$with]}+$t)")
     sum[udp$with]=$(python3 -c "print(${sum[udp$with]}+$u)")
+    this[tcp$with]=$t; this[udp$with]=$u
   done
+  RATIOS="$RATIOS $(python3 -c "print(${this[tcp1]}/${this[tcp0]}, ${this[udp1]}/${this[udp0]}, sep=',')")"
 done
-python3 - "${sum[tcp0]}" "${sum[tcp1]}" "${sum[udp0]}" "${sum[udp1]}" "$ROUNDS" <<'PY'
-import sys
-t0, t1, u0, u1, n = map(float, sys.argv[1:])
-print(f"TCP  mean without {t0/n/1e9:.3f} Gbit/s, with {t1/n/1e9:.3f} Gbit/s, ratio {t1/t0:.3f}")
-print(f"UDP  mean without {u0/n:.0f} pkt/s, with {u1/n:.0f} pkt/s, ratio {u1/u0:.3f}")
+python3 - "${sum[tcp0]}" "${sum[tcp1]}" "${sum[udp0]}" "${sum[udp1]}" "$ROUNDS" $RATIOS <<'PY'
+import statistics, sys
+t0, t1, u0, u1, n = map(float, sys.argv[1:6])
+pairs = [tuple(map(float, r.split(","))) for r in sys.argv[6:]]
+tm = statistics.median(p[0] for p in pairs)
+um = statistics.median(p[1] for p in pairs)
+print(f"TCP  mean without {t0/n/1e9:.3f} Gbit/s, with {t1/n/1e9:.3f} Gbit/s, ratio of means {t1/t0:.3f}, median round ratio {tm:.3f}")
+print(f"UDP  mean without {u0/n:.0f} pkt/s, with {u1/n:.0f} pkt/s, ratio of means {u1/u0:.3f}, median round ratio {um:.3f}")
 PY
