@@ -38,7 +38,7 @@ use std::{
     io,
     mem::size_of,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd},
+    os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd},
     time::Duration,
 };
 
@@ -55,6 +55,7 @@ use aya::{
 use crate::load::{
     is_permission_error, net_attach_error, program_load_error, EbpfError, RAW_SOCKET_CAPS_HINT,
 };
+use crate::packet::{bind_packet_socket, open_packet_socket};
 
 /// The compiled flows object (committed, rebuilt with `crates/ebpf/build-objects.sh`).
 pub static FLOWS_OBJECT: &[u8] = aya::include_bytes_aligned!("../objects/flows.o");
@@ -917,43 +918,6 @@ impl FlowCapture {
             .map(|v| v.iter().copied().fold(0u64, u64::wrapping_add))
             .unwrap_or(0)
     }
-}
-
-fn open_packet_socket() -> io::Result<OwnedFd> {
-    // Protocol 0: receives nothing until bound with ETH_P_ALL, after the filter is attached.
-    // SAFETY: plain syscall.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-            0,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd was just returned by socket() and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn bind_packet_socket(socket: &OwnedFd, ifindex: u32) -> io::Result<()> {
-    // SAFETY: sockaddr_ll is plain data; all-zero is valid.
-    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    sll.sll_family = libc::AF_PACKET as u16;
-    sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
-    sll.sll_ifindex = i32::try_from(ifindex).map_err(io::Error::other)?;
-    // SAFETY: valid sockaddr_ll of the stated length.
-    let r = unsafe {
-        libc::bind(
-            socket.as_raw_fd(),
-            (&sll as *const libc::sockaddr_ll).cast(),
-            size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// `union bpf_attr` as used by the `BPF_MAP_*_BATCH` commands.

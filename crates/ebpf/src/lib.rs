@@ -1,3 +1,5 @@
 pub mod app;
+pub mod dns;
 pub mod flows;
 pub mod load;
+mod packet;
