@@ -7,7 +7,8 @@
 #   env: CONNS (wrk -c, default 32), THREADS (wrk -t, default 1), CAPTURE_BYTES (default 256),
 #        FILE_BYTES (size of the served file, default 612), CARGO_TARGET_DIR,
 #        APP_BENCH (path of a prebuilt app_bench example: skips the cargo build)
-# Prints one line per run and finally: ratio=<median with>/<median without>.
+# Prints one line per run (req/s and wrk's p99 latency) and finally
+# ratio=<median with>/<median without> and the medians of p99 with and without.
 set -euo pipefail
 SECS=${1:-10}
 ROUNDS=${2:-3}
@@ -62,19 +63,27 @@ ONLY=()
 [[ $MODE == only-nginx ]] && ONLY=(--only "$WORKER")
 echo "nginx master=$NGINX_PID worker=$WORKER port=$PORT mode=$MODE wrk -t$THREADS -c$CONNS -d${SECS}s capture_bytes=$CAPTURE_BYTES file=$FILE_BYTES"
 
-run_wrk() { wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" "http://127.0.0.1:$PORT/" | awk '/Requests\/sec/ {print $2}'; }
-without=() with=()
+# "<req/s> <p99 in ms>" from wrk --latency (it prints the percentile with a unit: us, ms or s)
+run_wrk() {
+  wrk --latency -t"$THREADS" -c"$CONNS" -d"${SECS}s" "http://127.0.0.1:$PORT/" | awk '
+    function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+    /Requests\/sec/ {rps = $2} $1 == "99%" {p99 = ms($2)} END {print rps, p99}'
+}
+without=() with=() p99_without=() p99_with=()
 wrk -t1 -c4 -d2s "http://127.0.0.1:$PORT/" >/dev/null  # warm up
 for r in $(seq "$ROUNDS"); do
-  rps=$(run_wrk); without+=("$rps"); echo "round $r without capture: $rps req/s"
+  read -r rps p99 < <(run_wrk); without+=("$rps"); p99_without+=("$p99")
+  echo "round $r without capture: $rps req/s, p99 $p99 ms"
   "$BENCH" $((SECS + 3)) --capture-bytes "$CAPTURE_BYTES" "${ONLY[@]}" > "$DIR/bench.out" 2> "$DIR/bench.err" &
   BPID=$!
   for _ in $(seq 100); do grep -q attached "$DIR/bench.err" 2>/dev/null && break; sleep 0.1; done
-  rps=$(run_wrk); with+=("$rps")
+  read -r rps p99 < <(run_wrk); with+=("$rps"); p99_with+=("$p99")
   wait "$BPID"
-  echo "round $r with capture:    $rps req/s   $(cat "$DIR/bench.out")"
+  echo "round $r with capture:    $rps req/s, p99 $p99 ms   $(cat "$DIR/bench.out")"
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 mw=$(median "${without[@]}"); mc=$(median "${with[@]}")
 echo "median without=$mw with=$mc"
 awk -v a="$mc" -v b="$mw" 'BEGIN {printf "ratio=%.3f\n", a/b}'
+pw=$(median "${p99_without[@]}"); pc=$(median "${p99_with[@]}")
+awk -v a="$pc" -v b="$pw" 'BEGIN {printf "p99 median without=%.3f ms with=%.3f ms (+%.3f ms, x%.2f)\n", b, a, a - b, a / b}'
