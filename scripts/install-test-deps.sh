@@ -15,7 +15,7 @@ APT_PACKAGES=(
   python3 python3-pip
 )
 PIP_PACKAGES=(
-  rotel helm-python-sdk grpcio grpcio-tools
+  rotel helm-python-sdk grpcio grpcio-tools kafka-python
   opentelemetry-sdk opentelemetry-exporter-otlp-proto-grpc opentelemetry-exporter-otlp-proto-http
 )
 
