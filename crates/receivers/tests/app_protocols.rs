@@ -1,8 +1,10 @@
 //! The `app` receiver on real database and RPC traffic on the real kernel (root), counted
 //! exactly: redis-server with redis-benchmark (plain and pipelined) and redis-cli, a private
 //! PostgreSQL cluster with psql and pgbench (simple and extended protocol), a private MariaDB
-//! with the mariadb client, and python grpcio (unary OK, unary error status, server
-//! streaming). Database operations are reported from the client side only.
+//! with the mariadb client, python grpcio (unary OK, unary error status, server
+//! streaming), and kafka-python against `kafka_broker.py` (a minimal broker written for the
+//! tests, not a real Kafka broker). Database and messaging operations are reported from the
+//! client side only.
 //!
 //! `capture_bytes`: a request or reply that starts beyond the captured prefix of a read or
 //! write is invisible. The pipelined Redis run (16 commands of ~45 bytes per write) and gRPC
@@ -11,7 +13,7 @@
 //!
 //! `cargo test -p tapline-receivers --test app_protocols` as root. Needs:
 //! `apt-get install redis-server postgresql mariadb-server mariadb-client` and
-//! `pip install grpcio grpcio-tools`.
+//! `pip install grpcio grpcio-tools kafka-python`.
 
 mod app_util;
 
@@ -545,5 +547,142 @@ fn grpcio_unary_error_and_streaming_calls_count_exactly() {
         .filter(|(_, s)| s.name == "shop.v1.Catalog/Echo" && s.kind == SpanKind::Server)
         .count();
     assert_eq!(echo_server, N);
+    assert_eq!(lost(&telemetry), 0);
+}
+
+// ---------- Kafka ----------
+
+/// kafka-python against `kafka_broker.py`, the minimal broker written for the tests (NOT a
+/// real Kafka broker; see protocols_kafka_client.rs), on the real kernel: every Produce and
+/// Fetch the broker logged for the counted topics is one `messaging.client.operation.duration`
+/// point with the same operation, topic and error.
+#[test]
+fn kafka_python_produce_and_consume_count_exactly() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    const TOPICS: [(&str, u64); 2] = [("orders", 7), ("payments.v1", 4)];
+    const DENIED: &str = "audit-log";
+    let python = need("python3", "apt-get install python3");
+    let ok = Command::new(&python)
+        .args(["-c", "import kafka"])
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "python module `kafka` missing: pip install kafka-python"
+    );
+    let tests = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let dir = TempDir::new("kafka");
+    let log = dir.0.join("requests.jsonl");
+    let port = free_port();
+    let _broker = Proc(
+        Command::new(&python)
+            .arg(tests.join("kafka_broker.py"))
+            .args([
+                "--port",
+                &port.to_string(),
+                "--advertise-port",
+                &port.to_string(),
+            ])
+            .args(["--profile", "flexible", "--deny", DENIED, "--log"])
+            .arg(&log)
+            .spawn()
+            .expect("kafka_broker.py"),
+    );
+    wait_port(port, Duration::from_secs(10));
+    let client = |topics: &[(&str, u64)], denied: bool| {
+        let mut c = Command::new(&python);
+        c.arg(tests.join("kafka_client.py"))
+            .args(["--bootstrap", &format!("127.0.0.1:{port}")]);
+        for (t, n) in topics {
+            c.args(["--topic", &format!("{t}={n}")]);
+        }
+        if denied {
+            c.args(["--denied", DENIED]);
+        }
+        run(&mut c)
+    };
+    let mut pokes = 0;
+    let t = Tapline::start(
+        "",
+        || {
+            pokes += 1;
+            client(&[(&format!("warmup{pokes}"), 1)], false);
+        },
+        |s| {
+            s.spans().iter().any(|(_, sp)| {
+                sp.kind == SpanKind::Client
+                    && sp
+                        .attributes
+                        .get_str("messaging.destination.name")
+                        .is_some_and(|t| t.starts_with("warmup"))
+            })
+        },
+    );
+    let out = client(&TOPICS, true);
+    assert!(out.contains("TopicAuthorizationFailedError"), "{out}");
+    let (sink, telemetry) = t.stop();
+
+    // what the broker answered for the counted topics (warm-up runs use another topic)
+    let mut want: HashMap<Vec<String>, u64> = HashMap::new();
+    for line in std::fs::read_to_string(&log).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(
+            v.get("broker_error").is_none(),
+            "test broker failed: {line}"
+        );
+        let Some(topic) = v["topic"].as_str() else {
+            continue;
+        };
+        if !(TOPICS.iter().any(|(t, _)| *t == topic) || topic == DENIED) {
+            continue;
+        }
+        let op = match v["api"].as_i64() {
+            Some(0) => "send",
+            Some(1) => "receive",
+            Some(3) => "Metadata",
+            other => panic!("topic on api {other:?}: {line}"),
+        };
+        let error = match v["error"].as_i64() {
+            Some(0) => "",
+            Some(29) => "TOPIC_AUTHORIZATION_FAILED",
+            other => panic!("error {other:?}: {line}"),
+        };
+        *want.entry(k(&["kafka", op, topic, error])).or_default() += 1;
+    }
+    for (topic, n) in TOPICS {
+        assert_eq!(
+            want.get(&k(&["kafka", "send", topic, ""])),
+            Some(&n),
+            "{want:?}"
+        );
+    }
+    assert_eq!(
+        want.get(&k(&["kafka", "send", DENIED, "TOPIC_AUTHORIZATION_FAILED"])),
+        Some(&1)
+    );
+    const KEYS: [&str; 4] = [
+        "messaging.system",
+        "messaging.operation.name",
+        "messaging.destination.name",
+        "error.type",
+    ];
+    let got: HashMap<Vec<String>, u64> = sink
+        .counts("messaging.client.operation.duration", port, &KEYS)
+        .into_iter()
+        .filter(|(key, _)| !key[2].starts_with("warmup") && !key[2].is_empty())
+        .map(|(key, a)| (key, a.count))
+        .collect();
+    assert_eq!(got, want, "app receiver vs the broker's log");
+    // client side only: the broker's own reads and writes are not a second report
+    let spans = sink.spans();
+    let sends: Vec<_> = spans
+        .iter()
+        .filter(|(_, s)| s.name == "send orders")
+        .map(|(_, s)| s)
+        .collect();
+    assert_eq!(sends.len(), 7);
+    assert!(sends.iter().all(|s| s.kind == SpanKind::Client
+        && s.attributes.get("server.port") == Some(&Value::Int(port as i64))
+        && s.attributes.get_str("messaging.operation.type") == Some("send")));
     assert_eq!(lost(&telemetry), 0);
 }
