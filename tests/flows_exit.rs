@@ -1,7 +1,7 @@
 //! The real `tapline` binary with the `flows` receiver: SIGTERM → exit 0, and nothing it
 //! loaded or attached stays behind (programs, TCX links, tc filters). Root required.
 
-#[path = "../crates/receivers/tests/flows_util/net.rs"]
+#[path = "../crates/ebpf/tests/support/netns.rs"]
 mod net;
 
 use std::process::{Command, Stdio};

@@ -41,8 +41,8 @@ fn capture(
             })
             .collect()
     });
-    let ifindex = pair.ifindex_a();
-    pair.wait_quiet();
+    let ifindex = ifindex_a(pair);
+    pair.wait_quiet("va");
     let mut overflowed = vec![0usize; caps.len()];
     // Start from empty maps: drop what link-up chatter left.
     for c in caps.iter_mut() {
@@ -50,10 +50,10 @@ fn capture(
         let mut v = Vec::new();
         c.drain_overflow(&mut v);
     }
-    let before = pair.counters_a();
+    let before = pair.counters("va");
     traffic(&mut caps, &mut overflowed);
     std::thread::sleep(Duration::from_millis(300));
-    let after = pair.counters_a();
+    let after = pair.counters("va");
     let mut runs = Vec::new();
     for (i, c) in caps.iter_mut().enumerate() {
         let mut records = c.evict().expect("evict");
@@ -309,7 +309,7 @@ fn more_flows_than_the_map_go_through_the_ring_buffer() {
         records.extend(
             o.borrow_mut()
                 .drain(..)
-                .filter(|r| r.key.ifindex == pair.ifindex_a()),
+                .filter(|r| r.key.ifindex == ifindex_a(&pair)),
         )
     });
     let run = Run { records, ..run };

@@ -1,7 +1,8 @@
 //! Test networks: two fresh network namespaces joined by a veth pair (`va` in A, `vb` in B)
 //! with private addresses, static neighbours and no IPv6 chatter unless asked, removed on drop
-//! (also when the test fails). Only std and libc: shared with the root package's
-//! `tests/flows_exit.rs` through `#[path]`.
+//! (also when the test fails). Only std and libc, so that every crate's real-kernel tests can
+//! include it through `#[path]`: tapline-ebpf's `tests/flows_util`, tapline-receivers'
+//! `tests/flows_util` and the root package's `tests/flows_exit.rs`.
 #![allow(dead_code)]
 
 use std::fs::File;
@@ -16,8 +17,8 @@ pub fn require_root() {
     let euid = unsafe { libc::geteuid() };
     assert_eq!(
         euid, 0,
-        "the flows receiver tests load eBPF programs and create network namespaces: run them as \
-         root (CI does); they are not skipped"
+        "these tests load eBPF programs and create network namespaces: run them as root (CI \
+         does); they are not skipped"
     );
 }
 
@@ -260,6 +261,15 @@ pub fn in_netns<T>(ns: &str, f: impl FnOnce() -> T) -> T {
     }
     let _back = Back(orig);
     f()
+}
+
+/// Spawns a thread inside `ns` running `f`.
+pub fn spawn_in_netns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    let ns = ns.to_owned();
+    std::thread::spawn(move || in_netns(&ns, f))
 }
 
 /// Internet checksum.

@@ -3,6 +3,7 @@
 //! namespace, and a `collect` exporter that keeps every batch.
 #![allow(dead_code)]
 
+#[path = "../../../ebpf/tests/support/netns.rs"]
 pub mod net;
 
 use std::collections::{BTreeMap, HashMap};
