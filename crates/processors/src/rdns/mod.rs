@@ -1,27 +1,38 @@
-//! `rdns`: names flow ends by reverse DNS.
+//! `rdns`: names flow ends by DNS, in one of two modes.
 //!
 //! ```yaml
 //! processors:
 //!   rdns:
-//!     nameservers: ["10.0.0.2", "127.0.0.1:5353"]   # default: /etc/resolv.conf
+//!     mode: resolve           # or sniff
+//!     nameservers: ["10.0.0.2", "127.0.0.1:5353"]   # resolve only; default: /etc/resolv.conf
 //!     cache_size: 100000      # addresses remembered
 //!     ttl: 5m                 # how long a name is trusted
 //!     negative_ttl: 1m        # how long "no name" (NXDOMAIN, refused, timeout) is trusted
 //!     max_in_flight: 256      # lookups running at once
 //!     timeout: 2s             # per lookup
+//!     interfaces: [eth0]      # sniff only; default: every interface
 //! ```
 //!
+//! `mode: resolve` (the default) asks a DNS server for PTR records.
 //! Sets `src.name` / `dst.name` where an earlier processor (k8s) left them unset. A batch never
 //! waits for DNS: an address not in the cache passes named by itself (`10.1.2.3`) while a
 //! lookup starts in the background, and the points after the answer get the name. Lookups
 //! beyond `max_in_flight` are not started (the address is tried again by a later batch), so a
 //! dead server costs at most `max_in_flight` pending lookups and never slows the pipeline.
 //!
+//! `mode: sniff` asks nobody: a background task ([`sniff`]) reads the DNS answers that clients
+//! on this host already receive (an eBPF socket filter passes only UDP from port 53 to it) and
+//! names each answered A/AAAA address as the name the client asked for, following CNAMEs
+//! ([`wire`]), trusted for the record's TTL capped at `ttl` (at least [`MIN_LEARNT_TTL`]).
+//! No resolver is built and no lookup ever starts; an address no answer mentioned passes
+//! named by itself. The task runs once per component, from start to shutdown, which closes
+//! its sockets.
+//!
 //! This is a [`BatchFn`], not a hand-written async service, precisely because no batch waits:
-//! the asynchronous part is the lookup tasks it spawns onto the runtime.
+//! the asynchronous part is the lookup tasks (or the sniffer task) beside it.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -36,6 +47,7 @@ use tapline_core::data::{Attributes, Signal, SignalKind, Str};
 use tapline_core::pipeline::{BatchFn, BatchLayer, ProcessorLayer};
 use tapline_core::{BuildContext, FactoryInfo, ProcessorFactory};
 
+pub mod sniff;
 pub mod wire;
 
 use crate::net::{self, fast_map, End, EndSlots, FastMap, Layouts};
@@ -48,7 +60,13 @@ pub enum Mode {
     /// Ask a DNS server for PTR records.
     #[default]
     Resolve,
+    /// Learn names from the DNS answers seen on the wire; ask nothing.
+    Sniff,
 }
+
+/// The shortest time a sniffed name is trusted (a TTL of 0 would otherwise name nothing), unless
+/// the configured `ttl` is shorter.
+pub const MIN_LEARNT_TTL: Duration = Duration::from_secs(5);
 
 fn default_cache_size() -> usize {
     100_000
@@ -84,6 +102,9 @@ pub struct RdnsConfig {
     pub max_in_flight: usize,
     #[serde(default = "default_timeout", with = "duration")]
     pub timeout: Duration,
+    /// `mode: sniff` only: interfaces to read answers on; unset means every interface.
+    #[serde(default)]
+    pub interfaces: Option<Vec<String>>,
 }
 
 impl Default for RdnsConfig {
@@ -164,13 +185,15 @@ impl NameCache {
 
     /// Learns the names in one DNS response seen on the wire (see [`wire::parse_response`]):
     /// each answered address is named as the question, trusted for the record's TTL capped
-    /// at `max_ttl`. Returns how many addresses were learnt; malformed input teaches nothing.
+    /// at `max_ttl` and raised to [`MIN_LEARNT_TTL`] (or `max_ttl` if shorter). Returns how many
+    /// addresses were learnt; malformed input teaches nothing.
     pub fn learn_from_response(&self, message: &[u8], max_ttl: Duration) -> usize {
         let Some(learnt) = wire::parse_response(message) else {
             return 0;
         };
+        let floor = MIN_LEARNT_TTL.min(max_ttl);
         for l in &learnt {
-            let ttl = Duration::from_secs(l.ttl.into()).min(max_ttl);
+            let ttl = Duration::from_secs(l.ttl.into()).min(max_ttl).max(floor);
             self.insert(
                 net::canonical(l.address),
                 Some(Str::from(l.name.clone())),
@@ -219,6 +242,38 @@ impl RdnsProcessor {
             .collect::<Result<Vec<_>, _>>()?;
         if cfg.max_in_flight == 0 {
             return Err(("max_in_flight".into(), "must be at least 1".into()));
+        }
+        match (&cfg.mode, &cfg.interfaces) {
+            (Mode::Resolve, Some(_)) => {
+                return Err((
+                    "interfaces".into(),
+                    "only `mode: sniff` reads interfaces; remove it or set `mode: sniff`".into(),
+                ))
+            }
+            (Mode::Sniff, Some(list)) if list.is_empty() => {
+                return Err((
+                    "interfaces".into(),
+                    "an empty list sniffs nothing; leave it out to sniff every interface".into(),
+                ))
+            }
+            (Mode::Sniff, Some(list)) => {
+                if let Some(i) = list.iter().position(|n| n.is_empty() || n.len() > 15) {
+                    return Err((
+                        format!("interfaces[{i}]"),
+                        format!(
+                            "{:?} is not an interface name (1 to 15 characters)",
+                            list[i]
+                        ),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        if cfg.mode == Mode::Sniff && !cfg.nameservers.is_empty() {
+            return Err((
+                "nameservers".into(),
+                "`mode: sniff` asks no server; remove `nameservers` or use `mode: resolve`".into(),
+            ));
         }
         Ok(RdnsProcessor {
             cfg,
@@ -281,8 +336,14 @@ impl RdnsProcessor {
         }
     }
 
-    /// Names what the cache knows; returns the addresses that need a lookup.
+    pub fn mode(&self) -> Mode {
+        self.cfg.mode
+    }
+
+    /// Names what the cache knows; returns the addresses that need a lookup (none when
+    /// sniffing: nothing is looked up, so nothing is marked pending either).
     fn name_points(&self, batch: &mut Signal) -> Vec<IpAddr> {
+        let lookups = self.cfg.mode == Mode::Resolve;
         let now = Instant::now();
         let mut map = self.cache.entries.lock().unwrap_or_else(|e| e.into_inner());
         let mut misses = Vec::new();
@@ -303,6 +364,7 @@ impl RdnsProcessor {
                     Some(Entry::Named(n, t)) if *t > now => n.clone(),
                     Some(Entry::Unnamed(t)) if *t > now => addr.clone(),
                     Some(Entry::Pending) => addr.clone(),
+                    _ if !lookups => addr.clone(),
                     _ => {
                         map.insert(ip, Entry::Pending);
                         misses.push(ip);
@@ -372,7 +434,9 @@ impl RdnsProcessor {
 impl BatchFn for RdnsProcessor {
     fn apply(&self, batch: &mut Signal) {
         let misses = self.name_points(batch);
-        self.start_lookups(misses);
+        if self.cfg.mode == Mode::Resolve {
+            self.start_lookups(misses);
+        }
     }
 }
 
@@ -383,7 +447,7 @@ impl FactoryInfo for RdnsFactory {
         "rdns"
     }
     fn description(&self) -> &'static str {
-        "Names flow ends (src.name/dst.name) by reverse DNS, from a bounded cache; never delays a batch"
+        "Names flow ends (src.name/dst.name) by reverse DNS or from DNS answers seen on the wire, from a bounded cache; never delays a batch"
     }
     fn signals(&self) -> &'static [SignalKind] {
         SIGNALS
@@ -403,11 +467,30 @@ impl ProcessorFactory for RdnsFactory {
             .get_or_init(&format!("tapline.processors.rdns.{}", ctx.id), || {
                 NameCache::new(cfg.cache_size)
             });
-        let p = RdnsProcessor::new(cfg, cache).map_err(|(field, msg)| {
+        let p = RdnsProcessor::new(cfg.clone(), cache.clone()).map_err(|(field, msg)| {
             let mut d = Diagnostics::default();
             d.error(format!("{}.{field}", config.path), msg);
             d
         })?;
+        if cfg.mode == Mode::Sniff {
+            // Built once per pipeline that lists it; one sniffer per component is enough.
+            let started = ctx.shared.get_or_init(
+                &format!("tapline.processors.rdns.{}.sniffer", ctx.id),
+                || AtomicBool::new(false),
+            );
+            if !started.swap(true, Ordering::SeqCst) {
+                let id = ctx.id.to_string();
+                let settings = sniff::SniffSettings {
+                    counters: sniff::SniffCounters::new(&ctx.telemetry, &id),
+                    id,
+                    interfaces: cfg.interfaces.clone(),
+                    max_ttl: cfg.ttl,
+                };
+                ctx.spawn_on_start(Box::new(move |cancel| {
+                    Box::pin(sniff::run(cache, settings, cancel))
+                }));
+            }
+        }
         Ok(BatchLayer::boxed(p, &ctx.id, &ctx.telemetry))
     }
 }
@@ -485,6 +568,163 @@ mod tests {
             first_point_attrs(&batch).get_str("dst.name"),
             Some("db.example")
         );
+    }
+
+    fn sniff_cfg(yaml: &str) -> Result<RdnsProcessor, (String, String)> {
+        let cfg: RdnsConfig = serde_yaml::from_str(yaml).unwrap();
+        RdnsProcessor::new(cfg, Arc::new(NameCache::new(100)))
+    }
+
+    #[test]
+    fn sniff_config_is_checked() {
+        assert_eq!(sniff_cfg("mode: sniff").unwrap().mode(), Mode::Sniff);
+        assert!(sniff_cfg("mode: sniff\ninterfaces: [eth0, lo]").is_ok());
+        let e = sniff_cfg("interfaces: [eth0]").err().unwrap();
+        assert_eq!(e.0, "interfaces");
+        assert!(e.1.contains("mode: sniff"), "{}", e.1);
+        assert_eq!(
+            sniff_cfg("mode: sniff\ninterfaces: []").err().unwrap().0,
+            "interfaces"
+        );
+        assert_eq!(
+            sniff_cfg("mode: sniff\ninterfaces: [eth0, \"\"]")
+                .err()
+                .unwrap()
+                .0,
+            "interfaces[1]"
+        );
+        assert_eq!(
+            sniff_cfg("mode: sniff\nnameservers: [10.0.0.2]")
+                .err()
+                .unwrap()
+                .0,
+            "nameservers"
+        );
+        assert!(serde_yaml::from_str::<RdnsConfig>("mode: guess").is_err());
+    }
+
+    #[tokio::test]
+    async fn sniff_mode_never_looks_up_nor_marks_pending() {
+        let cache = Arc::new(NameCache::new(100));
+        let p = sniff_cfg("mode: sniff").unwrap();
+        let p = RdnsProcessor {
+            cache: cache.clone(),
+            ..p
+        };
+        for _ in 0..3 {
+            let mut batch = flow_batch(&[("10.0.0.1", "10.0.0.2", 1)]);
+            p.apply(&mut batch);
+            let a = first_point_attrs(&batch);
+            assert_eq!(a.get_str("src.name"), Some("10.0.0.1"));
+            assert_eq!(a.get_str("dst.name"), Some("10.0.0.2"));
+        }
+        assert_eq!(p.in_flight(), 0);
+        assert!(p.resolver.get().is_none(), "no resolver is built");
+        assert!(cache.is_empty(), "nothing pending");
+    }
+
+    #[test]
+    fn learnt_ttl_is_capped_and_floored() {
+        // A 0 s TTL still names for MIN_LEARNT_TTL.
+        let mut m = vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
+        m.extend_from_slice(b"\x02lb\x07example\x00\x00\x01\x00\x01");
+        m.extend_from_slice(&[0xC0, 12, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4, 10, 0, 0, 7]);
+        let cache = NameCache::new(10);
+        assert_eq!(cache.learn_from_response(&m, Duration::from_secs(300)), 1);
+        let ip: IpAddr = "10.0.0.7".parse().unwrap();
+        assert_eq!(cache.get(&ip).as_deref(), Some("lb.example"));
+        let map = cache.entries.lock().unwrap();
+        let Some(Entry::Named(_, until)) = map.get(&ip) else {
+            panic!("named")
+        };
+        let left = until.saturating_duration_since(Instant::now());
+        assert!(
+            left > Duration::from_secs(4) && left <= MIN_LEARNT_TTL,
+            "{left:?}"
+        );
+    }
+
+    /// Frames around valid answers (Ethernet, VLAN, L3; IPv4, IPv6), mutated, truncated and
+    /// extended at random, and raw random bytes: decoding and learning never panic, and what
+    /// is learnt stays within bounds.
+    #[test]
+    fn random_frames_do_not_panic() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut answer = vec![0xab, 0xcd, 0x81, 0x80, 0, 1, 0, 2, 0, 0, 0, 0];
+        answer.extend_from_slice(b"\x03www\x07example\x00\x00\x01\x00\x01");
+        answer.extend_from_slice(&[0xC0, 12, 0, 5, 0, 1, 0, 0, 0, 60, 0, 6]);
+        answer.extend_from_slice(b"\x03cdn\xC0\x10");
+        answer.extend_from_slice(&[0xC0, 41, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 7]);
+        assert!(wire::parse_response(&answer).is_some_and(|l| l.len() == 1));
+        let udp = |payload: &[u8]| {
+            let mut u = vec![0, 53, 0x9c, 0x40];
+            u.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+            u.extend_from_slice(&[0, 0]);
+            u.extend_from_slice(payload);
+            u
+        };
+        let v4 = |l4: &[u8]| {
+            let mut p = vec![0x45, 0];
+            p.extend_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
+            p.extend_from_slice(&[0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 53, 10, 0, 0, 9]);
+            p.extend_from_slice(l4);
+            p
+        };
+        let v6 = |l4: &[u8]| {
+            let mut p = vec![0x60, 0, 0, 0];
+            p.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+            p.extend_from_slice(&[17, 64]);
+            p.extend_from_slice(&[0xfd; 32]);
+            p.extend_from_slice(l4);
+            p
+        };
+        let eth = |ethertype: u16, vlan: bool, l3: &[u8]| {
+            let mut f = vec![0u8; 12];
+            if vlan {
+                f.extend_from_slice(&[0x81, 0, 0, 1]);
+            }
+            f.extend_from_slice(&ethertype.to_be_bytes());
+            f.extend_from_slice(l3);
+            f
+        };
+        let seeds: Vec<(u16, Vec<u8>)> = vec![
+            (0x0800, eth(0x0800, false, &v4(&udp(&answer)))),
+            (0x0800, eth(0x0800, true, &v4(&udp(&answer)))),
+            (0x86DD, eth(0x86DD, false, &v6(&udp(&answer)))),
+            (0x86DD, v6(&udp(&answer))),
+        ];
+        let cache = NameCache::new(64);
+        let ttl = Duration::from_secs(60);
+        for (protocol, frame) in &seeds {
+            assert_eq!(
+                sniff::learn_from_frame(&cache, frame, *protocol, ttl),
+                Some(1)
+            );
+        }
+        for _round in 0..20_000 {
+            let (protocol, seed) = &seeds[(next() % seeds.len() as u64) as usize];
+            let mut input = seed.clone();
+            for _ in 0..(next() % 6) {
+                let at = (next() as usize) % input.len().max(1);
+                match next() % 4 {
+                    0 if !input.is_empty() => input[at] = next() as u8,
+                    1 => input.insert(at.min(input.len()), next() as u8),
+                    2 => input.truncate(at),
+                    _ => input.extend_from_slice(&answer[..(next() as usize) % answer.len()]),
+                }
+            }
+            let _ = sniff::learn_from_frame(&cache, &input, *protocol, ttl);
+            let random: Vec<u8> = (0..next() % 200).map(|_| next() as u8).collect();
+            let _ = sniff::learn_from_frame(&cache, &random, *protocol, ttl);
+            let _ = wire::parse_response(&random);
+        }
+        assert!(cache.len() <= 64);
     }
 
     #[test]
