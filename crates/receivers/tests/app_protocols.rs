@@ -666,12 +666,20 @@ fn kafka_python_produce_and_consume_count_exactly() {
         "messaging.destination.name",
         "error.type",
     ];
-    let got: HashMap<Vec<String>, u64> = sink
-        .counts("messaging.client.operation.duration", port, &KEYS)
-        .into_iter()
-        .filter(|(key, _)| !key[2].starts_with("warmup") && !key[2].is_empty())
-        .map(|(key, a)| (key, a.count))
-        .collect();
+    let mut got: HashMap<Vec<String>, u64> = HashMap::new();
+    for (mut key, a) in sink.counts("messaging.client.operation.duration", port, &KEYS) {
+        if key[2].starts_with("warmup") || key[2].is_empty() {
+            continue;
+        }
+        // kafka-python keeps a fetch in flight when a consumer closes: the broker answers it
+        // (and logs it), the client never reads the answer, so tapline reports it as
+        // `no_response` when the connection closes; at most one per consumer
+        if key[1] == "receive" && key[3] == "no_response" {
+            assert_eq!(a.count, 1, "{key:?}");
+            key[3].clear();
+        }
+        *got.entry(key).or_default() += a.count;
+    }
     assert_eq!(got, want, "app receiver vs the broker's log");
     // client side only: the broker's own reads and writes are not a second report
     let spans = sink.spans();

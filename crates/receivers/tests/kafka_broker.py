@@ -20,8 +20,9 @@ sees a real error reply.
 Every request is appended to --log as one JSON line, written before the reply is sent:
   {"api": key, "version": v, "topic": first topic on the wire or null, "error": code}
 where `topic` is the first topic of the request (of the response when the request names
-none: Metadata for all topics, a Fetch without topics) and `error` the error code of the
-first topic/partition entry of the reply (Fetch: the top-level code when it is non-zero).
+none: Metadata for all topics, an incremental Fetch; for an incremental Fetch that names none
+either, the first topic of the full fetch that opened its session) and `error` the error
+code of the first topic/partition entry of the reply.
 That is the independent count the test compares the parser's operations against.
 """
 
@@ -209,6 +210,9 @@ class Broker:
         self.deny = set(args.deny)
         self.logs = {}  # (topic, partition) -> Log
         self.topic_ids = {}  # topic -> 16 bytes
+        self.sessions = {}  # fetch session id -> {(topic, partition): (offset, max bytes, hw)}
+        self.session_topics = {}  # fetch session id -> first topic of its full fetch
+        self.next_session = 0
         self.lock = threading.Lock()
         self.cond = threading.Condition(self.lock)
         self.log_file = open(args.log, "a", buffering=1)
@@ -403,9 +407,7 @@ class Broker:
             r.i32()  # max_bytes
         if v >= 4:
             r.i8()
-        if v >= 7:
-            r.i32()
-            r.i32()
+        session_id, epoch = (r.i32(), r.i32()) if v >= 7 else (0, -1)
 
         def partition():
             p = r.i32()
@@ -426,24 +428,65 @@ class Broker:
             r.tags()
             return name, parts
 
-        topics = r.array(topic)
-        # forgotten topics, rack id: not needed
+        def forgotten_topic():
+            name = r.string() if v <= 12 else self.topic_by_id(r.uuid())
+            parts = r.array(r.i32)
+            r.tags()
+            return name, parts
 
-        def available():
-            return any(self.partition(t, p).end > off for t, parts in topics for p, off, _ in parts)
+        topics = r.array(topic)
+        forgotten = r.array(forgotten_topic) if v >= 7 else []
+        # the rest (rack id) is not needed
+        requested = {(t, p): (off, mb) for t, parts in topics for p, off, mb in parts}
+
+        # Fetch sessions (KIP-227), as a real broker since 1.1 keeps them: epoch 0 opens one
+        # (every partition answered), later epochs send and get only what changed; -1 is a
+        # full fetch outside any session.
+        with self.lock:
+            if epoch == 0:
+                self.next_session += 1
+                session_id = self.next_session
+                self.sessions[session_id] = {}
+                self.session_topics[session_id] = topics[0][0] if topics else None
+            elif epoch < 0:
+                self.sessions.pop(session_id, None)
+                session_id = 0
+            session = self.sessions.get(session_id)
+            full = session is None or epoch == 0
+            wanted = dict(requested)
+            if session is not None:
+                for t, parts in forgotten:
+                    for p in parts:
+                        session.pop((t, p), None)
+                for tp, (off, mb) in requested.items():
+                    hw = session.get(tp, (0, 0, -1))[2]
+                    session[tp] = (off, mb, hw)
+                wanted = {tp: (off, mb) for tp, (off, mb, _) in session.items()}
+
+        def changed(tp):
+            off, _ = wanted[tp]
+            end = self.partition(*tp).end
+            return full or end > off or (session is not None and session[tp][2] != end)
 
         with self.cond:
             deadline = time.monotonic() + min(max_wait, 200) / 1000
-            while not available() and time.monotonic() < deadline:
+            while not any(self.partition(*tp).end > off for tp, (off, _) in wanted.items()) \
+                    and time.monotonic() < deadline:
                 self.cond.wait(max(0.0, deadline - time.monotonic()))
-            data = [(t, [(p, self.partition(t, p).end, self.partition(t, p).read(off, mb))
-                         for p, off, mb in parts]) for t, parts in topics]
+            data = {}
+            for tp, (off, mb) in wanted.items():
+                if changed(tp):
+                    log = self.partition(*tp)
+                    data.setdefault(tp[0], []).append((tp[1], log.end, log.read(off, mb)))
+                    if session is not None:
+                        session[tp] = (off, mb, log.end)
+            data = list(data.items())
         w = Writer(v >= 12)
         if v >= 1:
             w.i32(0)  # throttle
         if v >= 7:
             w.i16(0)
-            w.i32(0)  # session_id: no session, every fetch is a full one
+            w.i32(session_id)
 
         def part(x):
             p, end, records = x
@@ -468,7 +511,10 @@ class Broker:
 
         w.array(data, topic_out)
         w.tags()
-        return w.b, (topics[0][0] if topics else None), 0
+        first = topics[0][0] if topics else (data[0][0] if data else None)
+        if first is None:
+            first = self.session_topics.get(session_id)
+        return w.b, first, 0
 
     def list_offsets(self, v, r):
         r.i32()  # replica_id

@@ -52,7 +52,11 @@ def main():
         while len(values) < n and time.monotonic() < deadline:
             for records in consumer.poll(timeout_ms=500).values():
                 values += [r.value.decode() for r in records]
+        # one more fetch finds nothing new (within a fetch session: a request naming no topic)
+        extra = sum(len(rs) for rs in consumer.poll(timeout_ms=300).values())
         consumer.close()
+        if extra:
+            sys.exit(f"{topic}: {extra} records more than produced")
         want = [f"{topic}-{i}" for i in range(n)]
         if values != want:
             sys.exit(f"{topic}: read back {values[:5]}... ({len(values)}), want {len(want)}")

@@ -1,7 +1,11 @@
 //! The Kafka parser on byte-exact request/response frames written here from the protocol
-//! specification (no broker is installable on this machine): Produce v3/v7/v9, Fetch
+//! specification (no Kafka broker is installable on this machine): Produce v3/v7/v9, Fetch
 //! v4/v11/v12/v13, Metadata v1/v9/v12; flexible versions with compact strings, compact arrays
 //! and tagged fields; acks=0; pipelining; a 1 MB produce of which 256 bytes are captured.
+//!
+//! A real client library is tested too, in protocols_kafka_client.rs (and on the real kernel
+//! in app_protocols.rs): kafka-python against `kafka_broker.py`, a minimal broker written for
+//! the tests. That broker is NOT a real Kafka broker; the client's requests are real.
 //!
 //! `cargo test -p tapline-receivers --test protocols_kafka`.
 

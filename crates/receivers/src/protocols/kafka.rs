@@ -12,6 +12,12 @@
 //!   v12, by topic id from v13 on, resolved through Metadata responses seen earlier);
 //! - Metadata, v0-v12: requested topic; topic ids learned from the response.
 //!
+//! Fetch sessions (KIP-227, Fetch v7+, what brokers since 1.1 and clients use by default):
+//! after the first full fetch of a session, a fetch names only the partitions whose position
+//! changed and its response only those with news, so an idle long poll names no topic at all.
+//! Such a fetch is reported with the topic the session's full fetch named (its first one),
+//! remembered per session id on the connection.
+//!
 //! Flexible versions (Produce v9+, Fetch v12+, Metadata v9+) use compact strings and arrays
 //! (unsigned varint length + 1) and tagged fields. Everything is read from the captured prefix
 //! only; what is not captured is simply not reported.
@@ -25,6 +31,7 @@ const KEEP: usize = 1024;
 const MAX_MESSAGE: u64 = 256 << 20;
 const MAX_TOPIC_IDS: usize = 4096;
 const MAX_TOPIC: usize = 249; // Kafka's own limit on topic names
+const MAX_FETCH_SESSIONS: usize = 64;
 
 pub const PRODUCE: i16 = 0;
 pub const FETCH: i16 = 1;
@@ -40,12 +47,16 @@ struct Pending {
     topic_id: Option<[u8; 16]>,
     start_ns: u64,
     size: u64,
+    /// Fetch v7+: the session the request belongs to (0: none yet).
+    fetch_session: Option<i32>,
 }
 
 pub struct KafkaParser {
     framers: [Framer; 2],
     pending: VecDeque<Pending>,
     topic_ids: HashMap<[u8; 16], Str>,
+    /// Fetch session id -> the topic its full fetch named.
+    fetch_sessions: HashMap<i32, Str>,
     stats: ParserStats,
 }
 
@@ -227,6 +238,28 @@ fn read_request(api_key: i16, v: i16, body: &[u8]) -> RequestFacts {
         }
     })();
     r.unwrap_or((None, None, None))
+}
+
+/// The session id of a Fetch v7+ request body (after the fixed fields before it).
+fn fetch_request_session(v: i16, body: &[u8]) -> Option<i32> {
+    if v < 7 {
+        return None;
+    }
+    let mut c = Cur::new(body, false);
+    if v <= 14 {
+        c.i32()?; // replica_id
+    }
+    c.take(4 + 4 + 4 + 1)?; // max_wait_ms, min_bytes, max_bytes, isolation_level
+    c.i32()
+}
+
+/// The session id of a Fetch v7+ response body: throttle_time_ms, error_code, session_id.
+fn fetch_response_session(v: i16, body: &[u8]) -> Option<i32> {
+    if v < 7 {
+        return None;
+    }
+    let s = body.get(6..10)?;
+    Some(i32::from_be_bytes([s[0], s[1], s[2], s[3]]))
 }
 
 /// What the response body says: (error code, topic, topic id).
@@ -467,6 +500,7 @@ impl KafkaParser {
             framers: [Framer::new(KEEP), Framer::new(KEEP)],
             pending: VecDeque::new(),
             topic_ids: HashMap::new(),
+            fetch_sessions: HashMap::new(),
             stats: ParserStats::default(),
         }
     }
@@ -500,6 +534,9 @@ impl KafkaParser {
             &[][..]
         };
         let (topic, topic_id, acks) = read_request(api_key, version, body);
+        let fetch_session = (api_key == FETCH)
+            .then(|| fetch_request_session(version, body))
+            .flatten();
         if api_key == PRODUCE && acks == Some(0) {
             // no response will come
             let mut op = Operation::new(Protocol::Kafka, api_name(api_key), m.start_ns);
@@ -522,8 +559,34 @@ impl KafkaParser {
             topic_id,
             start_ns: m.start_ns,
             size: m.len,
+            fetch_session,
         });
         Ok(())
+    }
+
+    /// Names an incremental fetch that names no topic after its session, and remembers the
+    /// topic of a session's full fetch.
+    fn fetch_session(&mut self, p: &Pending, body: &[u8], target: &mut Option<Str>) {
+        let Some(requested) = p.fetch_session else {
+            return;
+        };
+        if target.is_none() {
+            *target = self.fetch_sessions.get(&requested).cloned();
+            return;
+        }
+        // a full fetch (re)opens the session the response names; an incremental one keeps it
+        let Some(id) = fetch_response_session(p.version, body).filter(|&id| id != 0) else {
+            return;
+        };
+        let named = p.topic.is_some() || p.topic_id.is_some();
+        if named && (requested == 0 || !self.fetch_sessions.contains_key(&id)) {
+            if self.fetch_sessions.len() >= MAX_FETCH_SESSIONS {
+                self.fetch_sessions.clear();
+            }
+            if let Some(t) = target.clone() {
+                self.fetch_sessions.insert(id, t);
+            }
+        }
     }
 
     fn response(&mut self, m: Msg<'_>, out: &mut Vec<Operation>) -> Result<(), ParseError> {
@@ -566,8 +629,11 @@ impl KafkaParser {
         let mut op = Operation::new(Protocol::Kafka, api_name(p.api_key), p.start_ns);
         op.end_ns = m.end_ns.max(p.start_ns);
         op.target = self
-            .topic(p.topic, p.topic_id)
+            .topic(p.topic.clone(), p.topic_id)
             .or_else(|| self.topic(topic, topic_id));
+        if p.api_key == FETCH {
+            self.fetch_session(&p, body, &mut op.target);
+        }
         op.request_size = p.size;
         op.response_size = m.len;
         if code == 0 {
@@ -634,7 +700,10 @@ impl ProtocolParser for KafkaParser {
         for p in std::mem::take(&mut self.pending) {
             let mut op = Operation::new(Protocol::Kafka, api_name(p.api_key), p.start_ns);
             op.end_ns = end_ns.max(p.start_ns);
-            op.target = self.topic(p.topic, p.topic_id);
+            op.target = self.topic(p.topic.clone(), p.topic_id).or_else(|| {
+                p.fetch_session
+                    .and_then(|id| self.fetch_sessions.get(&id).cloned())
+            });
             op.request_size = p.size;
             op.error = Some(ERROR_NO_RESPONSE.into());
             out.push(op);
@@ -643,5 +712,109 @@ impl ProtocolParser for KafkaParser {
 
     fn stats(&self) -> ParserStats {
         self.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(body: &[u8]) -> Vec<u8> {
+        let mut f = (body.len() as i32).to_be_bytes().to_vec();
+        f.extend_from_slice(body);
+        f
+    }
+
+    /// Fetch v11 request (classic encoding): session id/epoch and at most one topic.
+    fn fetch_request(correlation: i32, session: i32, epoch: i32, topic: Option<&str>) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&FETCH.to_be_bytes());
+        b.extend_from_slice(&11i16.to_be_bytes());
+        b.extend_from_slice(&correlation.to_be_bytes());
+        b.extend_from_slice(&2i16.to_be_bytes());
+        b.extend_from_slice(b"kp");
+        for v in [-1i32, 500, 1, 50 << 20] {
+            b.extend_from_slice(&v.to_be_bytes()); // replica, max wait, min/max bytes
+        }
+        b.push(0); // isolation level
+        b.extend_from_slice(&session.to_be_bytes());
+        b.extend_from_slice(&epoch.to_be_bytes());
+        match topic {
+            Some(t) => {
+                b.extend_from_slice(&1i32.to_be_bytes());
+                b.extend_from_slice(&(t.len() as i16).to_be_bytes());
+                b.extend_from_slice(t.as_bytes());
+                b.extend_from_slice(&1i32.to_be_bytes());
+                for v in [0i32, -1] {
+                    b.extend_from_slice(&v.to_be_bytes()); // partition, leader epoch
+                }
+                b.extend_from_slice(&0i64.to_be_bytes()); // fetch offset
+                b.extend_from_slice(&(-1i64).to_be_bytes()); // log start offset
+                b.extend_from_slice(&(1i32 << 20).to_be_bytes());
+            }
+            None => b.extend_from_slice(&0i32.to_be_bytes()),
+        }
+        b.extend_from_slice(&0i32.to_be_bytes()); // forgotten topics
+        b.extend_from_slice(&(-1i16).to_be_bytes()); // rack id
+        frame(&b)
+    }
+
+    /// Fetch v11 response with no topic in it (nothing new in the session).
+    fn fetch_response(correlation: i32, session: i32) -> Vec<u8> {
+        let mut b = correlation.to_be_bytes().to_vec();
+        b.extend_from_slice(&0i32.to_be_bytes()); // throttle
+        b.extend_from_slice(&0i16.to_be_bytes());
+        b.extend_from_slice(&session.to_be_bytes());
+        b.extend_from_slice(&0i32.to_be_bytes()); // responses
+        frame(&b)
+    }
+
+    fn feed(p: &mut KafkaParser, dir: Dir, data: &[u8], t: u64, out: &mut Vec<Operation>) {
+        let seg = Segment {
+            dir,
+            data,
+            total_len: data.len() as u64,
+            start_ns: t,
+            end_ns: t + 1,
+        };
+        p.feed(&seg, out).unwrap();
+    }
+
+    /// kafka-python against a broker with fetch sessions: after the full fetch that opens
+    /// session 7, an idle incremental fetch names no topic in the request nor the response.
+    #[test]
+    fn incremental_fetch_without_topics_is_named_after_its_session() {
+        let mut p = KafkaParser::new();
+        let mut out = Vec::new();
+        let (c2s, s2c) = (Dir::ClientToServer, Dir::ServerToClient);
+        let steps = [
+            (c2s, fetch_request(1, 0, 0, Some("orders"))),
+            (s2c, fetch_response(1, 7)),
+            (c2s, fetch_request(2, 7, 1, None)),
+            (s2c, fetch_response(2, 7)),
+            // a session the parser never saw opened stays unnamed
+            (c2s, fetch_request(3, 9, 4, None)),
+            (s2c, fetch_response(3, 9)),
+            // unanswered when the connection closes: still named after its session
+            (c2s, fetch_request(4, 7, 2, None)),
+        ];
+        for (i, (dir, data)) in steps.iter().enumerate() {
+            feed(&mut p, *dir, data, 10 * i as u64 + 10, &mut out);
+        }
+        let got: Vec<_> = out
+            .iter()
+            .map(|o| (o.name.as_ref(), o.target.as_deref(), o.status))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("receive", Some("orders"), Status::Ok),
+                ("receive", Some("orders"), Status::Ok),
+                ("receive", None, Status::Ok),
+            ]
+        );
+        p.close(100, &mut out);
+        assert_eq!(out[3].target.as_deref(), Some("orders"));
+        assert_eq!(out[3].error.as_deref(), Some(ERROR_NO_RESPONSE));
     }
 }
