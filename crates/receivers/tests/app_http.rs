@@ -4,256 +4,62 @@
 //! `cargo test -p tapline-receivers --test app_http` as root. Needs: python3, curl, nginx
 //! (`apt-get install nginx-light`), wrk (`apt-get install wrk`).
 
+mod app_util;
+
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use tapline_core::config::{self, ComponentConfig, ConfigSource, Diagnostics, LoadOptions};
+use app_util::*;
 use tapline_core::data::*;
-use tapline_core::pipeline::{self, RunningGraph};
-use tapline_core::telemetry::Telemetry;
-use tapline_core::{BuildContext, ExportError, Exporter, ExporterFactory, FactoryInfo, Registry};
 
-/// One test at a time: they share the machine's two cores and the kernel's tracepoints.
-static SERIAL: Mutex<()> = Mutex::new(());
+// ---------- the graph and its sink (tests/app_util), seen as HTTP ----------
 
-// ---------- a collecting exporter ----------
-
-#[derive(Clone, Default)]
-struct Sink(Arc<Mutex<Vec<Arc<Signal>>>>);
-
-struct SinkFactory(Sink);
-impl FactoryInfo for SinkFactory {
-    fn type_name(&self) -> &'static str {
-        "sink"
-    }
-    fn description(&self) -> &'static str {
-        "test sink"
-    }
-    fn signals(&self) -> &'static [SignalKind] {
-        &[SignalKind::Metrics, SignalKind::Traces]
-    }
-}
-impl ExporterFactory for SinkFactory {
-    fn build(
-        &self,
-        _: &ComponentConfig,
-        _: &BuildContext,
-    ) -> Result<Box<dyn Exporter>, Diagnostics> {
-        Ok(Box::new(SinkExporter(self.0.clone())))
-    }
-}
-struct SinkExporter(Sink);
-#[async_trait]
-impl Exporter for SinkExporter {
-    async fn export(&mut self, batch: SharedSignal) -> Result<(), ExportError> {
-        self.0 .0.lock().unwrap().push(batch);
-        Ok(())
-    }
-}
-
-impl Sink {
-    fn spans(&self) -> Vec<(Arc<Resource>, Span)> {
-        let mut out = Vec::new();
-        for b in self.0.lock().unwrap().iter() {
-            if let Signal::Traces(t) = &**b {
-                for rs in &t.resource_spans {
-                    for s in &rs.spans {
-                        out.push((rs.resource.clone(), s.clone()));
-                    }
-                }
-            }
-        }
-        out
-    }
-    /// Summed histogram points of `metric` whose `server.port` is `port`, keyed by
-    /// (method, route, status, error.type).
-    fn counts(&self, metric: &str, port: u16) -> HashMap<(String, String, i64, String), Agg> {
-        let mut out: HashMap<_, Agg> = HashMap::new();
-        for b in self.0.lock().unwrap().iter() {
-            let Signal::Metrics(m) = &**b else { continue };
-            for (_, metric_) in m.metrics() {
-                if metric_.name != metric {
-                    continue;
-                }
-                let MetricData::Histogram { points, .. } = &metric_.data else {
-                    panic!("{metric} is not a histogram")
-                };
-                for p in points {
-                    if p.attributes.get("server.port") != Some(&Value::Int(port as i64)) {
-                        continue;
-                    }
-                    let s = |k: &str| p.attributes.get_str(k).unwrap_or("").to_string();
-                    let status = match p.attributes.get("http.response.status_code") {
-                        Some(Value::Int(i)) => *i,
-                        _ => 0,
-                    };
-                    let key = (
-                        s("http.request.method"),
-                        s("http.route"),
-                        status,
-                        s("error.type"),
-                    );
-                    let a = out.entry(key).or_default();
-                    a.count += p.count;
-                    a.sum += p.sum;
-                    a.max = a.max.max(p.max.unwrap_or(0.0));
-                    a.min = a.min.min(p.min.unwrap_or(f64::MAX));
-                }
-            }
-        }
-        out
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Agg {
-    count: u64,
-    sum: f64,
-    min: f64,
-    max: f64,
-}
-impl Default for Agg {
-    fn default() -> Self {
-        Agg {
-            count: 0,
-            sum: 0.0,
-            min: f64::MAX,
-            max: 0.0,
-        }
-    }
-}
-
-/// The receiver's mirror of the kernel's lost-event counter.
-fn lost(t: &Telemetry) -> u64 {
-    t.counter("tapline_ebpf_events_lost_total", "", &[("receiver", "app")])
-        .get()
+/// Histogram points of `metric` on `port`, per (method, route, status, error.type).
+fn http_counts(
+    sink: &Sink,
+    metric: &str,
+    port: u16,
+) -> HashMap<(String, String, i64, String), Agg> {
+    sink.counts(
+        metric,
+        port,
+        &[
+            "http.request.method",
+            "http.route",
+            "http.response.status_code",
+            "error.type",
+        ],
+    )
+    .into_iter()
+    .map(|(k, a)| {
+        let status = k[2].parse().unwrap_or(0);
+        ((k[0].clone(), k[1].clone(), status, k[3].clone()), a)
+    })
+    .collect()
 }
 
 fn key(m: &str, r: &str, s: i64, e: &str) -> (String, String, i64, String) {
     (m.into(), r.into(), s, e.into())
 }
 
-// ---------- the graph ----------
-
-struct Tapline {
-    rt: tokio::runtime::Runtime,
-    running: Option<RunningGraph>,
-    sink: Sink,
-    telemetry: Telemetry,
-}
-
-impl Tapline {
-    /// Starts `app` (with `extra` YAML lines under it) feeding the sink, and waits until the
-    /// capture demonstrably sees traffic (a warm-up request to `warm_port`).
-    fn start(extra: &str, warm_port: u16) -> Tapline {
-        let yaml = format!(
-            "receivers:\n  app:\n    metrics_interval: 1s\n{extra}\nexporters:\n  sink: {{}}\nservice:\n  pipelines:\n    metrics: {{receivers: [app], exporters: [sink]}}\n    traces: {{receivers: [app], exporters: [sink]}}\n"
-        );
-        let loaded = config::load(&LoadOptions {
-            sources: vec![ConfigSource::Embedded {
-                name: "test".into(),
-                text: yaml.clone(),
-            }],
-            ..Default::default()
-        })
-        .unwrap_or_else(|d| panic!("config {yaml}: {d:?}"));
-        let sink = Sink::default();
-        let mut reg = Registry::new();
-        tapline_receivers::register(&mut reg);
-        reg.register_exporter(SinkFactory(sink.clone()));
-        let telemetry = Telemetry::new();
-        let graph =
-            pipeline::build(&loaded, &reg, &telemetry).unwrap_or_else(|d| panic!("build: {d:?}"));
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let running = rt.block_on(pipeline::start(graph)).expect("start");
-        let t = Tapline {
-            rt,
-            running: Some(running),
-            sink,
-            telemetry,
-        };
-        // warm-up: until a span for /warmup shows up, the capture is not attached yet
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
+/// Starts the app receiver and waits until a request to `/warmup` on `warm_port` shows up as a
+/// span: before that, the capture is not attached yet.
+fn start_tapline(extra: &str, warm_port: u16) -> Tapline {
+    Tapline::start(
+        extra,
+        || {
             let _ = http_get(warm_port, "/warmup");
-            std::thread::sleep(Duration::from_millis(300));
-            if t.sink
-                .spans()
-                .iter()
-                .any(|(_, s)| s.attributes.get_str("url.path") == Some("/warmup"))
-            {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the app receiver saw no /warmup request on port {warm_port} within 30 s"
-            );
-        }
-        t
-    }
-
-    /// Waits for the kernel events to be read and the last interval flushed, then stops.
-    fn stop(mut self) -> (Sink, Telemetry) {
-        std::thread::sleep(Duration::from_millis(1500));
-        let running = self.running.take().unwrap();
-        let report = self.rt.block_on(running.shutdown(Duration::from_secs(10)));
-        assert!(!report.timed_out, "shutdown timed out: {report:?}");
-        (self.sink.clone(), self.telemetry.clone())
-    }
+        },
+        |sink| has_span(sink, "url.path", "/warmup"),
+    )
 }
 
 // ---------- peers ----------
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn need(bin: &str, package: &str) {
-    let ok = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {bin}"))
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "`{bin}` not found: install the `{package}` package (apt-get install {package})"
-    );
-}
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "nothing listens on port {port} after 10 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 const PY_SERVER: &str = r#"
 import sys, http.server, socketserver
@@ -292,7 +98,7 @@ fn python_server(port: u16) -> Proc {
         .env("OTEL_SERVICE_NAME", "pyshop")
         .spawn()
         .expect("python3");
-    wait_port(port);
+    wait_port(port, Duration::from_secs(10));
     Proc(p)
 }
 
@@ -315,7 +121,7 @@ fn nginx(port: u16, dir: &Path) -> Proc {
         .arg(dir.join("nginx.conf"))
         .spawn()
         .expect("nginx");
-    wait_port(port);
+    wait_port(port, Duration::from_secs(10));
     Proc(p)
 }
 
@@ -379,7 +185,7 @@ fn python_server_curl_client_counts_durations_spans() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let port = free_port();
     let _srv = python_server(port);
-    let t = Tapline::start(
+    let t = start_tapline(
         "    routes: {patterns: [\"/users/{id}\"], ignored_patterns: [\"/health\"]}",
         port,
     );
@@ -417,7 +223,7 @@ fn python_server_curl_client_counts_durations_spans() {
     let client_elapsed = started.elapsed().as_secs_f64();
     let (sink, _) = t.stop();
 
-    let server = sink.counts("http.server.request.duration", port);
+    let server = http_counts(&sink, "http.server.request.duration", port);
     assert_eq!(
         server[&key("GET", "/users/{id}", 200, "")].count,
         20,
@@ -444,7 +250,7 @@ fn python_server_curl_client_counts_durations_spans() {
         "{server:?}"
     );
     assert!(!server.keys().any(|k| k.1.contains("health")), "{server:?}");
-    let client = sink.counts("http.client.request.duration", port);
+    let client = http_counts(&sink, "http.client.request.duration", port);
     assert_eq!(
         client[&key("GET", "/users/{id}", 200, "")].count,
         20,
@@ -467,10 +273,10 @@ fn python_server_curl_client_counts_durations_spans() {
             "{k:?}: {a:?}, client {client_elapsed}s"
         );
     }
-    let req_body = sink.counts("http.server.request.body.size", port);
+    let req_body = http_counts(&sink, "http.server.request.body.size", port);
     let post = req_body[&key("POST", "/api/orders/*", 200, "")];
     assert_eq!((post.count, post.sum), (5, 50.0));
-    let resp_body = sink.counts("http.client.response.body.size", port);
+    let resp_body = http_counts(&sink, "http.client.response.body.size", port);
     assert_eq!(resp_body[&key("GET", "/users/{id}", 200, "")].sum, 100.0);
 
     let spans = sink.spans();
@@ -549,17 +355,17 @@ fn keep_alive_thousand_requests_one_connection() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let port = free_port();
     let _srv = python_server(port);
-    let t = Tapline::start("", port);
+    let t = start_tapline("", port);
     let out = python(
         KEEPALIVE_CLIENT,
         &[port.to_string(), "1000".into(), "/ka/1".into()],
     );
     assert_eq!(out.trim(), "1000");
     let (sink, telemetry) = t.stop();
-    let server = sink.counts("http.server.request.duration", port);
+    let server = http_counts(&sink, "http.server.request.duration", port);
     assert_eq!(server.len(), 2, "/warmup and /ka/*: {server:?}");
     assert_eq!(server[&key("GET", "/ka/*", 200, "")].count, 1000);
-    let client = sink.counts("http.client.request.duration", port);
+    let client = http_counts(&sink, "http.client.request.duration", port);
     assert_eq!(client[&key("GET", "/ka/*", 200, "")].count, 1000);
     assert_eq!(lost(&telemetry), 0);
 }
@@ -586,17 +392,17 @@ fn pipelined_requests_in_one_write() {
     // 10 requests (~350 bytes) in one write, 10 responses (~1 KiB) in one read: the capture
     // must see them all (a message starting beyond the captured prefix of a read
     // cannot be seen)
-    let t = Tapline::start("    capture_bytes: 4096", port);
+    let t = start_tapline("    capture_bytes: 4096", port);
     let out = python(PIPELINE_CLIENT, &[port.to_string(), "10".into()]);
     assert_eq!(out.trim(), "10");
     let (sink, _) = t.stop();
-    let server = sink.counts("http.server.request.duration", port);
+    let server = http_counts(&sink, "http.server.request.duration", port);
     assert_eq!(
         server[&key("GET", "/pipe/*", 200, "")].count,
         10,
         "{server:?}"
     );
-    let client = sink.counts("http.client.request.duration", port);
+    let client = http_counts(&sink, "http.client.request.duration", port);
     assert_eq!(
         client[&key("GET", "/pipe/*", 200, "")].count,
         10,
@@ -610,7 +416,7 @@ fn nginx_mib_response_sizes_and_keep_alive() {
     let dir = tempdir("nginx-mib");
     let port = free_port();
     let _ng = nginx(port, &dir);
-    let t = Tapline::start("", port);
+    let t = start_tapline("", port);
     let url = format!("http://127.0.0.1:{port}/mib.bin");
     let urls = [url.as_str(); 3];
     assert_eq!(curl(&urls), "200\n200\n200\n");
@@ -618,14 +424,14 @@ fn nginx_mib_response_sizes_and_keep_alive() {
     curl(&[&format!("http://127.0.0.1:{port}/nope")]);
     let (sink, _) = t.stop();
     let _ = std::fs::remove_dir_all(&dir);
-    let sizes = sink.counts("http.server.response.body.size", port);
+    let sizes = http_counts(&sink, "http.server.response.body.size", port);
     let mib = sizes[&key("GET", "/mib.bin", 200, "")];
     assert_eq!(
         (mib.count, mib.sum),
         (3, 3.0 * (1 << 20) as f64),
         "{sizes:?}"
     );
-    let csizes = sink.counts("http.client.response.body.size", port);
+    let csizes = http_counts(&sink, "http.client.response.body.size", port);
     assert_eq!(
         csizes[&key("GET", "/mib.bin", 200, "")].sum,
         3.0 * (1 << 20) as f64
@@ -668,21 +474,21 @@ fn server_and_connection_older_than_tapline() {
         assert!(Instant::now() < deadline, "client never became ready");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let t = Tapline::start("", port);
+    let t = start_tapline("", port);
     std::fs::write(&go, "").unwrap();
     let mut client = client;
     let out = client.0.wait_with_output_ref();
     assert_eq!(out.trim(), "done");
     let (sink, _) = t.stop();
     let _ = std::fs::remove_dir_all(&dir);
-    let server = sink.counts("http.server.request.duration", port);
+    let server = http_counts(&sink, "http.server.request.duration", port);
     assert_eq!(
         server[&key("GET", "/old/after", 200, "")].count,
         5,
         "{server:?}"
     );
     assert!(!server.contains_key(&key("GET", "/old/before", 200, "")));
-    let client = sink.counts("http.client.request.duration", port);
+    let client = http_counts(&sink, "http.client.request.duration", port);
     assert_eq!(
         client[&key("GET", "/old/after", 200, "")].count,
         5,
@@ -722,12 +528,12 @@ fn client_disconnecting_mid_response_is_one_error() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let port = free_port();
     let _srv = python_server(port);
-    let t = Tapline::start("", port);
+    let t = start_tapline("", port);
     let out = python(DISCONNECT_CLIENT, &[port.to_string()]);
     assert_eq!(out.trim(), "gone");
     std::thread::sleep(Duration::from_millis(500));
     let (sink, _) = t.stop();
-    let server = sink.counts("http.server.request.duration", port);
+    let server = http_counts(&sink, "http.server.request.duration", port);
     let big: Vec<_> = server.iter().filter(|(k, _)| k.1 == "/big/*").collect();
     assert_eq!(big.len(), 1, "{server:?}");
     let (k, a) = big[0];
@@ -735,7 +541,7 @@ fn client_disconnecting_mid_response_is_one_error() {
         (k.2, k.3.as_str(), a.count),
         (200, "response_incomplete", 1)
     );
-    let client = sink.counts("http.client.request.duration", port);
+    let client = http_counts(&sink, "http.client.request.duration", port);
     let cbig: Vec<_> = client.iter().filter(|(k, _)| k.1 == "/big/*").collect();
     assert_eq!(cbig.len(), 1, "{client:?}");
     assert_eq!(
@@ -768,7 +574,7 @@ fn two_hundred_concurrent_connections() {
     let dir = tempdir("conc");
     let port = free_port();
     let _ng = nginx(port, &dir);
-    let t = Tapline::start("", port);
+    let t = start_tapline("", port);
     let out = python(
         CONCURRENT_CLIENT,
         &[port.to_string(), "200".into(), "5".into()],
@@ -776,13 +582,13 @@ fn two_hundred_concurrent_connections() {
     assert_eq!(out.trim(), "1000");
     let (sink, _) = t.stop();
     let _ = std::fs::remove_dir_all(&dir);
-    let server = sink.counts("http.server.request.duration", port);
+    let server = http_counts(&sink, "http.server.request.duration", port);
     assert_eq!(
         server[&key("GET", "/conc/x", 404, "")].count,
         1000,
         "{server:?}"
     );
-    let client = sink.counts("http.client.request.duration", port);
+    let client = http_counts(&sink, "http.client.request.duration", port);
     assert_eq!(
         client[&key("GET", "/conc/x", 404, "404")].count,
         1000,
@@ -797,7 +603,7 @@ fn wrk_paced_load_against_nginx_matches_access_log() {
     let dir = tempdir("wrk");
     let port = free_port();
     let _ng = nginx(port, &dir);
-    let t = Tapline::start("", port);
+    let t = start_tapline("", port);
     // 50 connections, each pausing 10 ms between requests: about 5,000 requests/s
     let script = dir.join("pace.lua");
     std::fs::write(&script, "function delay() return 10 end\n").unwrap();
@@ -818,7 +624,7 @@ fn wrk_paced_load_against_nginx_matches_access_log() {
     let (sink, telemetry) = t.stop();
     let logged = std::fs::read_to_string(&log).unwrap().lines().count() - before;
     let _ = std::fs::remove_dir_all(&dir);
-    let server = sink.counts("http.server.request.duration", port);
+    let server = http_counts(&sink, "http.server.request.duration", port);
     let seen: u64 = server
         .iter()
         .filter(|(k, _)| k.1 == "/index.html")

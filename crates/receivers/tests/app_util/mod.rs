@@ -1,4 +1,4 @@
-//! Shared by the `app_tls` and `app_protocols` tests: the app receiver in a real graph feeding
+//! Shared by the `app_http`, `app_tls` and `app_protocols` tests: the app receiver in a real graph feeding
 //! a collecting exporter, and helpers to start and stop peers.
 
 #![allow(dead_code)]
