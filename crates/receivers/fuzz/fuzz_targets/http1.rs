@@ -52,6 +52,9 @@ fuzz_target!(|data: &[u8]| {
         assert!(o.target.len() <= 64 * 1024, "unbounded target");
         let path = String::from_utf8_lossy(&o.target);
         let route = routes::heuristic(&path);
-        assert!(route.len() <= path.len().max(1), "route {route:?} from {path:?}");
+        assert!(
+            route.len() <= path.len().max(1),
+            "route {route:?} from {path:?}"
+        );
     }
 });
