@@ -95,7 +95,7 @@ fn only_udp_from_port_53_reaches_userspace_once() {
 fn interfaces_limit_what_is_seen_and_drop_leaves_nothing() {
     require_root();
     let pair = NetPair::new("dnsif", false);
-    let b = pair.b.clone();
+    let (a, b) = (pair.a.clone(), pair.b.clone());
     let id = in_ns_runtime(&pair.b, move || async move {
         let mut sniffer = DnsSniffer::open(Some(&["vb".to_owned()])).expect("open sniffer");
         let id = sniffer.program_id().expect("program id");
@@ -109,7 +109,6 @@ fn interfaces_limit_what_is_seen_and_drop_leaves_nothing() {
         // Sent by a server in this namespace out of vb: seen; and one arriving on vb.
         let dns_b = UdpSocket::bind(format!("{B4}:53")).unwrap();
         dns_b.send_to(b"out of vb", format!("{A4}:5000")).unwrap();
-        let a = pair_ns_a(&b);
         spawn_in_netns(&a, || {
             let s = UdpSocket::bind(format!("{A4}:53")).unwrap();
             s.send_to(b"into vb", format!("{B4}:5000")).unwrap();
@@ -136,11 +135,6 @@ fn interfaces_limit_what_is_seen_and_drop_leaves_nothing() {
         1,
         "a packet socket remains:\n{packet}"
     );
-}
-
-/// NetPair names its namespaces `...-a` / `...-b`.
-fn pair_ns_a(b: &str) -> String {
-    format!("{}a", b.strip_suffix('b').unwrap())
 }
 
 #[test]

@@ -3,8 +3,8 @@
 //! a client there asks for a few names, and the processor learns exactly those names from the
 //! answers it sees, without sending a query of its own.
 
-#[path = "../../ebpf/tests/flows_util/mod.rs"]
-mod flows_util;
+#[path = "../../ebpf/tests/support/netns.rs"]
+mod netns;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flows_util::{require_root, sh, sh_out, spawn_in_netns};
+use netns::{require_root, sh, sh_out, spawn_in_netns};
 use tapline_core::data::Signal;
 use tapline_core::pipeline::BatchFn;
 use tapline_core::telemetry::Telemetry;
