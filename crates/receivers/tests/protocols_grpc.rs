@@ -119,10 +119,18 @@ fn grpcio_unary_calls_count_exactly() {
         .iter()
         .find(|o| o.name == "shop.v1.Catalog/Big")
         .expect("the Big call");
-    assert_eq!(
-        (big.response_size, big.status),
-        (200_000 + 5, Status::Grpc(0)),
-        "DATA skipped by length"
+    assert_eq!(big.response_size, 200_000 + 5, "DATA skipped by length");
+    // The trailers (grpc-status) follow the last DATA bytes; when the proxy read them in the
+    // same read as more than 4 KiB of DATA, they lie past the captured prefix, exactly as in
+    // the kernel capture: the status stays unknown rather than guessed, and the call is
+    // reported as a response that began but whose end was not seen.
+    assert!(
+        match big.status {
+            Status::Grpc(0) => big.error.is_none(),
+            Status::Unknown => big.error.as_deref() == Some("response_incomplete"),
+            _ => false,
+        },
+        "{big:?}"
     );
 
     // The default 256 bytes: the client's first write (preface, SETTINGS, first HEADERS) is

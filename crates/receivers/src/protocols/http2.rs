@@ -481,9 +481,19 @@ impl ProtocolParser for Http2Parser {
         ids.sort_unstable();
         for id in ids {
             if let Some(s) = self.streams.remove(&id) {
+                // A response had begun (headers or data seen) but its end was not: cut short,
+                // or its trailers lay past a captured prefix. Otherwise nothing came back.
+                let began = s.status.is_some() || s.grpc_seen || s.response_body > 0;
                 let mut op = Self::operation(s, end_ns, None);
                 op.status = Status::Unknown;
-                op.error = Some(ERROR_NO_RESPONSE.into());
+                op.error = Some(
+                    if began {
+                        ERROR_INCOMPLETE
+                    } else {
+                        ERROR_NO_RESPONSE
+                    }
+                    .into(),
+                );
                 out.push(op);
             }
         }
@@ -651,6 +661,39 @@ mod tests {
         assert_eq!(
             (out[0].name.as_ref(), out[0].request_size, out[0].status),
             ("POST", 100_000, Status::Http(200))
+        );
+    }
+
+    #[test]
+    fn close_tells_a_cut_response_from_none() {
+        let mut p = Http2Parser::new();
+        let mut out = Vec::new();
+        let mut c = PREFACE.to_vec();
+        c.extend(frame(
+            HEADERS,
+            END_HEADERS | END_STREAM,
+            1,
+            &[0x82, 0x86, 0x84],
+        ));
+        c.extend(frame(
+            HEADERS,
+            END_HEADERS | END_STREAM,
+            3,
+            &[0x82, 0x86, 0x84],
+        ));
+        p.feed(&seg(Dir::ClientToServer, &c, 1), &mut out).unwrap();
+        // stream 1 gets its headers and some data, then the connection closes; 3 gets nothing
+        let mut s = frame(HEADERS, END_HEADERS, 1, &[0x88]);
+        s.extend(frame(DATA, 0, 1, &[1, 2, 3]));
+        p.feed(&seg(Dir::ServerToClient, &s, 2), &mut out).unwrap();
+        p.close(10, &mut out);
+        let got: Vec<_> = out.iter().map(|o| (o.status, o.error.as_deref())).collect();
+        assert_eq!(
+            got,
+            vec![
+                (Status::Unknown, Some(ERROR_INCOMPLETE)),
+                (Status::Unknown, Some(ERROR_NO_RESPONSE))
+            ]
         );
     }
 }

@@ -169,6 +169,10 @@ impl Operation {
 /// `error.type` of a request whose response never came (connection closed, stream lost).
 pub const ERROR_NO_RESPONSE: &str = "no_response";
 
+/// `error.type` of a response that began but whose end was not seen before the connection
+/// closed (the same value as the HTTP/1.x tracker's).
+pub const ERROR_INCOMPLETE: &str = "response_incomplete";
+
 /// The bytes are not this protocol (or not at a position where it can be read).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParseError {
