@@ -101,43 +101,7 @@ fn bridged_pair() -> NetPair {
         "mcast_snooping",
         "0",
     ]);
-    sh(&[
-        "ip", "-n", &pair.a, "link", "add", "va", "type", "veth", "peer", "name", "vb", "netns",
-        &pair.b,
-    ]);
-    sh(&["ip", "-n", &pair.a, "link", "set", "va", "master", "tlbr0"]);
-    let (mac_a, mac_b) = (mac(&pair.a, "tlbr0"), mac(&pair.b, "vb"));
-    for (ns, dev, me, peer, peer_mac) in [
-        (&pair.a, "tlbr0", A2, B2, &mac_b),
-        (&pair.b, "vb", B2, A2, &mac_a),
-    ] {
-        sh(&[
-            "ip",
-            "-n",
-            ns,
-            "addr",
-            "add",
-            &format!("{me}/24"),
-            "dev",
-            dev,
-        ]);
-        sh(&[
-            "ip",
-            "-n",
-            ns,
-            "neigh",
-            "replace",
-            peer,
-            "lladdr",
-            peer_mac,
-            "dev",
-            dev,
-            "nud",
-            "permanent",
-        ]);
-        sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
-    }
-    sh(&["ip", "-n", &pair.a, "link", "set", "va", "up"]);
+    add_veth(&pair.a, &pair.b, "va", "vb", Some("tlbr0"), (A2, B2), None);
     pair
 }
 

@@ -23,15 +23,7 @@ pub fn require_root() {
 }
 
 pub fn sh(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("running {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    sh_out(args);
 }
 
 pub fn sh_out(args: &[&str]) -> String {
@@ -87,21 +79,26 @@ pub fn mac(ns: &str, dev: &str) -> String {
 }
 
 /// Creates veth `dev_a` (in `a`) <-> `dev_b` (in `b`), addresses `a4`/`b4` (+ `a6`/`b6`),
-/// static neighbours, up. `addr_dev_a` is where A's addresses go (the veth or a bridge).
+/// static neighbours, up. With `bridge_a` (an existing bridge in `a`), `dev_a` becomes its port
+/// and A's addresses go on the bridge.
 #[allow(clippy::too_many_arguments)]
 pub fn add_veth(
     a: &str,
     b: &str,
     dev_a: &str,
     dev_b: &str,
-    addr_dev_a: Option<&str>,
+    bridge_a: Option<&str>,
     (a4, b4): (&str, &str),
     v6: Option<(&str, &str)>,
 ) {
     sh(&[
         "ip", "-n", a, "link", "add", dev_a, "type", "veth", "peer", "name", dev_b, "netns", b,
     ]);
-    let addr_dev_a = addr_dev_a.unwrap_or(dev_a);
+    if let Some(bridge) = bridge_a {
+        // Before reading MACs: a bridge takes its address from its ports.
+        sh(&["ip", "-n", a, "link", "set", dev_a, "master", bridge]);
+    }
+    let addr_dev_a = bridge_a.unwrap_or(dev_a);
     let (mac_a, mac_b) = (mac(a, addr_dev_a), mac(b, dev_b));
     for (ns, dev, me4, peer4, peer_mac, six) in [
         (a, addr_dev_a, a4, b4, &mac_b, v6),
