@@ -279,7 +279,12 @@ service:
                 "{job}"
             );
         }
-        assert_eq!(prom.scalar("up{job=\"wrong_password\"}"), Some(0.0));
+        // Its first scrape may come after the other jobs' ones: wait for it, then require a failure.
+        let wrong = eventually("job wrong_password to be scraped", Duration::from_secs(20), || {
+            prom.scalar("up{job=\"wrong_password\"}")
+        })
+        .await;
+        assert_eq!(wrong, 0.0, "a wrong password must make the scrape fail");
 
         let report = running.shutdown(Duration::from_secs(5)).await;
         assert!(!report.timed_out);
