@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Measures the data-path overhead of the flows tc programs: iperf3 over a veth pair between two
-# fresh network namespaces, alternating runs without and with the capture attached (both
-# directions of the client's veth), then prints with/without ratios for
+# fresh network namespaces, rotating runs with nothing attached, with the capture attached (both
+# directions of the client's veth) and with an empty classifier attached the same way (TCX
+# links, `return TC_ACT_UNSPEC`: what the hook alone costs on this machine), then prints the
+# ratios to the bare run for
 #   - TCP throughput (bits/s received), and
 #   - a small-packet (64-byte payload) UDP flood (packets/s received).
 # Usage (root): crates/ebpf/scripts/overhead.sh [ROUNDS=3] [SECONDS=5]
-# Needs iperf3, python3 (JSON parsing) and cargo. Traffic stays inside the two namespaces.
+# Needs iperf3, clang, python3 (JSON parsing) and cargo. Traffic stays inside the namespaces.
 set -euo pipefail
 ROUNDS="${1:-3}"
 SECS="${2:-5}"
@@ -13,6 +15,13 @@ cd "$(dirname "$0")/../../.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 cargo build -q --release -p tapline-ebpf --example flows_attach
 BIN="$CARGO_TARGET_DIR/release/examples/flows_attach"
+EMPTY_DIR=$(mktemp -d)
+# aya maps the section "classifier" to a sched_cls program (it rejects "tc").
+cat >"$EMPTY_DIR/empty.c" <<'C'
+__attribute__((section("classifier"), used)) int empty(void *skb) { return -1; /* TC_ACT_UNSPEC */ }
+char LICENSE[] __attribute__((section("license"), used)) = "GPL";
+C
+clang -O2 -g -target bpf -c "$EMPTY_DIR/empty.c" -o "$EMPTY_DIR/empty.o"
 
 A="tlovh-a-$$"; B="tlovh-b-$$"
 SRV=""; CAP=""
@@ -21,6 +30,7 @@ cleanup() {
   [[ -n "$SRV" ]] && kill "$SRV" 2>/dev/null || true
   ip netns del "$A" 2>/dev/null || true
   ip netns del "$B" 2>/dev/null || true
+  rm -rf "$EMPTY_DIR"
 }
 trap cleanup EXIT
 ip netns add "$A"; ip netns add "$B"
@@ -32,14 +42,16 @@ ip -n "$A" link set va up; ip -n "$B" link set vb up
 ip netns exec "$B" taskset -c 1 iperf3 -s -B 10.78.0.2 >/dev/null 2>&1 & SRV=$!
 sleep 1
 
-start_capture() {
-  local fifo; fifo=$(mktemp -u); mkfifo "$fifo"
-  ip netns exec "$A" "$BIN" --quiet --interval-ms 1000 --seconds 600 va <"$fifo" >/tmp/tlovh-cap.$$ 2>&1 & CAP=$!
+# start_attached MODE: 1 = the capture, 2 = the empty classifier.
+start_attached() {
+  local fifo extra=(); fifo=$(mktemp -u); mkfifo "$fifo"
+  [[ $1 == 2 ]] && extra=(--empty-object "$EMPTY_DIR/empty.o")
+  ip netns exec "$A" "$BIN" --quiet --interval-ms 1000 --seconds 600 "${extra[@]}" va <"$fifo" >/tmp/tlovh-cap.$$ 2>&1 & CAP=$!
   exec 9>"$fifo"; rm -f "$fifo"
   for _ in $(seq 50); do grep -q attached /tmp/tlovh-cap.$$ 2>/dev/null && return; sleep 0.1; done
-  echo "capture did not attach:"; cat /tmp/tlovh-cap.$$; exit 1
+  echo "program did not attach:"; cat /tmp/tlovh-cap.$$; exit 1
 }
-stop_capture() { exec 9>&-; wait "$CAP" || true; CAP=""; tail -1 /tmp/tlovh-cap.$$; rm -f /tmp/tlovh-cap.$$; }
+stop_attached() { exec 9>&-; wait "$CAP" || true; CAP=""; tail -1 /tmp/tlovh-cap.$$ | grep -v attached || true; rm -f /tmp/tlovh-cap.$$; }
 
 tcp() {
   ip netns exec "$A" taskset -c 0 iperf3 -c 10.78.0.2 -t "$SECS" -J |
@@ -50,30 +62,32 @@ udp() {
     python3 -c 'import json,sys; s=json.load(sys.stdin)["end"]["sum"]; print((s["packets"]-s["lost_packets"])/s["seconds"])'
 }
 
-declare -A sum=([tcp0]=0 [tcp1]=0 [udp0]=0 [udp1]=0)
-RATIOS=""
+NAMES=(without capture empty)
+ROWS=""
 for r in $(seq "$ROUNDS"); do
-  # Alternate which run goes first, so that a drift of the machine cancels out.
-  order="0 1"; (( r % 2 == 0 )) && order="1 0"
-  declare -A this=()
-  for with in $order; do
-    [[ $with == 1 ]] && start_capture
+  # Rotate which run goes first, so that a drift of the machine cancels out.
+  case $(( r % 3 )) in 1) order="0 1 2";; 2) order="1 2 0";; 0) order="2 0 1";; esac
+  for mode in $order; do
+    [[ $mode != 0 ]] && start_attached "$mode"
     t=$(tcp); u=$(udp)
-    [[ $with == 1 ]] && stop_capture
-    printf 'round %d %-8s tcp %.3f Gbit/s  udp-64B %.0f pkt/s\n' "$r" "$([[ $with == 1 ]] && echo with || echo without)" \
+    [[ $mode != 0 ]] && stop_attached
+    printf 'round %d %-8s tcp %.3f Gbit/s  udp-64B %.0f pkt/s\n' "$r" "${NAMES[$mode]}" \
       "$(python3 -c "print($t/1e9)")" "$u"
-    sum[tcp$with]=$(python3 -c "print(${sum[tcp$with]}+$t)")
-    sum[udp$with]=$(python3 -c "print(${sum[udp$with]}+$u)")
-    this[tcp$with]=$t; this[udp$with]=$u
+    ROWS="$ROWS $r,$mode,$t,$u"
   done
-  RATIOS="$RATIOS $(python3 -c "print(${this[tcp1]}/${this[tcp0]}, ${this[udp1]}/${this[udp0]}, sep=',')")"
 done
-python3 - "${sum[tcp0]}" "${sum[tcp1]}" "${sum[udp0]}" "${sum[udp1]}" "$ROUNDS" $RATIOS <<'PY'
+python3 - $ROWS <<'PY'
 import statistics, sys
-t0, t1, u0, u1, n = map(float, sys.argv[1:6])
-pairs = [tuple(map(float, r.split(","))) for r in sys.argv[6:]]
-tm = statistics.median(p[0] for p in pairs)
-um = statistics.median(p[1] for p in pairs)
-print(f"TCP  mean without {t0/n/1e9:.3f} Gbit/s, with {t1/n/1e9:.3f} Gbit/s, ratio of means {t1/t0:.3f}, median round ratio {tm:.3f}")
-print(f"UDP  mean without {u0/n:.0f} pkt/s, with {u1/n:.0f} pkt/s, ratio of means {u1/u0:.3f}, median round ratio {um:.3f}")
+runs = {}
+for row in sys.argv[1:]:
+    r, mode, t, u = row.split(",")
+    runs.setdefault(int(r), {})[int(mode)] = (float(t), float(u))
+for i, name in ((0, "TCP"), (1, "UDP 64 B")):
+    mean = [statistics.mean(v[m][i] for v in runs.values()) for m in range(3)]
+    cap = statistics.median(v[1][i] / v[0][i] for v in runs.values())
+    emp = statistics.median(v[2][i] / v[0][i] for v in runs.values())
+    unit = (lambda x: f"{x/1e9:.3f} Gbit/s") if i == 0 else (lambda x: f"{x:.0f} pkt/s")
+    print(f"{name}: mean without {unit(mean[0])}, capture {unit(mean[1])}, empty classifier {unit(mean[2])}")
+    print(f"{name}: capture/without ratio of means {mean[1]/mean[0]:.3f}, median round ratio {cap:.3f}; "
+          f"empty/without {mean[2]/mean[0]:.3f} (median {emp:.3f}); capture/empty {mean[1]/mean[2]:.3f}")
 PY
