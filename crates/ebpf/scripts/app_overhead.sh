@@ -6,7 +6,12 @@
 # Usage: crates/ebpf/scripts/app_overhead.sh [seconds_per_run=10] [rounds=3] [mode=all|only-nginx]
 #   env: CONNS (wrk -c, default 32), THREADS (wrk -t, default 1), CAPTURE_BYTES (default 256),
 #        FILE_BYTES (size of the served file, default 612), CARGO_TARGET_DIR,
-#        APP_BENCH (path of a prebuilt app_bench example: skips the cargo build)
+#        APP_BENCH (path of a prebuilt app_bench example: skips the cargo build),
+#        FLOOR_OBJ (attach this object's programs with examples/tp_attach instead of the
+#        capture: the hooks' own cost, see scripts/app_floor.sh),
+#        STATS=1 (enable kernel.bpf_stats_enabled during the runs with the capture and print
+#        each program's ns/run and runs/request over the wrk run; costs ~50 ns per run, so
+#        leave it off for the ratio)
 # Prints one line per run (req/s and wrk's p99 latency) and finally
 # ratio=<median with>/<median without> and the medians of p99 with and without.
 set -euo pipefail
@@ -22,14 +27,20 @@ command -v wrk >/dev/null || { echo "wrk missing: apt-get install -y wrk" >&2; e
 command -v nginx >/dev/null || { echo "nginx missing: apt-get install -y nginx-light" >&2; exit 1; }
 cd "$(dirname "$0")/../../.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target-app}
-if [[ -z ${APP_BENCH:-} ]]; then
+if [[ -n ${FLOOR_OBJ:-} ]]; then
+  [[ -n ${TP_ATTACH:-} ]] || cargo build -q --release -p tapline-ebpf --example tp_attach
+  TP_ATTACH=${TP_ATTACH:-$CARGO_TARGET_DIR/release/examples/tp_attach}
+elif [[ -z ${APP_BENCH:-} ]]; then
   cargo build -q --release -p tapline-ebpf --example app_bench
 fi
 BENCH=${APP_BENCH:-$CARGO_TARGET_DIR/release/examples/app_bench}
+STATS_WAS=$(sysctl -n kernel.bpf_stats_enabled)
+[[ ${STATS:-0} == 1 ]] && sysctl -qw kernel.bpf_stats_enabled=1
 
 DIR=$(mktemp -d /tmp/tapline-app-overhead.XXXXXX)
 NGINX_PID=
 cleanup() {
+  sysctl -qw kernel.bpf_stats_enabled="$STATS_WAS"
   [[ -n $NGINX_PID ]] && kill "$NGINX_PID" 2>/dev/null && wait "$NGINX_PID" 2>/dev/null
   rm -rf "$DIR"
 }
@@ -74,12 +85,38 @@ wrk -t1 -c4 -d2s "http://127.0.0.1:$PORT/" >/dev/null  # warm up
 for r in $(seq "$ROUNDS"); do
   read -r rps p99 < <(run_wrk); without+=("$rps"); p99_without+=("$p99")
   echo "round $r without capture: $rps req/s, p99 $p99 ms"
-  "$BENCH" $((SECS + 3)) --capture-bytes "$CAPTURE_BYTES" "${ONLY[@]}" > "$DIR/bench.out" 2> "$DIR/bench.err" &
+  if [[ -n ${FLOOR_OBJ:-} ]]; then
+    "$TP_ATTACH" "$FLOOR_OBJ" $((SECS + 3)) > "$DIR/bench.out" 2> "$DIR/bench.err" &
+  else
+    "$BENCH" $((SECS + 3)) --capture-bytes "$CAPTURE_BYTES" "${ONLY[@]}" > "$DIR/bench.out" 2> "$DIR/bench.err" &
+  fi
   BPID=$!
   for _ in $(seq 100); do grep -q attached "$DIR/bench.err" 2>/dev/null && break; sleep 0.1; done
+  [[ ${STATS:-0} == 1 ]] && bpftool -j prog show > "$DIR/stats.before"
   read -r rps p99 < <(run_wrk); with+=("$rps"); p99_with+=("$p99")
-  wait "$BPID"
+  [[ ${STATS:-0} == 1 ]] && bpftool -j prog show > "$DIR/stats.after"
+  wait "$BPID" || { cat "$DIR/bench.err" >&2; exit 1; }
   echo "round $r with capture:    $rps req/s, p99 $p99 ms   $(cat "$DIR/bench.out")"
+  if [[ ${STATS:-0} == 1 ]]; then
+    # per program (names cut at 15 characters by the kernel): runs, ns/run, runs per request
+    python3 - "$DIR/stats.before" "$DIR/stats.after" "$rps" "$SECS" <<'PY'
+import json, sys
+before = {p["id"]: p for p in json.load(open(sys.argv[1]))}
+after = json.load(open(sys.argv[2]))
+reqs = float(sys.argv[3]) * float(sys.argv[4])
+tot_ns = tot_runs = 0
+for p in sorted(after, key=lambda p: p.get("name", "")):
+    b = before.get(p["id"], {})
+    runs = p.get("run_cnt", 0) - b.get("run_cnt", 0)
+    ns = p.get("run_time_ns", 0) - b.get("run_time_ns", 0)
+    if runs <= 0 or p.get("type") not in ("tracepoint", "tracing", "raw_tracepoint"):
+        continue
+    tot_ns += ns; tot_runs += runs
+    print(f"  {p['name']:<16} runs={runs:>9} ns/run={ns / runs:7.0f} runs/req={runs / reqs:5.2f}")
+if tot_runs:
+    print(f"  total: {tot_runs / reqs:.2f} runs/req, {tot_ns / reqs:.0f} ns of BPF per request")
+PY
+  fi
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 mw=$(median "${without[@]}"); mc=$(median "${with[@]}")

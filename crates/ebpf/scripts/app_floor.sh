@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The floor of the application capture's overhead: the same hooks with EMPTY programs
+# (return 0), measured with app_overhead.sh (nginx + wrk, alternating without / with).
+# Whatever ratio these give is the most any change to the programs' bodies can reach.
+#
+# Usage (root): crates/ebpf/scripts/app_floor.sh [seconds_per_run=10] [rounds=3] [kind=classic|tp_btf|raw]
+#   classic: one empty program on each of the capture's 25 syscalls:sys_{enter,exit}_*
+#            tracepoints (the same set as APP_PROGRAMS)
+#   tp_btf:  one empty tp_btf program on sys_enter and one on sys_exit (they run for every
+#            syscall of every process)
+#   raw:     the same with raw_tracepoint programs
+# Extra env is passed to app_overhead.sh (STATS=1 prints the programs' ns/run).
+set -euo pipefail
+SECS=${1:-10}
+ROUNDS=${2:-3}
+KIND=${3:-classic}
+cd "$(dirname "$0")/../../.."
+TMP=$(mktemp -d /tmp/tapline-app-floor.XXXXXX)
+trap 'rm -rf "$TMP"' EXIT
+{
+  echo '#include <linux/bpf.h>'
+  echo '#define SEC(s) __attribute__((section(s), used))'
+  echo 'char LICENSE[] SEC("license") = "GPL";'
+  case $KIND in
+  classic)
+    for s in read write readv writev recvfrom sendto recvmsg sendmsg sendfile64 accept accept4 connect; do
+      echo "SEC(\"tracepoint/syscalls/sys_enter_$s\") int sys_enter_$s(void *ctx) { return 0; }"
+      echo "SEC(\"tracepoint/syscalls/sys_exit_$s\") int sys_exit_$s(void *ctx) { return 0; }"
+    done
+    echo 'SEC("tracepoint/syscalls/sys_enter_close") int sys_enter_close(void *ctx) { return 0; }'
+    ;;
+  tp_btf)
+    echo 'SEC("tp_btf/sys_enter") int btf_sys_enter(void *ctx) { return 0; }'
+    echo 'SEC("tp_btf/sys_exit") int btf_sys_exit(void *ctx) { return 0; }'
+    ;;
+  raw)
+    echo 'SEC("raw_tracepoint/sys_enter") int raw_sys_enter(void *ctx) { return 0; }'
+    echo 'SEC("raw_tracepoint/sys_exit") int raw_sys_exit(void *ctx) { return 0; }'
+    ;;
+  *) echo "kind must be classic, tp_btf or raw" >&2; exit 1 ;;
+  esac
+} > "$TMP/floor.bpf.c"
+clang -O2 -g -target bpf -I /usr/include/x86_64-linux-gnu -c "$TMP/floor.bpf.c" -o "$TMP/floor.o"
+FLOOR_OBJ="$TMP/floor.o" crates/ebpf/scripts/app_overhead.sh "$SECS" "$ROUNDS" all
