@@ -391,6 +391,9 @@ pub struct AppCapture {
     ebpf: Ebpf,
     links: Vec<(&'static str, TracePointLinkId)>,
     wakeup_bytes: u32,
+    /// Last `app_config.pid_gen` written (0: none yet; the programs treat 0 as "never
+    /// computed", so written values skip it).
+    pid_gen: u32,
     async_fd: Option<tokio::io::unix::AsyncFd<OwnedFd>>,
     ssl: tls::SslState,
 }
@@ -429,6 +432,9 @@ impl AppCapture {
 
         let mut ebpf = EbpfLoader::new()
             .map_max_entries("app_events", rb)
+            // `app_tasks` is task-local storage, which aya creates but has no type for
+            // (Map::Unsupported); userspace never reads it
+            .allow_unsupported_maps()
             .load(APP_OBJECT)
             .map_err(ebpf_error)?;
         for (name, _, _) in APP_PROGRAMS {
@@ -468,6 +474,7 @@ impl AppCapture {
             ebpf,
             links: Vec::new(),
             wakeup_bytes: cfg.wakeup_bytes.min(rb / 2),
+            pid_gen: 0,
             async_fd: None,
             ssl: tls::SslState::default(),
         };
@@ -498,10 +505,12 @@ impl AppCapture {
             })?;
         let mut arr: Array<_, raw::RawAppConfig> =
             Array::try_from(map).map_err(map_err("app_config"))?;
+        self.pid_gen = self.pid_gen.wrapping_add(1).max(1);
         let v = raw::RawAppConfig {
             capture_bytes,
             wakeup_bytes: self.wakeup_bytes,
-            _pad: 0,
+            // a new generation: threads look their pid-filter decision up again
+            pid_gen: self.pid_gen,
             filter_mode: match mode {
                 PidFilterMode::AllExcept => raw::APP_FILTER_ALL_EXCEPT,
                 PidFilterMode::Only => raw::APP_FILTER_ONLY,
@@ -582,6 +591,18 @@ impl AppCapture {
 
     /// Includes, excludes or forgets one pid (thread group id); takes effect immediately.
     pub fn set_pid_filter(&mut self, pid: u32, action: PidAction) -> Result<(), AppCaptureError> {
+        self.update_pid_map(pid, action)?;
+        // after the map change: a thread that cached its decision before it looks up again
+        let cur = self.read_config()?;
+        let mode = if cur.filter_mode == raw::APP_FILTER_ONLY {
+            PidFilterMode::Only
+        } else {
+            PidFilterMode::AllExcept
+        };
+        self.write_config(cur.capture_bytes, mode)
+    }
+
+    fn update_pid_map(&mut self, pid: u32, action: PidAction) -> Result<(), AppCaptureError> {
         let map = self
             .ebpf
             .map_mut("app_pids")

@@ -101,8 +101,9 @@ pub struct RawAppConfig {
     pub filter_mode: u32,
     /// Wake the consumer once this many bytes wait in the ring buffer (0: on every event).
     pub wakeup_bytes: u32,
-    /// Padding.
-    pub _pad: u32,
+    /// Bumped after every change of `app_pids` or `filter_mode`: the programs cache each
+    /// thread's filter decision and look it up again when this changes.
+    pub pid_gen: u32,
 }
 
 // SAFETY: plain old data, no padding, every bit pattern valid.
@@ -211,7 +212,11 @@ pub fn app_config_fields() -> Vec<(&'static str, usize, usize)> {
             offset_of!(RawAppConfig, wakeup_bytes),
             size_of::<u32>(),
         ),
-        ("_pad", offset_of!(RawAppConfig, _pad), size_of::<u32>()),
+        (
+            "pid_gen",
+            offset_of!(RawAppConfig, pid_gen),
+            size_of::<u32>(),
+        ),
     ]
 }
 

@@ -5,14 +5,15 @@
  * Syscall tracepoints only (no kprobes/fentry on the target kernels):
  *  - sys_enter_<data syscall>: pid filter, then fd -> struct file -> struct socket -> struct sock
  *    through the current task's fd table (CO-RE); non-TCP fds stop here. The call is remembered
- *    per thread in `app_inflight`.
+ *    in the thread's task-local storage (`app_tasks`, marked idle again at exit: no map
+ *    update/delete per call), which also caches the thread's pid-filter decision.
  *  - sys_exit_<data syscall>: if ret > 0, one APP_KIND_DATA record with the 4-tuple, the
  *    syscall's return value, both timestamps and the first `capture_bytes` of the payload
  *    (across the first APP_MAX_IOV iovecs for the vectored calls, nothing for sendfile).
  *  - accept/accept4/connect exits record the socket's role in `app_conns` and emit
  *    APP_KIND_ACCEPT / APP_KIND_CONNECT; close of a TCP socket emits APP_KIND_CLOSE.
  *  - TLS (libssl uprobes, attached per library by userspace): SSL_read/SSL_write(_ex) entry
- *    stashes (SSL*, buffer, size_t* out-param) per thread in `app_ssl_calls`; the return emits
+ *    stashes (SSL*, buffer, size_t* out-param) in the thread's `app_tasks` entry; the return emits
  *    an APP_KIND_DATA record with the PLAINTEXT (flags APP_FLAG_TLS, syscall APP_SYS_SSL_*).
  *    The socket underneath is learnt from the data syscalls the thread makes while inside an
  *    SSL_* call (SSL_do_handshake included): their fd resolves to the `struct sock *`, stored
@@ -75,7 +76,7 @@ struct conn_info {
 	__u8 remote_addr[16];
 };
 
-/* Internal op of app_ssl_calls for SSL_do_handshake (the APP_SYS_SSL_* values are the others). */
+/* Internal op of task_state.ssl for SSL_do_handshake (the APP_SYS_SSL_* values are the others). */
 #define SSL_OP_HANDSHAKE 0xff
 
 /* A thread inside an SSL_* call. */
@@ -85,8 +86,17 @@ struct ssl_call {
 	__u64 out_len; /* size_t * of the _ex variants, 0 otherwise */
 	__u64 start_ns;
 	__u64 sp; /* stack pointer at entry: tells nested calls and stale entries apart */
-	__u8 op;  /* APP_SYS_SSL_* or SSL_OP_HANDSHAKE */
+	__u8 op;  /* APP_SYS_SSL_* or SSL_OP_HANDSHAKE; 0: no call in flight */
 	__u8 _pad[7];
+};
+
+/* Per-thread state, in task-local storage (freed with the thread). */
+struct task_state {
+	struct inflight in;  /* the data/connection syscall in flight; in.sys == 0: none */
+	struct ssl_call ssl; /* the SSL_* call in flight; ssl.op == 0: none */
+	__u32 pid_gen;       /* app_config.pid_gen when `allowed` was computed (0: never) */
+	__u8 allowed;        /* the pid filter's decision for this thread's tgid */
+	__u8 _pad[3];
 };
 
 struct ssl_key {
@@ -137,12 +147,11 @@ struct {
 } app_pids SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(map_flags, BPF_F_NO_COMMON_LRU); /* per-CPU LRU lists: no shared lock */
-	__uint(max_entries, 16384);
-	__type(key, __u64); /* pid_tgid */
-	__type(value, struct inflight);
-} app_inflight SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct task_state);
+} app_tasks SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -160,14 +169,6 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(map_flags, BPF_F_NO_COMMON_LRU);
-	__uint(max_entries, 16384);
-	__type(key, __u64); /* pid_tgid */
-	__type(value, struct ssl_call);
-} app_ssl_calls SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
 	__type(key, struct ssl_key);
 	__type(value, struct ssl_sock);
@@ -180,14 +181,45 @@ static __always_inline void stat_add(__u32 idx)
 		*v += 1;
 }
 
-static __always_inline bool pid_allowed(__u32 tgid)
+static __always_inline bool pid_allowed_lookup(const struct app_config *c, __u32 tgid)
 {
-	__u32 zero = 0;
-	struct app_config *c = bpf_map_lookup_elem(&app_config, &zero);
 	__u8 *v = bpf_map_lookup_elem(&app_pids, &tgid);
 	if (c && c->filter_mode == APP_FILTER_ONLY)
 		return v && *v == APP_PID_INCLUDE;
 	return !(v && *v == APP_PID_EXCLUDE);
+}
+
+/* The current thread's state, created on first use; NULL if the kernel cannot allocate it
+ * (the caller then reports nothing). */
+static __always_inline struct task_state *task_state(void)
+{
+	return bpf_task_storage_get(&app_tasks, bpf_get_current_task_btf(), 0,
+				    BPF_LOCAL_STORAGE_GET_F_CREATE);
+}
+
+/* The current thread's state if it has one (exits: no state, nothing in flight). */
+static __always_inline struct task_state *task_state_if_any(void)
+{
+	return bpf_task_storage_get(&app_tasks, bpf_get_current_task_btf(), 0, 0);
+}
+
+/* The pid filter's decision for the current thread, cached in its state: the `app_pids`
+ * lookup runs again only after userspace changed the filter (it bumps app_config.pid_gen
+ * after every change of app_pids or of the mode). */
+static __always_inline bool pid_allowed(struct task_state *st, __u32 tgid)
+{
+	__u32 zero = 0;
+	struct app_config *c = bpf_map_lookup_elem(&app_config, &zero);
+	if (!c)
+		return pid_allowed_lookup(c, tgid);
+	/* the generation is read before the lookup: a change racing with it is seen as a newer
+	 * generation by the next call, which looks up again */
+	__u32 gen = *(volatile __u32 *)&c->pid_gen;
+	if (st->pid_gen != gen) {
+		st->allowed = pid_allowed_lookup(c, tgid);
+		st->pid_gen = gen;
+	}
+	return st->allowed;
 }
 
 static __always_inline __u32 capture_limit(void)
@@ -364,8 +396,13 @@ static __always_inline __u32 copy_iov(struct app_scratch *s, const struct iovec 
 static __always_inline int on_data_enter(struct trace_event_raw_sys_enter *ctx, __u8 sys, __u8 dir,
 					 __u8 buf_kind)
 {
+	struct task_state *st = task_state();
+	if (!st)
+		return 0;
+	/* a record left by a call whose exit was not seen must not match this call's exit */
+	st->in.sys = 0;
 	__u64 id = bpf_get_current_pid_tgid();
-	if (!pid_allowed(id >> 32))
+	if (!pid_allowed(st, id >> 32))
 		return 0;
 	/* MSG_PEEK leaves the bytes queued: the read that consumes them reports them (e.g. nginx
 	 * peeks 1 byte to tell TLS from plain HTTP before the handshake) */
@@ -376,11 +413,10 @@ static __always_inline int on_data_enter(struct trace_event_raw_sys_enter *ctx, 
 	struct sock *sk = tcp_sock_of_fd(fd);
 	if (!sk)
 		return 0;
-	struct ssl_call *sc = bpf_map_lookup_elem(&app_ssl_calls, &id);
-	if (sc) {
+	if (st->ssl.op) {
 		/* libssl moving TLS records: learn SSL* -> socket, mark the socket, report nothing
 		 * (the plaintext comes from the uretprobe) */
-		struct ssl_key k = {.ssl = sc->ssl, .tgid = id >> 32};
+		struct ssl_key k = {.ssl = st->ssl.ssl, .tgid = id >> 32};
 		struct ssl_sock *known = bpf_map_lookup_elem(&app_ssl_socks, &k);
 		if (!known || known->sk != (__u64)sk || known->fd != fd) {
 			struct ssl_sock v = {.sk = (__u64)sk, .fd = fd};
@@ -392,31 +428,28 @@ static __always_inline int on_data_enter(struct trace_event_raw_sys_enter *ctx, 
 		stat_add(APP_STAT_TLS_SKIPPED);
 		return 0;
 	}
-	struct inflight in = {
-		.sk = (__u64)sk,
-		.buf = ctx->args[1],
-		.aux = ctx->args[2],
-		.start_ns = bpf_ktime_get_ns(),
-		.fd = fd,
-		.sys = sys,
-		.dir = dir,
-		.buf_kind = buf_kind,
-	};
-	bpf_map_update_elem(&app_inflight, &id, &in, BPF_ANY);
+	st->in.sk = (__u64)sk;
+	st->in.buf = ctx->args[1];
+	st->in.aux = ctx->args[2];
+	st->in.start_ns = bpf_ktime_get_ns();
+	st->in.fd = fd;
+	st->in.dir = dir;
+	st->in.buf_kind = buf_kind;
+	st->in.sys = sys;
 	return 0;
 }
 
 static __always_inline int on_data_exit(struct trace_event_raw_sys_exit *ctx, __u8 sys)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct inflight *p = bpf_map_lookup_elem(&app_inflight, &id);
-	if (!p)
+	struct task_state *st = task_state_if_any();
+	if (!st || st->in.sys != sys)
 		return 0;
-	struct inflight in = *p;
-	bpf_map_delete_elem(&app_inflight, &id);
+	st->in.sys = 0; /* idle */
 	long ret = ctx->ret;
-	if (in.sys != sys || ret <= 0)
+	if (ret <= 0) /* errors (EAGAIN...) and EOF: nothing moved, nothing to report */
 		return 0;
+	struct inflight in = st->in;
+	__u64 id = bpf_get_current_pid_tgid();
 
 	struct app_scratch *s = scratch_event();
 	if (!s)
@@ -490,34 +523,34 @@ DATA_PROGS(sendfile64, APP_SYS_SENDFILE, APP_DIR_EGRESS, BUF_NONE)
 
 static __always_inline int on_conn_enter(struct trace_event_raw_sys_enter *ctx, __u8 sys)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct inflight in = {
-		.start_ns = bpf_ktime_get_ns(),
-		.fd = (int)ctx->args[0],
-		.sys = sys,
-	};
+	struct task_state *st = task_state();
+	if (!st)
+		return 0;
+	st->in.sys = 0;
+	int fd = (int)ctx->args[0];
+	__u64 sk = 0;
 	if (sys == APP_SYS_CONNECT) {
-		struct sock *sk = tcp_sock_of_fd(in.fd);
+		sk = (__u64)tcp_sock_of_fd(fd);
 		if (!sk)
 			return 0;
-		in.sk = (__u64)sk;
 	}
 	/* roles are recorded for every process so that a pid added to the filter later still
 	 * gets them; only the events are filtered */
-	bpf_map_update_elem(&app_inflight, &id, &in, BPF_ANY);
+	st->in.sk = sk;
+	st->in.start_ns = bpf_ktime_get_ns();
+	st->in.fd = fd;
+	st->in.sys = sys;
 	return 0;
 }
 
 static __always_inline int on_conn_exit(struct trace_event_raw_sys_exit *ctx, __u8 sys)
 {
+	struct task_state *st = task_state_if_any();
+	if (!st || st->in.sys != sys)
+		return 0;
+	st->in.sys = 0;
+	struct inflight in = st->in;
 	__u64 id = bpf_get_current_pid_tgid();
-	struct inflight *p = bpf_map_lookup_elem(&app_inflight, &id);
-	if (!p)
-		return 0;
-	struct inflight in = *p;
-	bpf_map_delete_elem(&app_inflight, &id);
-	if (in.sys != sys)
-		return 0;
 	long ret = ctx->ret;
 	struct sock *sk;
 	__u8 role, kind;
@@ -543,7 +576,7 @@ static __always_inline int on_conn_exit(struct trace_event_raw_sys_exit *ctx, __
 	struct conn_info ci = {.role = role, .pid = id >> 32};
 	read_tuple(&ci, sk);
 	bpf_map_update_elem(&app_conns, &key, &ci, BPF_ANY);
-	if (!pid_allowed(id >> 32))
+	if (!pid_allowed(st, id >> 32))
 		return 0;
 
 	struct app_scratch *s = scratch_event();
@@ -610,7 +643,8 @@ int app_enter_close(struct trace_event_raw_sys_enter *ctx)
 	if (!sk)
 		return 0;
 	__u64 key = (__u64)sk;
-	if (!pid_allowed(id >> 32)) {
+	struct task_state *st = task_state();
+	if (!st || !pid_allowed(st, id >> 32)) {
 		bpf_map_delete_elem(&app_conns, &key);
 		return 0;
 	}
@@ -644,43 +678,46 @@ int app_enter_close(struct trace_event_raw_sys_enter *ctx)
 
 static __always_inline int ssl_enter(struct pt_regs *ctx, __u8 op, bool ex)
 {
+	struct task_state *st = task_state();
+	if (!st)
+		return 0;
 	__u64 id = bpf_get_current_pid_tgid();
-	if (!pid_allowed(id >> 32))
+	if (!pid_allowed(st, id >> 32))
 		return 0;
 	__u64 sp = PT_REGS_SP(ctx);
-	struct ssl_call *cur = bpf_map_lookup_elem(&app_ssl_calls, &id);
+	struct ssl_call *cur = &st->ssl;
 	/* deeper on the stack than the recorded call: nested inside it (e.g. a BIO callback or a
 	 * handshake driven from SSL_read), the outer call reports. Otherwise a recorded call is
 	 * stale (its return was never seen) and is replaced. */
-	if (cur && sp < cur->sp)
+	if (cur->op && sp < cur->sp)
 		return 0;
-	struct ssl_call c = {
-		.ssl = PT_REGS_PARM1(ctx),
-		.start_ns = bpf_ktime_get_ns(),
-		.sp = sp,
-		.op = op,
-	};
+	cur->ssl = PT_REGS_PARM1(ctx);
+	cur->start_ns = bpf_ktime_get_ns();
+	cur->sp = sp;
+	cur->buf = 0;
+	cur->out_len = 0;
 	if (op != SSL_OP_HANDSHAKE) {
-		c.buf = PT_REGS_PARM2(ctx);
+		cur->buf = PT_REGS_PARM2(ctx);
 		if (ex)
-			c.out_len = PT_REGS_PARM4(ctx);
+			cur->out_len = PT_REGS_PARM4(ctx);
 	}
-	bpf_map_update_elem(&app_ssl_calls, &id, &c, BPF_ANY);
+	cur->op = op;
 	return 0;
 }
 
 static __always_inline int ssl_exit(struct pt_regs *ctx, __u8 op)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct ssl_call *cur = bpf_map_lookup_elem(&app_ssl_calls, &id);
-	if (!cur)
+	struct task_state *st = task_state_if_any();
+	if (!st || !st->ssl.op)
 		return 0;
+	struct ssl_call *cur = &st->ssl;
 	/* on return the stack pointer is 8 above the entry's (the return address is popped) */
 	__u64 sp = PT_REGS_SP(ctx);
 	if (sp <= cur->sp)
 		return 0; /* return of a nested call */
 	struct ssl_call c = *cur;
-	bpf_map_delete_elem(&app_ssl_calls, &id);
+	cur->op = 0; /* no call in flight */
+	__u64 id = bpf_get_current_pid_tgid();
 	if (sp != c.sp + 8 || c.op != op || op == SSL_OP_HANDSHAKE)
 		return 0; /* stale record, or the handshake (nothing to report) */
 

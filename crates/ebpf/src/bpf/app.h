@@ -79,7 +79,9 @@ struct app_config {
 	 * every event the consumer has not seen yet, the kernel's adaptive default); the
 	 * consumer polls on a timer to bound latency */
 	__u32 wakeup_bytes;
-	__u32 _pad;
+	/* bumped by userspace after every change of `app_pids` or `filter_mode`: the programs
+	 * cache each thread's filter decision and look it up again when this changes */
+	__u32 pid_gen;
 };
 
 /*
