@@ -36,14 +36,6 @@ fn bpf_objects(pid: u32) -> (Vec<u32>, Vec<u32>) {
     (progs, links)
 }
 
-fn exists(kind: &str, id: u32) -> bool {
-    Command::new("bpftool")
-        .args([kind, "show", "id", &id.to_string()])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
 #[test]
 fn sigterm_exits_0_and_leaves_nothing_attached() {
     require_root();
@@ -147,10 +139,13 @@ service:
     assert_eq!(status.code(), Some(0), "exit status; stderr:\n{err}");
 
     for id in &progs {
-        assert!(!exists("prog", *id), "program {id} still loaded");
+        assert!(
+            !bpf_object_remains("prog", *id),
+            "program {id} still loaded"
+        );
     }
     for id in &links {
-        assert!(!exists("link", *id), "link {id} still exists");
+        assert!(!bpf_object_remains("link", *id), "link {id} still exists");
     }
     let net_show = sh_out(&[
         "ip", "netns", "exec", &pair.a, "bpftool", "net", "show", "dev", "va",

@@ -123,12 +123,7 @@ fn interfaces_limit_what_is_seen_and_drop_leaves_nothing() {
         id
     });
     // The sniffer was dropped in the thread: its socket is closed, its program unloaded.
-    std::thread::sleep(Duration::from_millis(200));
-    let progs = sh_out(&["bpftool", "prog", "show"]);
-    assert!(
-        !progs.lines().any(|l| l.starts_with(&format!("{id}: "))),
-        "prog {id} still loaded:\n{progs}"
-    );
+    assert!(!bpf_object_remains("prog", id), "prog {id} still loaded");
     let packet = sh_out(&["ip", "netns", "exec", &pair.b, "cat", "/proc/net/packet"]);
     assert_eq!(
         packet.lines().count(),

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use netns::{require_root, sh, sh_out, spawn_in_netns};
+use netns::{bpf_object_remains, require_root, sh, sh_out, spawn_in_netns};
 use tapline_core::data::Signal;
 use tapline_core::pipeline::BatchFn;
 use tapline_core::telemetry::Telemetry;
@@ -279,13 +279,9 @@ fn sniff_learns_exactly_the_answered_names_and_asks_nothing() {
         );
         (probes + 1, program_id)
     });
-    std::thread::sleep(Duration::from_millis(200));
-    let progs = sh_out(&["bpftool", "prog", "show"]);
     assert!(
-        !progs
-            .lines()
-            .any(|l| l.starts_with(&format!("{program_id}: "))),
-        "the sniffer's program is still loaded:\n{progs}"
+        !bpf_object_remains("prog", program_id),
+        "the sniffer's program {program_id} is still loaded"
     );
 
     // Besides the readiness probes, dnsmasq saw the client's five queries and nothing else:

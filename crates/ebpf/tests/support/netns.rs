@@ -320,3 +320,21 @@ pub fn ping4(dst: std::net::Ipv4Addr, count: u16, payload: usize) {
         libc::close(fd);
     }
 }
+
+/// Whether the kernel still has the BPF object `kind` (`prog`, `link`) with this id after up to
+/// 5 s: it frees a program or link after its last reference goes, through deferred work that a
+/// loaded machine delays, so a single look right after closing can still see it.
+pub fn bpf_object_remains(kind: &str, id: u32) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let listed = Command::new("bpftool")
+            .args([kind, "show", "id", &id.to_string()])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if !listed || Instant::now() >= deadline {
+            return listed;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
