@@ -173,15 +173,14 @@ impl BatchFn for CidrProcessor {
         let mut layouts: Layouts<EndSlots> = Layouts::default();
         net::for_each_point_attributes(batch, |attrs| {
             let slots = *layouts.get(attrs, |a| EndSlots::find(a, End::cidr_key));
-            for (i, end) in End::BOTH.into_iter().enumerate() {
+            let found = [0, 1].map(|i| {
                 if slots.written[i] {
-                    continue;
+                    return None;
                 }
-                let label = slots.ip(attrs, i).and_then(|ip| self.table.lookup(ip));
-                if let Some(label) = label {
-                    attrs.push(end.cidr_key(), label.clone());
-                }
-            }
+                let label = slots.ip(attrs, i).and_then(|ip| self.table.lookup(ip))?;
+                Some((End::BOTH[i].cidr_key(), label.clone()))
+            });
+            net::push_ends(attrs, found);
         });
     }
 }

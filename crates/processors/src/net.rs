@@ -184,24 +184,43 @@ fn key_id(k: &Str) -> (usize, usize) {
     (s.as_ptr() as usize, s.len())
 }
 
-fn same_layout(keys: &[(usize, usize)], a: &Attributes) -> bool {
-    let a = a.as_slice();
+#[inline(always)]
+fn same_layout(keys: &[(usize, usize)], a: &[(Str, Value)]) -> bool {
     if keys.len() != a.len() {
         return false;
     }
     // Compared from the end: layouts of one batch differ mostly in what was appended.
-    a.iter()
-        .rev()
-        .zip(keys.iter().rev())
-        .all(|((k, _), id)| key_id(k) == *id)
+    let mut i = a.len();
+    while i > 0 {
+        i -= 1;
+        if key_id(&a[i].0) != keys[i] {
+            return false;
+        }
+    }
+    true
 }
 
 impl<T> Layouts<T> {
     /// What `compute` made of `a`'s layout, computing it the first time the layout is seen.
+    #[inline]
     pub fn get(&mut self, a: &Attributes, compute: impl FnOnce(&Attributes) -> T) -> &T {
-        match self.entries.iter().position(|(k, _)| same_layout(k, a)) {
-            Some(0) => {}
-            Some(i) => self.entries[..=i].rotate_right(1),
+        // Consecutive points nearly always share a layout: the most recent one is tried first,
+        // without the search below.
+        if matches!(self.entries.first(), Some((k, _)) if same_layout(k, a.as_slice())) {
+            return &self.entries[0].1;
+        }
+        self.get_slow(a, compute)
+    }
+
+    #[inline(never)]
+    fn get_slow(&mut self, a: &Attributes, compute: impl FnOnce(&Attributes) -> T) -> &T {
+        match self
+            .entries
+            .iter()
+            .skip(1)
+            .position(|(k, _)| same_layout(k, a.as_slice()))
+        {
+            Some(i) => self.entries[..=i + 1].rotate_right(1),
             None => {
                 let keys = a.as_slice().iter().map(|(k, _)| key_id(k)).collect();
                 if self.entries.len() >= MAX_LAYOUTS {
@@ -274,6 +293,22 @@ pub fn for_each_point_attributes(batch: &mut Signal, mut f: impl FnMut(&mut Attr
             .for_each(|metric| metric.data.for_each_attributes(&mut f)),
         Signal::Traces(t) => t.spans_mut().for_each(|s| f(&mut s.attributes)),
     }
+}
+
+/// Appends what a processor found for each end (`None`: nothing for that end), with one
+/// uniqueness check and at most one copy of a shared list.
+#[inline]
+pub fn push_ends(attrs: &mut Attributes, found: [Option<(&'static str, Str)>; 2]) {
+    let n = found.iter().flatten().count();
+    if n == 0 {
+        return;
+    }
+    attrs.to_mut(n).extend(
+        found
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (Str::Static(k), Value::Str(v))),
+    );
 }
 
 /// Sets `key` only where it is not present: decoration never overwrites what the source or an

@@ -30,7 +30,7 @@ use tapline_core::{BuildContext, FactoryInfo, ProcessorFactory};
 
 use crate::cidr::CidrTable;
 use crate::k8s::{K8sCache, K8S_CACHE_KEY};
-use crate::net::{End, EndSlots, Layouts};
+use crate::net::{self, End, EndSlots, Layouts};
 
 pub const SIGNALS: &[SignalKind] = &[SignalKind::Metrics, SignalKind::Traces];
 pub const FLOW_BYTES: &str = "tapline.network.flow.bytes";
@@ -87,21 +87,25 @@ impl BatchFn for ZonesProcessor {
         let mut layouts: Layouts<EndSlots> = Layouts::default();
         let mut decorate = |attrs: &mut tapline_core::data::Attributes| -> bool {
             let slots = *layouts.get(attrs, |a| EndSlots::find(a, End::zone_key));
-            let mut zones: [Option<Str>; 2] = [None, None];
+            // Zones written before this processor, and the ones it adds.
+            let mut written: [Option<Str>; 2] = [None, None];
+            let mut found: [Option<(&'static str, Str)>; 2] = [None, None];
             for (i, end) in End::BOTH.into_iter().enumerate() {
                 if slots.written[i] {
                     if let Some(tapline_core::data::Value::Str(z)) = attrs.get(end.zone_key()) {
-                        zones[i] = Some(z.clone());
+                        written[i] = Some(z.clone());
                     }
                     continue;
                 }
-                let zone = slots.ip(attrs, i).and_then(zone_of);
-                if let Some(z) = zone {
-                    attrs.push(end.zone_key(), z.clone());
-                    zones[i] = Some(z);
-                }
+                found[i] = slots
+                    .ip(attrs, i)
+                    .and_then(zone_of)
+                    .map(|z| (end.zone_key(), z));
             }
-            matches!(&zones, [Some(a), Some(b)] if a != b)
+            let zone = |i: usize| written[i].as_ref().or(found[i].as_ref().map(|(_, z)| z));
+            let crossing = matches!((zone(0), zone(1)), (Some(a), Some(b)) if a != b);
+            net::push_ends(attrs, found);
+            crossing
         };
         match batch {
             Signal::Metrics(m) => {

@@ -22,6 +22,7 @@ impl Str {
     pub const fn from_static(s: &'static str) -> Self {
         Str::Static(s)
     }
+    #[inline]
     pub fn as_str(&self) -> &str {
         match self {
             Str::Static(s) => s,
@@ -47,8 +48,11 @@ impl Borrow<str> for Str {
     }
 }
 impl PartialEq for Str {
+    #[inline]
     fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
+        let (a, b) = (self.as_str(), other.as_str());
+        // The same string (an interned key or a shared value) needs no byte comparison.
+        (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || a == b
     }
 }
 impl Eq for Str {}
@@ -206,8 +210,24 @@ impl Attributes {
     pub fn with_capacity(n: usize) -> Self {
         Attributes(Arc::new(Vec::with_capacity(n)))
     }
+    #[inline]
     fn pairs_mut(&mut self) -> &mut Vec<(Str, Value)> {
         Arc::make_mut(&mut self.0)
+    }
+    /// The pairs, for several changes at once (like `Cow::to_mut`): a shared list is first
+    /// copied into a new one with room for `additional` more pairs, so a series of pushes
+    /// costs one uniqueness check and at most one allocation, instead of a copy at the exact
+    /// length followed by a reallocation.
+    #[inline]
+    pub fn to_mut(&mut self, additional: usize) -> &mut Vec<(Str, Value)> {
+        if Arc::get_mut(&mut self.0).is_none() {
+            let mut copy = Vec::with_capacity(self.0.len() + additional);
+            copy.extend_from_slice(&self.0);
+            self.0 = Arc::new(copy);
+        }
+        let pairs = Arc::get_mut(&mut self.0).expect("unique: copied above if it was shared");
+        pairs.reserve(additional);
+        pairs
     }
     /// Sets `key` to `value`, replacing an existing value.
     pub fn set(&mut self, key: impl Into<Str>, value: impl Into<Value>) {
@@ -220,9 +240,11 @@ impl Attributes {
         }
     }
     /// Appends without checking for an existing key: for builders that know keys are unique.
+    #[inline]
     pub fn push(&mut self, key: impl Into<Str>, value: impl Into<Value>) {
         self.pairs_mut().push((key.into(), value.into()));
     }
+    #[inline]
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.0
             .iter()
@@ -246,8 +268,15 @@ impl Attributes {
     pub fn iter(&self) -> impl Iterator<Item = (&Str, &Value)> {
         self.0.iter().map(|(k, v)| (k, v))
     }
+    #[inline]
     pub fn len(&self) -> usize {
         self.0.len()
+    }
+    /// Whether another `Attributes` shares this list (the next change copies it). A hint:
+    /// another thread may drop its clone at any moment.
+    #[inline]
+    pub fn is_shared(&self) -> bool {
+        Arc::strong_count(&self.0) > 1
     }
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
@@ -259,17 +288,20 @@ impl Attributes {
         }
     }
     /// The pairs, in order.
+    #[inline]
     pub fn as_slice(&self) -> &[(Str, Value)] {
         &self.0
     }
     /// Swaps the pairs at positions `a` and `b` (panics when out of range): with
     /// [`Attributes::truncate`], reorders and narrows a list in place, without allocating.
+    #[inline]
     pub fn swap(&mut self, a: usize, b: usize) {
         if a != b {
             self.pairs_mut().swap(a, b)
         }
     }
     /// Keeps the first `len` pairs and drops the rest.
+    #[inline]
     pub fn truncate(&mut self, len: usize) {
         if len < self.0.len() {
             self.pairs_mut().truncate(len)
@@ -277,7 +309,7 @@ impl Attributes {
     }
     /// Makes room for `additional` more pairs, so the next pushes do not reallocate.
     pub fn reserve(&mut self, additional: usize) {
-        self.pairs_mut().reserve(additional)
+        self.to_mut(additional);
     }
 }
 
@@ -322,5 +354,36 @@ mod tests {
         assert_eq!(c.remove("n"), Some(Value::from("1")));
         assert_eq!(b.len(), 2);
         assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn to_mut_copies_a_shared_list_once_with_room() {
+        let mut a: Attributes = [("k", "v"), ("n", "1")].into_iter().collect();
+        let b = a.clone();
+        let pairs = a.to_mut(5);
+        assert!(pairs.capacity() >= 7);
+        let cap = pairs.capacity();
+        pairs.push(("x".into(), Value::Int(3)));
+        assert!(!Arc::ptr_eq(&a.0, &b.0));
+        assert_eq!(b.len(), 2, "the shared list is untouched");
+        assert_eq!(a.get("x"), Some(&Value::Int(3)));
+        let before = Arc::as_ptr(&a.0);
+        let pairs = a.to_mut(4);
+        assert_eq!(
+            pairs.capacity(),
+            cap,
+            "a unique list with room is neither copied nor grown"
+        );
+        assert_eq!(Arc::as_ptr(&a.0), before);
+        assert_eq!(a.as_slice()[..2], b.as_slice()[..]);
+    }
+
+    #[test]
+    fn strings_compare_by_content_whatever_their_address() {
+        let shared = Str::from("src.address".to_string());
+        assert_eq!(shared, Str::from_static("src.address"));
+        assert_eq!(shared, shared.clone());
+        assert_ne!(shared, Str::from_static("src.addres"));
+        assert_ne!(Str::from_static("src.address"), Str::from_static("src"));
     }
 }

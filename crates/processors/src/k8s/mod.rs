@@ -167,29 +167,38 @@ impl K8sProcessor {
         if found.iter().all(Option::is_none) {
             return;
         }
-        // Up to 16 attributes here, then up to 6 from rdns, zones and cidr: one reallocation
-        // instead of one per stage.
-        attrs.reserve(24);
+        let adds = |i: usize, ep: &Endpoint| {
+            4 + usize::from(ep.namespace.is_some())
+                + usize::from(ep.node_name.is_some())
+                + usize::from(ep.node_ip.is_some())
+                + usize::from(!slots.named[i])
+        };
+        let count: usize = (0..2).filter_map(|i| found[i].map(|ep| adds(i, ep))).sum();
+        // Room for rdns, zones and cidr too (a name, a zone and a CIDR per end): one copy
+        // of a shared list, and no reallocation, for the whole chain.
+        let pairs = attrs.to_mut(count + 6);
+        let mut put =
+            |k: &'static str, v: &Str| pairs.push((Str::Static(k), Value::Str(v.clone())));
         for (i, end) in End::BOTH.into_iter().enumerate() {
             let Some(ep) = found[i] else {
                 continue;
             };
             let k = keys(end);
             if let Some(ns) = &ep.namespace {
-                attrs.push(k.namespace, ns.clone());
+                put(k.namespace, ns);
             }
-            attrs.push(k.name, ep.name.clone());
-            attrs.push(k.kind, ep.kind);
-            attrs.push(k.owner_name, ep.owner_name.clone());
-            attrs.push(k.owner_type, ep.owner_type.clone());
+            put(k.name, &ep.name);
+            put(k.kind, &Str::Static(ep.kind));
+            put(k.owner_name, &ep.owner_name);
+            put(k.owner_type, &ep.owner_type);
             if let Some(n) = &ep.node_name {
-                attrs.push(k.node_name, n.clone());
+                put(k.node_name, n);
             }
             if let Some(n) = &ep.node_ip {
-                attrs.push(k.node_ip, n.clone());
+                put(k.node_ip, n);
             }
             if !slots.named[i] {
-                attrs.push(end.name_key(), ep.name.clone());
+                put(end.name_key(), &ep.name);
             }
         }
     }

@@ -350,6 +350,7 @@ impl RdnsProcessor {
         let mut layouts: Layouts<EndSlots> = Layouts::default();
         let mut name_end = |attrs: &mut Attributes| {
             let slots = *layouts.get(attrs, |a| EndSlots::find(a, End::name_key));
+            let mut found: [Option<(&'static str, Str)>; 2] = [None, None];
             for (i, end) in End::BOTH.into_iter().enumerate() {
                 if slots.named[i] {
                     continue;
@@ -371,8 +372,9 @@ impl RdnsProcessor {
                         addr.clone()
                     }
                 };
-                attrs.push(end.name_key(), name);
+                found[i] = Some((end.name_key(), name));
             }
+            net::push_ends(attrs, found);
         };
         net::for_each_point_attributes(batch, &mut name_end);
         misses

@@ -265,6 +265,9 @@ impl SelectProcessor {
 struct Reorder {
     swaps: Vec<(usize, usize)>,
     keep: usize,
+    /// The original positions of the kept attributes, in key order: builds the output of a
+    /// shared list directly, copying only what is kept.
+    order: Vec<usize>,
 }
 
 impl Reorder {
@@ -294,14 +297,24 @@ impl Reorder {
         Reorder {
             swaps,
             keep: kept.len(),
+            order: kept.iter().map(|&(i, _)| i).collect(),
         }
     }
 
     fn apply(&self, a: &mut Attributes) {
-        for &(x, y) in &self.swaps {
-            a.swap(x, y);
+        if self.swaps.is_empty() && self.keep == a.len() {
+            return;
         }
-        a.truncate(self.keep);
+        if a.is_shared() {
+            let pairs = a.as_slice();
+            *a = self.order.iter().map(|&i| pairs[i].clone()).collect();
+            return;
+        }
+        let pairs = a.to_mut(0);
+        for &(x, y) in &self.swaps {
+            pairs.swap(x, y);
+        }
+        pairs.truncate(self.keep);
     }
 }
 
