@@ -119,6 +119,8 @@ pub struct AppCaptureConfig {
     pub ring_buffer_bytes: u32,
     /// The kernel wakes a consumer blocked in [`AppCapture::wait`] / [`AppCapture::readable`]
     /// only once this many bytes wait in the ring buffer (clamped to half the ring buffer).
+    /// Each CPU checks the fill level once per `wakeup_bytes / 8` of events it emitted, so
+    /// the wakeup can come up to that much per CPU after the watermark was crossed.
     /// Waking on every event costs the traced processes an irq_work and a scheduler wakeup
     /// per syscall, so consumers should instead wait with a timeout (their latency bound)
     /// and poll after it. 0 wakes on every event. Default 64 KiB.
