@@ -14,6 +14,10 @@
 #        leave it off for the ratio)
 # Prints one line per run (req/s and wrk's p99 latency) and finally
 # ratio=<median with>/<median without> and the medians of p99 with and without.
+# Each run also prints the CPU time spent per request (nginx worker + wrk + the consumer, user
+# + system, from /proc and getrusage: tracepoint programs run in the traced tasks' system
+# time); its ratio (cpu_ratio=<median without>/<median with>) depends much less than req/s on
+# what else the machine runs, so it is the steadier figure on a shared machine.
 set -euo pipefail
 SECS=${1:-10}
 ROUNDS=${2:-3}
@@ -74,17 +78,30 @@ ONLY=()
 [[ $MODE == only-nginx ]] && ONLY=(--only "$WORKER")
 echo "nginx master=$NGINX_PID worker=$WORKER port=$PORT mode=$MODE wrk -t$THREADS -c$CONNS -d${SECS}s capture_bytes=$CAPTURE_BYTES file=$FILE_BYTES"
 
-# "<req/s> <p99 in ms>" from wrk --latency (it prints the percentile with a unit: us, ms or s)
+# utime + stime of a process, in clock ticks (0 if it is gone)
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+TCK=$(getconf CLK_TCK)
+# "<req/s> <p99 in ms> <cpu µs per request>" from wrk --latency (it prints the percentile with a
+# unit: us, ms or s) and the CPU time of the nginx worker, wrk and, if given, process $1 (the
+# total, then nginx, wrk and $1 alone)
 run_wrk() {
-  wrk --latency -t"$THREADS" -c"$CONNS" -d"${SECS}s" "http://127.0.0.1:$PORT/" | awk '
+  local extra=${1:-} n0 n1 e0=0 e1=0
+  n0=$(ticks "$WORKER"); [[ -n $extra ]] && e0=$(ticks "$extra")
+  /usr/bin/time -f '%U %S' -o "$DIR/wrk.cpu" wrk --latency -t"$THREADS" -c"$CONNS" -d"${SECS}s" "http://127.0.0.1:$PORT/" | awk '
     function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
-    /Requests\/sec/ {rps = $2} $1 == "99%" {p99 = ms($2)} END {print rps, p99}'
+    /Requests\/sec/ {rps = $2} /requests in/ {reqs = $1} $1 == "99%" {p99 = ms($2)}
+    END {print rps, p99, reqs}' > "$DIR/wrk.out"
+  n1=$(ticks "$WORKER"); [[ -n $extra ]] && e1=$(ticks "$extra")
+  read -r rps p99 reqs < "$DIR/wrk.out"
+  read -r wu ws < "$DIR/wrk.cpu"
+  awk -v r="$rps" -v p="$p99" -v q="$reqs" -v t="$TCK" -v n=$((n1 - n0)) -v e=$((e1 - e0)) -v w="$wu" -v s="$ws" \
+    'BEGIN {printf "%s %s %.2f %.2f %.2f %.2f\n", r, p, ((n + e) / t + w + s) * 1e6 / q, n / t * 1e6 / q, (w + s) * 1e6 / q, e / t * 1e6 / q}'
 }
-without=() with=() p99_without=() p99_with=()
+without=() with=() p99_without=() p99_with=() cpu_without=() cpu_with=()
 wrk -t1 -c4 -d2s "http://127.0.0.1:$PORT/" >/dev/null  # warm up
 for r in $(seq "$ROUNDS"); do
-  read -r rps p99 < <(run_wrk); without+=("$rps"); p99_without+=("$p99")
-  echo "round $r without capture: $rps req/s, p99 $p99 ms"
+  read -r rps p99 cpu cn cw _ < <(run_wrk); without+=("$rps"); p99_without+=("$p99"); cpu_without+=("$cpu")
+  echo "round $r without capture: $rps req/s, p99 $p99 ms, cpu $cpu µs/req (nginx $cn, wrk $cw)"
   if [[ -n ${FLOOR_OBJ:-} ]]; then
     "$TP_ATTACH" "$FLOOR_OBJ" $((SECS + 3)) > "$DIR/bench.out" 2> "$DIR/bench.err" &
   else
@@ -93,10 +110,10 @@ for r in $(seq "$ROUNDS"); do
   BPID=$!
   for _ in $(seq 100); do grep -q attached "$DIR/bench.err" 2>/dev/null && break; sleep 0.1; done
   [[ ${STATS:-0} == 1 ]] && bpftool -j prog show > "$DIR/stats.before"
-  read -r rps p99 < <(run_wrk); with+=("$rps"); p99_with+=("$p99")
+  read -r rps p99 cpu cn cw cb < <(run_wrk "$BPID"); with+=("$rps"); p99_with+=("$p99"); cpu_with+=("$cpu")
   [[ ${STATS:-0} == 1 ]] && bpftool -j prog show > "$DIR/stats.after"
   wait "$BPID" || { cat "$DIR/bench.err" >&2; exit 1; }
-  echo "round $r with capture:    $rps req/s, p99 $p99 ms   $(cat "$DIR/bench.out")"
+  echo "round $r with capture:    $rps req/s, p99 $p99 ms, cpu $cpu µs/req (nginx $cn, wrk $cw, consumer $cb)   $(cat "$DIR/bench.out")"
   if [[ ${STATS:-0} == 1 ]]; then
     # per program (names cut at 15 characters by the kernel): runs, ns/run, runs per request
     python3 - "$DIR/stats.before" "$DIR/stats.after" "$rps" "$SECS" <<'PY'
@@ -124,3 +141,5 @@ echo "median without=$mw with=$mc"
 awk -v a="$mc" -v b="$mw" 'BEGIN {printf "ratio=%.3f\n", a/b}'
 pw=$(median "${p99_without[@]}"); pc=$(median "${p99_with[@]}")
 awk -v a="$pc" -v b="$pw" 'BEGIN {printf "p99 median without=%.3f ms with=%.3f ms (+%.3f ms, x%.2f)\n", b, a, a - b, a / b}'
+cw=$(median "${cpu_without[@]}"); cc=$(median "${cpu_with[@]}")
+awk -v a="$cc" -v b="$cw" 'BEGIN {printf "cpu µs/req median without=%.2f with=%.2f (+%.2f) cpu_ratio=%.3f\n", b, a, a - b, b / a}'
