@@ -77,8 +77,13 @@ thread_local! {
     });
 }
 
-/// [`parse_ip`] of an attribute value, remembered by the string's identity.
+/// [`parse_ip`] of an attribute value. A dotted quad is parsed on the spot (reading its few
+/// bytes costs less than probing a map that a batch's attribute lists keep pushing out of the
+/// cache); other forms are remembered by the string's identity.
 pub fn parsed(s: &Str) -> Option<IpAddr> {
+    if let Some(v4) = parse_ipv4_fast(s.as_bytes()) {
+        return Some(IpAddr::V4(v4));
+    }
     let key = (s.as_ptr() as usize, s.len());
     PARSED.with(|c| {
         let mut c = c.borrow_mut();

@@ -114,6 +114,36 @@ pub struct State {
     jobs: FastMap<(Str, Str), Option<(Str, Str)>>,
     services: FastMap<(Str, Str), ServiceRecord>,
     nodes: FastMap<Str, NodeRecord>,
+    /// One copy of each namespace, owner, node name and node IP the endpoints carry.
+    /// Thousands of pods share a few of each: decoration then clones (touches the reference
+    /// count of) a few hot strings instead of a cold copy per pod, and the cache is smaller.
+    interned: Interner,
+}
+
+/// Shared copies of repeated strings. A string no endpoint uses any more is dropped when the
+/// set has doubled since the last sweep, so churn does not grow it without bound.
+#[derive(Default, Debug)]
+struct Interner {
+    set: std::collections::HashSet<Str, foldhash::fast::RandomState>,
+    after_sweep: usize,
+}
+
+impl Interner {
+    fn get(&mut self, s: Str) -> Str {
+        if let Some(shared) = self.set.get(s.as_str()) {
+            return shared.clone();
+        }
+        if self.set.len() >= 2 * self.after_sweep.max(512) {
+            // Held by the set alone: no endpoint uses it.
+            self.set.retain(|s| match s {
+                Str::Shared(a) => Arc::strong_count(a) > 1,
+                Str::Static(_) => true,
+            });
+            self.after_sweep = self.set.len();
+        }
+        self.set.insert(s.clone());
+        s
+    }
 }
 
 /// One Kubernetes cache, shared by every pipeline and processor that needs it.
@@ -198,16 +228,17 @@ impl State {
         }
     }
 
-    fn pod_endpoint(&self, p: &PodRecord) -> Arc<Endpoint> {
+    fn pod_endpoint(&mut self, p: &PodRecord) -> Arc<Endpoint> {
         let (owner_type, owner_name) = self.resolve_owner(&p.namespace, &p.controller, &p.name);
+        let i = &mut self.interned;
         Arc::new(Endpoint {
             kind: "pod",
-            namespace: Some(p.namespace.clone()),
+            namespace: Some(i.get(p.namespace.clone())),
             name: p.name.clone(),
-            owner_name,
-            owner_type,
-            node_name: p.node_name.clone(),
-            node_ip: p.host_ip.map(|ip| Str::from(ip.to_string())),
+            owner_name: i.get(owner_name),
+            owner_type: i.get(owner_type),
+            node_name: p.node_name.clone().map(|n| i.get(n)),
+            node_ip: p.host_ip.map(|ip| i.get(Str::from(ip.to_string()))),
             uid: p.uid.clone(),
         })
     }
@@ -420,7 +451,7 @@ impl State {
         }
         let ep = Arc::new(Endpoint {
             kind: "service",
-            namespace: Some(ns.clone()),
+            namespace: Some(self.interned.get(ns.clone())),
             name: name.clone(),
             owner_name: name.clone(),
             owner_type: Str::from_static("Service"),
@@ -629,6 +660,51 @@ mod tests {
         );
         s.delete_replicaset(&rs);
         assert_eq!(s.lookup_ip(&ip).unwrap().owner_type, "ReplicaSet");
+    }
+
+    #[test]
+    fn endpoints_share_repeated_strings_and_forget_unused_ones() {
+        let mut s = State::default();
+        let ip = |i: usize| format!("10.1.{}.{}", i / 250, i % 250 + 1);
+        for i in 0..100 {
+            let ns = format!("ns-{}", i % 2);
+            s.apply_pod(&pod(
+                &ns,
+                &format!("p{i}"),
+                &ip(i),
+                Some(("StatefulSet", "db")),
+            ));
+        }
+        let a = s.lookup_ip(&ip(0).parse().unwrap()).unwrap().clone();
+        let b = s.lookup_ip(&ip(2).parse().unwrap()).unwrap().clone();
+        let same = |x: &Str, y: &Str| x == y && x.as_ptr() == y.as_ptr();
+        assert!(same(
+            a.namespace.as_ref().unwrap(),
+            b.namespace.as_ref().unwrap()
+        ));
+        assert!(same(&a.owner_name, &b.owner_name) && same(&a.owner_type, &b.owner_type));
+        assert!(same(
+            a.node_ip.as_ref().unwrap(),
+            b.node_ip.as_ref().unwrap()
+        ));
+        assert!(same(
+            a.node_name.as_ref().unwrap(),
+            b.node_name.as_ref().unwrap()
+        ));
+        assert_eq!(a.namespace.as_deref(), Some("ns-0"));
+        assert_eq!(a.name, "p0");
+        assert_ne!(a.name.as_ptr(), b.name.as_ptr());
+        // Churn: pods come and go in ever new namespaces; the strings of the gone ones do not
+        // pile up.
+        for round in 0..100 {
+            for i in 0..20 {
+                let p = pod(&format!("churn-{round}-{i}"), "x", "10.2.0.1", None);
+                s.apply_pod(&p);
+                s.delete_pod(&p);
+            }
+        }
+        assert!(s.interned.set.len() < 1100, "{}", s.interned.set.len());
+        assert!(s.interned.set.contains("ns-1"), "strings still in use stay");
     }
 
     #[test]

@@ -423,9 +423,7 @@ fn hash_attrs(state: &foldhash::fast::FixedState, a: &Attributes) -> u64 {
                         u64::from_le_bytes(b[b.len() - 8..].try_into().expect("8 bytes")),
                     )
                 } else {
-                    let mut w = [0u8; 8];
-                    w[..b.len()].copy_from_slice(b);
-                    (u64::from_le_bytes(w), 0)
+                    (short_word(b), 0)
                 };
                 h.write_u64(head ^ (b.len() as u64) << 56);
                 h.write_u64(tail);
@@ -436,6 +434,22 @@ fn hash_attrs(state: &foldhash::fast::FixedState, a: &Attributes) -> u64 {
         }
     }
     h.finish()
+}
+
+/// A word made of the bytes of `b` (shorter than 8 bytes) by overlapping loads, without a call
+/// to `memcpy`: equal bytes give equal words (the length is hashed beside it).
+#[inline(always)]
+fn short_word(b: &[u8]) -> u64 {
+    let n = b.len();
+    if n >= 4 {
+        let lo = u32::from_le_bytes(b[..4].try_into().expect("4 bytes")) as u64;
+        let hi = u32::from_le_bytes(b[n - 4..].try_into().expect("4 bytes")) as u64;
+        lo | hi << 32
+    } else if n > 0 {
+        b[0] as u64 | (b[n / 2] as u64) << 8 | (b[n - 1] as u64) << 16
+    } else {
+        0
+    }
 }
 
 /// Merges points whose attributes are equal (attributes are sorted by then).

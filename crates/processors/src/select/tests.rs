@@ -364,3 +364,22 @@ fn defaults_keep_every_listed_attribute() {
         ]
     );
 }
+
+proptest! {
+    /// Short strings of one length get words as distinct as the strings, so the merge hash
+    /// tells apart what differs in any byte, as the bytes it replaced did.
+    #[test]
+    fn short_words_tell_same_length_strings_apart(
+        a in proptest::collection::vec(any::<u8>(), 0..8),
+        flip in 0usize..8,
+        by in 1u8..=255,
+    ) {
+        prop_assert_eq!(short_word(&a), short_word(&a.clone()));
+        if !a.is_empty() {
+            let mut b = a.clone();
+            let i = flip % a.len();
+            b[i] ^= by;
+            prop_assert_ne!(short_word(&a), short_word(&b));
+        }
+    }
+}
