@@ -180,7 +180,10 @@ impl BatchFn for CidrProcessor {
                 let label = slots.ip(attrs, i).and_then(|ip| self.table.lookup(ip))?;
                 Some((End::BOTH[i].cidr_key(), label.clone()))
             });
-            net::push_ends(attrs, found);
+            let what = net::push_ends(attrs, found);
+            if what != 0 {
+                layouts.appended(attrs, what);
+            }
         });
     }
 }

@@ -160,24 +160,52 @@ pub fn end_ip(attrs: &Attributes, end: End) -> Option<IpAddr> {
 /// Remembers, per attribute layout, something computed from the layout alone (where given
 /// keys are, which attributes a selection keeps), for one pass over one batch.
 ///
-/// A layout is the sequence of keys by address and length. Points of one metric nearly always
-/// carry the same keys in the same order, as the same `&'static str` or shared `Arc<str>`, so
-/// comparing addresses recognises a layout without comparing strings. Every key compared is
-/// alive for the whole pass (keys are not freed while a processor walks its batch, and no
-/// new key is allocated), so equal addresses mean equal strings. Keep one `Layouts` per pass,
-/// never across batches.
+/// A layout is a sequence of keys. It is recognised in one of two ways:
+/// - By the list's stamp ([`Attributes::layout`]): a number made once (from one counter for
+///   the whole process) for one exact sequence of keys, put on a list only when its keys are
+///   known to be that sequence, and reset by any change to the list. One number compared
+///   instead of every key, which matters because a decorated list spans dozens of cache
+///   lines. A processor that appends keys to a stamped list stamps the result
+///   ([`Layouts::appended`]), so the next processor in a chain finds it stamped.
+/// - Otherwise by the keys' addresses and lengths: points of one metric nearly always carry
+///   the same keys in the same order, as the same `&'static str` or shared `Arc<str>`. Every
+///   key compared is alive for the whole pass (keys are not freed while a processor walks its
+///   batch, and no new key is allocated), so equal addresses mean equal strings. The list is
+///   then stamped with the layout's number.
+///
+/// Keep one `Layouts` per pass, never across batches.
 pub struct Layouts<T> {
-    /// (key identities, value); the most recently used first.
-    entries: Vec<(Vec<(usize, usize)>, T)>,
+    /// The most recently used first.
+    entries: Vec<Entry<T>>,
+    /// The layout of the list last passed to [`Layouts::get`].
+    current: u64,
+    /// (layout, what was appended) → the resulting layout.
+    successors: Vec<((u64, u32), u64)>,
+}
+
+struct Entry<T> {
+    id: u64,
+    /// The key identities, when the layout was recognised by its keys (not by a stamp).
+    keys: Option<Vec<(usize, usize)>>,
+    value: T,
 }
 
 /// Distinct layouts remembered per pass; a batch has a handful (points decorated or not).
 const MAX_LAYOUTS: usize = 16;
 
+/// Where layout numbers come from; 0 means "not stamped".
+static NEXT_LAYOUT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn new_layout_id() -> u64 {
+    NEXT_LAYOUT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 impl<T> Default for Layouts<T> {
     fn default() -> Self {
         Layouts {
             entries: Vec::new(),
+            current: 0,
+            successors: Vec::new(),
         }
     }
 }
@@ -209,32 +237,81 @@ impl<T> Layouts<T> {
     /// What `compute` made of `a`'s layout, computing it the first time the layout is seen.
     #[inline]
     pub fn get(&mut self, a: &Attributes, compute: impl FnOnce(&Attributes) -> T) -> &T {
+        let stamp = a.layout();
         // Consecutive points nearly always share a layout: the most recent one is tried first,
         // without the search below.
-        if matches!(self.entries.first(), Some((k, _)) if same_layout(k, a.as_slice())) {
-            return &self.entries[0].1;
+        if let Some(e) = self.entries.first() {
+            let hit = if stamp != 0 {
+                e.id == stamp
+            } else {
+                matches!(&e.keys, Some(k) if same_layout(k, a.as_slice()))
+            };
+            if hit {
+                if stamp == 0 {
+                    a.stamp_layout(e.id);
+                }
+                self.current = e.id;
+                return &self.entries[0].value;
+            }
         }
-        self.get_slow(a, compute)
+        self.get_slow(a, stamp, compute)
     }
 
     #[inline(never)]
-    fn get_slow(&mut self, a: &Attributes, compute: impl FnOnce(&Attributes) -> T) -> &T {
-        match self
-            .entries
-            .iter()
-            .skip(1)
-            .position(|(k, _)| same_layout(k, a.as_slice()))
-        {
+    fn get_slow(
+        &mut self,
+        a: &Attributes,
+        stamp: u64,
+        compute: impl FnOnce(&Attributes) -> T,
+    ) -> &T {
+        let found = self.entries.iter().skip(1).position(|e| {
+            if stamp != 0 {
+                e.id == stamp
+            } else {
+                matches!(&e.keys, Some(k) if same_layout(k, a.as_slice()))
+            }
+        });
+        match found {
             Some(i) => self.entries[..=i + 1].rotate_right(1),
             None => {
-                let keys = a.as_slice().iter().map(|(k, _)| key_id(k)).collect();
+                let (id, keys) = if stamp != 0 {
+                    (stamp, None)
+                } else {
+                    let keys = a.as_slice().iter().map(|(k, _)| key_id(k)).collect();
+                    (new_layout_id(), Some(keys))
+                };
                 if self.entries.len() >= MAX_LAYOUTS {
                     self.entries.pop();
                 }
-                self.entries.insert(0, (keys, compute(a)));
+                let value = compute(a);
+                self.entries.insert(0, Entry { id, keys, value });
             }
         }
-        &self.entries[0].1
+        let id = self.entries[0].id;
+        if stamp == 0 {
+            a.stamp_layout(id);
+        }
+        self.current = id;
+        &self.entries[0].value
+    }
+
+    /// Stamps `a`, which had the layout last passed to [`Layouts::get`] and has since had
+    /// keys appended, with the layout of the result. `what` must tell apart every sequence
+    /// of keys the caller can append (e.g. one bit per end it wrote a fixed key for).
+    pub fn appended(&mut self, a: &Attributes, what: u32) {
+        let from = self.current;
+        let id = match self.successors.iter().find(|(k, _)| *k == (from, what)) {
+            Some(&(_, id)) => id,
+            None => {
+                let id = new_layout_id();
+                if self.successors.len() >= 4 * MAX_LAYOUTS {
+                    self.successors.clear();
+                }
+                self.successors.push(((from, what), id));
+                id
+            }
+        };
+        a.stamp_layout(id);
     }
 }
 
@@ -302,18 +379,21 @@ pub fn for_each_point_attributes(batch: &mut Signal, mut f: impl FnMut(&mut Attr
 
 /// Appends what a processor found for each end (`None`: nothing for that end), with one
 /// uniqueness check and at most one copy of a shared list.
+/// Returns which ends got a pair (bit 0: src, bit 1: dst), for [`Layouts::appended`].
 #[inline]
-pub fn push_ends(attrs: &mut Attributes, found: [Option<(&'static str, Str)>; 2]) {
-    let n = found.iter().flatten().count();
-    if n == 0 {
-        return;
+pub fn push_ends(attrs: &mut Attributes, found: [Option<(&'static str, Str)>; 2]) -> u32 {
+    let what = found[0].is_some() as u32 | (found[1].is_some() as u32) << 1;
+    if what == 0 {
+        return 0;
     }
+    let n = what.count_ones() as usize;
     attrs.to_mut(n).extend(
         found
             .into_iter()
             .flatten()
             .map(|(k, v)| (Str::Static(k), Value::Str(v))),
     );
+    what
 }
 
 /// Sets `key` only where it is not present: decoration never overwrites what the source or an

@@ -104,7 +104,10 @@ impl BatchFn for ZonesProcessor {
             }
             let zone = |i: usize| written[i].as_ref().or(found[i].as_ref().map(|(_, z)| z));
             let crossing = matches!((zone(0), zone(1)), (Some(a), Some(b)) if a != b);
-            net::push_ends(attrs, found);
+            let what = net::push_ends(attrs, found);
+            if what != 0 {
+                layouts.appended(attrs, what);
+            }
             crossing
         };
         match batch {

@@ -9,6 +9,7 @@ use std::borrow::Borrow;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::ops::Deref;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// An immutable string: either static or reference-counted. Clone never allocates.
@@ -200,19 +201,73 @@ impl From<bool> for Value {
 /// The list is shared copy-on-write: cloning a point's attributes (the bytes and packets
 /// points of one flow, a batch copied for a second pipeline) costs a reference count, and the
 /// first change to a shared list copies it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Attributes(Arc<Vec<(Str, Value)>>);
+#[derive(Clone, Default)]
+pub struct Attributes(Arc<List>);
+
+/// The shared part of [`Attributes`]: the pairs, and a stamp naming their sequence of keys.
+#[derive(Default)]
+struct List {
+    pairs: Vec<(Str, Value)>,
+    /// 0, or a number that a processor gave this exact sequence of keys (see
+    /// [`Attributes::layout`]). Every change through `&mut` resets it; a shared list's keys
+    /// cannot change, so a stamp set through `&` stays true.
+    layout: AtomicU64,
+}
+
+impl List {
+    fn new(pairs: Vec<(Str, Value)>) -> List {
+        List {
+            pairs,
+            layout: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Clone for List {
+    fn clone(&self) -> List {
+        List {
+            pairs: self.pairs.clone(),
+            layout: AtomicU64::new(self.layout.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+impl Deref for List {
+    type Target = Vec<(Str, Value)>;
+    fn deref(&self) -> &Vec<(Str, Value)> {
+        &self.pairs
+    }
+}
+
+impl PartialEq for Attributes {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.pairs == other.0.pairs
+    }
+}
+impl Eq for Attributes {}
+impl Hash for Attributes {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.pairs.hash(state)
+    }
+}
+impl fmt::Debug for Attributes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Attributes").field(&self.0.pairs).finish()
+    }
+}
 
 impl Attributes {
     pub fn new() -> Self {
         Self::default()
     }
     pub fn with_capacity(n: usize) -> Self {
-        Attributes(Arc::new(Vec::with_capacity(n)))
+        Attributes(Arc::new(List::new(Vec::with_capacity(n))))
     }
     #[inline]
     fn pairs_mut(&mut self) -> &mut Vec<(Str, Value)> {
-        Arc::make_mut(&mut self.0)
+        let list = Arc::make_mut(&mut self.0);
+        *list.layout.get_mut() = 0;
+        &mut list.pairs
     }
     /// The pairs, for several changes at once (like `Cow::to_mut`): a shared list is first
     /// copied into a new one with room for `additional` more pairs, so a series of pushes
@@ -223,11 +278,27 @@ impl Attributes {
         if Arc::get_mut(&mut self.0).is_none() {
             let mut copy = Vec::with_capacity(self.0.len() + additional);
             copy.extend_from_slice(&self.0);
-            self.0 = Arc::new(copy);
+            self.0 = Arc::new(List::new(copy));
         }
-        let pairs = Arc::get_mut(&mut self.0).expect("unique: copied above if it was shared");
-        pairs.reserve(additional);
-        pairs
+        let list = Arc::get_mut(&mut self.0).expect("unique: copied above if it was shared");
+        *list.layout.get_mut() = 0;
+        list.pairs.reserve(additional);
+        &mut list.pairs
+    }
+    /// The stamp naming this list's sequence of keys, or 0. Processors that remember what they
+    /// computed per layout (where given keys are) stamp the lists they have checked, so that
+    /// the next one recognises a layout by this number instead of comparing every key.
+    /// Any change to the list resets it.
+    #[inline]
+    pub fn layout(&self) -> u64 {
+        self.0.layout.load(Ordering::Relaxed)
+    }
+    /// Stamps the list (and every `Attributes` sharing it) with `id`. The caller guarantees
+    /// that `id` names exactly this sequence of keys: an id is made once, for one sequence,
+    /// and never reused.
+    #[inline]
+    pub fn stamp_layout(&self, id: u64) {
+        self.0.layout.store(id, Ordering::Relaxed)
     }
     /// Sets `key` to `value`, replacing an existing value.
     pub fn set(&mut self, key: impl Into<Str>, value: impl Into<Value>) {
@@ -290,7 +361,7 @@ impl Attributes {
     /// The pairs, in order.
     #[inline]
     pub fn as_slice(&self) -> &[(Str, Value)] {
-        &self.0
+        &self.0.pairs
     }
     /// Swaps the pairs at positions `a` and `b` (panics when out of range): with
     /// [`Attributes::truncate`], reorders and narrows a list in place, without allocating.
@@ -315,11 +386,11 @@ impl Attributes {
 
 impl<K: Into<Str>, V: Into<Value>> FromIterator<(K, V)> for Attributes {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        Attributes(Arc::new(
+        Attributes(Arc::new(List::new(
             iter.into_iter()
                 .map(|(k, v)| (k.into(), v.into()))
                 .collect(),
-        ))
+        )))
     }
 }
 
@@ -376,6 +447,41 @@ mod tests {
         );
         assert_eq!(Arc::as_ptr(&a.0), before);
         assert_eq!(a.as_slice()[..2], b.as_slice()[..]);
+    }
+
+    #[test]
+    fn a_layout_stamp_lasts_until_the_list_changes() {
+        let mut a: Attributes = [("k", "v"), ("n", "1")].into_iter().collect();
+        assert_eq!(a.layout(), 0);
+        a.stamp_layout(7);
+        let b = a.clone();
+        assert_eq!(b.layout(), 7, "shared with the list");
+        a.retain(|_, _| true);
+        a.truncate(9);
+        assert_eq!(a.layout(), 7, "no-op changes keep it");
+        a.push("x", "y");
+        assert_eq!(
+            (a.layout(), b.layout()),
+            (0, 7),
+            "a copy that changed loses it"
+        );
+        let mut c = b.clone();
+        c.to_mut(0);
+        assert_eq!((c.layout(), b.layout()), (0, 7));
+        let mut d = b.clone();
+        drop(c);
+        d.stamp_layout(8);
+        d.swap(0, 1);
+        assert_eq!(d.layout(), 0);
+        let mut e: Attributes = [("k", "v")].into_iter().collect();
+        e.stamp_layout(3);
+        e.set("k", "w");
+        assert_eq!(e.layout(), 0);
+        e.stamp_layout(3);
+        e.remove("k");
+        assert_eq!(e.layout(), 0);
+        assert_eq!(a, a.clone());
+        assert_ne!(a, b);
     }
 
     #[test]

@@ -154,9 +154,20 @@ impl K8sProcessor {
         Self::decorate_flow_at(state, attrs, &slots);
     }
 
+    /// Which keys [`Self::decorate_flow_at`] appends for `ep` at end `i`, as 5 bits: what a
+    /// stamp on the result must tell apart.
+    fn appended_keys(i: usize, ep: &Endpoint, slots: &EndSlots) -> u32 {
+        (1 | (ep.namespace.is_some() as u32) << 1
+            | (ep.node_name.is_some() as u32) << 2
+            | (ep.node_ip.is_some() as u32) << 3
+            | (!slots.named[i] as u32) << 4)
+            << (5 * i)
+    }
+
     /// [`Self::decorate_flow`] with the key positions already known (`slots` describes
     /// `attrs`'s layout).
-    fn decorate_flow_at(state: &State, attrs: &mut Attributes, slots: &EndSlots) {
+    /// Returns which keys it appended ([`Self::appended_keys`] of each end), 0 for none.
+    fn decorate_flow_at(state: &State, attrs: &mut Attributes, slots: &EndSlots) -> u32 {
         let mut found: [Option<&Arc<Endpoint>>; 2] = [None, None];
         for (i, ep) in found.iter_mut().enumerate() {
             if slots.written[i] {
@@ -165,8 +176,11 @@ impl K8sProcessor {
             *ep = slots.ip(attrs, i).and_then(|ip| state.lookup_ip(&ip));
         }
         if found.iter().all(Option::is_none) {
-            return;
+            return 0;
         }
+        let what = (0..2)
+            .filter_map(|i| found[i].map(|ep| Self::appended_keys(i, ep, slots)))
+            .fold(0, |w, b| w | b);
         let adds = |i: usize, ep: &Endpoint| {
             4 + usize::from(ep.namespace.is_some())
                 + usize::from(ep.node_name.is_some())
@@ -201,6 +215,7 @@ impl K8sProcessor {
                 put(end.name_key(), &ep.name);
             }
         }
+        what
     }
 
     /// Decorates every point of one metric: key positions are found once per layout.
@@ -208,7 +223,10 @@ impl K8sProcessor {
         let mut layouts: Layouts<EndSlots> = Layouts::default();
         data.for_each_attributes(|a| {
             let slots = *layouts.get(a, |a| EndSlots::find(a, k8s_name_key));
-            Self::decorate_flow_at(state, a, &slots);
+            let what = Self::decorate_flow_at(state, a, &slots);
+            if what != 0 {
+                layouts.appended(a, what);
+            }
         });
     }
 

@@ -374,7 +374,10 @@ impl RdnsProcessor {
                 };
                 found[i] = Some((end.name_key(), name));
             }
-            net::push_ends(attrs, found);
+            let what = net::push_ends(attrs, found);
+            if what != 0 {
+                layouts.appended(attrs, what);
+            }
         };
         net::for_each_point_attributes(batch, &mut name_end);
         misses
