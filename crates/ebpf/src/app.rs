@@ -7,7 +7,10 @@
 //!
 //! The eBPF side is `src/bpf/app.bpf.c` (layout in `src/bpf/app.h`), embedded as
 //! `objects/app.o`. No kprobes or fentry are used: the fd is resolved to its `struct sock`
-//! through the current task's fd table with CO-RE reads.
+//! through the current task's fd table with CO-RE reads. The syscall in flight is kept per
+//! thread in task-local storage (`BPF_MAP_TYPE_TASK_STORAGE`, used from tracepoint and
+//! uprobe programs: needs a kernel that offers `bpf_task_storage_get` to them, as 6.18
+//! does); aya surfaces that map as `Map::Unsupported`, userspace does not read it.
 //!
 //! ```no_run
 //! use tapline_ebpf::app::{AppCapture, AppCaptureConfig, AppEvent};
