@@ -2,7 +2,6 @@
 //! packet socket (root required).
 mod flows_util;
 
-
 use flows_util::*;
 use tapline_ebpf::flows::{AttachDirection, FlowCapture, FlowSource, FlowsKernelConfig};
 
