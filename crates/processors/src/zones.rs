@@ -29,7 +29,7 @@ use tapline_core::pipeline::{BatchFn, BatchLayer, ProcessorLayer};
 use tapline_core::{BuildContext, FactoryInfo, ProcessorFactory};
 
 use crate::cidr::CidrTable;
-use crate::k8s::{K8sCache, K8S_CACHE_KEY};
+use crate::k8s::{K8sCache, Resolver, K8S_CACHE_KEY};
 use crate::net::{self, End, EndSlots, Layouts};
 
 pub const SIGNALS: &[SignalKind] = &[SignalKind::Metrics, SignalKind::Traces];
@@ -78,10 +78,15 @@ impl ZonesProcessor {
 impl BatchFn for ZonesProcessor {
     fn apply(&self, batch: &mut Signal) {
         let state = self.cache.read();
-        let zone_of = |ip: std::net::IpAddr| -> Option<Str> {
-            state
-                .zone_of_ip(&ip)
-                .or_else(|| self.table.lookup(ip))
+        // Shares the memo `k8s` fills: an address is looked up once for the chain.
+        let mut resolver = Resolver::new(&state);
+        let table = &self.table;
+        let mut zone_of = |addr: &Str| -> Option<Str> {
+            let at = resolver.resolve(addr);
+            let r = resolver.get(at);
+            r.zone
+                .as_ref()
+                .or_else(|| r.ip.and_then(|ip| table.lookup(ip)))
                 .cloned()
         };
         let mut layouts: Layouts<EndSlots> = Layouts::default();
@@ -98,8 +103,8 @@ impl BatchFn for ZonesProcessor {
                     continue;
                 }
                 found[i] = slots
-                    .ip(attrs, i)
-                    .and_then(zone_of)
+                    .address(attrs, i)
+                    .and_then(&mut zone_of)
                     .map(|z| (end.zone_key(), z));
             }
             let zone = |i: usize| written[i].as_ref().or(found[i].as_ref().map(|(_, z)| z));

@@ -37,6 +37,7 @@ const ADDRESSES: &[&str] = &[
 ];
 
 struct Chain {
+    cache: Arc<K8sCache>,
     k8s: K8sProcessor,
     rdns: RdnsProcessor,
     zones: ZonesProcessor,
@@ -109,6 +110,7 @@ fn chain() -> Chain {
         serde_json::from_value(serde_json::json!({"cidrs": {"static": ["203.0.113.0/24"]}}))
             .unwrap();
     Chain {
+        cache: cache.clone(),
         k8s: K8sProcessor::new(cache.clone(), "/proc".into()),
         rdns: RdnsProcessor::new(RdnsConfig::default(), names).unwrap(),
         zones: ZonesProcessor::new(zones, cache).unwrap(),
@@ -339,4 +341,85 @@ proptest! {
         prop_assert_eq!(&whole, &reference);
         prop_assert_eq!(&input, &pristine, "the input the batch was cloned from is unchanged");
     }
+}
+
+/// The chain remembers what an address string resolved to across batches (the flows receiver
+/// reuses one string per address): a change to the cache between two batches must show in the
+/// second, for the same strings.
+#[test]
+fn a_cache_change_between_batches_is_seen() {
+    let c = chain();
+    let (src, dst): (Str, Str) = (
+        "10.244.0.1".to_string().into(),
+        "10.244.0.9".to_string().into(),
+    );
+    let flow = || {
+        let attrs: Attributes = [
+            (Str::from_static("src.address"), Value::Str(src.clone())),
+            (Str::from_static("dst.address"), Value::Str(dst.clone())),
+        ]
+        .into_iter()
+        .collect();
+        batch_of(vec![sum(
+            "tapline.network.flow.bytes",
+            vec![NumberPoint {
+                attributes: attrs,
+                start_time_ns: 1,
+                time_ns: 2,
+                value: Number::Int(1),
+            }],
+        )])
+    };
+    let decorated = |c: &Chain| {
+        let mut b = flow();
+        for p in [&c.k8s as &dyn BatchFn, &c.rdns, &c.zones] {
+            p.apply(&mut b);
+        }
+        let MetricData::Sum { points, .. } = &metrics(&b)[0].data else {
+            unreachable!()
+        };
+        let get = |k: &str| points[0].attributes.get_str(k).map(str::to_string);
+        (
+            get("k8s.src.name"),
+            get("src.zone"),
+            get("k8s.dst.name"),
+            get("dst.zone"),
+        )
+    };
+    let pod = |name: &str, ip: &str, node: usize| {
+        serde_json::from_value(fx::pod(
+            "ns",
+            name,
+            ip,
+            &format!("node-{node}"),
+            &format!("192.168.0.{}", node + 1),
+            None,
+            &fx::container_id(100 + node),
+        ))
+        .unwrap()
+    };
+    let before = decorated(&c);
+    assert_eq!(before.0.as_deref(), Some("app-0-5c6d7f8b9-0"));
+    assert_eq!(before.1.as_deref(), Some("zone-0"));
+    assert_eq!((before.2, before.3), (None, None));
+
+    // The pod at src goes, another takes its IP on a node in another zone; dst appears.
+    c.cache.update(|s| {
+        s.delete_pod(&pod("app-0-5c6d7f8b9-0", "10.244.0.1", 0));
+        s.apply_pod(&pod("moved", "10.244.0.1", 1));
+        s.apply_pod(&pod("new", "10.244.0.9", 2));
+    });
+    let after = decorated(&c);
+    assert_eq!(after.0.as_deref(), Some("moved"));
+    assert_eq!(after.1.as_deref(), Some("zone-1"));
+    assert_eq!(after.2.as_deref(), Some("new"));
+    assert_eq!(after.3.as_deref(), Some("zone-0"));
+
+    // A node changes zone: its pods' zone follows.
+    c.cache.update(|s| {
+        s.apply_node(
+            &serde_json::from_value(fx::node("node-1", "192.168.0.2", Some("zone-9"))).unwrap(),
+        )
+    });
+    assert_eq!(decorated(&c).1.as_deref(), Some("zone-9"));
 }

@@ -25,6 +25,7 @@
 //! not against a real API server.
 
 pub mod cgroup;
+pub mod resolve;
 pub mod store;
 pub mod watch;
 
@@ -40,6 +41,7 @@ use tapline_core::{BuildContext, FactoryInfo, ProcessorFactory};
 
 use crate::net::{End, EndSlots, Layouts};
 pub use cgroup::PidContainers;
+pub use resolve::{Resolved, Resolver};
 pub use store::{Endpoint, K8sCache, State, K8S_CACHE_KEY};
 use watch::{ApiSource, WatchSettings};
 
@@ -150,8 +152,13 @@ impl K8sProcessor {
 
     /// Decorates one point's or span's flow ends from an already locked view.
     pub fn decorate_flow(state: &State, attrs: &mut Attributes) {
+        Self::decorate_flow_with(&mut Resolver::new(state), attrs);
+    }
+
+    /// [`Self::decorate_flow`] through a resolver kept for the whole batch.
+    fn decorate_flow_with(resolver: &mut Resolver<'_>, attrs: &mut Attributes) {
         let slots = EndSlots::find(attrs, k8s_name_key);
-        Self::decorate_flow_at(state, attrs, &slots);
+        Self::decorate_flow_at(resolver, attrs, &slots);
     }
 
     /// Which keys [`Self::decorate_flow_at`] appends for `ep` at end `i`, as 5 bits: what a
@@ -167,14 +174,19 @@ impl K8sProcessor {
     /// [`Self::decorate_flow`] with the key positions already known (`slots` describes
     /// `attrs`'s layout).
     /// Returns which keys it appended ([`Self::appended_keys`] of each end), 0 for none.
-    fn decorate_flow_at(state: &State, attrs: &mut Attributes, slots: &EndSlots) -> u32 {
-        let mut found: [Option<&Arc<Endpoint>>; 2] = [None, None];
-        for (i, ep) in found.iter_mut().enumerate() {
-            if slots.written[i] {
-                continue;
+    fn decorate_flow_at(
+        resolver: &mut Resolver<'_>,
+        attrs: &mut Attributes,
+        slots: &EndSlots,
+    ) -> u32 {
+        let mut at: [Option<u32>; 2] = [None, None];
+        for (i, at) in at.iter_mut().enumerate() {
+            if !slots.written[i] {
+                *at = slots.address(attrs, i).map(|a| resolver.resolve(a));
             }
-            *ep = slots.ip(attrs, i).and_then(|ip| state.lookup_ip(&ip));
         }
+        let found: [Option<&Arc<Endpoint>>; 2] =
+            at.map(|at| at.and_then(|at| resolver.get(at).endpoint.as_ref()));
         if found.iter().all(Option::is_none) {
             return 0;
         }
@@ -219,11 +231,11 @@ impl K8sProcessor {
     }
 
     /// Decorates every point of one metric: key positions are found once per layout.
-    fn decorate_points(state: &State, data: &mut MetricData) {
+    fn decorate_points(resolver: &mut Resolver<'_>, data: &mut MetricData) {
         let mut layouts: Layouts<EndSlots> = Layouts::default();
         data.for_each_attributes(|a| {
             let slots = *layouts.get(a, |a| EndSlots::find(a, k8s_name_key));
-            let what = Self::decorate_flow_at(state, a, &slots);
+            let what = Self::decorate_flow_at(resolver, a, &slots);
             if what != 0 {
                 layouts.appended(a, what);
             }
@@ -313,6 +325,7 @@ impl BatchFn for K8sProcessor {
         if state.pod_count() == 0 && state.service_count() == 0 && state.node_count() == 0 {
             return;
         }
+        let mut resolver = Resolver::new(&state);
         match batch {
             Signal::Metrics(m) => {
                 for rm in &mut m.resource_metrics {
@@ -320,7 +333,7 @@ impl BatchFn for K8sProcessor {
                         rm.resource = r;
                     }
                     for metric in &mut rm.metrics {
-                        Self::decorate_points(&state, &mut metric.data);
+                        Self::decorate_points(&mut resolver, &mut metric.data);
                     }
                 }
             }
@@ -330,7 +343,7 @@ impl BatchFn for K8sProcessor {
                         rs.resource = r;
                     }
                     for s in &mut rs.spans {
-                        Self::decorate_flow(&state, &mut s.attributes);
+                        Self::decorate_flow_with(&mut resolver, &mut s.attributes);
                     }
                 }
             }

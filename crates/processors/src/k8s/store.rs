@@ -118,6 +118,28 @@ pub struct State {
     /// Thousands of pods share a few of each: decoration then clones (touches the reference
     /// count of) a few hot strings instead of a cold copy per pod, and the cache is smaller.
     interned: Interner,
+    /// Names this content; changed by every change, so what was derived from it (the
+    /// per-thread memo of [`crate::k8s::resolve::Resolver`]) can tell it is stale.
+    generation: Generation,
+}
+
+/// A number that names one content of one cache: made from one counter for the whole
+/// process, so two caches, or two contents of one cache, never share one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Generation(u64);
+
+static NEXT_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+impl Generation {
+    fn next() -> Self {
+        Generation(NEXT_GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+impl Default for Generation {
+    fn default() -> Self {
+        Generation::next()
+    }
 }
 
 /// Shared copies of repeated strings. A string no endpoint uses any more is dropped when the
@@ -196,6 +218,11 @@ impl State {
             "pod" => self.node_zone(ep.node_name.as_deref()?),
             _ => None,
         }
+    }
+
+    /// Names the current content: changes whenever anything in the cache changes.
+    pub fn generation(&self) -> Generation {
+        self.generation
     }
 
     pub fn pod_count(&self) -> usize {
@@ -333,6 +360,7 @@ impl State {
     }
 
     pub fn apply_pod(&mut self, pod: &Pod) {
+        self.generation = Generation::next();
         let meta = &pod.metadata;
         let uid = str_of(&meta.uid);
         let spec = pod.spec.as_ref();
@@ -395,10 +423,12 @@ impl State {
     }
 
     pub fn delete_pod(&mut self, pod: &Pod) {
+        self.generation = Generation::next();
         self.remove_pod_record(&str_of(&pod.metadata.uid));
     }
 
     pub fn apply_replicaset(&mut self, rs: &ReplicaSet) {
+        self.generation = Generation::next();
         let key = (str_of(&rs.metadata.namespace), str_of(&rs.metadata.name));
         let owner = controller_of(&rs.metadata);
         if self.replicasets.get(&key) != Some(&owner) {
@@ -408,6 +438,7 @@ impl State {
     }
 
     pub fn delete_replicaset(&mut self, rs: &ReplicaSet) {
+        self.generation = Generation::next();
         let key = (str_of(&rs.metadata.namespace), str_of(&rs.metadata.name));
         if self.replicasets.remove(&key).is_some() {
             self.refresh_owned(&key.0, "ReplicaSet", &key.1);
@@ -415,6 +446,7 @@ impl State {
     }
 
     pub fn apply_job(&mut self, job: &Job) {
+        self.generation = Generation::next();
         let key = (str_of(&job.metadata.namespace), str_of(&job.metadata.name));
         let owner = controller_of(&job.metadata);
         if self.jobs.get(&key) != Some(&owner) {
@@ -424,6 +456,7 @@ impl State {
     }
 
     pub fn delete_job(&mut self, job: &Job) {
+        self.generation = Generation::next();
         let key = (str_of(&job.metadata.namespace), str_of(&job.metadata.name));
         if self.jobs.remove(&key).is_some() {
             self.refresh_owned(&key.0, "Job", &key.1);
@@ -431,6 +464,7 @@ impl State {
     }
 
     pub fn apply_service(&mut self, svc: &Service) {
+        self.generation = Generation::next();
         let ns = str_of(&svc.metadata.namespace);
         let name = str_of(&svc.metadata.name);
         let uid = str_of(&svc.metadata.uid);
@@ -474,6 +508,7 @@ impl State {
     }
 
     pub fn delete_service(&mut self, svc: &Service) {
+        self.generation = Generation::next();
         self.delete_service_key(
             &str_of(&svc.metadata.namespace),
             &str_of(&svc.metadata.name),
@@ -481,6 +516,7 @@ impl State {
     }
 
     pub fn apply_node(&mut self, node: &Node) {
+        self.generation = Generation::next();
         let name = str_of(&node.metadata.name);
         // A node's identity for IP ownership is its name: nodes are cluster-scoped and
         // unique by name.
@@ -527,11 +563,13 @@ impl State {
     }
 
     pub fn delete_node(&mut self, node: &Node) {
+        self.generation = Generation::next();
         self.delete_node_name(&str_of(&node.metadata.name));
     }
 
     /// After a relist: drops every object of `kind` that the new listing did not contain.
     pub(crate) fn retain_listed(&mut self, kind: ObjectKind, listed: &HashSet<String>) {
+        self.generation = Generation::next();
         match kind {
             ObjectKind::Pod => {
                 let gone: Vec<Str> = self
@@ -612,7 +650,9 @@ impl K8sCache {
     }
     /// Changes the cache (the watchers, and tests that fill it directly).
     pub fn update<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
-        f(&mut self.state.write().unwrap_or_else(|e| e.into_inner()))
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        state.generation = Generation::next();
+        f(&mut state)
     }
 }
 
