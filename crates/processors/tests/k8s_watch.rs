@@ -56,6 +56,8 @@ struct ApiState {
     history: Vec<WatchEvent>,
     /// Watches from a resourceVersion below this get 410 Gone.
     compacted_below: u64,
+    /// During an outage changes go to history but reach no open watch.
+    quiet: bool,
     requests: Vec<String>,
 }
 
@@ -100,7 +102,9 @@ impl FakeApi {
             object: obj,
         };
         st.history.push(ev.clone());
-        let _ = self.events.send(ev);
+        if !st.quiet {
+            let _ = self.events.send(ev);
+        }
     }
 
     fn apply(&self, path: &'static str, obj: Value) {
@@ -123,11 +127,23 @@ impl FakeApi {
         self.record(&mut st, path, "DELETED", obj);
     }
 
-    /// Forgets history: a watch resuming from before now gets 410 Gone.
-    fn compact(&self) {
+    /// A watch outage that outlives history: every open watch is cut, `change` happens
+    /// unseen by any watch, and history is compacted, so a watcher can only catch up by
+    /// relisting after its resume gets 410 Gone. Until the end every resume gets 410 (a
+    /// watcher reconnecting early must not see the changes as watch events either).
+    fn outage(&self, change: impl FnOnce(&FakeApi)) {
+        {
+            let mut st = self.state.lock().unwrap();
+            st.quiet = true;
+            st.compacted_below = u64::MAX;
+        }
+        self.drop_watches();
+        change(self);
         let mut st = self.state.lock().unwrap();
-        st.compacted_below = st.rv + 1;
+        // Watching from the current version is still possible (it asks for what comes after).
+        st.compacted_below = st.rv;
         st.history.clear();
+        st.quiet = false;
     }
 
     /// Cuts every open watch connection mid-stream.
@@ -560,8 +576,7 @@ async fn gone_forces_a_relist_that_catches_up() {
         .count();
     // While the watch is down, a pod goes and another comes, and history is compacted: the
     // watcher's resourceVersion is too old, so only a relist can find out.
-    {
-        api.drop_watches();
+    api.outage(|api| {
         api.delete(PODS, "ops/backup-2859-bbbbb");
         api.apply(
             PODS,
@@ -575,8 +590,7 @@ async fn gone_forces_a_relist_that_catches_up() {
                 &fx::container_id(4),
             ),
         );
-        api.compact();
-    }
+    });
     h.eventually("relist after 410", |h| {
         h.decorate("10.244.2.6").is_none()
             && h.decorate("10.244.1.9") == owned("web-5c6d-ddddd", "Deployment", "web")
