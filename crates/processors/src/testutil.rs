@@ -23,8 +23,8 @@ pub fn flow_attributes(src: &str, dst: &str) -> Attributes {
     a
 }
 
-/// A metric of the given name and unit with one delta-sum point per `(src, dst, value)`.
-pub fn flow_metric(name: &'static str, flows: &[(&str, &str, i64)]) -> Metric {
+/// A monotonic delta sum in bytes with the given points.
+pub fn bytes_sum(name: &'static str, points: Vec<NumberPoint>) -> Metric {
     Metric {
         name: name.into(),
         description: "".into(),
@@ -32,17 +32,23 @@ pub fn flow_metric(name: &'static str, flows: &[(&str, &str, i64)]) -> Metric {
         data: MetricData::Sum {
             temporality: Temporality::Delta,
             monotonic: true,
-            points: flows
-                .iter()
-                .map(|(s, d, v)| NumberPoint {
-                    attributes: flow_attributes(s, d),
-                    start_time_ns: 1_000,
-                    time_ns: 2_000,
-                    value: Number::Int(*v),
-                })
-                .collect(),
+            points,
         },
     }
+}
+
+/// A byte sum of the given name with one point per `(src, dst, value)`.
+pub fn flow_metric(name: &'static str, flows: &[(&str, &str, i64)]) -> Metric {
+    let points = flows
+        .iter()
+        .map(|(s, d, v)| NumberPoint {
+            attributes: flow_attributes(s, d),
+            start_time_ns: 1_000,
+            time_ns: 2_000,
+            value: Number::Int(*v),
+        })
+        .collect();
+    bytes_sum(name, points)
 }
 
 /// One `tapline.network.flow.bytes` metric with one point per `(src, dst, bytes)`.

@@ -18,6 +18,7 @@ use tapline_processors::cidr::{CidrConfig, CidrProcessor};
 use tapline_processors::k8s::{K8sCache, K8sProcessor};
 use tapline_processors::rdns::{NameCache, RdnsConfig, RdnsProcessor};
 use tapline_processors::select::{SelectConfig, SelectProcessor};
+use tapline_processors::testutil::bytes_sum;
 use tapline_processors::testutil::k8s as fx;
 use tapline_processors::zones::{ZonesConfig, ZonesProcessor};
 
@@ -197,19 +198,6 @@ fn point_spec() -> impl Strategy<Value = PointSpec> {
         )
 }
 
-fn sum(name: &'static str, points: Vec<NumberPoint>) -> Metric {
-    Metric {
-        name: name.into(),
-        description: "".into(),
-        unit: "By".into(),
-        data: MetricData::Sum {
-            temporality: Temporality::Delta,
-            monotonic: true,
-            points,
-        },
-    }
-}
-
 fn batch_of(metrics: Vec<Metric>) -> Signal {
     Signal::Metrics(Metrics {
         resource_metrics: vec![ResourceMetrics {
@@ -243,8 +231,8 @@ fn batch(specs: &[PointSpec]) -> Signal {
             .collect()
     };
     batch_of(vec![
-        sum("tapline.network.flow.bytes", points(100)),
-        sum("tapline.network.flow.packets", points(1)),
+        bytes_sum("tapline.network.flow.bytes", points(100)),
+        bytes_sum("tapline.network.flow.packets", points(1)),
     ])
 }
 
@@ -360,7 +348,7 @@ fn a_cache_change_between_batches_is_seen() {
         ]
         .into_iter()
         .collect();
-        batch_of(vec![sum(
+        batch_of(vec![bytes_sum(
             "tapline.network.flow.bytes",
             vec![NumberPoint {
                 attributes: attrs,
