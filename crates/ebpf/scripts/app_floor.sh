@@ -3,12 +3,14 @@
 # (return 0), measured with app_overhead.sh (nginx + wrk, alternating without / with).
 # Whatever ratio these give is the most any change to the programs' bodies can reach.
 #
-# Usage (root): crates/ebpf/scripts/app_floor.sh [seconds_per_run=10] [rounds=3] [kind=classic|tp_btf|raw]
+# Usage (root): crates/ebpf/scripts/app_floor.sh [seconds_per_run=10] [rounds=3] [kind=classic|tp_btf|tp_btf_exit|raw]
 #   classic: one empty program on each of the capture's 25 syscalls:sys_{enter,exit}_*
 #            tracepoints (the same set as APP_PROGRAMS)
 #   tp_btf:  one empty tp_btf program on sys_enter and one on sys_exit (they run for every
 #            syscall of every process)
-#   raw:     the same with raw_tracepoint programs
+#   tp_btf_exit: only the sys_exit one (a design that reads the arguments from pt_regs at
+#            exit and needs no enter program)
+#   raw:     the same as tp_btf with raw_tracepoint programs
 # Extra env is passed to app_overhead.sh (STATS=1 prints the programs' ns/run).
 set -euo pipefail
 SECS=${1:-10}
@@ -33,11 +35,14 @@ trap 'rm -rf "$TMP"' EXIT
     echo 'SEC("tp_btf/sys_enter") int btf_sys_enter(void *ctx) { return 0; }'
     echo 'SEC("tp_btf/sys_exit") int btf_sys_exit(void *ctx) { return 0; }'
     ;;
+  tp_btf_exit)
+    echo 'SEC("tp_btf/sys_exit") int btf_sys_exit(void *ctx) { return 0; }'
+    ;;
   raw)
     echo 'SEC("raw_tracepoint/sys_enter") int raw_sys_enter(void *ctx) { return 0; }'
     echo 'SEC("raw_tracepoint/sys_exit") int raw_sys_exit(void *ctx) { return 0; }'
     ;;
-  *) echo "kind must be classic, tp_btf or raw" >&2; exit 1 ;;
+  *) echo "kind must be classic, tp_btf, tp_btf_exit or raw" >&2; exit 1 ;;
   esac
 } > "$TMP/floor.bpf.c"
 clang -O2 -g -target bpf -I /usr/include/x86_64-linux-gnu -c "$TMP/floor.bpf.c" -o "$TMP/floor.o"
