@@ -1,26 +1,28 @@
-//! Measurement helper (`scripts/app_floor.sh`): loads any eBPF object and attaches its
-//! tracepoint programs for `seconds`, to measure what the hooks themselves cost.
+//! Measurement helper (`scripts/app_floor.sh`, `scripts/overhead.sh`): loads any eBPF object
+//! and attaches its tracepoint and classifier programs for `seconds`, to measure what the
+//! hooks themselves cost.
 //!
-//! `tp_attach <object.o> <seconds>`
+//! `attach_object <object.o> <seconds> [IFNAME...]`
 //!
 //! Program names say where they attach: a classic tracepoint program named
 //! `<name>` attaches to `syscalls/<name>` (e.g. `sys_enter_read`); a `tp_btf` program named
 //! `btf_<event>` to the BTF tracepoint `<event>` (e.g. `btf_sys_enter`); a raw tracepoint
-//! program named `raw_<event>` to the raw tracepoint `<event>`. Prints `tp_attach: attached`
-//! on stderr once everything is attached (the overhead scripts wait for it).
+//! program named `raw_<event>` to the raw tracepoint `<event>`; a classifier to both
+//! directions of every IFNAME, through TCX links as the flows capture attaches. Prints
+//! `attach_object: attached` on stderr once everything is attached (the scripts wait for it).
 
 use std::time::Duration;
 
-use aya::programs::{BtfTracePoint, Program, RawTracePoint, TracePoint};
+use aya::programs::tc::TcAttachType;
+use aya::programs::{BtfTracePoint, Program, RawTracePoint, SchedClassifier, TracePoint};
 use aya::{Btf, Ebpf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let path = args.next().ok_or("usage: tp_attach <object.o> <seconds>")?;
-    let secs: f64 = args
-        .next()
-        .ok_or("usage: tp_attach <object.o> <seconds>")?
-        .parse()?;
+    const USAGE: &str = "usage: attach_object <object.o> <seconds> [IFNAME...]";
+    let path = args.next().ok_or(USAGE)?;
+    let secs: f64 = args.next().ok_or(USAGE)?.parse()?;
+    let ifaces: Vec<String> = args.collect();
     let bytes = std::fs::read(&path)?;
     let mut ebpf = Ebpf::load(&bytes)?;
     let btf = Btf::from_sys_fs()?;
@@ -48,11 +50,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 p.load()?;
                 p.attach(event)?;
             }
+            Program::SchedClassifier(p) => {
+                let p: &mut SchedClassifier = p;
+                p.load()?;
+                for i in &ifaces {
+                    for dir in [TcAttachType::Ingress, TcAttachType::Egress] {
+                        p.attach(i, dir)
+                            .map_err(|e| format!("{name} on {i} ({dir:?}): {e}"))?;
+                    }
+                }
+            }
             _ => return Err(format!("{name}: unsupported program type").into()),
         }
         links += 1;
     }
-    eprintln!("tp_attach: attached {links} programs");
+    eprintln!("attach_object: attached {links} programs");
     std::thread::sleep(Duration::from_secs_f64(secs));
     Ok(())
 }

@@ -6,10 +6,6 @@
 //!     [--socket] [--seconds N] [--interval-ms N] [--quiet] IFNAME...
 //! ```
 //! Stops after `--seconds` (default 3600) or when stdin reaches EOF / is closed.
-//!
-//! `--empty-object PATH` attaches, instead of the capture, the classifier `empty` of that
-//! object the same way (one TCX link per direction): the cost of the hook alone, which
-//! `overhead.sh` measures beside the capture's.
 use std::{
     io::Read,
     sync::{
@@ -25,7 +21,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut cfg = FlowsKernelConfig::default();
     let (mut seconds, mut interval_ms, mut quiet) = (3600u64, 1000u64, false);
     let mut ifaces = Vec::new();
-    let mut empty_object = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -34,19 +29,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--interval-ms" => interval_ms = args.next().ok_or("--interval-ms N")?.parse()?,
             "--max-flows" => cfg.max_flows = args.next().ok_or("--max-flows N")?.parse()?,
             "--quiet" => quiet = true,
-            "--empty-object" => empty_object = Some(args.next().ok_or("--empty-object PATH")?),
             _ => ifaces.push(a),
         }
-    }
-    if let Some(path) = empty_object {
-        return attach_empty(&path, &ifaces, seconds);
     }
     let mut cap = FlowCapture::load(&cfg)?;
     for i in &ifaces {
         cap.attach(i, AttachDirection::Both)?;
     }
     println!("attached to {:?}", cap.attached());
-    let stop = stop_on_stdin_eof();
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        while matches!(std::io::stdin().read(&mut buf), Ok(n) if n > 0) {}
+        s.store(true, Ordering::Relaxed);
+    });
     let end = Instant::now() + Duration::from_secs(seconds);
     let (mut bytes, mut packets) = (0u64, 0u64);
     while Instant::now() < end && !stop.load(Ordering::Relaxed) {
@@ -77,46 +74,5 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "total bytes={bytes} packets={packets} lost={}",
         cap.lost_events()
     );
-    Ok(())
-}
-
-/// A flag set when stdin reaches EOF (the caller closed its end).
-fn stop_on_stdin_eof() -> Arc<AtomicBool> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let s = stop.clone();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 64];
-        while matches!(std::io::stdin().read(&mut buf), Ok(n) if n > 0) {}
-        s.store(true, Ordering::Relaxed);
-    });
-    stop
-}
-
-/// Attaches the object's `empty` classifier to both directions of every interface, through
-/// TCX links as the capture does, and holds them until stdin closes or `seconds` pass.
-fn attach_empty(
-    path: &str,
-    ifaces: &[String],
-    seconds: u64,
-) -> Result<(), Box<dyn std::error::Error>> {
-    use aya::programs::{tc::TcAttachType, SchedClassifier};
-    let mut obj = aya::Ebpf::load_file(path)?;
-    let prog: &mut SchedClassifier = obj
-        .program_mut("empty")
-        .ok_or_else(|| format!("{path}: no program named `empty`"))?
-        .try_into()?;
-    prog.load()?;
-    for i in ifaces {
-        for dir in [TcAttachType::Ingress, TcAttachType::Egress] {
-            prog.attach(i, dir)
-                .map_err(|e| format!("attaching {path} to {i} ({dir:?}): {e}"))?;
-        }
-    }
-    println!("attached empty classifier to {ifaces:?}");
-    let stop = stop_on_stdin_eof();
-    let end = Instant::now() + Duration::from_secs(seconds);
-    while Instant::now() < end && !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
     Ok(())
 }

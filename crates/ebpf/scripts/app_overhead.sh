@@ -7,7 +7,7 @@
 #   env: CONNS (wrk -c, default 32), THREADS (wrk -t, default 1), CAPTURE_BYTES (default 256),
 #        FILE_BYTES (size of the served file, default 612), CARGO_TARGET_DIR,
 #        APP_BENCH (path of a prebuilt app_bench example: skips the cargo build),
-#        FLOOR_OBJ (attach this object's programs with examples/tp_attach instead of the
+#        FLOOR_OBJ (attach this object's programs with examples/attach_object instead of the
 #        capture: the hooks' own cost, see scripts/app_floor.sh),
 #        STATS=1 (enable kernel.bpf_stats_enabled during the runs with the capture and print
 #        each program's ns/run and runs/request over the wrk run; costs ~50 ns per run, so
@@ -32,8 +32,8 @@ command -v nginx >/dev/null || { echo "nginx missing: apt-get install -y nginx-l
 cd "$(dirname "$0")/../../.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target-app}
 if [[ -n ${FLOOR_OBJ:-} ]]; then
-  [[ -n ${TP_ATTACH:-} ]] || cargo build -q --release -p tapline-ebpf --example tp_attach
-  TP_ATTACH=${TP_ATTACH:-$CARGO_TARGET_DIR/release/examples/tp_attach}
+  [[ -n ${TP_ATTACH:-} ]] || cargo build -q --release -p tapline-ebpf --example attach_object
+  TP_ATTACH=${TP_ATTACH:-$CARGO_TARGET_DIR/release/examples/attach_object}
 elif [[ -z ${APP_BENCH:-} ]]; then
   cargo build -q --release -p tapline-ebpf --example app_bench
 fi

@@ -13,8 +13,9 @@ ROUNDS="${1:-3}"
 SECS="${2:-5}"
 cd "$(dirname "$0")/../../.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
-cargo build -q --release -p tapline-ebpf --example flows_attach
+cargo build -q --release -p tapline-ebpf --example flows_attach --example attach_object
 BIN="$CARGO_TARGET_DIR/release/examples/flows_attach"
+EMPTY_BIN="$CARGO_TARGET_DIR/release/examples/attach_object"
 EMPTY_DIR=$(mktemp -d)
 # aya maps the section "classifier" to a sched_cls program (it rejects "tc").
 cat >"$EMPTY_DIR/empty.c" <<'C'
@@ -42,16 +43,26 @@ ip -n "$A" link set va up; ip -n "$B" link set vb up
 ip netns exec "$B" taskset -c 1 iperf3 -s -B 10.78.0.2 >/dev/null 2>&1 & SRV=$!
 sleep 1
 
-# start_attached MODE: 1 = the capture, 2 = the empty classifier.
+# start_attached MODE: 1 = the capture, 2 = the empty classifier (through attach_object).
 start_attached() {
-  local fifo extra=(); fifo=$(mktemp -u); mkfifo "$fifo"
-  [[ $1 == 2 ]] && extra=(--empty-object "$EMPTY_DIR/empty.o")
-  ip netns exec "$A" "$BIN" --quiet --interval-ms 1000 --seconds 600 "${extra[@]}" va <"$fifo" >/tmp/tlovh-cap.$$ 2>&1 & CAP=$!
-  exec 9>"$fifo"; rm -f "$fifo"
+  if [[ $1 == 2 ]]; then
+    ip netns exec "$A" "$EMPTY_BIN" "$EMPTY_DIR/empty.o" 600 va 2>/tmp/tlovh-cap.$$ & CAP=$!
+  else
+    local fifo; fifo=$(mktemp -u); mkfifo "$fifo"
+    ip netns exec "$A" "$BIN" --quiet --interval-ms 1000 --seconds 600 va <"$fifo" >/tmp/tlovh-cap.$$ 2>&1 & CAP=$!
+    exec 9>"$fifo"; rm -f "$fifo"
+  fi
   for _ in $(seq 50); do grep -q attached /tmp/tlovh-cap.$$ 2>/dev/null && return; sleep 0.1; done
   echo "program did not attach:"; cat /tmp/tlovh-cap.$$; exit 1
 }
-stop_attached() { exec 9>&-; wait "$CAP" || true; CAP=""; tail -1 /tmp/tlovh-cap.$$ | grep -v attached || true; rm -f /tmp/tlovh-cap.$$; }
+# The capture stops (and prints its totals) when its stdin closes; attach_object is killed,
+# which closes its TCX links.
+stop_attached() {
+  if [[ $1 == 2 ]]; then kill "$CAP"; wait "$CAP" 2>/dev/null || true
+  else exec 9>&-; wait "$CAP" || true; tail -1 /tmp/tlovh-cap.$$
+  fi
+  CAP=""; rm -f /tmp/tlovh-cap.$$
+}
 
 tcp() {
   ip netns exec "$A" taskset -c 0 iperf3 -c 10.78.0.2 -t "$SECS" -J |
@@ -70,7 +81,7 @@ for r in $(seq "$ROUNDS"); do
   for mode in $order; do
     [[ $mode != 0 ]] && start_attached "$mode"
     t=$(tcp); u=$(udp)
-    [[ $mode != 0 ]] && stop_attached
+    [[ $mode != 0 ]] && stop_attached "$mode"
     printf 'round %d %-8s tcp %.3f Gbit/s  udp-64B %.0f pkt/s\n' "$r" "${NAMES[$mode]}" \
       "$(python3 -c "print($t/1e9)")" "$u"
     ROWS="$ROWS $r,$mode,$t,$u"
