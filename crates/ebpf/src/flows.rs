@@ -5,13 +5,15 @@
 //! # Data path
 //!
 //! Every packet seen on an attached interface is parsed (Ethernet [+ one VLAN tag] → IPv4 / IPv6
-//! [+ extension headers] → TCP / UDP / ICMP / ICMPv6 / other) and added to its flow in a per-CPU
-//! hash map of [`FlowsKernelConfig::max_flows`] entries. [`FlowCapture::evict`] reads and deletes
-//! every entry (batched syscalls), merging the per-CPU values. When the map is full, the kernel
-//! sends the packet's flow (key + that one packet's counters) to a ring buffer instead, read with
-//! [`FlowCapture::drain_overflow`]; when the ring buffer is full too, the packet is counted in
-//! [`FlowCapture::lost_events`]. So `evict() + drain_overflow()` together account for every packet
-//! that was not counted as lost (records for the same flow may come from both: sum them).
+//! [+ extension headers] → TCP / UDP / ICMP / ICMPv6 / other) and added to its flow, in the first
+//! of these that has room: a per-CPU direct-mapped cache of [`FlowsKernelConfig::cache_slots`]
+//! slots (a slot is kept by the first flow that hashes to it until the next eviction), a per-CPU
+//! hash map of [`FlowsKernelConfig::max_flows`] entries, the overflow ring buffer (key + that one
+//! packet's counters, read with [`FlowCapture::drain_overflow`]); when the ring buffer is full
+//! too, the packet is counted in [`FlowCapture::lost_events`]. [`FlowCapture::evict`] returns
+//! one record per flow (cache slots of every CPU and the hash map's per-CPU values merged). So
+//! `evict() + drain_overflow()` together account for every packet that was not counted as lost
+//! (records for the same flow may come from both: sum them).
 //!
 //! # Units
 //!
@@ -26,24 +28,29 @@
 //! and **multiplies its bytes and packets by N in the kernel**: the records always carry estimates
 //! of the true totals and userspace must not scale them again.
 //!
-//! # Races
+//! # Epochs: eviction without races
 //!
-//! The kernel updates the per-CPU values in place; a packet that lands on a flow between the
-//! batch lookup and the delete of that same entry during [`FlowCapture::evict`] is lost from the
-//! counts (the window is a few microseconds per batch). Packets arriving after the delete simply
-//! start a new entry that the next eviction reports.
+//! The kernel updates per-CPU values in place, without locks. So that no packet is lost or
+//! counted twice while userspace reads, the cache has two halves and there are two hash maps,
+//! selected by the parity of an epoch number that only userspace writes. [`FlowCapture::evict`]
+//! increments the epoch, then waits for an RCU grace period (updating a map-in-map waits for one
+//! before it returns: after it, every program run that could have read the old epoch has
+//! finished), then reads the closed epoch's half of the cache (the slots tagged with that epoch)
+//! and drains its hash map, which no program writes any more. Packets arriving meanwhile go to
+//! the other half and the other map, reported by the next eviction. The wait costs the calling
+//! thread about one grace period (a few to a few tens of milliseconds) per eviction.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     io,
     mem::size_of,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd},
+    os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd},
     time::Duration,
 };
 
 use aya::{
-    maps::{HashMap as BpfHashMap, Map, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap as BpfHashMap, Map, MapData, PerCpuArray, RingBuf},
     programs::{
         tc::{SchedClassifierLinkId, TcAttachType},
         SchedClassifier, SocketFilter,
@@ -69,7 +76,10 @@ pub const PROG_TC_EGRESS: &str = "tapline_tc_out";
 /// `AF_PACKET` socket filter program name.
 pub const PROG_SOCKET: &str = "tapline_sock";
 
-const MAP_FLOWS: &str = "tapline_flows";
+/// The hash maps of even and odd epochs.
+const MAP_FLOWS: [&str; 2] = ["tapline_flows0", "tapline_flows1"];
+const MAP_CACHE: &str = "tapline_cache";
+const MAP_EPOCH: &str = "tapline_epoch";
 const MAP_RING: &str = "tapline_ring";
 const MAP_LOST: &str = "tapline_lost";
 const MAP_SKDIRS: &str = "tapline_skdirs";
@@ -78,6 +88,8 @@ const MAP_SKDIRS: &str = "tapline_skdirs";
 pub const DEFAULT_MAX_FLOWS: u32 = 5000;
 /// Default for [`FlowsKernelConfig::ring_buffer_bytes`].
 pub const DEFAULT_RING_BUFFER_BYTES: u32 = 1 << 20;
+/// Default for [`FlowsKernelConfig::cache_slots`].
+pub const DEFAULT_CACHE_SLOTS: u32 = 1024;
 
 /// `FlowKey::family` value for frames that are not IP (ARP, LLDP, ...).
 pub const FAMILY_OTHER: u8 = 0;
@@ -178,8 +190,12 @@ impl ProtocolFilter {
 pub struct FlowsKernelConfig {
     /// Attach point kind.
     pub source: FlowSource,
-    /// Entries of the per-CPU flows hash map (`cache_max_flows`). Must be > 0.
+    /// Entries of the per-CPU flows hash map (`cache_max_flows`). Must be > 0. Two maps of this
+    /// size exist (one per epoch parity, see the module documentation).
     pub max_flows: u32,
+    /// Slots of the per-CPU flow cache in front of the hash map, per CPU and epoch parity: a
+    /// power of two. Each costs 88 bytes per CPU, twice (both parities).
+    pub cache_slots: u32,
     /// Size of the overflow ring buffer in bytes; rounded up to a power of two >= the page size.
     pub ring_buffer_bytes: u32,
     /// Keep 1 packet in N (random); 0 and 1 keep all. Counts are scaled by N in the kernel.
@@ -197,6 +213,7 @@ impl Default for FlowsKernelConfig {
         Self {
             source: FlowSource::Tc,
             max_flows: DEFAULT_MAX_FLOWS,
+            cache_slots: DEFAULT_CACHE_SLOTS,
             ring_buffer_bytes: DEFAULT_RING_BUFFER_BYTES,
             sampling: 1,
             directions: AttachDirection::Both,
@@ -327,6 +344,21 @@ pub struct FlowEvent {
 // SAFETY: plain-old-data, `#[repr(C)]`, explicit padding.
 unsafe impl Pod for FlowEvent {}
 
+/// Mirror of `struct tapline_flow_slot` (one CPU's copy of one flow-cache slot).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FlowSlot {
+    /// The flow holding the slot.
+    pub key: FlowKey,
+    /// Epoch the slot was taken in; the slot is free in any other epoch.
+    pub epoch: u32,
+    /// This CPU's counters of the flow in that epoch (`packets == 0`: free).
+    pub stats: FlowStats,
+}
+
+// SAFETY: plain-old-data, `#[repr(C)]`, explicit padding.
+unsafe impl Pod for FlowSlot {}
+
 /// One flow's counters since the last eviction (or one overflowed packet).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlowRecord {
@@ -404,7 +436,15 @@ pub struct FlowCapture {
     // Declared first: dropped (sockets closed) before the programs.
     attachments: BTreeMap<String, Attachment>,
     ebpf: Ebpf,
-    flows: Map,
+    /// The hash maps of even and odd epochs.
+    flows: [Map; 2],
+    cache: Map,
+    epoch_map: Array<MapData, u32>,
+    /// The current epoch (the kernel reads it from `epoch_map`).
+    epoch: u32,
+    cache_slots: u32,
+    /// Updated to wait for an RCU grace period (see [`GracePeriod`]).
+    grace: GracePeriod,
     ring: RingBuf<MapData>,
     lost: PerCpuArray<MapData, u64>,
     skdirs: Option<BpfHashMap<MapData, u32, u32>>,
@@ -412,6 +452,10 @@ pub struct FlowCapture {
     nr_cpus: usize,
     batch_keys: Vec<FlowKey>,
     batch_values: Vec<FlowStats>,
+    slot_keys: Vec<u32>,
+    slot_values: Vec<FlowSlot>,
+    /// Key → index in the output of the cache records of the eviction in progress.
+    merge: HashMap<FlowKey, usize>,
 }
 
 impl std::fmt::Debug for FlowCapture {
@@ -483,6 +527,13 @@ impl FlowCapture {
         if cfg.max_flows == 0 {
             return Err(EbpfError::Config("max_flows must be > 0".into()));
         }
+        if !cfg.cache_slots.is_power_of_two() || cfg.cache_slots > 1 << 20 {
+            return Err(EbpfError::Config(format!(
+                "cache_slots must be a power of two between 1 and {}, not {}",
+                1 << 20,
+                cfg.cache_slots
+            )));
+        }
         let sampling = cfg.sampling.max(1);
         let direction_mask = cfg.directions.mask();
         let capture_non_ip = u32::from(cfg.capture_non_ip);
@@ -490,7 +541,10 @@ impl FlowCapture {
         let ring_bytes = ring_size(cfg.ring_buffer_bytes);
 
         let mut ebpf = EbpfLoader::new()
-            .map_max_entries(MAP_FLOWS, cfg.max_flows)
+            .map_max_entries(MAP_FLOWS[0], cfg.max_flows)
+            .map_max_entries(MAP_FLOWS[1], cfg.max_flows)
+            .map_max_entries(MAP_CACHE, 2 * cfg.cache_slots)
+            .override_global("cache_slots", &cfg.cache_slots, true)
             .map_max_entries(MAP_RING, ring_bytes)
             .override_global("sampling", &sampling, true)
             .override_global("direction_mask", &direction_mask, true)
@@ -524,10 +578,24 @@ impl FlowCapture {
             }
         }
 
-        let flows = take_map(&mut ebpf, MAP_FLOWS)?;
-        if !matches!(flows, Map::PerCpuHashMap(_)) {
-            return Err(missing(format!("{MAP_FLOWS} is not a per-CPU hash map")));
+        let mut take_flows = |name: &'static str| {
+            let map = take_map(&mut ebpf, name)?;
+            if !matches!(map, Map::PerCpuHashMap(_)) {
+                return Err(missing(format!("{name} is not a per-CPU hash map")));
+            }
+            Ok(map)
+        };
+        let flows = [take_flows(MAP_FLOWS[0])?, take_flows(MAP_FLOWS[1])?];
+        let cache = take_map(&mut ebpf, MAP_CACHE)?;
+        if !matches!(cache, Map::PerCpuArray(_)) {
+            return Err(missing(format!("{MAP_CACHE} is not a per-CPU array")));
         }
+        let epoch_map =
+            Array::try_from(take_map(&mut ebpf, MAP_EPOCH)?).map_err(map_err(MAP_EPOCH))?;
+        let grace = GracePeriod::new().map_err(|e| EbpfError::Map {
+            map: MAP_GRACE,
+            cause: e.to_string(),
+        })?;
         let ring = RingBuf::try_from(take_map(&mut ebpf, MAP_RING)?).map_err(map_err(MAP_RING))?;
         let lost =
             PerCpuArray::try_from(take_map(&mut ebpf, MAP_LOST)?).map_err(map_err(MAP_LOST))?;
@@ -539,13 +607,19 @@ impl FlowCapture {
             FlowSource::Tc => None,
         };
         let nr_cpus = aya::util::nr_cpus().map_err(|(what, e)| EbpfError::Map {
-            map: MAP_FLOWS,
+            map: MAP_CACHE,
             cause: format!("{what}: {e}"),
         })?;
         Ok(Self {
             attachments: BTreeMap::new(),
             ebpf,
             flows,
+            cache,
+            epoch_map,
+            // The kernel's epoch map starts at 0 and only this capture writes it.
+            epoch: 0,
+            cache_slots: cfg.cache_slots,
+            grace,
             ring,
             lost,
             skdirs,
@@ -553,6 +627,9 @@ impl FlowCapture {
             nr_cpus,
             batch_keys: Vec::new(),
             batch_values: Vec::new(),
+            slot_keys: Vec::new(),
+            slot_values: Vec::new(),
+            merge: HashMap::new(),
         })
     }
 
@@ -715,15 +792,18 @@ impl FlowCapture {
         self.attachments.keys().cloned().collect()
     }
 
-    fn flows_fd(&self) -> BorrowedFd<'_> {
-        match &self.flows {
-            Map::PerCpuHashMap(data) => data.fd().as_fd(),
+    fn map_fd(map: &Map) -> i32 {
+        match map {
+            Map::PerCpuHashMap(data) | Map::PerCpuArray(data) => data.fd().as_fd().as_raw_fd(),
             _ => unreachable!("checked at load"),
         }
     }
 
-    /// Reads and deletes every entry of the flows map (batched `BPF_MAP_LOOKUP_AND_DELETE_BATCH`,
-    /// 4096 entries per syscall), merging the per-CPU values of each flow.
+    /// Reads every flow counted since the last eviction and starts a new epoch: the closed
+    /// epoch's cache slots (merged across CPUs) and hash-map entries (read and deleted with
+    /// batched `BPF_MAP_LOOKUP_AND_DELETE_BATCH`, 4096 entries per syscall), one record per flow.
+    /// Exact: no packet is lost or counted twice, whatever the kernel does meanwhile (see the
+    /// module documentation); blocks for about one RCU grace period.
     pub fn evict(&mut self) -> Result<Vec<FlowRecord>, EbpfError> {
         let mut out = Vec::new();
         self.evict_into(&mut out)?;
@@ -733,27 +813,109 @@ impl FlowCapture {
     /// Like [`evict`](Self::evict), appending to `out`; returns how many records were added.
     pub fn evict_into(&mut self, out: &mut Vec<FlowRecord>) -> Result<usize, EbpfError> {
         let start = out.len();
+        let closed = self.epoch;
+        let next = closed.wrapping_add(1);
+        self.epoch_map.set(0, next, 0).map_err(map_err(MAP_EPOCH))?;
+        self.epoch = next;
+        // From here on no program run can still be using the closed epoch.
+        self.grace.wait().map_err(|e| EbpfError::Map {
+            map: MAP_GRACE,
+            cause: e.to_string(),
+        })?;
+        self.merge.clear();
+        self.read_cache(closed, out)?;
+        self.drain_flows((closed & 1) as usize, out)?;
+        self.merge.clear();
+        Ok(out.len() - start)
+    }
+
+    /// Appends the flows of the cache slots tagged `epoch` (that half of the cache), one record
+    /// per flow, and indexes them in `self.merge`.
+    fn read_cache(&mut self, epoch: u32, out: &mut Vec<FlowRecord>) -> Result<(), EbpfError> {
+        let slots = self.cache_slots as usize;
+        let nr_cpus = self.nr_cpus;
+        let first = (epoch & 1) * self.cache_slots;
+        self.slot_keys.resize(slots, 0);
+        self.slot_values
+            .resize(slots * nr_cpus, FlowSlot::default());
+        // The batch starts after `in_batch`: the key before the half (none for the first half).
+        let before = first.wrapping_sub(1);
+        let mut out_batch = 0u32;
+        let (res, count) = map_batch(
+            BPF_MAP_LOOKUP_BATCH,
+            Self::map_fd(&self.cache),
+            (first > 0).then_some(&before),
+            &mut out_batch,
+            self.slot_keys.as_mut_ptr().cast(),
+            self.slot_values.as_mut_ptr().cast(),
+            slots,
+        );
+        match res {
+            Err(e) if e.raw_os_error() != Some(libc::ENOENT) => {
+                return Err(EbpfError::Map {
+                    map: MAP_CACHE,
+                    cause: format!("BPF_MAP_LOOKUP_BATCH: {e}"),
+                })
+            }
+            _ if count != slots => {
+                return Err(EbpfError::Map {
+                    map: MAP_CACHE,
+                    cause: format!("BPF_MAP_LOOKUP_BATCH returned {count} of {slots} slots"),
+                })
+            }
+            _ => {}
+        }
+        let live = self
+            .slot_values
+            .iter()
+            .filter(|v| v.epoch == epoch && v.stats.packets != 0);
+        for v in live {
+            match self.merge.get(&v.key) {
+                Some(&i) => out[i].merge_stats(&v.stats),
+                None => {
+                    self.merge.insert(v.key, out.len());
+                    out.push(FlowRecord {
+                        key: v.key,
+                        bytes: v.stats.bytes,
+                        packets: v.stats.packets,
+                        first_ns: v.stats.first_ns,
+                        last_ns: v.stats.last_ns,
+                        tcp_flags: v.stats.tcp_flags,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads and deletes every entry of the hash map `flows[parity]`, merging the per-CPU values
+    /// of each flow and, through `self.merge`, the cache records already in `out`.
+    fn drain_flows(&mut self, parity: usize, out: &mut Vec<FlowRecord>) -> Result<(), EbpfError> {
         let mut batch = EVICT_BATCH;
         let mut in_batch: Option<u32> = None;
-        let fd = self.flows_fd().as_raw_fd();
+        let fd = Self::map_fd(&self.flows[parity]);
         let nr_cpus = self.nr_cpus;
         loop {
             self.batch_keys.resize(batch, FlowKey::default());
             self.batch_values
                 .resize(batch * nr_cpus, FlowStats::default());
             let mut out_batch: u32 = 0;
-            let (res, count) = lookup_and_delete_batch(
+            let (res, count) = map_batch(
+                BPF_MAP_LOOKUP_AND_DELETE_BATCH,
                 fd,
                 in_batch.as_ref(),
                 &mut out_batch,
-                &mut self.batch_keys,
-                &mut self.batch_values,
+                self.batch_keys.as_mut_ptr().cast(),
+                self.batch_values.as_mut_ptr().cast(),
                 batch,
             );
             for (i, key) in self.batch_keys[..count].iter().enumerate() {
                 let vals = &self.batch_values[i * nr_cpus..(i + 1) * nr_cpus];
                 if let Some(rec) = FlowRecord::from_per_cpu(*key, vals) {
-                    out.push(rec);
+                    match self.merge.get(key) {
+                        Some(&j) => out[j].merge(&rec),
+                        None => out.push(rec),
+                    }
                 }
             }
             match res {
@@ -764,14 +926,14 @@ impl FlowCapture {
                     batch *= 2;
                     if batch > 1 << 22 {
                         return Err(EbpfError::Map {
-                            map: MAP_FLOWS,
+                            map: MAP_FLOWS[parity],
                             cause: format!("BPF_MAP_LOOKUP_AND_DELETE_BATCH: {e}"),
                         });
                     }
                 }
                 Err(e) => {
                     return Err(EbpfError::Map {
-                        map: MAP_FLOWS,
+                        map: MAP_FLOWS[parity],
                         cause: format!("BPF_MAP_LOOKUP_AND_DELETE_BATCH: {e}"),
                     })
                 }
@@ -782,7 +944,7 @@ impl FlowCapture {
             self.batch_keys = Vec::new();
             self.batch_values = Vec::new();
         }
-        Ok(out.len() - start)
+        Ok(())
     }
 
     /// Appends every record waiting in the overflow ring buffer to `out` (non-blocking); returns
@@ -866,11 +1028,13 @@ impl FlowCapture {
         self.fill(&records)
     }
 
-    /// Test/benchmark helper: writes `records` into the flows map (as CPU 0's values) with
-    /// batched updates, as if the kernel had counted them. Not part of the stable API.
+    /// Test/benchmark helper: writes `records` into the current epoch's hash map (as CPU 0's
+    /// values) with batched updates, as if the kernel had counted them. Not part of the stable
+    /// API.
     #[doc(hidden)]
     pub fn fill(&mut self, records: &[FlowRecord]) -> Result<(), EbpfError> {
-        let fd = self.flows_fd().as_raw_fd();
+        let parity = (self.epoch & 1) as usize;
+        let fd = Self::map_fd(&self.flows[parity]);
         let nr_cpus = self.nr_cpus;
         for chunk in records.chunks(EVICT_BATCH) {
             let keys: Vec<FlowKey> = chunk.iter().map(|r| r.key).collect();
@@ -903,10 +1067,64 @@ impl FlowCapture {
             };
             if r < 0 {
                 return Err(EbpfError::Map {
-                    map: MAP_FLOWS,
+                    map: MAP_FLOWS[parity],
                     cause: format!("BPF_MAP_UPDATE_BATCH: {}", io::Error::last_os_error()),
                 });
             }
+        }
+        Ok(())
+    }
+
+    /// Test helper: runs the ingress program `repeat` times on `packet` (an Ethernet frame) with
+    /// `BPF_PROG_TEST_RUN`, which hands it the packet as received by the loopback interface of
+    /// the calling thread's network namespace (ifindex 1). `tapline_tc_in` sees the frame from
+    /// its Ethernet header; the socket filter sees it from its IP header (`skb->len` 14 bytes
+    /// shorter), as on an L3 device, and this helper enables its ingress accounting of ifindex 1.
+    /// Not part of the stable API.
+    #[doc(hidden)]
+    pub fn test_run(&mut self, packet: &[u8], repeat: u32) -> Result<(), EbpfError> {
+        let name = match self.source {
+            FlowSource::Tc => PROG_TC_INGRESS,
+            FlowSource::SocketFilter => {
+                if let Some(m) = self.skdirs.as_mut() {
+                    let old = m.get(&1, 0).unwrap_or(0);
+                    m.insert(1, old | 1, 0).map_err(map_err(MAP_SKDIRS))?;
+                }
+                PROG_SOCKET
+            }
+        };
+        let prog = self
+            .ebpf
+            .program(name)
+            .ok_or_else(|| missing(format!("no program named {name}")))?;
+        let fd = prog
+            .fd()
+            .map_err(|e| missing(format!("program {name}: {e}")))?
+            .as_fd()
+            .as_raw_fd();
+        let mut attr = TestRunAttr {
+            prog_fd: fd as u32,
+            data_size_in: packet.len() as u32,
+            data_in: packet.as_ptr() as u64,
+            repeat,
+            ..Default::default()
+        };
+        // SAFETY: data_in points to data_size_in readable bytes; no output buffers.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_PROG_TEST_RUN,
+                &mut attr as *mut TestRunAttr,
+                size_of::<TestRunAttr>(),
+            )
+        };
+        if r < 0 {
+            return Err(EbpfError::Attach {
+                program: name.to_owned(),
+                target: "BPF_PROG_TEST_RUN".to_owned(),
+                hint: None,
+                cause: io::Error::last_os_error().to_string(),
+            });
         }
         Ok(())
     }
@@ -934,35 +1152,41 @@ struct BatchAttr {
     flags: u64,
 }
 
+const BPF_MAP_CREATE: libc::c_long = 0;
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+const BPF_PROG_TEST_RUN: libc::c_long = 10;
+const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 const BPF_MAP_LOOKUP_AND_DELETE_BATCH: libc::c_long = 25;
 const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 
-/// One `BPF_MAP_LOOKUP_AND_DELETE_BATCH` call; returns the syscall result and how many entries
-/// were written to `keys` / `values`.
-fn lookup_and_delete_batch(
+/// One `BPF_MAP_*_BATCH` lookup call; returns the syscall result and how many entries were
+/// written to `keys` / `values`.
+///
+/// `keys` must have room for `count` keys and `values` for `count` values of every CPU (per-CPU
+/// maps: `count * nr_cpus` values, each rounded up to 8 bytes).
+fn map_batch(
+    cmd: libc::c_long,
     map_fd: i32,
     in_batch: Option<&u32>,
     out_batch: &mut u32,
-    keys: &mut [FlowKey],
-    values: &mut [FlowStats],
+    keys: *mut u8,
+    values: *mut u8,
     count: usize,
 ) -> (io::Result<()>, usize) {
-    assert!(keys.len() >= count && values.len() >= count);
     let mut attr = BatchAttr {
         in_batch: in_batch.map_or(0, |b| b as *const u32 as u64),
         out_batch: out_batch as *mut u32 as u64,
         map_fd: map_fd as u32,
-        keys: keys.as_mut_ptr() as u64,
-        values: values.as_mut_ptr() as u64,
+        keys: keys as u64,
+        values: values as u64,
         count: count as u32,
         ..Default::default()
     };
-    // SAFETY: attr points to buffers large enough for `count` keys and `count * nr_cpus` values
-    // (the caller sized `values` for the per-CPU stride of 40 bytes, a multiple of 8).
+    // SAFETY: the callers size `keys` and `values` as documented above.
     let r = unsafe {
         libc::syscall(
             libc::SYS_bpf,
-            BPF_MAP_LOOKUP_AND_DELETE_BATCH,
+            cmd,
             &mut attr as *mut BatchAttr,
             size_of::<BatchAttr>(),
         )
@@ -973,4 +1197,136 @@ fn lookup_and_delete_batch(
     } else {
         (Ok(()), n)
     }
+}
+
+/// Name of the map-in-map used to wait for a grace period, in error messages.
+const MAP_GRACE: &str = "tapline_grace";
+
+/// Waits for an RCU grace period from userspace: updating an element of a map-in-map
+/// (`BPF_MAP_TYPE_ARRAY_OF_MAPS`) returns only once every eBPF program that may have read the
+/// old element has finished (`maybe_wait_bpf_programs()` in the kernel, "so that userspace, when
+/// we return to it, knows that all programs that could be running use the new map value"; since
+/// Linux 4.20). A grace period covers any program run, whatever maps it reads: tc programs and
+/// socket filters run inside RCU read-side critical sections.
+struct GracePeriod {
+    outer: OwnedFd,
+    inner: OwnedFd,
+}
+
+impl GracePeriod {
+    fn new() -> io::Result<Self> {
+        const ARRAY: u32 = 2;
+        const ARRAY_OF_MAPS: u32 = 12;
+        let inner = create_map(ARRAY, 4, 4, 1, None, b"tapline_grace_i")?;
+        let outer = create_map(
+            ARRAY_OF_MAPS,
+            4,
+            4,
+            1,
+            Some(inner.as_raw_fd()),
+            b"tapline_grace",
+        )?;
+        Ok(Self { outer, inner })
+    }
+
+    fn wait(&self) -> io::Result<()> {
+        let key = 0u32;
+        let value = self.inner.as_raw_fd() as u32;
+        let attr = ElemAttr {
+            map_fd: self.outer.as_raw_fd() as u32,
+            _pad: 0,
+            key: &key as *const u32 as u64,
+            value: &value as *const u32 as u64,
+            flags: 0,
+        };
+        // SAFETY: attr points to a valid key and value of the map's sizes (4 bytes each).
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_UPDATE_ELEM,
+                &attr as *const ElemAttr,
+                size_of::<ElemAttr>(),
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+/// The `BPF_MAP_CREATE` part of `union bpf_attr` (up to `map_name`).
+#[repr(C)]
+#[derive(Default)]
+struct MapCreateAttr {
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    map_flags: u32,
+    inner_map_fd: u32,
+    numa_node: u32,
+    map_name: [u8; 16],
+}
+
+/// The `BPF_MAP_*_ELEM` part of `union bpf_attr`.
+#[repr(C)]
+struct ElemAttr {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
+
+fn create_map(
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    inner: Option<i32>,
+    name: &[u8],
+) -> io::Result<OwnedFd> {
+    let mut attr = MapCreateAttr {
+        map_type,
+        key_size,
+        value_size,
+        max_entries,
+        inner_map_fd: inner.map_or(0, |fd| fd as u32),
+        ..Default::default()
+    };
+    let n = name.len().min(15);
+    attr.map_name[..n].copy_from_slice(&name[..n]);
+    // SAFETY: a valid BPF_MAP_CREATE attribute block of the given size.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_CREATE,
+            &attr as *const MapCreateAttr,
+            size_of::<MapCreateAttr>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a new file descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// The `BPF_PROG_TEST_RUN` part of `union bpf_attr` (up to `ctx_out`).
+#[repr(C)]
+#[derive(Default)]
+struct TestRunAttr {
+    prog_fd: u32,
+    retval: u32,
+    data_size_in: u32,
+    data_size_out: u32,
+    data_in: u64,
+    data_out: u64,
+    repeat: u32,
+    duration: u32,
+    ctx_size_in: u32,
+    ctx_size_out: u32,
+    ctx_in: u64,
+    ctx_out: u64,
 }

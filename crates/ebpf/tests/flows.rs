@@ -324,7 +324,66 @@ fn more_flows_than_the_map_go_through_the_ring_buffer() {
     assert_eq!(udp_out, PORTS as usize, "one flow per source port");
 }
 
+#[test]
+fn evictions_during_traffic_lose_and_repeat_nothing() {
+    require_root();
+    let pair = NetPair::new("evloop", false);
+    // Few cache slots, so that flows also share slots and go through the hash maps.
+    let cfg = FlowsKernelConfig {
+        cache_slots: 4,
+        ..Default::default()
+    };
+    let mut evictions = 0;
+    let run = capture(&pair, &[cfg], |caps, _| {
+        let sender = spawn_in_netns(&pair.a, || {
+            let socks: Vec<UdpSocket> = (0..16)
+                .map(|i| UdpSocket::bind((A4, 41000 + i)).unwrap())
+                .collect();
+            for i in 0..20_000usize {
+                socks[i % socks.len()]
+                    .send_to(&[5u8; 64], (B4, 9003))
+                    .unwrap();
+                if i % 100 == 99 {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        });
+        let mut records = Vec::new();
+        while !sender.is_finished() {
+            caps[0].evict_into(&mut records).unwrap();
+            evictions += 1;
+        }
+        sender.join().unwrap();
+        EVICTED.with(|e| e.borrow_mut().extend(records));
+    })
+    .remove(0);
+    let mut records = run.records;
+    EVICTED.with(|e| {
+        records.extend(
+            e.borrow_mut()
+                .drain(..)
+                .filter(|r| r.key.ifindex == ifindex_a(&pair)),
+        )
+    });
+    let run = Run { records, ..run };
+    assert!(
+        evictions >= 3,
+        "only {evictions} evictions during the traffic"
+    );
+    eprintln!("{evictions} evictions during the traffic");
+    assert_totals_match(&run);
+    let flows = by_flow(&run.records);
+    for i in 0..16 {
+        let f = flows
+            .values()
+            .find(|r| r.key.direction() == Direction::Egress && r.key.src_port == 41000 + i)
+            .unwrap_or_else(|| panic!("flow from port {}", 41000 + i));
+        assert_eq!(f.packets, 20_000 / 16, "port {}", 41000 + i);
+    }
+}
+
 thread_local! {
+    static EVICTED: std::cell::RefCell<Vec<FlowRecord>> = const { std::cell::RefCell::new(Vec::new()) };
     static OVERFLOW: std::cell::RefCell<Vec<FlowRecord>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 

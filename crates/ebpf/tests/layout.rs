@@ -3,7 +3,7 @@
 //! (`cc`, `clang` or `gcc`); fails loudly without one (CI installs clang).
 use std::{mem::offset_of, path::Path, process::Command};
 
-use tapline_ebpf::flows::{FlowEvent, FlowKey, FlowStats};
+use tapline_ebpf::flows::{FlowEvent, FlowKey, FlowSlot, FlowStats};
 
 fn c_layout(fields: &[(&str, &str)]) -> Vec<u64> {
     let dir = std::env::temp_dir().join(format!("tapline-layout-{}", std::process::id()));
@@ -50,6 +50,7 @@ fn flow_structs_match_the_c_header() {
     let k = "tapline_flow_key";
     let s = "tapline_flow_stats";
     let e = "tapline_flow_event";
+    let c = "tapline_flow_slot";
     let fields = [
         (k, ""),
         (k, "src_addr"),
@@ -72,6 +73,10 @@ fn flow_structs_match_the_c_header() {
         (e, "key"),
         (e, "_pad"),
         (e, "stats"),
+        (c, ""),
+        (c, "key"),
+        (c, "epoch"),
+        (c, "stats"),
     ];
     let rust = [
         size_of::<FlowKey>(),
@@ -95,16 +100,24 @@ fn flow_structs_match_the_c_header() {
         offset_of!(FlowEvent, key),
         offset_of!(FlowEvent, _pad),
         offset_of!(FlowEvent, stats),
+        size_of::<FlowSlot>(),
+        offset_of!(FlowSlot, key),
+        offset_of!(FlowSlot, epoch),
+        offset_of!(FlowSlot, stats),
     ];
-    let c = c_layout(&fields);
+    let from_c = c_layout(&fields);
     for (i, (ty, f)) in fields.iter().enumerate() {
         assert_eq!(
             rust[i] as u64,
-            c[i],
+            from_c[i],
             "struct {ty} {}",
             if f.is_empty() { "size" } else { f }
         );
     }
     // No implicit padding in the hash key (padding bytes would make equal keys hash apart).
     assert_eq!(size_of::<FlowKey>(), 16 + 16 + 2 + 2 + 4 + 4);
+    // The kernel reads the key as 8-byte words (the last one half used) and each per-CPU copy
+    // of a slot is 8-byte aligned.
+    assert_eq!(offset_of!(FlowSlot, epoch), 44);
+    assert_eq!(size_of::<FlowSlot>() % 8, 0);
 }

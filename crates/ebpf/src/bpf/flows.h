@@ -62,4 +62,15 @@ struct tapline_flow_event {
 	struct tapline_flow_stats stats;
 };
 
+/*
+ * One slot of the per-CPU flow cache `tapline_cache` (same layout as the ring buffer record:
+ * `epoch` sits in its padding). A slot belongs to the flow in `key` for the epoch `epoch` only:
+ * a slot whose epoch is not the current one, or whose `stats.packets` is 0, is free.
+ */
+struct tapline_flow_slot {
+	struct tapline_flow_key key;
+	__u32 epoch;
+	struct tapline_flow_stats stats;
+};
+
 #endif /* TAPLINE_FLOWS_H */

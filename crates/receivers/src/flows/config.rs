@@ -314,6 +314,7 @@ impl FlowsConfig {
                 SourceConfig::SocketFilter => FlowSource::SocketFilter,
             },
             max_flows: self.cache_max_flows,
+            cache_slots: tapline_ebpf::flows::DEFAULT_CACHE_SLOTS,
             ring_buffer_bytes: u32::try_from(self.overflow_buffer_size.0).unwrap_or(1 << 30),
             sampling: self.sampling,
             directions: self.attach_direction(),
