@@ -3,9 +3,10 @@
 # (return 0), measured with app_overhead.sh (nginx + wrk, alternating without / with).
 # Whatever ratio these give is the most any change to the programs' bodies can reach.
 #
-# Usage (root): crates/ebpf/scripts/app_floor.sh [seconds_per_run=10] [rounds=3] [kind=classic|tp_btf|tp_btf_exit|raw]
-#   classic: one empty program on each of the capture's 25 syscalls:sys_{enter,exit}_*
-#            tracepoints (the same set as APP_PROGRAMS)
+# Usage (root): crates/ebpf/scripts/app_floor.sh [seconds_per_run=10] [rounds=3] [kind=current|classic|tp_btf|tp_btf_exit|raw]
+#   current: the capture's hooks (APP_PROGRAMS): tp_btf/sys_exit + syscalls:sys_enter_close
+#   classic: one empty program on each of the 25 syscalls:sys_{enter,exit}_* tracepoints the
+#            capture used before it moved to tp_btf/sys_exit
 #   tp_btf:  one empty tp_btf program on sys_enter and one on sys_exit (they run for every
 #            syscall of every process)
 #   tp_btf_exit: only the sys_exit one (a design that reads the arguments from pt_regs at
@@ -15,7 +16,7 @@
 set -euo pipefail
 SECS=${1:-10}
 ROUNDS=${2:-3}
-KIND=${3:-classic}
+KIND=${3:-current}
 cd "$(dirname "$0")/../../.."
 TMP=$(mktemp -d /tmp/tapline-app-floor.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
@@ -24,6 +25,10 @@ trap 'rm -rf "$TMP"' EXIT
   echo '#define SEC(s) __attribute__((section(s), used))'
   echo 'char LICENSE[] SEC("license") = "GPL";'
   case $KIND in
+  current)
+    echo 'SEC("tp_btf/sys_exit") int btf_sys_exit(void *ctx) { return 0; }'
+    echo 'SEC("tracepoint/syscalls/sys_enter_close") int sys_enter_close(void *ctx) { return 0; }'
+    ;;
   classic)
     for s in read write readv writev recvfrom sendto recvmsg sendmsg sendfile64 accept accept4 connect; do
       echo "SEC(\"tracepoint/syscalls/sys_enter_$s\") int sys_enter_$s(void *ctx) { return 0; }"
@@ -42,7 +47,7 @@ trap 'rm -rf "$TMP"' EXIT
     echo 'SEC("raw_tracepoint/sys_enter") int raw_sys_enter(void *ctx) { return 0; }'
     echo 'SEC("raw_tracepoint/sys_exit") int raw_sys_exit(void *ctx) { return 0; }'
     ;;
-  *) echo "kind must be classic, tp_btf, tp_btf_exit or raw" >&2; exit 1 ;;
+  *) echo "kind must be current, classic, tp_btf, tp_btf_exit or raw" >&2; exit 1 ;;
   esac
 } > "$TMP/floor.bpf.c"
 clang -O2 -g -target bpf -I /usr/include/x86_64-linux-gnu -c "$TMP/floor.bpf.c" -o "$TMP/floor.o"

@@ -1,4 +1,4 @@
-//! Application (L7) capture: syscall tracepoints that report, for TCP sockets only, every
+//! Application (L7) capture: syscall hooks that report, for TCP sockets only, every
 //! successful data syscall (with the first bytes of the payload) and the connection lifecycle
 //! (accept, connect, close), each with the process name (`comm`, for processes gone before
 //! their `/proc` entry can be read). Protocol parsers (HTTP, Redis, SQL...) are built on [`AppEvent`].
@@ -6,11 +6,14 @@
 //! libssl are reported in clear text instead (see [`tls`]).
 //!
 //! The eBPF side is `src/bpf/app.bpf.c` (layout in `src/bpf/app.h`), embedded as
-//! `objects/app.o`. No kprobes or fentry are used: the fd is resolved to its `struct sock`
-//! through the current task's fd table with CO-RE reads. The syscall in flight is kept per
-//! thread in task-local storage (`BPF_MAP_TYPE_TASK_STORAGE`, used from tracepoint and
-//! uprobe programs: needs a kernel that offers `bpf_task_storage_get` to them, as 6.18
-//! does); aya surfaces that map as `Map::Unsupported`, userspace does not read it.
+//! `objects/app.o`. No kprobes or fentry are used: one program at the BTF tracepoint
+//! `sys_exit` sees every syscall's exit, reads the arguments from the saved registers and
+//! resolves the fd to its `struct sock` through the current task's fd table with CO-RE reads;
+//! `close` is seen at its classic enter tracepoint (see [`APP_PROGRAMS`]). Each thread's
+//! pid-filter decision and TLS call are kept in task-local storage
+//! (`BPF_MAP_TYPE_TASK_STORAGE`, used from tracing and uprobe programs: needs Linux >= 5.13
+//! and kernel BTF, as 6.18 has); aya surfaces that map as `Map::Unsupported`, userspace does
+//! not read it.
 //!
 //! ```no_run
 //! use tapline_ebpf::app::{AppCapture, AppCaptureConfig, AppEvent};
@@ -40,9 +43,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
+use aya::programs::tp_btf::BtfTracePointLinkId;
 use aya::programs::trace_point::TracePointLinkId;
-use aya::programs::{ProgramError, TracePoint, UProbe};
-use aya::{Ebpf, EbpfError, EbpfLoader};
+use aya::programs::{BtfTracePoint, ProgramError, TracePoint, UProbe};
+use aya::{Btf, Ebpf, EbpfError, EbpfLoader};
 
 pub use event::{AppEvent, ConnEvent, DataEvent, Direction, Role, Syscall};
 pub use tls::{TlsLibrary, TlsScan, APP_SSL_PROGRAMS};
@@ -50,35 +54,40 @@ pub use tls::{TlsLibrary, TlsScan, APP_SSL_PROGRAMS};
 /// The compiled eBPF object (built by `build-objects.sh` from `src/bpf/app.bpf.c`).
 pub static APP_OBJECT: &[u8] = aya::include_bytes_aligned!("../objects/app.o");
 
-/// `(program, tracepoint category, tracepoint name)`: exits first, so that every enter that
-/// records an in-flight call already has its exit attached.
-pub const APP_PROGRAMS: &[(&str, &str, &str)] = &[
-    ("app_exit_read", "syscalls", "sys_exit_read"),
-    ("app_exit_write", "syscalls", "sys_exit_write"),
-    ("app_exit_readv", "syscalls", "sys_exit_readv"),
-    ("app_exit_writev", "syscalls", "sys_exit_writev"),
-    ("app_exit_recvfrom", "syscalls", "sys_exit_recvfrom"),
-    ("app_exit_sendto", "syscalls", "sys_exit_sendto"),
-    ("app_exit_recvmsg", "syscalls", "sys_exit_recvmsg"),
-    ("app_exit_sendmsg", "syscalls", "sys_exit_sendmsg"),
-    ("app_exit_sendfile64", "syscalls", "sys_exit_sendfile64"),
-    ("app_exit_accept", "syscalls", "sys_exit_accept"),
-    ("app_exit_accept4", "syscalls", "sys_exit_accept4"),
-    ("app_exit_connect", "syscalls", "sys_exit_connect"),
-    ("app_enter_read", "syscalls", "sys_enter_read"),
-    ("app_enter_write", "syscalls", "sys_enter_write"),
-    ("app_enter_readv", "syscalls", "sys_enter_readv"),
-    ("app_enter_writev", "syscalls", "sys_enter_writev"),
-    ("app_enter_recvfrom", "syscalls", "sys_enter_recvfrom"),
-    ("app_enter_sendto", "syscalls", "sys_enter_sendto"),
-    ("app_enter_recvmsg", "syscalls", "sys_enter_recvmsg"),
-    ("app_enter_sendmsg", "syscalls", "sys_enter_sendmsg"),
-    ("app_enter_sendfile64", "syscalls", "sys_enter_sendfile64"),
-    ("app_enter_accept", "syscalls", "sys_enter_accept"),
-    ("app_enter_accept4", "syscalls", "sys_enter_accept4"),
-    ("app_enter_connect", "syscalls", "sys_enter_connect"),
-    ("app_enter_close", "syscalls", "sys_enter_close"),
+/// Where a program of the capture attaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppHook {
+    /// A BTF tracepoint (`tp_btf/<event>`), e.g. the raw `sys_exit` of every syscall.
+    Btf(&'static str),
+    /// A classic tracepoint `<category>/<name>`.
+    TracePoint(&'static str, &'static str),
+}
+
+impl fmt::Display for AppHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AppHook::Btf(event) => write!(f, "tp_btf/{event}"),
+            AppHook::TracePoint(category, name) => write!(f, "{category}/{name}"),
+        }
+    }
+}
+
+/// The syscall programs and their hooks: one at the exit of every syscall (data, accept,
+/// connect; it filters by syscall number first) and one at `close`'s enter, where the fd
+/// still names the socket.
+pub const APP_PROGRAMS: &[(&str, AppHook)] = &[
+    ("app_sys_exit", AppHook::Btf("sys_exit")),
+    (
+        "app_enter_close",
+        AppHook::TracePoint("syscalls", "sys_enter_close"),
+    ),
 ];
+
+/// An attached syscall program.
+enum AppLink {
+    Btf(BtfTracePointLinkId),
+    TracePoint(TracePointLinkId),
+}
 
 /// Default payload prefix per data event.
 pub const DEFAULT_CAPTURE_BYTES: u32 = 256;
@@ -263,6 +272,13 @@ impl fmt::Display for AppCaptureError {
 
 impl std::error::Error for AppCaptureError {}
 
+fn filter_mode_value(mode: PidFilterMode) -> u32 {
+    match mode {
+        PidFilterMode::AllExcept => raw::APP_FILTER_ALL_EXCEPT,
+        PidFilterMode::Only => raw::APP_FILTER_ONLY,
+    }
+}
+
 fn is_perm(e: &io::Error) -> bool {
     e.raw_os_error() == Some(libc::EPERM)
 }
@@ -394,11 +410,12 @@ pub fn ensure_tracefs(mount: bool) -> Result<(), AppCaptureError> {
 pub struct AppCapture {
     ring: RingBuf<MapData>,
     ebpf: Ebpf,
-    links: Vec<(&'static str, TracePointLinkId)>,
-    wakeup_bytes: u32,
-    /// Last `app_config.pid_gen` written (0: none yet; the programs treat 0 as "never
+    links: Vec<(&'static str, AppLink)>,
+    /// What `app_config` holds (`pid_gen` 0: never written; the programs treat 0 as "never
     /// computed", so written values skip it).
-    pid_gen: u32,
+    config: raw::RawAppConfig,
+    /// The pids marked include or exclude (what `app_pids` holds).
+    pid_marks: std::collections::BTreeMap<u32, PidAction>,
     async_fd: Option<tokio::io::unix::AsyncFd<OwnedFd>>,
     ssl: tls::SslState,
 }
@@ -442,17 +459,32 @@ impl AppCapture {
             .allow_unsupported_maps()
             .load(APP_OBJECT)
             .map_err(ebpf_error)?;
-        for (name, _, _) in APP_PROGRAMS {
-            let prog: &mut TracePoint = ebpf
+        let btf = Btf::from_sys_fs().map_err(|e| AppCaptureError::Load {
+            program: "app_sys_exit".into(),
+            error: format!("kernel BTF (/sys/kernel/btf/vmlinux) is needed: {e}"),
+            log: String::new(),
+        })?;
+        for &(name, hook) in APP_PROGRAMS {
+            let prog = ebpf
                 .program_mut(name)
                 .ok_or_else(|| AppCaptureError::Load {
                     program: name.to_string(),
                     error: "not found in app.o".into(),
                     log: String::new(),
-                })?
-                .try_into()
-                .map_err(|e| program_error(name, e))?;
-            prog.load().map_err(|e| program_error(name, e))?;
+                })?;
+            match hook {
+                AppHook::Btf(event) => {
+                    let prog: &mut BtfTracePoint =
+                        prog.try_into().map_err(|e| program_error(name, e))?;
+                    prog.load(event, &btf)
+                }
+                AppHook::TracePoint(..) => {
+                    let prog: &mut TracePoint =
+                        prog.try_into().map_err(|e| program_error(name, e))?;
+                    prog.load()
+                }
+            }
+            .map_err(|e| program_error(name, e))?;
         }
         for (name, _, _) in APP_SSL_PROGRAMS {
             let prog: &mut UProbe = ebpf
@@ -478,12 +510,17 @@ impl AppCapture {
             ring,
             ebpf,
             links: Vec::new(),
-            wakeup_bytes: cfg.wakeup_bytes.min(rb / 2),
-            pid_gen: 0,
+            config: raw::RawAppConfig {
+                capture_bytes: cfg.capture_bytes,
+                wakeup_bytes: cfg.wakeup_bytes.min(rb / 2),
+                filter_mode: filter_mode_value(cfg.filter_mode),
+                ..Default::default()
+            },
+            pid_marks: Default::default(),
             async_fd: None,
             ssl: tls::SslState::default(),
         };
-        cap.write_config(cfg.capture_bytes, cfg.filter_mode)?;
+        cap.write_config()?;
         for &pid in &cfg.exclude_pids {
             cap.set_pid_filter(pid, PidAction::Exclude)?;
         }
@@ -496,11 +533,29 @@ impl AppCapture {
         Ok(cap)
     }
 
-    fn write_config(
-        &mut self,
-        capture_bytes: u32,
-        mode: PidFilterMode,
-    ) -> Result<(), AppCaptureError> {
+    /// Writes `self.config` with a new `pid_gen` (threads look their cached pid-filter
+    /// decision up again) and the filter's pids inline when they fit.
+    fn write_config(&mut self) -> Result<(), AppCaptureError> {
+        let wanted = if self.config.filter_mode == raw::APP_FILTER_ONLY {
+            PidAction::Include
+        } else {
+            PidAction::Exclude
+        };
+        let listed: Vec<u32> = self
+            .pid_marks
+            .iter()
+            .filter(|(_, a)| **a == wanted)
+            .map(|(pid, _)| *pid)
+            .collect();
+        let mut c = self.config;
+        c.pids = [0; raw::APP_INLINE_PIDS as usize];
+        if listed.len() <= c.pids.len() {
+            c.n_pids = listed.len() as u32;
+            c.pids[..listed.len()].copy_from_slice(&listed);
+        } else {
+            c.n_pids = raw::APP_PIDS_IN_MAP;
+        }
+        c.pid_gen = c.pid_gen.wrapping_add(1).max(1);
         let map = self
             .ebpf
             .map_mut("app_config")
@@ -510,31 +565,19 @@ impl AppCapture {
             })?;
         let mut arr: Array<_, raw::RawAppConfig> =
             Array::try_from(map).map_err(map_err("app_config"))?;
-        self.pid_gen = self.pid_gen.wrapping_add(1).max(1);
-        let v = raw::RawAppConfig {
-            capture_bytes,
-            wakeup_bytes: self.wakeup_bytes,
-            // a new generation: threads look their pid-filter decision up again
-            pid_gen: self.pid_gen,
-            filter_mode: match mode {
-                PidFilterMode::AllExcept => raw::APP_FILTER_ALL_EXCEPT,
-                PidFilterMode::Only => raw::APP_FILTER_ONLY,
-            },
-        };
-        arr.set(0, v, 0).map_err(map_err("app_config"))
+        arr.set(0, c, 0).map_err(map_err("app_config"))?;
+        self.config = c;
+        Ok(())
     }
 
-    fn read_config(&self) -> Result<raw::RawAppConfig, AppCaptureError> {
-        let map = self
-            .ebpf
-            .map("app_config")
-            .ok_or_else(|| AppCaptureError::Map {
-                map: "app_config",
-                error: "not found".into(),
-            })?;
-        let arr: Array<_, raw::RawAppConfig> =
-            Array::try_from(map).map_err(map_err("app_config"))?;
-        arr.get(&0, 0).map_err(map_err("app_config"))
+    /// Tells the syscall programs whether libssl probes may be attached (they then look for
+    /// an SSL_* call in flight on every data syscall). On before the first probe is attached.
+    pub(crate) fn set_tls_probes(&mut self, on: bool) -> Result<(), AppCaptureError> {
+        if (self.config.tls_probes != 0) == on {
+            return Ok(());
+        }
+        self.config.tls_probes = on.into();
+        self.write_config()
     }
 
     /// Attaches every program to its tracepoint (idempotent). On error, what was attached so
@@ -543,25 +586,32 @@ impl AppCapture {
         if !self.links.is_empty() {
             return Ok(());
         }
-        for &(name, category, tp) in APP_PROGRAMS {
-            let prog: &mut TracePoint = self
-                .ebpf
-                .program_mut(name)
-                .expect("loaded in load()")
-                .try_into()
-                .map_err(|e| program_error(name, e))?;
-            let link = prog.attach(category, tp).map_err(|e| {
+        for &(name, hook) in APP_PROGRAMS {
+            let prog = self.ebpf.program_mut(name).expect("loaded in load()");
+            let link = match hook {
+                AppHook::Btf(_) => {
+                    let prog: &mut BtfTracePoint =
+                        prog.try_into().map_err(|e| program_error(name, e))?;
+                    prog.attach().map(AppLink::Btf)
+                }
+                AppHook::TracePoint(category, tp) => {
+                    let prog: &mut TracePoint =
+                        prog.try_into().map_err(|e| program_error(name, e))?;
+                    prog.attach(category, tp).map(AppLink::TracePoint)
+                }
+            }
+            .map_err(|e| {
                 let error = e.to_string();
                 if let ProgramError::SyscallError(s) = &e {
                     if is_perm(&s.io_error) {
                         return AppCaptureError::Permission(format!(
-                            "attaching `{name}` to {category}/{tp}: {s}"
+                            "attaching `{name}` to {hook}: {s}"
                         ));
                     }
                 }
                 AppCaptureError::Attach {
                     program: name.to_string(),
-                    tracepoint: format!("{category}/{tp}"),
+                    tracepoint: hook.to_string(),
                     error: if error.contains("tracefs") {
                         format!("{error} (mount it: `mount -t tracefs tracefs {TRACEFS}`)")
                     } else {
@@ -574,17 +624,23 @@ impl AppCapture {
         Ok(())
     }
 
-    /// Detaches every tracepoint; the maps (and events not yet polled) stay.
+    /// Detaches every syscall program; the maps (and events not yet polled) stay.
     pub fn detach(&mut self) -> Result<(), AppCaptureError> {
-        // enters first (reverse of attach), so no call is left half-recorded
         while let Some((name, link)) = self.links.pop() {
-            let prog: &mut TracePoint = self
-                .ebpf
-                .program_mut(name)
-                .expect("loaded in load()")
-                .try_into()
-                .map_err(|e| program_error(name, e))?;
-            prog.detach(link).map_err(|e| program_error(name, e))?;
+            let prog = self.ebpf.program_mut(name).expect("loaded in load()");
+            match link {
+                AppLink::Btf(link) => {
+                    let prog: &mut BtfTracePoint =
+                        prog.try_into().map_err(|e| program_error(name, e))?;
+                    prog.detach(link)
+                }
+                AppLink::TracePoint(link) => {
+                    let prog: &mut TracePoint =
+                        prog.try_into().map_err(|e| program_error(name, e))?;
+                    prog.detach(link)
+                }
+            }
+            .map_err(|e| program_error(name, e))?;
         }
         Ok(())
     }
@@ -597,14 +653,12 @@ impl AppCapture {
     /// Includes, excludes or forgets one pid (thread group id); takes effect immediately.
     pub fn set_pid_filter(&mut self, pid: u32, action: PidAction) -> Result<(), AppCaptureError> {
         self.update_pid_map(pid, action)?;
-        // after the map change: a thread that cached its decision before it looks up again
-        let cur = self.read_config()?;
-        let mode = if cur.filter_mode == raw::APP_FILTER_ONLY {
-            PidFilterMode::Only
-        } else {
-            PidFilterMode::AllExcept
+        match action {
+            PidAction::Clear => self.pid_marks.remove(&pid),
+            _ => self.pid_marks.insert(pid, action),
         };
-        self.write_config(cur.capture_bytes, mode)
+        // after the map change: a thread that cached its decision before it looks up again
+        self.write_config()
     }
 
     fn update_pid_map(&mut self, pid: u32, action: PidAction) -> Result<(), AppCaptureError> {
@@ -635,8 +689,8 @@ impl AppCapture {
 
     /// Switches between "all except excluded" and "only included" (the pid marks are kept).
     pub fn set_filter_mode(&mut self, mode: PidFilterMode) -> Result<(), AppCaptureError> {
-        let cur = self.read_config()?;
-        self.write_config(cur.capture_bytes, mode)
+        self.config.filter_mode = filter_mode_value(mode);
+        self.write_config()
     }
 
     /// Drains every event currently in the ring buffer into `out` (non-blocking). Returns how

@@ -446,6 +446,30 @@ fn pid_filter_include_and_exclude() {
     assert_eq!(client_events(&evs, cpid), 0, "non-included curl traced");
     // roles survive filtering: the server's data is still marked as server side
     assert!(data(&evs).all(|d| d.role == Role::Server));
+
+    // more marked pids than app_config holds inline: the app_pids map decides (cached per
+    // thread), in both modes
+    let others: Vec<u32> = (1..=5).map(|i| u32::MAX - i).collect();
+    for &p in &others {
+        cap.set_pid_filter(p, PidAction::Include).unwrap();
+    }
+    let (cpid, evs) = round(&mut cap);
+    assert!(
+        server_events(&evs) > 0,
+        "included server not traced (map path)"
+    );
+    assert_eq!(
+        client_events(&evs, cpid),
+        0,
+        "non-included curl traced (map path)"
+    );
+    for &p in others.iter().chain([&spid]) {
+        cap.set_pid_filter(p, PidAction::Exclude).unwrap();
+    }
+    cap.set_filter_mode(PidFilterMode::AllExcept).unwrap();
+    let (cpid, evs) = round(&mut cap);
+    assert_eq!(server_events(&evs), 0, "excluded server traced (map path)");
+    assert!(client_events(&evs, cpid) > 0);
     assert_eq!(cap.lost_events(), 0);
 }
 

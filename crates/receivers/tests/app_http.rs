@@ -366,7 +366,11 @@ fn keep_alive_thousand_requests_one_connection() {
     assert_eq!(server.len(), 2, "/warmup and /ka/*: {server:?}");
     assert_eq!(server[&key("GET", "/ka/*", 200, "")].count, 1000);
     let client = http_counts(&sink, "http.client.request.duration", port);
-    assert_eq!(client[&key("GET", "/ka/*", 200, "")].count, 1000);
+    assert_eq!(
+        client[&key("GET", "/ka/*", 200, "")].count,
+        1000,
+        "{client:?}"
+    );
     assert_eq!(lost(&telemetry), 0);
 }
 

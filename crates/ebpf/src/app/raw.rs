@@ -90,6 +90,10 @@ pub const APP_FILTER_ONLY: u32 = 1;
 pub const APP_PID_EXCLUDE: u8 = 0;
 /// `app_pids` value: include this pid.
 pub const APP_PID_INCLUDE: u8 = 1;
+/// Room for the filter's pids in `app_config.pids` (`APP_INLINE_PIDS`).
+pub const APP_INLINE_PIDS: u32 = 4;
+/// `app_config.n_pids`: the filter's pids are only in the `app_pids` map.
+pub const APP_PIDS_IN_MAP: u32 = 255;
 
 /// Mirror of `struct app_config` (entry 0 of the `app_config` array map).
 #[repr(C)]
@@ -104,6 +108,14 @@ pub struct RawAppConfig {
     /// Bumped after every change of `app_pids` or `filter_mode`: the programs cache each
     /// thread's filter decision and look it up again when this changes.
     pub pid_gen: u32,
+    /// Nonzero while libssl probes are attached (set before the first attach).
+    pub tls_probes: u32,
+    /// How many of `pids` are used, or [`APP_PIDS_IN_MAP`] when the filter's pids are only in
+    /// the `app_pids` map (more than [`APP_INLINE_PIDS`] of them).
+    pub n_pids: u32,
+    /// The pids that matter in `filter_mode` (excluded ones in "all except", included ones in
+    /// "only"), when they fit.
+    pub pids: [u32; APP_INLINE_PIDS as usize],
 }
 
 // SAFETY: plain old data, no padding, every bit pattern valid.
@@ -217,6 +229,17 @@ pub fn app_config_fields() -> Vec<(&'static str, usize, usize)> {
             offset_of!(RawAppConfig, pid_gen),
             size_of::<u32>(),
         ),
+        (
+            "tls_probes",
+            offset_of!(RawAppConfig, tls_probes),
+            size_of::<u32>(),
+        ),
+        ("n_pids", offset_of!(RawAppConfig, n_pids), size_of::<u32>()),
+        (
+            "pids",
+            offset_of!(RawAppConfig, pids),
+            size_of::<[u32; APP_INLINE_PIDS as usize]>(),
+        ),
     ]
 }
 
@@ -262,5 +285,7 @@ pub fn constants() -> Vec<(&'static str, i64)> {
         ("APP_FILTER_ONLY", APP_FILTER_ONLY.into()),
         ("APP_PID_EXCLUDE", APP_PID_EXCLUDE.into()),
         ("APP_PID_INCLUDE", APP_PID_INCLUDE.into()),
+        ("APP_INLINE_PIDS", APP_INLINE_PIDS.into()),
+        ("APP_PIDS_IN_MAP", APP_PIDS_IN_MAP.into()),
     ]
 }

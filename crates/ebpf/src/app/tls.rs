@@ -372,6 +372,8 @@ impl AppCapture {
                 }
             },
         };
+        // before the first probe can fire: the syscall programs then look for SSL_* calls
+        self.set_tls_probes(true)?;
         let mut links: Links = Vec::new();
         let mut missing: Vec<&'static str> = Vec::new();
         let mut result = Ok(());
@@ -412,6 +414,9 @@ impl AppCapture {
                 {
                     let _ = p.detach(link);
                 }
+            }
+            if self.ssl.links.is_empty() {
+                self.set_tls_probes(false)?;
             }
             return Err(e);
         }
@@ -554,7 +559,7 @@ impl AppCapture {
             }
         }
         self.ssl.failed.clear();
-        Ok(())
+        self.set_tls_probes(false)
     }
 
     /// Data syscalls not reported because they carried TLS records of a socket seen under

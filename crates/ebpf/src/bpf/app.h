@@ -71,6 +71,8 @@
 #define APP_FILTER_ONLY 1       /* trace only the pids mapped to APP_PID_INCLUDE */
 #define APP_PID_EXCLUDE 0
 #define APP_PID_INCLUDE 1
+#define APP_INLINE_PIDS 4
+#define APP_PIDS_IN_MAP 255
 
 struct app_config {
 	__u32 capture_bytes; /* prefix of the payload to copy, <= APP_MAX_CAPTURE */
@@ -82,6 +84,15 @@ struct app_config {
 	/* bumped by userspace after every change of `app_pids` or `filter_mode`: the programs
 	 * cache each thread's filter decision and look it up again when this changes */
 	__u32 pid_gen;
+	/* nonzero while libssl probes are attached (set before the first attach): only then do
+	 * the syscall programs look for an SSL_* call in flight in the thread's storage */
+	__u32 tls_probes;
+	/* the pids of `app_pids` that matter in `filter_mode` (APP_PID_EXCLUDE ones in
+	 * APP_FILTER_ALL_EXCEPT, APP_PID_INCLUDE ones in APP_FILTER_ONLY) when there are at most
+	 * APP_INLINE_PIDS of them: decided without a map lookup or the thread's storage.
+	 * APP_PIDS_IN_MAP: more, look `app_pids` up (decision cached per thread) */
+	__u32 n_pids;
+	__u32 pids[APP_INLINE_PIDS];
 };
 
 /*
@@ -100,8 +111,10 @@ struct app_event {
 	__s32 fd;
 	__u32 captured_len; /* payload bytes following the header */
 	__u64 conn_id;      /* kernel `struct sock *` value */
-	__u64 start_ns;     /* bpf_ktime_get_ns() at syscall enter (CLOCK_MONOTONIC) */
-	__u64 end_ns;       /* ... at syscall exit */
+	/* bpf_ktime_get_ns() (CLOCK_MONOTONIC) at the SSL_* call's entry; syscalls are seen at
+	 * their exit only, where start_ns = end_ns */
+	__u64 start_ns;
+	__u64 end_ns;       /* ... at the syscall's (or the SSL_* call's) exit */
 	__s64 bytes;        /* syscall return value */
 	__u8 local_addr[16];
 	__u8 remote_addr[16];
