@@ -645,6 +645,15 @@ impl AppCapture {
         Ok(())
     }
 
+    /// Kernel ids of the syscall programs, in [`APP_PROGRAMS`] order (for `bpftool` and
+    /// diagnostics; `None` where the kernel does not say).
+    pub fn program_ids(&self) -> Vec<Option<u32>> {
+        APP_PROGRAMS
+            .iter()
+            .map(|(name, _)| self.ebpf.program(name)?.info().ok().map(|i| i.id()))
+            .collect()
+    }
+
     /// True while the tracepoints are attached.
     pub fn is_attached(&self) -> bool {
         !self.links.is_empty()

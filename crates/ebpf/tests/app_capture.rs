@@ -691,3 +691,56 @@ fn vectored_calls_copy_across_sixty_four_iovecs() {
     assert!(m.is_truncated());
     assert_eq!(cap.lost_events(), 0);
 }
+
+/// Ids of the links whose program is `prog` (`<id>: <type>  prog <prog id> ...`).
+fn link_ids_of(prog: u32) -> Vec<u32> {
+    let out = std::process::Command::new("bpftool")
+        .args(["link", "show"])
+        .output()
+        .expect("bpftool");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(&format!(" prog {prog} ")) || l.ends_with(&format!(" prog {prog}")))
+        .filter_map(|l| l.split_once(':')?.0.trim().parse().ok())
+        .collect()
+}
+
+#[test]
+fn detach_and_drop_leave_no_program_or_link() {
+    require_root();
+    let _serial = serial();
+    let mut cap = AppCapture::load(&AppCaptureConfig::default()).unwrap();
+    cap.attach().unwrap();
+    let progs: Vec<u32> = cap.program_ids().into_iter().flatten().collect();
+    assert_eq!(
+        progs.len(),
+        2,
+        "ids of app_sys_exit and app_enter_close: {progs:?}"
+    );
+    // the tp_btf program is attached through a BPF link (a raw tracepoint link)
+    let links = link_ids_of(progs[0]);
+    assert_eq!(links.len(), 1, "app_sys_exit links: {links:?}");
+    cap.detach().unwrap();
+    assert!(!cap.is_attached());
+    assert!(
+        !bpf_object_remains("link", links[0]),
+        "link {} left after detach",
+        links[0]
+    );
+    // attach again, then drop without detaching: everything goes with the capture
+    cap.attach().unwrap();
+    let again = link_ids_of(progs[0]);
+    assert_eq!(again.len(), 1, "{again:?}");
+    drop(cap);
+    for id in &progs {
+        assert!(
+            !bpf_object_remains("prog", *id),
+            "program {id} still loaded"
+        );
+    }
+    assert!(
+        !bpf_object_remains("link", again[0]),
+        "link {} left after drop",
+        again[0]
+    );
+}

@@ -9,6 +9,10 @@ use std::time::{Duration, Instant};
 
 use tapline_ebpf::app::{AppCapture, AppEvent, DataEvent, Direction};
 
+#[path = "../support/netns.rs"]
+mod netns;
+pub use netns::bpf_object_remains;
+
 /// The captures see every process: run the tests of one binary one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
