@@ -11,6 +11,7 @@ use tapline_ebpf::app::{AppCapture, AppEvent, DataEvent, Direction};
 
 #[path = "../support/netns.rs"]
 mod netns;
+#[allow(unused_imports)] // not every test binary that includes this module checks cleanup
 pub use netns::bpf_object_remains;
 
 /// The captures see every process: run the tests of one binary one at a time.
