@@ -1057,20 +1057,10 @@ impl FlowCapture {
                 ..Default::default()
             };
             // SAFETY: buffers hold `chunk.len()` keys and `chunk.len() * nr_cpus` values.
-            let r = unsafe {
-                libc::syscall(
-                    libc::SYS_bpf,
-                    BPF_MAP_UPDATE_BATCH,
-                    &mut attr as *mut BatchAttr,
-                    size_of::<BatchAttr>(),
-                )
-            };
-            if r < 0 {
-                return Err(EbpfError::Map {
-                    map: MAP_FLOWS[parity],
-                    cause: format!("BPF_MAP_UPDATE_BATCH: {}", io::Error::last_os_error()),
-                });
-            }
+            unsafe { sys_bpf(BPF_MAP_UPDATE_BATCH, &mut attr) }.map_err(|e| EbpfError::Map {
+                map: MAP_FLOWS[parity],
+                cause: format!("BPF_MAP_UPDATE_BATCH: {e}"),
+            })?;
         }
         Ok(())
     }
@@ -1110,22 +1100,12 @@ impl FlowCapture {
             ..Default::default()
         };
         // SAFETY: data_in points to data_size_in readable bytes; no output buffers.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_PROG_TEST_RUN,
-                &mut attr as *mut TestRunAttr,
-                size_of::<TestRunAttr>(),
-            )
-        };
-        if r < 0 {
-            return Err(EbpfError::Attach {
-                program: name.to_owned(),
-                target: "BPF_PROG_TEST_RUN".to_owned(),
-                hint: None,
-                cause: io::Error::last_os_error().to_string(),
-            });
-        }
+        unsafe { sys_bpf(BPF_PROG_TEST_RUN, &mut attr) }.map_err(|e| EbpfError::Attach {
+            program: name.to_owned(),
+            target: "BPF_PROG_TEST_RUN".to_owned(),
+            hint: None,
+            cause: e.to_string(),
+        })?;
         Ok(())
     }
 
@@ -1162,6 +1142,21 @@ const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 /// One `BPF_MAP_*_BATCH` lookup call; returns the syscall result and how many entries were
 /// written to `keys` / `values`.
 ///
+/// `bpf(cmd, attr, sizeof attr)`: the return value, or the errno as an error.
+///
+/// # Safety
+/// `attr` must be the attribute block `cmd` expects, and every pointer in it valid for what
+/// the kernel reads or writes there.
+unsafe fn sys_bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
+    // SAFETY: forwarded to the caller.
+    let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut T, size_of::<T>()) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
 /// `keys` must have room for `count` keys and `values` for `count` values of every CPU (per-CPU
 /// maps: `count * nr_cpus` values, each rounded up to 8 bytes).
 fn map_batch(
@@ -1183,20 +1178,8 @@ fn map_batch(
         ..Default::default()
     };
     // SAFETY: the callers size `keys` and `values` as documented above.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            &mut attr as *mut BatchAttr,
-            size_of::<BatchAttr>(),
-        )
-    };
-    let n = (attr.count as usize).min(count);
-    if r < 0 {
-        (Err(io::Error::last_os_error()), n)
-    } else {
-        (Ok(()), n)
-    }
+    let r = unsafe { sys_bpf(cmd, &mut attr) };
+    (r.map(drop), (attr.count as usize).min(count))
 }
 
 /// Name of the map-in-map used to wait for a grace period, in error messages.
@@ -1232,7 +1215,7 @@ impl GracePeriod {
     fn wait(&self) -> io::Result<()> {
         let key = 0u32;
         let value = self.inner.as_raw_fd() as u32;
-        let attr = ElemAttr {
+        let mut attr = ElemAttr {
             map_fd: self.outer.as_raw_fd() as u32,
             _pad: 0,
             key: &key as *const u32 as u64,
@@ -1240,18 +1223,7 @@ impl GracePeriod {
             flags: 0,
         };
         // SAFETY: attr points to a valid key and value of the map's sizes (4 bytes each).
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_UPDATE_ELEM,
-                &attr as *const ElemAttr,
-                size_of::<ElemAttr>(),
-            )
-        };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        unsafe { sys_bpf(BPF_MAP_UPDATE_ELEM, &mut attr) }.map(drop)
     }
 }
 
@@ -1297,18 +1269,8 @@ fn create_map(
     };
     let n = name.len().min(15);
     attr.map_name[..n].copy_from_slice(&name[..n]);
-    // SAFETY: a valid BPF_MAP_CREATE attribute block of the given size.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_MAP_CREATE,
-            &attr as *const MapCreateAttr,
-            size_of::<MapCreateAttr>(),
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    // SAFETY: a valid BPF_MAP_CREATE attribute block.
+    let fd = unsafe { sys_bpf(BPF_MAP_CREATE, &mut attr) }?;
     // SAFETY: the kernel returned a new file descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }

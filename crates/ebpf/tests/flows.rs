@@ -300,19 +300,11 @@ fn more_flows_than_the_map_go_through_the_ring_buffer() {
             std::thread::sleep(Duration::from_millis(100));
             overflowed[0] += caps[0].drain_overflow(&mut pending);
             // Keep them: they are part of the result.
-            OVERFLOW.with(|o| o.borrow_mut().extend(pending));
+            EXTRA.with(|o| o.borrow_mut().extend(pending));
         });
     })
     .remove(0);
-    let mut records = run.records;
-    OVERFLOW.with(|o| {
-        records.extend(
-            o.borrow_mut()
-                .drain(..)
-                .filter(|r| r.key.ifindex == ifindex_a(&pair)),
-        )
-    });
-    let run = Run { records, ..run };
+    let run = with_extra(run, &pair);
     assert_eq!(sent, PORTS);
     assert!(run.overflowed > 0, "the ring-buffer path was not taken");
     assert_totals_match(&run);
@@ -354,18 +346,10 @@ fn evictions_during_traffic_lose_and_repeat_nothing() {
             evictions += 1;
         }
         sender.join().unwrap();
-        EVICTED.with(|e| e.borrow_mut().extend(records));
+        EXTRA.with(|e| e.borrow_mut().extend(records));
     })
     .remove(0);
-    let mut records = run.records;
-    EVICTED.with(|e| {
-        records.extend(
-            e.borrow_mut()
-                .drain(..)
-                .filter(|r| r.key.ifindex == ifindex_a(&pair)),
-        )
-    });
-    let run = Run { records, ..run };
+    let run = with_extra(run, &pair);
     assert!(
         evictions >= 3,
         "only {evictions} evictions during the traffic"
@@ -382,9 +366,22 @@ fn evictions_during_traffic_lose_and_repeat_nothing() {
     }
 }
 
+/// Adds the records a test's capture closure read itself (stashed in `EXTRA`) for `va` to `run`.
+fn with_extra(run: Run, pair: &NetPair) -> Run {
+    let mut records = run.records;
+    EXTRA.with(|e| {
+        records.extend(
+            e.borrow_mut()
+                .drain(..)
+                .filter(|r| r.key.ifindex == ifindex_a(pair)),
+        )
+    });
+    Run { records, ..run }
+}
+
 thread_local! {
-    static EVICTED: std::cell::RefCell<Vec<FlowRecord>> = const { std::cell::RefCell::new(Vec::new()) };
-    static OVERFLOW: std::cell::RefCell<Vec<FlowRecord>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Records read inside a capture closure (overflow drains, evictions during traffic).
+    static EXTRA: std::cell::RefCell<Vec<FlowRecord>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 #[test]

@@ -676,58 +676,31 @@ int BPF_PROG(app_sys_exit, struct pt_regs *regs, long ret)
 	if (ret == 0) /* EOF */
 		return 0;
 
-	struct data_call c = {.fd = fd, .buf = regs->si, .aux = regs->dx, .buf_kind = BUF_PLAIN};
+	/* MSG_PEEK leaves the bytes queued: the read that consumes them reports them (e.g. nginx
+	 * peeks 1 byte to tell TLS from plain HTTP before the handshake) */
+	if ((nr == NR_recvfrom && (regs->r10 & MSG_PEEK_)) || (nr == NR_recvmsg && (regs->dx & MSG_PEEK_)))
+		return 0;
+	struct data_call c = {.fd = fd, .buf = regs->si, .aux = regs->dx};
+#define DATA_CALL(NR, SYS, DIR, KIND)                                                      \
+	case NR:                                                                            \
+		c.sys = SYS;                                                                \
+		c.dir = DIR;                                                                \
+		c.buf_kind = KIND;                                                          \
+		break;
 	switch (nr) {
-	case NR_read:
-		c.sys = APP_SYS_READ;
-		c.dir = APP_DIR_INGRESS;
-		break;
-	case NR_write:
-		c.sys = APP_SYS_WRITE;
-		c.dir = APP_DIR_EGRESS;
-		break;
-	case NR_readv:
-		c.sys = APP_SYS_READV;
-		c.dir = APP_DIR_INGRESS;
-		c.buf_kind = BUF_IOV;
-		break;
-	case NR_writev:
-		c.sys = APP_SYS_WRITEV;
-		c.dir = APP_DIR_EGRESS;
-		c.buf_kind = BUF_IOV;
-		break;
-	case NR_recvfrom:
-		/* MSG_PEEK leaves the bytes queued: the read that consumes them reports them (e.g.
-		 * nginx peeks 1 byte to tell TLS from plain HTTP before the handshake) */
-		if (regs->r10 & MSG_PEEK_)
-			return 0;
-		c.sys = APP_SYS_RECVFROM;
-		c.dir = APP_DIR_INGRESS;
-		break;
-	case NR_sendto:
-		c.sys = APP_SYS_SENDTO;
-		c.dir = APP_DIR_EGRESS;
-		break;
-	case NR_recvmsg:
-		if (regs->dx & MSG_PEEK_)
-			return 0;
-		c.sys = APP_SYS_RECVMSG;
-		c.dir = APP_DIR_INGRESS;
-		c.buf_kind = BUF_MSG;
-		break;
-	case NR_sendmsg:
-		c.sys = APP_SYS_SENDMSG;
-		c.dir = APP_DIR_EGRESS;
-		c.buf_kind = BUF_MSG;
-		break;
-	case NR_sendfile:
-		c.sys = APP_SYS_SENDFILE;
-		c.dir = APP_DIR_EGRESS;
-		c.buf_kind = BUF_NONE;
-		break;
+	DATA_CALL(NR_read, APP_SYS_READ, APP_DIR_INGRESS, BUF_PLAIN)
+	DATA_CALL(NR_write, APP_SYS_WRITE, APP_DIR_EGRESS, BUF_PLAIN)
+	DATA_CALL(NR_readv, APP_SYS_READV, APP_DIR_INGRESS, BUF_IOV)
+	DATA_CALL(NR_writev, APP_SYS_WRITEV, APP_DIR_EGRESS, BUF_IOV)
+	DATA_CALL(NR_recvfrom, APP_SYS_RECVFROM, APP_DIR_INGRESS, BUF_PLAIN)
+	DATA_CALL(NR_sendto, APP_SYS_SENDTO, APP_DIR_EGRESS, BUF_PLAIN)
+	DATA_CALL(NR_recvmsg, APP_SYS_RECVMSG, APP_DIR_INGRESS, BUF_MSG)
+	DATA_CALL(NR_sendmsg, APP_SYS_SENDMSG, APP_DIR_EGRESS, BUF_MSG)
+	DATA_CALL(NR_sendfile, APP_SYS_SENDFILE, APP_DIR_EGRESS, BUF_NONE)
 	default:
 		return 0;
 	}
+#undef DATA_CALL
 	return on_data(&c, ret);
 }
 
