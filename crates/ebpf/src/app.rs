@@ -1,4 +1,4 @@
-//! Application (L7) capture: syscall hooks that report, for TCP sockets only, every
+//! Application (L7) capture: socket-layer hooks that report, for TCP sockets only, every
 //! successful data syscall (with the first bytes of the payload) and the connection lifecycle
 //! (accept, connect, close), each with the process name (`comm`, for processes gone before
 //! their `/proc` entry can be read). Protocol parsers (HTTP, Redis, SQL...) are built on [`AppEvent`].
@@ -6,14 +6,16 @@
 //! libssl are reported in clear text instead (see [`tls`]).
 //!
 //! The eBPF side is `src/bpf/app.bpf.c` (layout in `src/bpf/app.h`), embedded as
-//! `objects/app.o`. No kprobes or fentry are used: one program at the BTF tracepoint
-//! `sys_exit` sees every syscall's exit, reads the arguments from the saved registers and
-//! resolves the fd to its `struct sock` through the current task's fd table with CO-RE reads;
-//! `close` is seen at its classic enter tracepoint (see [`APP_PROGRAMS`]). Each thread's
-//! pid-filter decision and TLS call are kept in task-local storage
-//! (`BPF_MAP_TYPE_TASK_STORAGE`, used from tracing and uprobe programs: needs Linux >= 5.13
-//! and kernel BTF, as 6.18 has); aya surfaces that map as `Map::Unsupported`, userspace does
-//! not read it.
+//! `objects/app.o`. No kprobes, fentry or syscall tracepoints are used: programs at the BTF
+//! tracepoints `sock_send_length` / `sock_recv_length` run after each socket send and receive,
+//! with the `struct sock`, and read the syscall's fd and buffer from the registers it saved;
+//! `inet_sock_set_state` gives the roles (which end completed the handshake) and the closes
+//! (see [`APP_PROGRAMS`]). Nothing runs for other syscalls, and tracefs is not needed. Needs
+//! Linux 6.3 or later (those tracepoints) with kernel BTF; `sendfile`/`splice` bytes are seen from 6.5,
+//! where they go through `sock_sendmsg`. Per-socket state is socket-local storage; each
+//! thread's pid-filter decision (for long pid lists) and TLS call are kept in task-local
+//! storage (`BPF_MAP_TYPE_TASK_STORAGE`); aya surfaces both maps as `Map::Unsupported`,
+//! userspace does not read them.
 //!
 //! ```no_run
 //! use tapline_ebpf::app::{AppCapture, AppCaptureConfig, AppEvent};
@@ -39,13 +41,11 @@ pub mod tls;
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::path::Path;
 use std::time::Duration;
 
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::tp_btf::BtfTracePointLinkId;
-use aya::programs::trace_point::TracePointLinkId;
-use aya::programs::{BtfTracePoint, ProgramError, TracePoint, UProbe};
+use aya::programs::{BtfTracePoint, ProgramError, UProbe};
 use aya::{Btf, Ebpf, EbpfError, EbpfLoader};
 
 pub use event::{AppEvent, ConnEvent, DataEvent, Direction, Role, Syscall};
@@ -54,40 +54,14 @@ pub use tls::{TlsLibrary, TlsScan, APP_SSL_PROGRAMS};
 /// The compiled eBPF object (built by `build-objects.sh` from `src/bpf/app.bpf.c`).
 pub static APP_OBJECT: &[u8] = aya::include_bytes_aligned!("../objects/app.o");
 
-/// Where a program of the capture attaches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AppHook {
-    /// A BTF tracepoint (`tp_btf/<event>`), e.g. the raw `sys_exit` of every syscall.
-    Btf(&'static str),
-    /// A classic tracepoint `<category>/<name>`.
-    TracePoint(&'static str, &'static str),
-}
-
-impl fmt::Display for AppHook {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            AppHook::Btf(event) => write!(f, "tp_btf/{event}"),
-            AppHook::TracePoint(category, name) => write!(f, "{category}/{name}"),
-        }
-    }
-}
-
-/// The syscall programs and their hooks: one at the exit of every syscall (data, accept,
-/// connect; it filters by syscall number first) and one at `close`'s enter, where the fd
-/// still names the socket.
-pub const APP_PROGRAMS: &[(&str, AppHook)] = &[
-    ("app_sys_exit", AppHook::Btf("sys_exit")),
-    (
-        "app_enter_close",
-        AppHook::TracePoint("syscalls", "sys_enter_close"),
-    ),
+/// The programs and their BTF tracepoints (`tp_btf/<event>`): after every socket send and
+/// receive (the data, with the syscall's arguments read from its saved registers) and at
+/// every TCP state change (roles, close).
+pub const APP_PROGRAMS: &[(&str, &str)] = &[
+    ("app_sock_send", "sock_send_length"),
+    ("app_sock_recv", "sock_recv_length"),
+    ("app_sock_state", "inet_sock_set_state"),
 ];
-
-/// An attached syscall program.
-enum AppLink {
-    Btf(BtfTracePointLinkId),
-    TracePoint(TracePointLinkId),
-}
 
 /// Default payload prefix per data event.
 pub const DEFAULT_CAPTURE_BYTES: u32 = 256;
@@ -95,9 +69,6 @@ pub const DEFAULT_CAPTURE_BYTES: u32 = 256;
 pub const DEFAULT_RING_BUFFER_BYTES: u32 = 8 << 20;
 /// Default wakeup watermark (64 KiB).
 pub const DEFAULT_WAKEUP_BYTES: u32 = 64 << 10;
-
-const TRACEFS: &str = "/sys/kernel/tracing";
-const DEBUGFS_TRACING: &str = "/sys/kernel/debug/tracing";
 
 /// Which processes are traced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -146,8 +117,6 @@ pub struct AppCaptureConfig {
     /// Also exclude the current process (default true), so that tapline does not trace its
     /// own exporters.
     pub exclude_self: bool,
-    /// Mount tracefs at `/sys/kernel/tracing` if it is not mounted (default true).
-    pub mount_tracefs: bool,
 }
 
 impl Default for AppCaptureConfig {
@@ -160,7 +129,6 @@ impl Default for AppCaptureConfig {
             exclude_pids: Vec::new(),
             include_pids: Vec::new(),
             exclude_self: true,
-            mount_tracefs: true,
         }
     }
 }
@@ -170,8 +138,6 @@ impl Default for AppCaptureConfig {
 pub enum AppCaptureError {
     /// The configuration is invalid.
     Config(String),
-    /// tracefs is not available.
-    Tracefs(String),
     /// The kernel refused for lack of privileges.
     Permission(String),
     /// A program failed to load; `log` is the shortened verifier log.
@@ -218,11 +184,10 @@ impl fmt::Display for AppCaptureError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AppCaptureError::Config(m) => write!(f, "app capture config: {m}"),
-            AppCaptureError::Tracefs(m) => write!(f, "app capture: {m}"),
             AppCaptureError::Permission(m) => write!(
                 f,
                 "app capture: permission denied ({m}): run as root or grant CAP_BPF and \
-                 CAP_PERFMON (plus CAP_SYS_ADMIN to mount tracefs)"
+                 CAP_PERFMON"
             ),
             AppCaptureError::Load {
                 program,
@@ -346,71 +311,12 @@ fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> AppCaptureError
     }
 }
 
-fn is_mounted_tracefs(dir: &str) -> bool {
-    std::fs::read_to_string("/proc/self/mounts")
-        .map(|m| {
-            m.lines()
-                .any(|l| l.split(' ').nth(1) == Some(dir) && l.split(' ').nth(2) == Some("tracefs"))
-        })
-        .unwrap_or(false)
-}
-
-fn tracefs_ready(dir: &str) -> bool {
-    Path::new(dir).join("events/syscalls").is_dir()
-}
-
-/// Makes sure tracefs is reachable (needed to attach tracepoints), mounting it at
-/// `/sys/kernel/tracing` if allowed and needed.
-pub fn ensure_tracefs(mount: bool) -> Result<(), AppCaptureError> {
-    if tracefs_ready(TRACEFS) || tracefs_ready(DEBUGFS_TRACING) {
-        return Ok(());
-    }
-    // Mounted but unreadable: a permission problem, not a missing mount.
-    if is_mounted_tracefs(TRACEFS) {
-        return Err(AppCaptureError::Permission(format!(
-            "tracefs is mounted at {TRACEFS} but this process cannot read it"
-        )));
-    }
-    let fix = format!("mount it with `mount -t tracefs tracefs {TRACEFS}`");
-    if !mount {
-        return Err(AppCaptureError::Tracefs(format!(
-            "tracefs is not mounted (no {TRACEFS}/events/syscalls): {fix}"
-        )));
-    }
-    let c = |s: &str| std::ffi::CString::new(s).expect("no NUL");
-    let (src, target, fstype) = (c("tracefs"), c(TRACEFS), c("tracefs"));
-    // SAFETY: valid NUL-terminated strings, no data argument.
-    let rc = unsafe {
-        libc::mount(
-            src.as_ptr(),
-            target.as_ptr(),
-            fstype.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        let err = io::Error::last_os_error();
-        return Err(AppCaptureError::Tracefs(format!(
-            "tracefs is not mounted and mounting it at {TRACEFS} failed ({err}): {fix} \
-             (needs root / CAP_SYS_ADMIN)"
-        )));
-    }
-    if !tracefs_ready(TRACEFS) {
-        return Err(AppCaptureError::Tracefs(format!(
-            "tracefs mounted at {TRACEFS} but it has no events/syscalls \
-             (kernel without CONFIG_FTRACE_SYSCALLS?)"
-        )));
-    }
-    Ok(())
-}
-
 /// The loaded application capture: owns the eBPF object, its maps and every tracepoint link.
 /// Dropping it detaches everything.
 pub struct AppCapture {
     ring: RingBuf<MapData>,
     ebpf: Ebpf,
-    links: Vec<(&'static str, AppLink)>,
+    links: Vec<(&'static str, BtfTracePointLinkId)>,
     /// What `app_config` holds (`pid_gen` 0: never written; the programs treat 0 as "never
     /// computed", so written values skip it).
     config: raw::RawAppConfig,
@@ -432,8 +338,6 @@ impl fmt::Debug for AppCapture {
 
 impl AppCapture {
     /// Loads and verifies every program and creates the maps; nothing is attached yet.
-    /// Mounts tracefs if `cfg.mount_tracefs` and it is missing (this must happen before the
-    /// first tracepoint attach of the process, aya caches the tracefs location).
     pub fn load(cfg: &AppCaptureConfig) -> Result<Self, AppCaptureError> {
         if cfg.capture_bytes > raw::APP_MAX_CAPTURE {
             return Err(AppCaptureError::Config(format!(
@@ -450,7 +354,6 @@ impl AppCapture {
                 "ring_buffer_bytes {rb} must be a power of two and at least {page}"
             )));
         }
-        ensure_tracefs(cfg.mount_tracefs)?;
 
         let mut ebpf = EbpfLoader::new()
             .map_max_entries("app_events", rb)
@@ -460,31 +363,21 @@ impl AppCapture {
             .load(APP_OBJECT)
             .map_err(ebpf_error)?;
         let btf = Btf::from_sys_fs().map_err(|e| AppCaptureError::Load {
-            program: "app_sys_exit".into(),
+            program: APP_PROGRAMS[0].0.into(),
             error: format!("kernel BTF (/sys/kernel/btf/vmlinux) is needed: {e}"),
             log: String::new(),
         })?;
-        for &(name, hook) in APP_PROGRAMS {
-            let prog = ebpf
+        for &(name, event) in APP_PROGRAMS {
+            let prog: &mut BtfTracePoint = ebpf
                 .program_mut(name)
                 .ok_or_else(|| AppCaptureError::Load {
                     program: name.to_string(),
                     error: "not found in app.o".into(),
                     log: String::new(),
-                })?;
-            match hook {
-                AppHook::Btf(event) => {
-                    let prog: &mut BtfTracePoint =
-                        prog.try_into().map_err(|e| program_error(name, e))?;
-                    prog.load(event, &btf)
-                }
-                AppHook::TracePoint(..) => {
-                    let prog: &mut TracePoint =
-                        prog.try_into().map_err(|e| program_error(name, e))?;
-                    prog.load()
-                }
-            }
-            .map_err(|e| program_error(name, e))?;
+                })?
+                .try_into()
+                .map_err(|e| program_error(name, e))?;
+            prog.load(event, &btf).map_err(|e| program_error(name, e))?;
         }
         for (name, _, _) in APP_SSL_PROGRAMS {
             let prog: &mut UProbe = ebpf
@@ -570,7 +463,7 @@ impl AppCapture {
         Ok(())
     }
 
-    /// Tells the syscall programs whether libssl probes may be attached (they then look for
+    /// Tells the socket programs whether libssl probes may be attached (they then look for
     /// an SSL_* call in flight on every data syscall). On before the first probe is attached.
     pub(crate) fn set_tls_probes(&mut self, on: bool) -> Result<(), AppCaptureError> {
         if (self.config.tls_probes != 0) == on {
@@ -586,37 +479,25 @@ impl AppCapture {
         if !self.links.is_empty() {
             return Ok(());
         }
-        for &(name, hook) in APP_PROGRAMS {
-            let prog = self.ebpf.program_mut(name).expect("loaded in load()");
-            let link = match hook {
-                AppHook::Btf(_) => {
-                    let prog: &mut BtfTracePoint =
-                        prog.try_into().map_err(|e| program_error(name, e))?;
-                    prog.attach().map(AppLink::Btf)
-                }
-                AppHook::TracePoint(category, tp) => {
-                    let prog: &mut TracePoint =
-                        prog.try_into().map_err(|e| program_error(name, e))?;
-                    prog.attach(category, tp).map(AppLink::TracePoint)
-                }
-            }
-            .map_err(|e| {
-                let error = e.to_string();
+        for &(name, event) in APP_PROGRAMS {
+            let prog: &mut BtfTracePoint = self
+                .ebpf
+                .program_mut(name)
+                .expect("loaded in load()")
+                .try_into()
+                .map_err(|e| program_error(name, e))?;
+            let link = prog.attach().map_err(|e| {
                 if let ProgramError::SyscallError(s) = &e {
                     if is_perm(&s.io_error) {
                         return AppCaptureError::Permission(format!(
-                            "attaching `{name}` to {hook}: {s}"
+                            "attaching `{name}` to tp_btf/{event}: {s}"
                         ));
                     }
                 }
                 AppCaptureError::Attach {
                     program: name.to_string(),
-                    tracepoint: hook.to_string(),
-                    error: if error.contains("tracefs") {
-                        format!("{error} (mount it: `mount -t tracefs tracefs {TRACEFS}`)")
-                    } else {
-                        error
-                    },
+                    tracepoint: format!("tp_btf/{event}"),
+                    error: e.to_string(),
                 }
             })?;
             self.links.push((name, link));
@@ -624,28 +505,21 @@ impl AppCapture {
         Ok(())
     }
 
-    /// Detaches every syscall program; the maps (and events not yet polled) stay.
+    /// Detaches every socket program; the maps (and events not yet polled) stay.
     pub fn detach(&mut self) -> Result<(), AppCaptureError> {
         while let Some((name, link)) = self.links.pop() {
-            let prog = self.ebpf.program_mut(name).expect("loaded in load()");
-            match link {
-                AppLink::Btf(link) => {
-                    let prog: &mut BtfTracePoint =
-                        prog.try_into().map_err(|e| program_error(name, e))?;
-                    prog.detach(link)
-                }
-                AppLink::TracePoint(link) => {
-                    let prog: &mut TracePoint =
-                        prog.try_into().map_err(|e| program_error(name, e))?;
-                    prog.detach(link)
-                }
-            }
-            .map_err(|e| program_error(name, e))?;
+            let prog: &mut BtfTracePoint = self
+                .ebpf
+                .program_mut(name)
+                .expect("loaded in load()")
+                .try_into()
+                .map_err(|e| program_error(name, e))?;
+            prog.detach(link).map_err(|e| program_error(name, e))?;
         }
         Ok(())
     }
 
-    /// Kernel ids of the syscall programs, in [`APP_PROGRAMS`] order (for `bpftool` and
+    /// Kernel ids of the socket programs, in [`APP_PROGRAMS`] order (for `bpftool` and
     /// diagnostics; `None` where the kernel does not say).
     pub fn program_ids(&self) -> Vec<Option<u32>> {
         APP_PROGRAMS

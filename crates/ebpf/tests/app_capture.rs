@@ -714,23 +714,32 @@ fn detach_and_drop_leave_no_program_or_link() {
     let progs: Vec<u32> = cap.program_ids().into_iter().flatten().collect();
     assert_eq!(
         progs.len(),
-        2,
-        "ids of app_sys_exit and app_enter_close: {progs:?}"
+        3,
+        "ids of app_sock_send, app_sock_recv and app_sock_state: {progs:?}"
     );
-    // the tp_btf program is attached through a BPF link (a raw tracepoint link)
-    let links = link_ids_of(progs[0]);
-    assert_eq!(links.len(), 1, "app_sys_exit links: {links:?}");
+    // each tp_btf program is attached through one BPF link (a raw tracepoint link)
+    let links_of_all = || -> Vec<u32> {
+        progs
+            .iter()
+            .flat_map(|p| {
+                let links = link_ids_of(*p);
+                assert_eq!(links.len(), 1, "links of program {p}: {links:?}");
+                links
+            })
+            .collect()
+    };
+    let links = links_of_all();
     cap.detach().unwrap();
     assert!(!cap.is_attached());
-    assert!(
-        !bpf_object_remains("link", links[0]),
-        "link {} left after detach",
-        links[0]
-    );
+    for id in &links {
+        assert!(
+            !bpf_object_remains("link", *id),
+            "link {id} left after detach"
+        );
+    }
     // attach again, then drop without detaching: everything goes with the capture
     cap.attach().unwrap();
-    let again = link_ids_of(progs[0]);
-    assert_eq!(again.len(), 1, "{again:?}");
+    let again = links_of_all();
     drop(cap);
     for id in &progs {
         assert!(
@@ -738,9 +747,170 @@ fn detach_and_drop_leave_no_program_or_link() {
             "program {id} still loaded"
         );
     }
-    assert!(
-        !bpf_object_remains("link", again[0]),
-        "link {} left after drop",
-        again[0]
+    for id in &again {
+        assert!(
+            !bpf_object_remains("link", *id),
+            "link {id} left after drop"
+        );
+    }
+}
+
+/// The socket-layer hooks, in this process: connect/accept announced once each before their
+/// first data, `splice` from a pipe counted (no payload), `MSG_PEEK` not counted, a half-close
+/// (`shutdown(SHUT_WR)`) is not a close (data still arrives after it), and each socket's
+/// close is reported exactly once, after its last data.
+#[test]
+fn splice_peek_half_close_and_one_close_per_socket() {
+    use std::os::fd::AsRawFd;
+    require_root();
+    let _serial = serial();
+    let cfg = AppCaptureConfig {
+        filter_mode: PidFilterMode::Only,
+        include_pids: vec![std::process::id()],
+        exclude_self: false,
+        ..Default::default()
+    };
+    let mut cap = AppCapture::load(&cfg).unwrap();
+    cap.attach().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut server, _) = listener.accept().unwrap();
+    let client_port = client.local_addr().unwrap().port();
+
+    let request = b"GET /spliced HTTP/1.1\r\nHost: x\r\n\r\n";
+    client.write_all(request).unwrap();
+    let mut buf = [0u8; 4096];
+    // peek first: the bytes stay queued and are reported once, by the read that takes them
+    // SAFETY: valid fd and buffer.
+    let peeked = unsafe {
+        libc::recv(
+            server.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_PEEK,
+        )
+    };
+    assert_eq!(peeked, request.len() as isize);
+    server.read_exact(&mut buf[..request.len()]).unwrap();
+
+    // response head by write, body by splice from a pipe (never in user memory)
+    let head = b"HTTP/1.1 200 OK\r\nContent-Length: 3000\r\n\r\n";
+    server.write_all(head).unwrap();
+    let body = vec![b'b'; 3000];
+    let mut pipe = [0i32; 2];
+    // SAFETY: room for two fds.
+    assert_eq!(unsafe { libc::pipe(pipe.as_mut_ptr()) }, 0);
+    // SAFETY: valid fds and buffer; splice moves at most what the pipe holds.
+    unsafe {
+        assert_eq!(libc::write(pipe[1], body.as_ptr().cast(), body.len()), 3000);
+        let mut left = 3000isize;
+        while left > 0 {
+            let n = libc::splice(
+                pipe[0],
+                std::ptr::null_mut(),
+                server.as_raw_fd(),
+                std::ptr::null_mut(),
+                left as usize,
+                0,
+            );
+            assert!(n > 0, "splice: {}", std::io::Error::last_os_error());
+            left -= n;
+        }
+        libc::close(pipe[0]);
+        libc::close(pipe[1]);
+    }
+    let mut got = vec![0u8; head.len() + 3000];
+    client.read_exact(&mut got).unwrap();
+
+    // half-close by the client: the server sees EOF and still answers
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(server.read(&mut buf).unwrap(), 0);
+    server.write_all(b"after half-close").unwrap();
+    let mut late = [0u8; 16];
+    client.read_exact(&mut late).unwrap();
+    assert_eq!(&late, b"after half-close");
+    drop(client);
+    drop(server);
+
+    let mut events = Vec::new();
+    let closes = |evs: &[AppEvent]| {
+        on_port(evs, client_port)
+            .iter()
+            .filter(|e| matches!(e, AppEvent::Close(_)))
+            .count()
+    };
+    collect_until(
+        &mut cap,
+        &mut events,
+        Duration::from_secs(5),
+        Duration::from_millis(300),
+        |evs| closes(evs) >= 2,
     );
+    let events = on_port(&events, client_port);
+    let me = std::process::id();
+    let connect: Vec<_> = conn_events(&events, connect).collect();
+    let accept: Vec<_> = conn_events(&events, accept).collect();
+    assert_eq!((connect.len(), accept.len()), (1, 1), "{events:#?}");
+    let (cid, sid) = (connect[0].conn_id, accept[0].conn_id);
+    assert_eq!((connect[0].pid, accept[0].pid), (me, me));
+    assert_eq!(connect[0].role, Role::Client);
+    assert_eq!(accept[0].role, Role::Server);
+    assert_eq!(accept[0].remote.port(), client_port);
+
+    // per socket: announcement first, close last and once
+    for (id, what) in [(cid, "client"), (sid, "server")] {
+        let seq: Vec<&AppEvent> = events
+            .iter()
+            .filter(|e| match e {
+                AppEvent::Data(d) => d.conn_id == id,
+                AppEvent::Accept(c) | AppEvent::Connect(c) | AppEvent::Close(c) => c.conn_id == id,
+            })
+            .collect();
+        assert!(
+            matches!(
+                seq.first(),
+                Some(AppEvent::Connect(_) | AppEvent::Accept(_))
+            ),
+            "{what}: {seq:#?}"
+        );
+        let close: Vec<_> = conn_events(&events, close)
+            .filter(|c| c.conn_id == id)
+            .collect();
+        assert_eq!(close.len(), 1, "{what} closes: {close:#?}");
+        assert_eq!(close[0].pid, me);
+        assert!(
+            matches!(seq.last(), Some(AppEvent::Close(_))),
+            "{what}: {seq:#?}"
+        );
+    }
+
+    // exact byte counts per direction and socket
+    assert_eq!(
+        bytes_of(&events, me, cid, Direction::Egress),
+        request.len() as i64
+    );
+    assert_eq!(
+        bytes_of(&events, me, sid, Direction::Ingress),
+        request.len() as i64
+    );
+    let response = (head.len() + 3000 + 16) as i64;
+    assert_eq!(bytes_of(&events, me, sid, Direction::Egress), response);
+    assert_eq!(bytes_of(&events, me, cid, Direction::Ingress), response);
+    let ingress_reqs = data(&events)
+        .filter(|d| d.conn_id == sid && d.direction == Direction::Ingress)
+        .count();
+    assert_eq!(ingress_reqs, 1, "the peeked request is reported once");
+    let spliced: Vec<_> = data(&events)
+        .filter(|d| d.conn_id == sid && d.syscall == Syscall::Splice)
+        .collect();
+    assert!(!spliced.is_empty());
+    for d in &spliced {
+        assert!(d.payload_invisible && d.data.is_empty(), "{d:?}");
+        assert_eq!(d.direction, Direction::Egress);
+    }
+    assert_eq!(spliced.iter().map(|d| d.bytes).sum::<i64>(), 3000);
+    assert!(data(&events).any(|d| d.conn_id == cid
+        && d.direction == Direction::Ingress
+        && d.data.ends_with(b"after half-close")));
+    assert_eq!(cap.lost_events(), 0);
 }

@@ -84,6 +84,8 @@ pub enum Syscall {
     Recvmsg,
     Sendmsg,
     Sendfile,
+    /// `splice` from a pipe to the socket.
+    Splice,
     Accept,
     Accept4,
     Connect,
@@ -112,6 +114,7 @@ impl Syscall {
             raw::APP_SYS_RECVMSG => Syscall::Recvmsg,
             raw::APP_SYS_SENDMSG => Syscall::Sendmsg,
             raw::APP_SYS_SENDFILE => Syscall::Sendfile,
+            raw::APP_SYS_SPLICE => Syscall::Splice,
             raw::APP_SYS_ACCEPT => Syscall::Accept,
             raw::APP_SYS_ACCEPT4 => Syscall::Accept4,
             raw::APP_SYS_CONNECT => Syscall::Connect,

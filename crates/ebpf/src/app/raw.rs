@@ -64,8 +64,11 @@ pub const APP_SYS_SSL_WRITE: u8 = 15;
 pub const APP_SYS_SSL_READ_EX: u8 = 16;
 /// `app_event.syscall`: libssl `SSL_write_ex`.
 pub const APP_SYS_SSL_WRITE_EX: u8 = 17;
+/// `app_event.syscall`: `splice` to a socket (no payload, [`APP_FLAG_NO_PAYLOAD`]).
+pub const APP_SYS_SPLICE: u8 = 18;
 
-/// `app_event.flags`: the syscall moved bytes that never passed through user memory (sendfile).
+/// `app_event.flags`: the syscall moved bytes that never passed through user memory
+/// (sendfile, splice).
 pub const APP_FLAG_NO_PAYLOAD: u16 = 1;
 /// `app_event.flags`: the plaintext of a libssl call (`syscall` is one of `APP_SYS_SSL_*`).
 pub const APP_FLAG_TLS: u16 = 2;
@@ -274,6 +277,7 @@ pub fn constants() -> Vec<(&'static str, i64)> {
         ("APP_SYS_SSL_WRITE", APP_SYS_SSL_WRITE.into()),
         ("APP_SYS_SSL_READ_EX", APP_SYS_SSL_READ_EX.into()),
         ("APP_SYS_SSL_WRITE_EX", APP_SYS_SSL_WRITE_EX.into()),
+        ("APP_SYS_SPLICE", APP_SYS_SPLICE.into()),
         ("APP_FLAG_NO_PAYLOAD", APP_FLAG_NO_PAYLOAD.into()),
         ("APP_FLAG_TLS", APP_FLAG_TLS.into()),
         ("APP_FLAG_TLS_NO_SOCKET", APP_FLAG_TLS_NO_SOCKET.into()),

@@ -2,24 +2,25 @@
 /*
  * tapline application (L7) capture.
  *
- * Syscall tracepoints only (no kprobes/fentry on the target kernels):
- *  - tp_btf/sys_exit (one program for every syscall, filtered by number first): the arguments
- *    are read from the saved registers. Data syscalls that moved bytes: pid filter (a short
- *    list in `app_config`, else `app_pids` with the decision cached in the thread's task-local
- *    storage `app_tasks`), then fd -> struct file -> struct
- *    socket -> struct sock through the current task's fd table (CO-RE); non-TCP fds stop
- *    here. Then one APP_KIND_DATA record with the 4-tuple, the syscall's return value, the
- *    exit time and the first `capture_bytes` of the payload (across the first APP_MAX_IOV
- *    iovecs for the vectored calls, nothing for sendfile).
- *  - accept/accept4/connect exits record the socket's role in `app_conns` and emit
- *    APP_KIND_ACCEPT / APP_KIND_CONNECT.
- *  - tracepoint/syscalls/sys_enter_close: close of a TCP socket emits APP_KIND_CLOSE (at exit
- *    the fd no longer names it).
+ * The socket layer's tracepoints only (no kprobes/fentry on the target kernels, no syscall
+ * tracepoint):
+ *  - tp_btf/sock_send_length and tp_btf/sock_recv_length run after every sendmsg/recvmsg of
+ *    any socket, with the struct sock and the byte count. For IPv4/IPv6 TCP sockets of a
+ *    traced process (pid filter: a short list in `app_config`, else `app_pids` with the
+ *    decision cached in the thread's task-local storage `app_tasks`), the data syscall the
+ *    thread is in is decoded from the registers it saved (fd, buffer; others such as io_uring
+ *    are skipped) and its fd checked to be that socket's file. Then one APP_KIND_DATA record
+ *    with the 4-tuple, the byte count, the time and the first `capture_bytes` of the payload
+ *    (across the first APP_MAX_IOV iovecs for the vectored calls, nothing for sendfile/splice).
+ *  - tp_btf/inet_sock_set_state: a completed handshake records the socket's role in
+ *    `app_conns` (SYN_SENT -> ESTABLISHED: client, SYN_RECV -> ESTABLISHED: server); the first
+ *    data of a process on it emits APP_KIND_CONNECT / APP_KIND_ACCEPT first. The end of the
+ *    connection (close(2)'s FIN, or TCP_CLOSE) emits APP_KIND_CLOSE to that process.
  *  - TLS (libssl uprobes, attached per library by userspace): SSL_read/SSL_write(_ex) entry
  *    stashes (SSL*, buffer, size_t* out-param) in the thread's `app_tasks` entry; the return emits
  *    an APP_KIND_DATA record with the PLAINTEXT (flags APP_FLAG_TLS, syscall APP_SYS_SSL_*).
- *    The socket underneath is learnt from the data syscalls the thread makes while inside an
- *    SSL_* call (SSL_do_handshake included): their fd resolves to the `struct sock *`, stored
+ *    The socket underneath is learnt from the socket I/O the thread does while inside an
+ *    SSL_* call (SSL_do_handshake included): its `struct sock *` and fd are stored
  *    per (tgid, SSL*) in `app_ssl_socks`, and the socket is marked TLS in `app_conns`. Those
  *    syscalls carry TLS records, so they are not reported; nor is any later syscall on a
  *    socket marked TLS (e.g. SSL_shutdown's close_notify). Counted in APP_STAT_TLS_SKIPPED.
@@ -38,9 +39,6 @@ char LICENSE[] SEC("license") = "GPL";
 #define AF_INET6 10
 #define SOCK_STREAM 1
 #define IPPROTO_TCP_ 6
-#define S_IFMT_ 00170000
-#define S_IFSOCK_ 0140000
-#define EINPROGRESS_ 115
 #define MSG_PEEK_ 2
 /* iovecs of one readv/writev/recvmsg/sendmsg the payload copy walks: grpc core writes a
  * HEADERS frame as one iovec per HPACK name and value (26 for a plain python grpcio call,
@@ -51,7 +49,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define BUF_PLAIN 0 /* args[1] = buffer */
 #define BUF_IOV 1   /* args[1] = struct iovec *, args[2] = iovcnt */
 #define BUF_MSG 2   /* args[1] = struct user_msghdr * */
-#define BUF_NONE 3  /* sendfile: the payload never passes through user memory */
+#define BUF_NONE 3  /* sendfile, splice: the payload never passes through user memory */
 
 
 /* Per-socket cache: the role and the 4-tuple (immutable once connected; read once instead of
@@ -60,10 +58,11 @@ struct conn_info {
 	__u8 role;
 	__u8 tls; /* seen under libssl: its syscalls carry TLS records */
 	__u16 family;
-	__u32 pid; /* process that accepted/connected it, 0 if unknown */
+	__u32 pid; /* first process that sent or received data on it (0: none yet) */
 	__u16 local_port;
 	__u16 remote_port;
 	__u32 _pad2;
+	__u64 established_ns; /* handshake completed (0: before the capture) */
 	__u8 local_addr[16];
 	__u8 remote_addr[16];
 };
@@ -101,15 +100,8 @@ struct ssl_sock {
 	__u64 sk;
 	__s32 fd;
 	__u32 _pad;
-};
-
-/* What the programs learnt from sockets they fully checked (inode type, family, type,
- * protocol): the file operations of every socket file and the socket operations of IPv4 and
- * IPv6 TCP sockets. A file with the learnt f_op and a socket with one of the learnt ops is
- * resolved without touching its inode or its struct sock (3 helper reads instead of 8). */
-struct app_learned {
-	__u64 sock_fops;      /* socket_file_ops */
-	__u64 stream_ops[2];  /* inet_stream_ops, inet6_stream_ops */
+	/* the socket's role and tuple when learnt (uprobes cannot read socket storage) */
+	struct conn_info conn;
 };
 
 struct app_scratch {
@@ -156,10 +148,11 @@ struct {
 	__type(value, struct task_state);
 } app_tasks SEC(".maps");
 
+/* Socket-local storage: freed with the socket, found in a few loads (no hash lookup). */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u64); /* struct sock * */
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct conn_info);
 } app_conns SEC(".maps");
 
@@ -169,13 +162,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct app_scratch);
 } app_scratch SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct app_learned);
-} app_learned SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -261,6 +247,17 @@ static __always_inline bool traced(__u32 tgid, bool need_state, struct task_stat
 	return *stp ? pid_allowed_cached(c, *stp, tgid) : pid_allowed_lookup(c, tgid);
 }
 
+/* Whether process `tgid` (not necessarily the current one) is traced. */
+static __always_inline bool pid_traced(__u32 tgid)
+{
+	__u32 zero = 0;
+	struct app_config *c = bpf_map_lookup_elem(&app_config, &zero);
+	if (!c)
+		return false;
+	int allowed = pid_allowed_inline(c, tgid);
+	return allowed >= 0 ? allowed : pid_allowed_lookup(c, tgid);
+}
+
 static __always_inline __u32 capture_limit(void)
 {
 	__u32 zero = 0;
@@ -269,107 +266,6 @@ static __always_inline __u32 capture_limit(void)
 	if (cap > APP_MAX_CAPTURE)
 		cap = APP_MAX_CAPTURE;
 	return cap;
-}
-
-/* Two 8-byte fields of the kernel object at p (CO-RE offsets a < b): one helper read when they
- * are at most 32 bytes apart (they are on 6.x: struct socket's sk and ops are adjacent). */
-static __always_inline int read_2(const void *p, __u32 a, __u32 b, __u64 *va, __u64 *vb)
-{
-	__u64 buf[5];
-	if (a < b && b - a <= 32 && !((b - a) & 7)) {
-		if (bpf_probe_read_kernel(buf, b - a + 8, p + a))
-			return -1;
-		*va = buf[0];
-		*vb = buf[(b - a) / 8];
-		return 0;
-	}
-	if (bpf_probe_read_kernel(va, 8, p + a) || bpf_probe_read_kernel(vb, 8, p + b))
-		return -1;
-	return 0;
-}
-
-/* Three 8-byte fields (a < b < c), one helper read when within 40 bytes (struct file's f_op,
- * private_data and f_inode are). */
-static __always_inline int read_3(const void *p, __u32 a, __u32 b, __u32 c, __u64 *va, __u64 *vb,
-				  __u64 *vc)
-{
-	__u64 buf[5];
-	if (a < b && b < c && c - a <= 32 && !((b - a) & 7) && !((c - a) & 7)) {
-		if (bpf_probe_read_kernel(buf, c - a + 8, p + a))
-			return -1;
-		*va = buf[0];
-		*vb = buf[(b - a) / 8];
-		*vc = buf[(c - a) / 8];
-		return 0;
-	}
-	if (bpf_probe_read_kernel(va, 8, p + a) || bpf_probe_read_kernel(vb, 8, p + b) ||
-	    bpf_probe_read_kernel(vc, 8, p + c))
-		return -1;
-	return 0;
-}
-
-/* fd of the current task -> its struct sock, only for IPv4/IPv6 TCP stream sockets. */
-static __always_inline struct sock *tcp_sock_of_fd(long fd)
-{
-	if (fd < 0)
-		return NULL;
-	/* BTF pointers: direct (fault-safe) loads instead of helper calls where the verifier
-	 * tracks the type; bpf_probe_read_kernel for the rest */
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct files_struct *files = task->files;
-	if (!files)
-		return NULL;
-	struct fdtable *fdt = files->fdt;
-	if (!fdt)
-		return NULL;
-	if ((unsigned long)fd >= fdt->max_fds)
-		return NULL;
-	struct file **fds = fdt->fd;
-	struct file *f = NULL;
-	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
-		return NULL;
-	__u32 zero = 0;
-	struct app_learned *learned = bpf_map_lookup_elem(&app_learned, &zero);
-	if (!learned)
-		return NULL;
-	__u64 fop = 0, priv = 0, inode = 0;
-	if (read_3(f, bpf_core_field_offset(struct file, f_op),
-		   bpf_core_field_offset(struct file, private_data),
-		   bpf_core_field_offset(struct file, f_inode), &fop, &priv, &inode))
-		return NULL;
-	if (!fop || fop != learned->sock_fops) {
-		/* every socket file has the same f_op (socket_file_ops): once it is known, another
-		 * f_op is not a socket, without reading the inode */
-		if (learned->sock_fops)
-			return NULL;
-		umode_t mode = BPF_CORE_READ((struct inode *)inode, i_mode);
-		if ((mode & S_IFMT_) != S_IFSOCK_)
-			return NULL;
-	}
-	if (!priv)
-		return NULL;
-	__u64 skv = 0, ops = 0;
-	if (read_2((const void *)priv, bpf_core_field_offset(struct socket, sk),
-		   bpf_core_field_offset(struct socket, ops), &skv, &ops) ||
-	    !skv)
-		return NULL;
-	struct sock *sk = (struct sock *)skv;
-	/* the operations of TCP sockets (SCTP's SOCK_STREAM and MPTCP have their own) */
-	if (ops && (ops == learned->stream_ops[0] || ops == learned->stream_ops[1]))
-		return sk;
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	if (family != AF_INET && family != AF_INET6)
-		return NULL;
-	if (BPF_CORE_READ(sk, sk_type) != SOCK_STREAM || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP_)
-		return NULL;
-	/* a fully checked TCP socket: learn its file and socket operations (written only when
-	 * they change, so the shared line is not dirtied on every call) */
-	if (learned->sock_fops != fop)
-		learned->sock_fops = fop;
-	__u32 i = family == AF_INET6;
-	if (ops && learned->stream_ops[i] != ops)
-		learned->stream_ops[i] = ops;
-	return sk;
 }
 
 static __always_inline void read_tuple(struct conn_info *ci, struct sock *sk)
@@ -389,17 +285,16 @@ static __always_inline void read_tuple(struct conn_info *ci, struct sock *sk)
 	}
 }
 
-/* Cached role + tuple of `sk`, created (role unknown) on first sight. NULL only if the map
- * refuses the insert; then `tmp` is filled and returned. */
-static __always_inline struct conn_info *conn_of(__u64 sk, struct conn_info *tmp)
+/* Cached role + tuple of `sk`, created (role unknown) on first sight. NULL only if the kernel
+ * cannot allocate the storage; then `tmp` is filled and returned. */
+static __always_inline struct conn_info *conn_of(struct sock *sk, struct conn_info *tmp)
 {
-	struct conn_info *ci = bpf_map_lookup_elem(&app_conns, &sk);
+	struct conn_info *ci = bpf_sk_storage_get(&app_conns, sk, 0, 0);
 	if (ci)
 		return ci;
 	__builtin_memset(tmp, 0, sizeof(*tmp));
-	read_tuple(tmp, (struct sock *)sk);
-	bpf_map_update_elem(&app_conns, &sk, tmp, BPF_NOEXIST);
-	ci = bpf_map_lookup_elem(&app_conns, &sk);
+	read_tuple(tmp, sk);
+	ci = bpf_sk_storage_get(&app_conns, sk, tmp, BPF_SK_STORAGE_GET_F_CREATE);
 	return ci ? ci : tmp;
 }
 
@@ -436,6 +331,27 @@ static __always_inline void set_comm(struct app_event *e)
 	dst[1] = *(const __u64 *)&leader->comm[8];
 }
 
+/* Flags for a record of `size` bytes: waking the consumer costs an irq_work and a scheduler
+ * wakeup per event, so wakeups are batched. */
+static __always_inline __u64 wakeup_flags(struct app_scratch *s, __u32 size)
+{
+	__u32 zero = 0;
+	struct app_config *c = bpf_map_lookup_elem(&app_config, &zero);
+	if (!c || !c->wakeup_bytes)
+		return 0;
+	/* asking how full the buffer is reads the positions the consumer and the other CPUs
+	 * write (~200 ns of cache-line transfers here): ask once per wakeup_bytes / 8 emitted by
+	 * this CPU, so the wakeup comes at most that much late */
+	s->pending += size;
+	if (s->pending < c->wakeup_bytes / 8)
+		return BPF_RB_NO_WAKEUP;
+	s->pending = 0;
+	return bpf_ringbuf_query(&app_events, BPF_RB_AVAIL_DATA) >= c->wakeup_bytes
+		       ? BPF_RB_FORCE_WAKEUP
+		       : BPF_RB_NO_WAKEUP;
+}
+
+/* Emits the scratch record: its header and `len` payload bytes from s->data. */
 static __always_inline void submit(struct app_scratch *s, __u32 len)
 {
 	if (len > APP_MAX_CAPTURE)
@@ -443,23 +359,8 @@ static __always_inline void submit(struct app_scratch *s, __u32 len)
 	asm volatile("%[len] &= 0x1fff" : [len] "+r"(len)); /* bound for the verifier */
 	s->ev.captured_len = len;
 	set_comm(&s->ev);
-	/* waking the consumer costs an irq_work and a scheduler wakeup per event: batch them */
-	__u64 flags = 0;
-	__u32 zero = 0;
-	struct app_config *c = bpf_map_lookup_elem(&app_config, &zero);
-	if (c && c->wakeup_bytes) {
-		/* asking how full the buffer is reads the positions the consumer and the other
-		 * CPUs write (~200 ns of cache-line transfers here): ask once per wakeup_bytes / 8
-		 * emitted by this CPU, so the wakeup comes at most that much late */
-		flags = BPF_RB_NO_WAKEUP;
-		s->pending += sizeof(struct app_event) + len;
-		if (s->pending >= c->wakeup_bytes / 8) {
-			s->pending = 0;
-			if (bpf_ringbuf_query(&app_events, BPF_RB_AVAIL_DATA) >= c->wakeup_bytes)
-				flags = BPF_RB_FORCE_WAKEUP;
-		}
-	}
-	if (bpf_ringbuf_output(&app_events, s, sizeof(struct app_event) + len, flags))
+	__u32 size = sizeof(struct app_event) + len;
+	if (bpf_ringbuf_output(&app_events, s, size, wakeup_flags(s, size)))
 		stat_add(APP_STAT_LOST);
 	else
 		stat_add(APP_STAT_EMITTED);
@@ -476,10 +377,10 @@ static __always_inline __u32 copy_chunk(__u8 *data, __u32 off, const void *src, 
 	return sz;
 }
 
-/* Copies up to min(cap, total) bytes from the first APP_MAX_IOV iovecs (of iovcnt) to
- * s->data. The loop runs once per iovec actually used (not unrolled). */
+/* Copies up to `want` bytes from the first APP_MAX_IOV iovecs (of iovcnt) to s->data. The
+ * loop runs once per iovec actually used (not unrolled). */
 static __always_inline __u32 copy_iov(struct app_scratch *s, const struct iovec *iov, __u64 iovcnt,
-				      __u64 total, __u32 cap)
+				      __u32 want)
 {
 	if (iovcnt > APP_MAX_IOV)
 		iovcnt = APP_MAX_IOV;
@@ -491,13 +392,11 @@ static __always_inline __u32 copy_iov(struct app_scratch *s, const struct iovec 
 		return 0;
 	__u32 off = 0;
 	for (__u32 i = 0; i < APP_MAX_IOV; i++) {
-		if (i >= cnt || off >= cap || off >= total)
+		if (i >= cnt || off >= want)
 			break;
 		__u64 n = s->iov[i].iov_len;
-		if (n > cap - off)
-			n = cap - off;
-		if (n > total - off)
-			n = total - off;
+		if (n > want - off)
+			n = want - off;
 		if (n == 0)
 			continue;
 		__u32 got = copy_chunk(s->data, off, s->iov[i].iov_base, n);
@@ -508,185 +407,79 @@ static __always_inline __u32 copy_iov(struct app_scratch *s, const struct iovec 
 	return off;
 }
 
+/* Emits the data record whose header is in s->ev with the first min(moved, capture_bytes)
+ * bytes of the payload, read from user memory as `buf_kind` says (`buf`, `aux`: see struct
+ * data_call). */
+static __always_inline void emit_data(struct app_scratch *s, __u8 buf_kind, __u64 buf, __u64 aux,
+				      __u64 moved)
+{
+	__u32 cap = capture_limit();
+	__u32 want = moved < cap ? (__u32)moved : cap;
+	__u32 len = 0;
+	if (buf_kind == BUF_PLAIN) {
+		if (want)
+			len = copy_chunk(s->data, 0, (const void *)buf, want);
+	} else if (buf_kind == BUF_IOV) {
+		len = copy_iov(s, (const struct iovec *)buf, aux, want);
+	} else if (buf_kind == BUF_MSG) {
+		struct user_msghdr *msg = (struct user_msghdr *)buf;
+		struct iovec *iov = NULL;
+		__u64 iovlen = 0;
+		bpf_probe_read_user(&iov, sizeof(iov), &msg->msg_iov);
+		bpf_probe_read_user(&iovlen, sizeof(iovlen), &msg->msg_iovlen);
+		if (iov)
+			len = copy_iov(s, iov, iovlen, want);
+	} else {
+		s->ev.flags |= APP_FLAG_NO_PAYLOAD;
+	}
+	submit(s, len);
+}
+
 /* x86-64 syscall numbers (the object is built for x86 only, see __TARGET_ARCH_x86) */
 #define NR_read 0
 #define NR_write 1
 #define NR_readv 19
 #define NR_writev 20
 #define NR_sendfile 40
-#define NR_connect 42
-#define NR_accept 43
 #define NR_sendto 44
 #define NR_recvfrom 45
 #define NR_sendmsg 46
 #define NR_recvmsg 47
-#define NR_accept4 288
-/* the handled syscalls numbered below 64, as a bit set: one test rejects every other one */
-#define NR_MASK                                                                             \
-	((1ULL << NR_read) | (1ULL << NR_write) | (1ULL << NR_readv) | (1ULL << NR_writev) | \
-	 (1ULL << NR_sendfile) | (1ULL << NR_connect) | (1ULL << NR_accept) |                \
-	 (1ULL << NR_sendto) | (1ULL << NR_recvfrom) | (1ULL << NR_sendmsg) |                \
-	 (1ULL << NR_recvmsg))
+#define NR_splice 275
 /* thread_info.status bit of a task inside an ia32 syscall (other numbers, other registers) */
 #define TS_COMPAT_ 0x0002
+/* task_struct.flags: kernel threads and io_uring workers make no syscall of their own */
+#define PF_IO_WORKER_ 0x00000010
+#define PF_KTHREAD_ 0x00200000
 
-/* A data syscall that moved `ret` > 0 bytes, decoded from its registers. */
+/* The data syscall behind a socket send or receive, decoded from the registers it saved. */
 struct data_call {
 	__u64 buf; /* buffer, struct iovec * or struct user_msghdr * (see buf_kind) */
 	__u64 aux; /* iovcnt of the vectored calls */
 	__s32 fd;
 	__u8 sys;
-	__u8 dir;
 	__u8 buf_kind;
 };
 
-static __always_inline int on_data(const struct data_call *c, long ret)
+/* Decodes the syscall the current task is in. False for calls that are not a data syscall in
+ * the expected direction (io_uring, aio, in-kernel users...): those are not reported. */
+static __always_inline bool data_call_of(struct task_struct *task, __u8 dir, struct data_call *c)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct task_state *st;
-	if (!traced(id >> 32, false, &st))
-		return 0;
-	struct sock *sk = tcp_sock_of_fd(c->fd);
-	if (!sk)
-		return 0;
-	if (st && st->ssl.op) {
-		/* libssl moving TLS records: learn SSL* -> socket, mark the socket, report nothing
-		 * (the plaintext comes from the uretprobe) */
-		struct ssl_key k = {.ssl = st->ssl.ssl, .tgid = id >> 32};
-		struct ssl_sock *known = bpf_map_lookup_elem(&app_ssl_socks, &k);
-		if (!known || known->sk != (__u64)sk || known->fd != c->fd) {
-			struct ssl_sock v = {.sk = (__u64)sk, .fd = c->fd};
-			bpf_map_update_elem(&app_ssl_socks, &k, &v, BPF_ANY);
-		}
-		struct conn_info tmp;
-		struct conn_info *ci = conn_of((__u64)sk, &tmp);
-		ci->tls = 1;
-		stat_add(APP_STAT_TLS_SKIPPED);
-		return 0;
-	}
-
-	struct conn_info tmp;
-	struct conn_info *ci = conn_of((__u64)sk, &tmp);
-	if (ci->tls) {
-		/* TLS records outside a traced SSL_* call (e.g. SSL_shutdown) */
-		stat_add(APP_STAT_TLS_SKIPPED);
-		return 0;
-	}
-	struct app_scratch *s = scratch_event();
-	if (!s)
-		return 0;
-	struct app_event *e = &s->ev;
-	e->kind = APP_KIND_DATA;
-	e->direction = c->dir;
-	e->syscall = c->sys;
-	e->pid = id >> 32;
-	e->tid = (__u32)id;
-	e->fd = c->fd;
-	e->conn_id = (__u64)sk;
-	e->end_ns = bpf_ktime_get_ns();
-	e->start_ns = e->end_ns; /* seen at exit only */
-	e->bytes = ret;
-	copy_conn(e, ci);
-
-	__u32 cap = capture_limit();
-	__u32 len = 0;
-	if (c->buf_kind == BUF_PLAIN) {
-		__u64 n = (__u64)ret < cap ? (__u64)ret : cap;
-		if (n)
-			len = copy_chunk(s->data, 0, (const void *)c->buf, n);
-	} else if (c->buf_kind == BUF_IOV) {
-		len = copy_iov(s, (const struct iovec *)c->buf, c->aux, ret, cap);
-	} else if (c->buf_kind == BUF_MSG) {
-		struct user_msghdr *msg = (struct user_msghdr *)c->buf;
-		struct iovec *iov = NULL;
-		__u64 iovlen = 0;
-		bpf_probe_read_user(&iov, sizeof(iov), &msg->msg_iov);
-		bpf_probe_read_user(&iovlen, sizeof(iovlen), &msg->msg_iovlen);
-		if (iov)
-			len = copy_iov(s, iov, iovlen, ret, cap);
-	} else {
-		e->flags |= APP_FLAG_NO_PAYLOAD;
-	}
-	submit(s, len);
-	return 0;
-}
-
-/* ---- connection lifecycle ---- */
-
-/* accept/accept4 (fd = the new socket) or connect (fd = its argument) succeeded. */
-static __always_inline int on_conn(long fd, long ret, __u8 sys)
-{
-	struct sock *sk = tcp_sock_of_fd(fd);
-	if (!sk)
-		return 0;
-	__u64 id = bpf_get_current_pid_tgid();
-	bool client = sys == APP_SYS_CONNECT;
-	__u64 key = (__u64)sk;
-	struct conn_info ci = {.role = client ? APP_ROLE_CLIENT : APP_ROLE_SERVER, .pid = id >> 32};
-	read_tuple(&ci, sk);
-	/* roles are recorded for every process so that a pid added to the filter later still
-	 * gets them; only the events are filtered */
-	bpf_map_update_elem(&app_conns, &key, &ci, BPF_ANY);
-	struct task_state *st;
-	if (!traced(id >> 32, false, &st))
-		return 0;
-
-	struct app_scratch *s = scratch_event();
-	if (!s)
-		return 0;
-	struct app_event *e = &s->ev;
-	e->kind = client ? APP_KIND_CONNECT : APP_KIND_ACCEPT;
-	e->syscall = sys;
-	e->pid = id >> 32;
-	e->tid = (__u32)id;
-	e->fd = fd;
-	e->conn_id = key;
-	e->end_ns = bpf_ktime_get_ns();
-	e->start_ns = e->end_ns;
-	e->bytes = ret;
-	copy_conn(e, &ci);
-	submit(s, 0);
-	return 0;
-}
-
-/*
- * One program at the exit of every syscall of every process (the raw `sys_exit` tracepoint):
- * the arguments are still in the saved registers, and the fd still names the socket (close is
- * the exception, handled at its enter below). It replaces an enter and an exit program per
- * syscall: the classic per-syscall tracepoints build a trace record on every hit and cost
- * ~1.6-3.8 us of CPU per nginx request here, this hook none measurable (APP_PERFORMANCE.md).
- */
-SEC("tp_btf/sys_exit")
-int BPF_PROG(app_sys_exit, struct pt_regs *regs, long ret)
-{
-	__u64 nr = regs->orig_ax;
-	if (nr >= 64 ? nr != NR_accept4 : !((NR_MASK >> nr) & 1))
-		return 0;
-	/* errors (EAGAIN...) moved nothing; only a non-blocking connect in progress counts */
-	if (ret < 0 && !(nr == NR_connect && ret == -EINPROGRESS_))
-		return 0;
-	struct task_struct *task = bpf_get_current_task_btf();
 	if (task->thread_info.status & TS_COMPAT_)
-		return 0;
-	if (nr == NR_accept || nr == NR_accept4)
-		return on_conn(ret, ret, nr == NR_accept ? APP_SYS_ACCEPT : APP_SYS_ACCEPT4);
-	long fd = (long)(int)regs->di;
-	if (nr == NR_connect)
-		return on_conn(fd, ret, APP_SYS_CONNECT);
-	if (ret == 0) /* EOF */
-		return 0;
-
-	/* MSG_PEEK leaves the bytes queued: the read that consumes them reports them (e.g. nginx
-	 * peeks 1 byte to tell TLS from plain HTTP before the handshake) */
-	if ((nr == NR_recvfrom && (regs->r10 & MSG_PEEK_)) || (nr == NR_recvmsg && (regs->dx & MSG_PEEK_)))
-		return 0;
-	struct data_call c = {.fd = fd, .buf = regs->si, .aux = regs->dx};
+		return false;
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	if (!regs)
+		return false;
+	/* direct loads (BTF pointer): a helper read each would cost ~40 ns here */
+	__u64 nr = regs->orig_ax;
+	c->fd = (__s32)regs->di;
+	c->buf = regs->si;
+	c->aux = regs->dx;
 #define DATA_CALL(NR, SYS, DIR, KIND)                                                      \
 	case NR:                                                                            \
-		c.sys = SYS;                                                                \
-		c.dir = DIR;                                                                \
-		c.buf_kind = KIND;                                                          \
-		break;
+		c->sys = SYS;                                                               \
+		c->buf_kind = KIND;                                                         \
+		return dir == DIR;
 	switch (nr) {
 	DATA_CALL(NR_read, APP_SYS_READ, APP_DIR_INGRESS, BUF_PLAIN)
 	DATA_CALL(NR_write, APP_SYS_WRITE, APP_DIR_EGRESS, BUF_PLAIN)
@@ -697,50 +490,211 @@ int BPF_PROG(app_sys_exit, struct pt_regs *regs, long ret)
 	DATA_CALL(NR_recvmsg, APP_SYS_RECVMSG, APP_DIR_INGRESS, BUF_MSG)
 	DATA_CALL(NR_sendmsg, APP_SYS_SENDMSG, APP_DIR_EGRESS, BUF_MSG)
 	DATA_CALL(NR_sendfile, APP_SYS_SENDFILE, APP_DIR_EGRESS, BUF_NONE)
-	default:
-		return 0;
+	case NR_splice: /* splice(fd_in, off_in, fd_out, ...): the socket is fd_out */
+		c->fd = (__s32)regs->dx;
+		c->sys = APP_SYS_SPLICE;
+		c->buf_kind = BUF_NONE;
+		return dir == APP_DIR_EGRESS;
 	}
 #undef DATA_CALL
-	return on_data(&c, ret);
+	return false;
 }
 
-/* close(2) of a TCP socket: reported at enter, while the fd still resolves. */
-SEC("tracepoint/syscalls/sys_enter_close")
-int app_enter_close(struct trace_event_raw_sys_enter *ctx)
+/* Whether the current task's `fd` is the file of `sk`: the socket a data syscall names is the
+ * one sending or receiving (not, say, an NBD or NFS socket the kernel drives from inside a
+ * read() of a file). */
+static __always_inline bool fd_is_sock(struct task_struct *task, __s32 fd, struct sock *sk)
 {
+	struct socket *sock = sk->sk_socket;
+	if (fd < 0 || !sock)
+		return false;
+	struct file *want = sock->file;
+	struct files_struct *files = task->files;
+	if (!files || !want)
+		return false;
+	struct fdtable *fdt = files->fdt;
+	if (!fdt || (__u32)fd >= fdt->max_fds)
+		return false;
+	struct file *f = NULL;
+	struct file **fds = fdt->fd;
+	return !bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) && f == want;
+}
+
+/* IPv4/IPv6 TCP (SCTP's SOCK_STREAM and MPTCP have other protocols). */
+static __always_inline bool is_tcp(const struct sock *sk)
+{
+	__u16 family = sk->__sk_common.skc_family;
+	return (family == AF_INET || family == AF_INET6) && sk->sk_type == SOCK_STREAM &&
+	       sk->sk_protocol == IPPROTO_TCP_;
+}
+
+/* APP_KIND_ACCEPT / APP_KIND_CONNECT for a connection this process uses for the first time:
+ * the handshake completed in softirq context, where the process is not known. */
+static __always_inline void announce(struct conn_info *ci, __u64 sk, __u64 id, __s32 fd)
+{
+	struct app_scratch *s = scratch_event();
+	if (!s)
+		return;
+	struct app_event *e = &s->ev;
+	e->kind = ci->role == APP_ROLE_CLIENT ? APP_KIND_CONNECT : APP_KIND_ACCEPT;
+	e->syscall = ci->role == APP_ROLE_CLIENT ? APP_SYS_CONNECT : APP_SYS_ACCEPT;
+	e->pid = id >> 32;
+	e->tid = (__u32)id;
+	e->fd = fd;
+	e->conn_id = sk;
+	e->start_ns = ci->established_ns;
+	e->end_ns = ci->established_ns;
+	copy_conn(e, ci);
+	submit(s, 0);
+}
+
+/* A TCP socket of a traced process sent (egress) or received (ingress) `ret` bytes. */
+static __always_inline int on_sock_io(struct sock *sk, int ret, int flags, __u8 dir)
+{
+	/* errors (EAGAIN...) and EOF moved nothing; MSG_PEEK leaves the bytes queued: the read
+	 * that consumes them reports them (nginx peeks 1 byte to tell TLS from plain HTTP) */
+	if (ret <= 0 || (flags & MSG_PEEK_) || !is_tcp(sk))
+		return 0;
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (task->flags & (PF_KTHREAD_ | PF_IO_WORKER_))
+		return 0;
 	__u64 id = bpf_get_current_pid_tgid();
-	int fd = (int)ctx->args[0];
-	struct sock *sk = tcp_sock_of_fd(fd);
-	if (!sk)
-		return 0;
-	__u64 key = (__u64)sk;
 	struct task_state *st;
-	if (!traced(id >> 32, false, &st)) {
-		bpf_map_delete_elem(&app_conns, &key);
+	if (!traced(id >> 32, false, &st))
+		return 0;
+	struct data_call c = {};
+	if (!data_call_of(task, dir, &c))
+		return 0;
+	if (!fd_is_sock(task, c.fd, sk))
+		return 0;
+	struct conn_info tmp;
+	struct conn_info *ci = conn_of(sk, &tmp);
+	if (!ci->pid) {
+		/* first use by a traced process: its close is reported to this process */
+		ci->pid = id >> 32;
+		if (ci->role != APP_ROLE_UNKNOWN)
+			announce(ci, (__u64)sk, id, c.fd);
+	}
+	if (st && st->ssl.op) {
+		/* libssl moving TLS records: learn SSL* -> socket, mark the socket, report nothing
+		 * (the plaintext comes from the uretprobe) */
+		ci->tls = 1;
+		struct ssl_key k = {.ssl = st->ssl.ssl, .tgid = id >> 32};
+		struct ssl_sock *known = bpf_map_lookup_elem(&app_ssl_socks, &k);
+		/* a freed socket's address (and fd) can come back for the next connection: the
+		 * ports and the handshake time tell them apart */
+		if (!known || known->sk != (__u64)sk || known->fd != c.fd ||
+		    known->conn.remote_port != ci->remote_port ||
+		    known->conn.local_port != ci->local_port ||
+		    known->conn.established_ns != ci->established_ns) {
+			struct ssl_sock v = {.sk = (__u64)sk, .fd = c.fd, .conn = *ci};
+			bpf_map_update_elem(&app_ssl_socks, &k, &v, BPF_ANY);
+		}
+		stat_add(APP_STAT_TLS_SKIPPED);
 		return 0;
 	}
-	struct conn_info tmp;
-	struct conn_info *cached = bpf_map_lookup_elem(&app_conns, &key);
-	if (cached) {
-		tmp = *cached;
-	} else {
-		__builtin_memset(&tmp, 0, sizeof(tmp));
-		read_tuple(&tmp, sk);
+	if (ci->tls) {
+		/* TLS records outside a traced SSL_* call (e.g. SSL_shutdown) */
+		stat_add(APP_STAT_TLS_SKIPPED);
+		return 0;
 	}
-	bpf_map_delete_elem(&app_conns, &key);
 	struct app_scratch *s = scratch_event();
 	if (!s)
 		return 0;
 	struct app_event *e = &s->ev;
-	e->kind = APP_KIND_CLOSE;
-	e->syscall = APP_SYS_CLOSE;
+	e->kind = APP_KIND_DATA;
+	e->direction = dir;
+	e->syscall = c.sys;
 	e->pid = id >> 32;
 	e->tid = (__u32)id;
-	e->fd = fd;
+	e->fd = c.fd;
+	e->conn_id = (__u64)sk;
+	e->end_ns = bpf_ktime_get_ns();
+	e->start_ns = e->end_ns; /* seen when the data moved only */
+	e->bytes = ret;
+	copy_conn(e, ci);
+	emit_data(s, c.buf_kind, c.buf, c.aux, ret);
+	return 0;
+}
+
+/*
+ * The socket layer's own tracepoints, after every sendmsg/recvmsg on any socket (struct sock
+ * and byte count as arguments): they run only for socket I/O, where a syscall tracepoint runs
+ * for every syscall of every process and forces each one through the kernel's slow path. The
+ * syscall's arguments (fd, buffer) are read from the registers it saved on entry.
+ */
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(app_sock_send, struct sock *sk, int ret, int flags)
+{
+	return on_sock_io(sk, ret, 0, APP_DIR_EGRESS);
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(app_sock_recv, struct sock *sk, int ret, int flags)
+{
+	return on_sock_io(sk, ret, flags, APP_DIR_INGRESS);
+}
+
+/* TCP states (include/net/tcp_states.h) */
+#define TCP_ESTABLISHED_ 1
+#define TCP_SYN_SENT_ 2
+#define TCP_SYN_RECV_ 3
+#define TCP_FIN_WAIT1_ 4
+#define TCP_CLOSE_ 7
+#define TCP_LAST_ACK_ 9
+#define SHUTDOWN_MASK_ 3
+
+/*
+ * TCP state changes: a completed handshake records the socket's role (reported with its first
+ * data, see announce()); the end of a connection reports APP_KIND_CLOSE to the process that
+ * used it and forgets the socket. The end is TCP_CLOSE, or the FIN of close(2) (both
+ * directions shut: not a half-close by shutdown(SHUT_WR), after which data still arrives).
+ */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(app_sock_state, const struct sock *sk, int oldstate, int newstate)
+{
+	if (!is_tcp(sk))
+		return 0;
+	__u64 key = (__u64)sk;
+	if (newstate == TCP_ESTABLISHED_) {
+		__u8 role = oldstate == TCP_SYN_SENT_   ? APP_ROLE_CLIENT
+			    : oldstate == TCP_SYN_RECV_ ? APP_ROLE_SERVER
+							: APP_ROLE_UNKNOWN;
+		struct conn_info fresh = {.role = role, .established_ns = bpf_ktime_get_ns()};
+		read_tuple(&fresh, (struct sock *)sk);
+		struct conn_info *ci = bpf_sk_storage_get(&app_conns, (struct sock *)sk, &fresh,
+							  BPF_SK_STORAGE_GET_F_CREATE);
+		/* data before the handshake completed (TCP Fast Open): the storage was there */
+		if (ci && ci->role == APP_ROLE_UNKNOWN)
+			ci->role = role;
+		return 0;
+	}
+	bool closing = newstate == TCP_FIN_WAIT1_ || newstate == TCP_LAST_ACK_;
+	if (newstate != TCP_CLOSE_ && !(closing && sk->sk_shutdown == SHUTDOWN_MASK_))
+		return 0;
+	struct conn_info *cached = bpf_sk_storage_get(&app_conns, (struct sock *)sk, 0, 0);
+	if (!cached)
+		return 0;
+	struct conn_info ci = *cached;
+	bpf_sk_storage_delete(&app_conns, (struct sock *)sk);
+	/* reported only to a traced process that saw data on it */
+	if (!ci.pid || !pid_traced(ci.pid))
+		return 0;
+	struct app_scratch *s = scratch_event();
+	if (!s)
+		return 0;
+	struct app_event *e = &s->ev;
+	__u64 id = bpf_get_current_pid_tgid();
+	e->kind = APP_KIND_CLOSE;
+	e->syscall = APP_SYS_CLOSE;
+	e->pid = ci.pid;
+	/* the closing thread when the owner closes (softirq context otherwise: no thread) */
+	e->tid = id >> 32 == ci.pid ? (__u32)id : 0;
+	e->fd = -1;
 	e->conn_id = key;
 	e->start_ns = bpf_ktime_get_ns();
 	e->end_ns = e->start_ns;
-	copy_conn(e, &tmp);
+	copy_conn(e, &ci);
 	submit(s, 0);
 	return 0;
 }
@@ -825,20 +779,14 @@ static __always_inline int ssl_exit(struct pt_regs *ctx, __u8 op)
 	if (sock) {
 		e->fd = sock->fd;
 		e->conn_id = sock->sk;
-		struct conn_info tmp;
-		copy_conn(e, conn_of(sock->sk, &tmp));
+		copy_conn(e, &sock->conn);
 	} else {
 		e->flags |= APP_FLAG_TLS_NO_SOCKET;
 		e->fd = -1;
 		e->conn_id = c.ssl;
 	}
 
-	__u32 cap = capture_limit();
-	__u32 len = 0;
-	__u64 n = (__u64)bytes < cap ? (__u64)bytes : cap;
-	if (n)
-		len = copy_chunk(s->data, 0, (const void *)c.buf, n);
-	submit(s, len);
+emit_data(s, BUF_PLAIN, c.buf, 0, bytes);
 	return 0;
 }
 

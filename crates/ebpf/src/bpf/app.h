@@ -50,9 +50,10 @@
 #define APP_SYS_SSL_WRITE 15
 #define APP_SYS_SSL_READ_EX 16
 #define APP_SYS_SSL_WRITE_EX 17
+#define APP_SYS_SPLICE 18 /* to a socket; no payload (APP_FLAG_NO_PAYLOAD) */
 
 /* app_event.flags */
-#define APP_FLAG_NO_PAYLOAD 1 /* the syscall moves data the capture cannot see (sendfile) */
+#define APP_FLAG_NO_PAYLOAD 1 /* the syscall moves data the capture cannot see (sendfile, splice) */
 #define APP_FLAG_TLS 2        /* plaintext of a libssl call (syscall is APP_SYS_SSL_*) */
 /* TLS event whose socket is not known yet (no syscall seen inside an SSL_* call of this SSL
  * object, e.g. a memory BIO): fd is -1, the tuple is zero and conn_id is the SSL* value */
