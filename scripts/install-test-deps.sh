@@ -32,5 +32,3 @@ for svc in nginx prometheus dnsmasq redis-server postgresql mariadb; do
   systemctl stop "$svc" >/dev/null 2>&1 || service "$svc" stop >/dev/null 2>&1 || true
 done
 python3 -m pip install -q "${PIP_PACKAGES[@]}"
-# Syscall tracepoints need tracefs.
-mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing

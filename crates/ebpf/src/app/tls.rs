@@ -1,7 +1,7 @@
 //! TLS plaintext capture: uprobes on libssl (`SSL_read`, `SSL_write`, `SSL_read_ex`,
 //! `SSL_write_ex`, plus `SSL_do_handshake` to recognise the socket under the handshake).
 //!
-//! The programs live in `app.o` beside the syscall tracepoints (they share the ring buffer and
+//! The programs live in `app.o` beside the socket programs (they share the ring buffer and
 //! the per-socket cache): a TLS call yields one [`AppEvent::Data`](super::AppEvent::Data) of
 //! the usual layout whose [`DataEvent::is_tls`](super::DataEvent::is_tls) is true, with the
 //! plaintext as payload and the `conn_id` / 4-tuple / fd of the TCP socket underneath. The
@@ -542,7 +542,7 @@ impl AppCapture {
         &self.ssl.libraries
     }
 
-    /// Detaches every TLS probe (the syscall tracepoints stay). Sockets already recognised as
+    /// Detaches every TLS probe (the socket programs stay). Sockets already recognised as
     /// TLS keep their syscalls unreported until closed.
     pub fn detach_ssl(&mut self) -> Result<(), AppCaptureError> {
         while let Some(mut links) = self.ssl.links.pop() {
