@@ -13,7 +13,9 @@
 #        each program's ns/run and runs/request over the wrk run; costs ~50 ns per run, so
 #        leave it off for the ratio)
 # Prints one line per run (req/s and wrk's p99 latency) and finally
-# ratio=<median with>/<median without> and the medians of p99 with and without.
+# ratio=<median with>/<median without>, each round's with/without ratio and their median
+# (pair_ratio_median: adjacent runs, so slow drifts of the machine cancel) and the medians of
+# p99 with and without.
 # Each run also prints the CPU time spent per request (nginx worker + wrk + the consumer, user
 # + system, from /proc and getrusage: tracepoint programs run in the traced tasks' system
 # time); its ratio (cpu_ratio=<median without>/<median with>) depends much less than req/s on
@@ -139,6 +141,10 @@ median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(
 mw=$(median "${without[@]}"); mc=$(median "${with[@]}")
 echo "median without=$mw with=$mc"
 awk -v a="$mc" -v b="$mw" 'BEGIN {printf "ratio=%.3f\n", a/b}'
+# each round's with/without (adjacent runs: slow drifts of the machine cancel), and their median
+pairs=()
+for i in "${!with[@]}"; do pairs+=("$(awk -v a="${with[$i]}" -v b="${without[$i]}" 'BEGIN {printf "%.3f", a/b}')"); done
+echo "pair_ratios=${pairs[*]} pair_ratio_median=$(median "${pairs[@]}")"
 pw=$(median "${p99_without[@]}"); pc=$(median "${p99_with[@]}")
 awk -v a="$pc" -v b="$pw" 'BEGIN {printf "p99 median without=%.3f ms with=%.3f ms (+%.3f ms, x%.2f)\n", b, a, a - b, a / b}'
 cw=$(median "${cpu_without[@]}"); cc=$(median "${cpu_with[@]}")
