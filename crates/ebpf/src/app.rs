@@ -260,6 +260,18 @@ fn shorten_log(log: &str) -> String {
     out
 }
 
+/// The kernel's BTF has no `btf_trace_<event>`: a kernel older than the tracepoint.
+fn missing_tracepoint(program: &str, event: &str) -> AppCaptureError {
+    AppCaptureError::Load {
+        program: program.to_string(),
+        error: format!(
+            "this kernel has no `{event}` tracepoint (in its BTF): the app receiver needs \
+             Linux 6.3 or later"
+        ),
+        log: String::new(),
+    }
+}
+
 fn program_error(program: &str, e: ProgramError) -> AppCaptureError {
     match e {
         ProgramError::LoadError {
@@ -377,7 +389,12 @@ impl AppCapture {
                 })?
                 .try_into()
                 .map_err(|e| program_error(name, e))?;
-            prog.load(event, &btf).map_err(|e| program_error(name, e))?;
+            prog.load(event, &btf).map_err(|e| match e {
+                ProgramError::Btf(aya::BtfError::UnknownBtfTypeName { .. }) => {
+                    missing_tracepoint(name, event)
+                }
+                e => program_error(name, e),
+            })?;
         }
         for (name, _, _) in APP_SSL_PROGRAMS {
             let prog: &mut UProbe = ebpf
@@ -698,5 +715,20 @@ impl AsRawFd for AppCapture {
     /// The ring buffer's fd: becomes readable when events are waiting (epoll/poll).
     fn as_raw_fd(&self) -> RawFd {
         self.ring.as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_tracepoint_names_the_event_and_the_kernel_needed() {
+        let e = missing_tracepoint("app_sock_send", "sock_send_length").to_string();
+        assert_eq!(
+            e,
+            "app capture: eBPF program `app_sock_send` failed to load: this kernel has no \
+             `sock_send_length` tracepoint (in its BTF): the app receiver needs Linux 6.3 or later"
+        );
     }
 }

@@ -914,3 +914,34 @@ fn splice_peek_half_close_and_one_close_per_socket() {
         && d.data.ends_with(b"after half-close")));
     assert_eq!(cap.lost_events(), 0);
 }
+
+/// A kernel older than the socket tracepoints (before 6.3) lacks `btf_trace_sock_send_length`:
+/// aya reports that as an unknown BTF type, which `AppCapture::load` turns into "needs Linux
+/// 6.3 or later" (unit test in `app.rs`). Checked here against this kernel's BTF with a
+/// tracepoint name no kernel has.
+#[test]
+fn a_tracepoint_missing_from_the_kernel_is_an_unknown_btf_type() {
+    use aya::programs::{BtfTracePoint, ProgramError};
+    require_root();
+    let mut ebpf = aya::EbpfLoader::new()
+        .allow_unsupported_maps()
+        .load(tapline_ebpf::app::APP_OBJECT)
+        .unwrap();
+    let btf = aya::Btf::from_sys_fs().unwrap();
+    let prog: &mut BtfTracePoint = ebpf
+        .program_mut("app_sock_send")
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let err = prog
+        .load("sock_send_length_of_no_kernel", &btf)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ProgramError::Btf(aya::BtfError::UnknownBtfTypeName { ref type_name })
+                if type_name == "btf_trace_sock_send_length_of_no_kernel"
+        ),
+        "{err:?}"
+    );
+}
