@@ -3,8 +3,11 @@
 # (return 0), measured with app_overhead.sh (nginx + wrk, alternating without / with).
 # Whatever ratio these give is the most any change to the programs' bodies can reach.
 #
-# Usage (root): crates/ebpf/scripts/app_floor.sh [seconds_per_run=10] [rounds=3] [kind=current|classic|tp_btf|tp_btf_exit|raw|sock]
-#   current: the capture's hooks (APP_PROGRAMS): tp_btf/sys_exit + syscalls:sys_enter_close
+# Usage (root): crates/ebpf/scripts/app_floor.sh [seconds_per_run=10] [rounds=3] [kind=current|exit_close|classic|tp_btf|tp_btf_exit|raw]
+#   current: the capture's hooks (APP_PROGRAMS): tp_btf on sock:sock_send_length,
+#            sock:sock_recv_length and sock:inet_sock_set_state (they run only for socket I/O
+#            and TCP state changes; no syscall tracepoint at all)
+#   exit_close: the fourth session's hooks: tp_btf/sys_exit + syscalls:sys_enter_close
 #   classic: one empty program on each of the 25 syscalls:sys_{enter,exit}_* tracepoints the
 #            capture used before it moved to tp_btf/sys_exit
 #   tp_btf:  one empty tp_btf program on sys_enter and one on sys_exit (they run for every
@@ -12,8 +15,6 @@
 #   tp_btf_exit: only the sys_exit one (a design that reads the arguments from pt_regs at
 #            exit and needs no enter program)
 #   raw:     the same as tp_btf with raw_tracepoint programs
-#   sock:    tp_btf on sock:sock_send_length, sock:sock_recv_length and sock:inet_sock_set_state
-#            (they run only for socket I/O and TCP state changes; no syscall tracepoint at all)
 # Extra env is passed to app_overhead.sh (STATS=1 prints the programs' ns/run).
 set -euo pipefail
 SECS=${1:-10}
@@ -28,6 +29,11 @@ trap 'rm -rf "$TMP"' EXIT
   echo 'char LICENSE[] SEC("license") = "GPL";'
   case $KIND in
   current)
+    echo 'SEC("tp_btf/sock_send_length") int btf_sock_send_length(void *ctx) { return 0; }'
+    echo 'SEC("tp_btf/sock_recv_length") int btf_sock_recv_length(void *ctx) { return 0; }'
+    echo 'SEC("tp_btf/inet_sock_set_state") int btf_inet_sock_set_state(void *ctx) { return 0; }'
+    ;;
+  exit_close)
     echo 'SEC("tp_btf/sys_exit") int btf_sys_exit(void *ctx) { return 0; }'
     echo 'SEC("tracepoint/syscalls/sys_enter_close") int sys_enter_close(void *ctx) { return 0; }'
     ;;
@@ -45,16 +51,11 @@ trap 'rm -rf "$TMP"' EXIT
   tp_btf_exit)
     echo 'SEC("tp_btf/sys_exit") int btf_sys_exit(void *ctx) { return 0; }'
     ;;
-  sock)
-    echo 'SEC("tp_btf/sock_send_length") int btf_sock_send_length(void *ctx) { return 0; }'
-    echo 'SEC("tp_btf/sock_recv_length") int btf_sock_recv_length(void *ctx) { return 0; }'
-    echo 'SEC("tp_btf/inet_sock_set_state") int btf_inet_sock_set_state(void *ctx) { return 0; }'
-    ;;
   raw)
     echo 'SEC("raw_tracepoint/sys_enter") int raw_sys_enter(void *ctx) { return 0; }'
     echo 'SEC("raw_tracepoint/sys_exit") int raw_sys_exit(void *ctx) { return 0; }'
     ;;
-  *) echo "kind must be current, classic, tp_btf, tp_btf_exit, raw or sock" >&2; exit 1 ;;
+  *) echo "kind must be current, exit_close, classic, tp_btf, tp_btf_exit or raw" >&2; exit 1 ;;
   esac
 } > "$TMP/floor.bpf.c"
 clang -O2 -g -target bpf -I /usr/include/x86_64-linux-gnu -c "$TMP/floor.bpf.c" -o "$TMP/floor.o"
