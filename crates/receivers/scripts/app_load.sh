@@ -67,11 +67,13 @@ YAML
 # Ready when a warm-up request shows up in tapline's metrics.
 for _ in $(seq 60); do
   curl -s -o /dev/null "http://127.0.0.1:$PORT/warmup" || true
-  if curl -s "http://127.0.0.1:$PROM/metrics" | grep -q 'http_route="/warmup"'; then break; fi
+  # (saved first: `curl | grep -q` fails under pipefail when grep exits before curl is done)
+  curl -s "http://127.0.0.1:$PROM/metrics" > "$TMP/metrics.txt" || true
+  if grep -q 'http_route="/warmup"' "$TMP/metrics.txt"; then break; fi
   kill -0 "$PID" 2>/dev/null || { cat "$TMP/tapline.log"; exit 1; }
   sleep 0.5
 done
-curl -s "http://127.0.0.1:$PROM/metrics" | grep -q 'http_route="/warmup"' || { echo "tapline saw no request"; cat "$TMP/tapline.log"; exit 1; }
+grep -q 'http_route="/warmup"' "$TMP/metrics.txt" || { echo "tapline saw no request"; cat "$TMP/tapline.log"; exit 1; }
 
 cpu() { awk '{print $14 + $15}' "/proc/$PID/stat"; }   # clock ticks
 status() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$PID/status"; }
