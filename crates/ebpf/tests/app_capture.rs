@@ -11,7 +11,7 @@ use std::time::Duration;
 use app_support::*;
 use tapline_ebpf::app::{
     AppCapture, AppCaptureConfig, AppEvent, ConnEvent, Direction, PidAction, PidFilterMode, Role,
-    Syscall,
+    Syscall, DEFAULT_CAPTURE_BYTES,
 };
 
 /// Parses curl's `-w '%{size_header} %{size_download}\n'` lines into the total response bytes.
@@ -52,6 +52,20 @@ fn close(e: &AppEvent) -> Option<&ConnEvent> {
         AppEvent::Close(c) => Some(c),
         _ => None,
     }
+}
+
+/// The capture attached, tracing only this test process, with `capture_bytes` of payload.
+fn capture_this_process(capture_bytes: u32) -> AppCapture {
+    let cfg = AppCaptureConfig {
+        capture_bytes,
+        filter_mode: PidFilterMode::Only,
+        include_pids: vec![std::process::id()],
+        exclude_self: false,
+        ..Default::default()
+    };
+    let mut cap = AppCapture::load(&cfg).unwrap();
+    cap.attach().unwrap();
+    cap
 }
 
 /// Checks one curl run (one TCP connection) against a server on `port`. Returns the server
@@ -333,14 +347,7 @@ fn connection_older_than_the_capture() {
     let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     let (mut server, _) = listener.accept().unwrap();
 
-    let cfg = AppCaptureConfig {
-        filter_mode: PidFilterMode::Only,
-        include_pids: vec![std::process::id()],
-        exclude_self: false,
-        ..Default::default()
-    };
-    let mut cap = AppCapture::load(&cfg).unwrap();
-    cap.attach().unwrap();
+    let mut cap = capture_this_process(DEFAULT_CAPTURE_BYTES);
     client.write_all(b"PING old connection").unwrap();
     let mut buf = [0u8; 19];
     server.read_exact(&mut buf).unwrap();
@@ -479,14 +486,7 @@ fn no_events_for_non_tcp_fds() {
     let _serial = serial();
     let dir = tempdir("nontcp");
     let _rm = RmOnDrop(dir.clone());
-    let cfg = AppCaptureConfig {
-        filter_mode: PidFilterMode::Only,
-        include_pids: vec![std::process::id()],
-        exclude_self: false,
-        ..Default::default()
-    };
-    let mut cap = AppCapture::load(&cfg).unwrap();
-    cap.attach().unwrap();
+    let mut cap = capture_this_process(DEFAULT_CAPTURE_BYTES);
     let mut events = Vec::new();
 
     // regular file, pipe, UDP, unix stream socket
@@ -554,15 +554,7 @@ fn no_events_for_non_tcp_fds() {
 fn capture_bytes_bounds_the_prefix() {
     require_root();
     let _serial = serial();
-    let cfg = AppCaptureConfig {
-        capture_bytes: 4096,
-        filter_mode: PidFilterMode::Only,
-        include_pids: vec![std::process::id()],
-        exclude_self: false,
-        ..Default::default()
-    };
-    let mut cap = AppCapture::load(&cfg).unwrap();
-    cap.attach().unwrap();
+    let mut cap = capture_this_process(4096);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let mut c = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     let (mut s, _) = listener.accept().unwrap();
@@ -613,15 +605,7 @@ fn iovecs(buf: &mut [u8], sizes: &[usize]) -> Vec<libc::iovec> {
 fn vectored_calls_copy_across_sixty_four_iovecs() {
     require_root();
     let _serial = serial();
-    let cfg = AppCaptureConfig {
-        capture_bytes: 4096,
-        filter_mode: PidFilterMode::Only,
-        include_pids: vec![std::process::id()],
-        exclude_self: false,
-        ..Default::default()
-    };
-    let mut cap = AppCapture::load(&cfg).unwrap();
-    cap.attach().unwrap();
+    let mut cap = capture_this_process(4096);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let c = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     let (s, _) = listener.accept().unwrap();
@@ -764,14 +748,7 @@ fn splice_peek_half_close_and_one_close_per_socket() {
     use std::os::fd::AsRawFd;
     require_root();
     let _serial = serial();
-    let cfg = AppCaptureConfig {
-        filter_mode: PidFilterMode::Only,
-        include_pids: vec![std::process::id()],
-        exclude_self: false,
-        ..Default::default()
-    };
-    let mut cap = AppCapture::load(&cfg).unwrap();
-    cap.attach().unwrap();
+    let mut cap = capture_this_process(DEFAULT_CAPTURE_BYTES);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     let (mut server, _) = listener.accept().unwrap();
