@@ -9,6 +9,8 @@
 #        APP_BENCH (path of a prebuilt app_bench example: skips the cargo build),
 #        FLOOR_OBJ (attach this object's programs with examples/attach_object instead of the
 #        capture: the hooks' own cost, see scripts/app_floor.sh),
+#        PROFILE=<perf.data path> (perf record -a -g during round 1's run with the capture,
+#        then each process's share and the capture's kernel symbols'),
 #        STATS=1 (enable kernel.bpf_stats_enabled during the runs with the capture and print
 #        each program's ns/run and runs/request over the wrk run; costs ~50 ns per run, so
 #        leave it off for the ratio)
@@ -112,7 +114,14 @@ for r in $(seq "$ROUNDS"); do
   BPID=$!
   for _ in $(seq 100); do grep -q attached "$DIR/bench.err" 2>/dev/null && break; sleep 0.1; done
   [[ ${STATS:-0} == 1 ]] && bpftool -j prog show > "$DIR/stats.before"
+  # PROFILE: perf record -a -g over the middle of round 1's run with the capture
+  PERF_PID=
+  if [[ -n ${PROFILE:-} && $r == 1 ]]; then
+    (sleep 1; perf record -q -a -g -o "$PROFILE" sleep $((SECS - 2)) > /dev/null 2>&1) &
+    PERF_PID=$!
+  fi
   read -r rps p99 cpu cn cw cb < <(run_wrk "$BPID"); with+=("$rps"); p99_with+=("$p99"); cpu_with+=("$cpu")
+  [[ -n $PERF_PID ]] && wait "$PERF_PID"
   [[ ${STATS:-0} == 1 ]] && bpftool -j prog show > "$DIR/stats.after"
   wait "$BPID" || { cat "$DIR/bench.err" >&2; exit 1; }
   echo "round $r with capture:    $rps req/s, p99 $p99 ms, cpu $cpu µs/req (nginx $cn, wrk $cw, consumer $cb)   $(cat "$DIR/bench.out")"
@@ -149,3 +158,16 @@ pw=$(median "${p99_without[@]}"); pc=$(median "${p99_with[@]}")
 awk -v a="$pc" -v b="$pw" 'BEGIN {printf "p99 median without=%.3f ms with=%.3f ms (+%.3f ms, x%.2f)\n", b, a, a - b, a / b}'
 cw=$(median "${cpu_without[@]}"); cc=$(median "${cpu_with[@]}")
 awk -v a="$cc" -v b="$cw" 'BEGIN {printf "cpu µs/req median without=%.2f with=%.2f (+%.2f) cpu_ratio=%.3f\n", b, a, a - b, b / a}'
+if [[ -n ${PROFILE:-} ]]; then
+  # share of each process and of the capture's kernel symbols in the profile
+  perf report -i "$PROFILE" --no-children --sort comm,sym --stdio -g none 2>/dev/null | awk -v data="$PROFILE" '
+    /%/ {
+      p = $1; sub("%", "", p); comm[$2] += p
+      if ($4 ~ /^(bpf_prog_|bpf_trace_run|bpf_ringbuf|__bpf_ringbuf|bpf_sk_storage|copy_from_user_nofault|bpf_probe_read|bpf_task_pt_regs|bpf_get_current)/) { sym[$4] += p; cap += p }
+    }
+    END {
+      for (c in comm) if (comm[c] >= 0.5) printf "profile: process %-20s %6.2f %%\n", c, comm[c]
+      for (x in sym) if (sym[x] >= 0.05) printf "profile:   %-55s %5.2f %%\n", x, sym[x]
+      printf "profile: capture kernel symbols in all: %.2f %% (perf report -i %s)\n", cap, data
+    }'
+fi
