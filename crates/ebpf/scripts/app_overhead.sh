@@ -7,6 +7,9 @@
 #   env: CONNS (wrk -c, default 32), THREADS (wrk -t, default 1), CAPTURE_BYTES (default 256),
 #        FILE_BYTES (size of the served file, default 612), CARGO_TARGET_DIR,
 #        APP_BENCH (path of a prebuilt app_bench example: skips the cargo build),
+#        AGENT=<tapline binary> (run the whole agent instead of app_bench: the app receiver with
+#        default discovery, a metrics pipeline to a Prometheus exporter and a traces pipeline
+#        to `nop`; after each run its request count is checked against wrk's),
 #        FLOOR_OBJ (attach this object's programs with examples/attach_object instead of the
 #        capture: the hooks' own cost, see scripts/app_floor.sh),
 #        PROFILE=<perf.data path> (perf record -a -g during round 1's run with the capture,
@@ -35,7 +38,9 @@ command -v wrk >/dev/null || { echo "wrk missing: apt-get install -y wrk" >&2; e
 command -v nginx >/dev/null || { echo "nginx missing: apt-get install -y nginx-light" >&2; exit 1; }
 cd "$(dirname "$0")/../../.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target-app}
-if [[ -n ${FLOOR_OBJ:-} ]]; then
+if [[ -n ${AGENT:-} ]]; then
+  [[ $MODE == all ]] || { echo "AGENT runs with default discovery: mode all only" >&2; exit 1; }
+elif [[ -n ${FLOOR_OBJ:-} ]]; then
   [[ -n ${TP_ATTACH:-} ]] || cargo build -q --release -p tapline-ebpf --example attach_object
   TP_ATTACH=${TP_ATTACH:-$CARGO_TARGET_DIR/release/examples/attach_object}
 elif [[ -z ${APP_BENCH:-} ]]; then
@@ -80,6 +85,27 @@ for _ in $(seq 50); do curl -sf -o /dev/null "http://127.0.0.1:$PORT/" && break;
 WORKER=$(pgrep -P "$NGINX_PID" | head -1)
 ONLY=()
 [[ $MODE == only-nginx ]] && ONLY=(--only "$WORKER")
+if [[ -n ${AGENT:-} ]]; then
+  PROM=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  TEL=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  cat > "$DIR/agent.yaml" <<YAML
+receivers:
+  app: { metrics_interval: 1s, capture_bytes: $CAPTURE_BYTES }
+exporters:
+  prometheus: { endpoint: "127.0.0.1:$PROM" }
+  nop: {}
+service:
+  pipelines:
+    metrics: { receivers: [app], exporters: [prometheus] }
+    traces: { receivers: [app], exporters: [nop] }
+  telemetry: { metrics: { endpoint: "127.0.0.1:$TEL" }, logs: { level: info } }
+YAML
+fi
+# requests of route / the agent counted so far
+agent_count() {
+  curl -s "http://127.0.0.1:$PROM/metrics" |
+    awk '/^http_server_request_duration_seconds_count/ && /http_route="\/"/ {s += $NF} END {print s + 0}'
+}
 echo "nginx master=$NGINX_PID worker=$WORKER port=$PORT mode=$MODE wrk -t$THREADS -c$CONNS -d${SECS}s capture_bytes=$CAPTURE_BYTES file=$FILE_BYTES"
 
 # utime + stime of a process, in clock ticks (0 if it is gone)
@@ -106,13 +132,24 @@ wrk -t1 -c4 -d2s "http://127.0.0.1:$PORT/" >/dev/null  # warm up
 for r in $(seq "$ROUNDS"); do
   read -r rps p99 cpu cn cw _ < <(run_wrk); without+=("$rps"); p99_without+=("$p99"); cpu_without+=("$cpu")
   echo "round $r without capture: $rps req/s, p99 $p99 ms, cpu $cpu µs/req (nginx $cn, wrk $cw)"
-  if [[ -n ${FLOOR_OBJ:-} ]]; then
+  if [[ -n ${AGENT:-} ]]; then
+    "$AGENT" run --config "$DIR/agent.yaml" > "$DIR/bench.out" 2> "$DIR/bench.err" &
+  elif [[ -n ${FLOOR_OBJ:-} ]]; then
     "$TP_ATTACH" "$FLOOR_OBJ" $((SECS + 3)) > "$DIR/bench.out" 2> "$DIR/bench.err" &
   else
     "$BENCH" $((SECS + 3)) --capture-bytes "$CAPTURE_BYTES" "${ONLY[@]}" > "$DIR/bench.out" 2> "$DIR/bench.err" &
   fi
   BPID=$!
   for _ in $(seq 100); do grep -q attached "$DIR/bench.err" 2>/dev/null && break; sleep 0.1; done
+  if [[ -n ${AGENT:-} ]]; then
+    # ready once a request shows in its metrics (the pipeline runs, not only the capture)
+    for _ in $(seq 100); do
+      curl -s -o /dev/null "http://127.0.0.1:$PORT/"
+      [[ $(agent_count) -gt 0 ]] && break
+      sleep 0.2
+    done
+    counted0=$(agent_count)
+  fi
   [[ ${STATS:-0} == 1 ]] && bpftool -j prog show > "$DIR/stats.before"
   # PROFILE: perf record -a -g over the middle of round 1's run with the capture
   PERF_PID=
@@ -123,6 +160,13 @@ for r in $(seq "$ROUNDS"); do
   read -r rps p99 cpu cn cw cb < <(run_wrk "$BPID"); with+=("$rps"); p99_with+=("$p99"); cpu_with+=("$cpu")
   [[ -n $PERF_PID ]] && wait "$PERF_PID"
   [[ ${STATS:-0} == 1 ]] && bpftool -j prog show > "$DIR/stats.after"
+  if [[ -n ${AGENT:-} ]]; then
+    sleep 2.5  # the last metrics interval reaches the exporter
+    counted=$(( $(agent_count) - counted0 ))
+    lost=$(curl -s "http://127.0.0.1:$TEL/metrics" | awk '/^tapline_ebpf_events_lost_total/ {s += $NF} END {print s + 0}')
+    kill -INT "$BPID"
+    echo "agent counted $counted of wrk's $(awk '{print $3}' "$DIR/wrk.out") requests, lost events $lost" > "$DIR/bench.out"
+  fi
   wait "$BPID" || { cat "$DIR/bench.err" >&2; exit 1; }
   echo "round $r with capture:    $rps req/s, p99 $p99 ms, cpu $cpu µs/req (nginx $cn, wrk $cw, consumer $cb)   $(cat "$DIR/bench.out")"
   if [[ ${STATS:-0} == 1 ]]; then

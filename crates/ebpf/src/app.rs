@@ -336,7 +336,12 @@ pub struct AppCapture {
     pid_marks: std::collections::BTreeMap<u32, PidAction>,
     async_fd: Option<tokio::io::unix::AsyncFd<OwnedFd>>,
     ssl: tls::SslState,
+    /// Payload buffers handed back by [`AppCapture::recycle`], reused by `poll`.
+    spare: Vec<Vec<u8>>,
 }
+
+/// Payload buffers [`AppCapture::recycle`] keeps (each at most `APP_MAX_CAPTURE` bytes).
+const MAX_SPARE_BUFFERS: usize = 4096;
 
 impl fmt::Debug for AppCapture {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -428,6 +433,7 @@ impl AppCapture {
             },
             pid_marks: Default::default(),
             async_fd: None,
+            spare: Vec::new(),
             ssl: tls::SslState::default(),
         };
         cap.write_config()?;
@@ -601,12 +607,24 @@ impl AppCapture {
         let mut n = 0usize;
         while n < (1 << 20) {
             let Some(item) = self.ring.next() else { break };
-            if let Some(ev) = event::decode(&item) {
+            if let Some(ev) = event::decode_reusing(&item, &mut self.spare) {
                 out.push(ev);
             }
             n += 1;
         }
         out.len() - before
+    }
+
+    /// Hands a polled event back: its payload buffer serves a later event (saves an
+    /// allocation and a free per data event).
+    pub fn recycle(&mut self, ev: AppEvent) {
+        if let AppEvent::Data(d) = ev {
+            if self.spare.len() < MAX_SPARE_BUFFERS
+                && d.data.capacity() <= raw::APP_MAX_CAPTURE as usize
+            {
+                self.spare.push(d.data);
+            }
+        }
     }
 
     /// Drains the ring buffer without decoding, handing each raw record (header + payload,

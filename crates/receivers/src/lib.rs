@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod flows;
+mod lru;
 pub mod otlp;
 pub mod protocols;
 pub mod synthetic;

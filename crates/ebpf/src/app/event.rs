@@ -274,6 +274,12 @@ fn role(v: u8) -> Role {
 /// Decodes one ring buffer record. `None` if the record is shorter than its header says or of
 /// an unknown kind.
 pub fn decode(record: &[u8]) -> Option<AppEvent> {
+    decode_reusing(record, &mut Vec::new())
+}
+
+/// [`decode`], taking the payload's buffer from `spare` when it has one (buffers of events
+/// the consumer handed back: no allocation per event).
+pub fn decode_reusing(record: &[u8], spare: &mut Vec<Vec<u8>>) -> Option<AppEvent> {
     if record.len() < RAW_APP_EVENT_SIZE {
         return None;
     }
@@ -298,7 +304,10 @@ pub fn decode(record: &[u8]) -> Option<AppEvent> {
     match h.kind {
         raw::APP_KIND_DATA => {
             let end = RAW_APP_EVENT_SIZE.checked_add(h.captured_len as usize)?;
-            let data = record.get(RAW_APP_EVENT_SIZE..end)?.to_vec();
+            let payload = record.get(RAW_APP_EVENT_SIZE..end)?;
+            let mut data = spare.pop().unwrap_or_default();
+            data.clear();
+            data.extend_from_slice(payload);
             Some(AppEvent::Data(DataEvent {
                 pid: h.pid,
                 tid: h.tid,
@@ -397,6 +406,29 @@ mod tests {
         assert_eq!(d.syscall, Syscall::SslReadEx);
         assert_eq!(d.direction, Direction::Ingress);
         assert!(!d.is_truncated());
+    }
+
+    #[test]
+    fn reused_buffer_holds_exactly_the_new_payload() {
+        let h = RawAppEvent {
+            kind: raw::APP_KIND_DATA,
+            captured_len: 3,
+            bytes: 3,
+            ..Default::default()
+        };
+        let old = b"a longer payload of an earlier event".to_vec();
+        let old_ptr = old.as_ptr();
+        let mut spare = vec![old];
+        let AppEvent::Data(d) = decode_reusing(&record(h, b"GET"), &mut spare).unwrap() else {
+            panic!()
+        };
+        assert_eq!(d.data, b"GET");
+        assert_eq!(d.data.as_ptr(), old_ptr, "the spare buffer was reused");
+        assert!(spare.is_empty());
+        // a short record takes nothing from the pool
+        let mut spare = vec![Vec::with_capacity(8)];
+        assert!(decode_reusing(&[0u8; 10], &mut spare).is_none());
+        assert_eq!(spare.len(), 1);
     }
 
     #[test]

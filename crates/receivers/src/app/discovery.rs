@@ -10,6 +10,8 @@ use serde::{Deserialize, Deserializer};
 use tapline_core::config::types::Glob;
 use tapline_core::data::{Attributes, Resource, Str, Value};
 
+use crate::lru::{fast_map, FastMap};
+
 /// `80,8000-8999`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PortRanges(pub Vec<(u16, u16)>);
@@ -149,7 +151,8 @@ pub struct Discovery {
     exclude: Vec<Selector>,
     host_name: Str,
     self_pid: u32,
-    known: HashMap<u32, Arc<ProcessInfo>>,
+    /// Looked up for every event: a fast hasher.
+    known: FastMap<u32, Arc<ProcessInfo>>,
     /// The processes the last rescan found gone: their last observations (e.g. a connection
     /// ended by the exit) are reported after that rescan, under the identity they had.
     recently_gone: HashMap<u32, Arc<ProcessInfo>>,
@@ -173,7 +176,7 @@ impl Discovery {
             exclude,
             host_name: host_name.into(),
             self_pid: std::process::id(),
-            known: HashMap::new(),
+            known: fast_map(0),
             recently_gone: HashMap::new(),
             listen_cache: HashMap::new(),
         }

@@ -206,7 +206,7 @@ pub fn looks_like_start(buf: &[u8]) -> bool {
 
 /// `Ok((start line, length incl. line end))`; `Err(false)` = need more; `Err(true)` = not HTTP.
 fn parse_start(buf: &[u8]) -> Result<(StartLine<'_>, usize), bool> {
-    let line_end = buf.iter().take(MAX_START_LINE).position(|&c| c == b'\n');
+    let line_end = memchr::memchr(b'\n', &buf[..buf.len().min(MAX_START_LINE)]);
     let Some(nl) = line_end else {
         // No line end yet: only a plausible prefix keeps us waiting.
         return if buf.len() < MAX_START_LINE && prefix_plausible(buf) {
@@ -309,7 +309,7 @@ pub fn parse(buf: &[u8]) -> Parse<'_> {
     let headers_start = pos;
     loop {
         let rest = &buf[pos..];
-        let Some(nl) = rest.iter().position(|&c| c == b'\n') else {
+        let Some(nl) = memchr::memchr(b'\n', rest) else {
             head.header_block = &buf[headers_start..pos];
             return Parse::Partial(head);
         };
@@ -319,7 +319,7 @@ pub fn parse(buf: &[u8]) -> Parse<'_> {
             head.header_block = &buf[headers_start..pos];
             return Parse::Complete(head, pos + nl + 1);
         }
-        if let Some(colon) = line.iter().position(|&c| c == b':') {
+        if let Some(colon) = memchr::memchr(b':', line) {
             let name = &line[..colon];
             let value = &line[colon + 1..];
             if eq_ignore_case(name, b"content-length") {

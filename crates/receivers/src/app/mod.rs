@@ -330,6 +330,7 @@ impl Pipeline {
             }
             self.tracker.on_event(&ev, &mut self.obs);
             self.report(observed);
+            cap.recycle(ev);
         }
     }
 
@@ -476,8 +477,9 @@ impl Receiver for AppReceiver {
             }
             cap.poll(&mut events);
             p.handle(&mut cap, &mut events, &self.observations);
-            self.lost.set(cap.lost_events());
             if flush_metrics {
+                // (a bpf syscall: once per interval, not per wakeup)
+                self.lost.set(cap.lost_events());
                 let now = report::monotonic_ns();
                 p.tracker.expire(
                     now,

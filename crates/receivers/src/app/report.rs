@@ -5,6 +5,9 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
 use tapline_core::data::buckets::HistogramBuckets;
 use tapline_core::data::*;
 
@@ -13,7 +16,11 @@ use super::discovery::ProcessInfo;
 use super::http::{self, Method};
 use super::routes::Router;
 use super::tracker::OpObservation;
+use crate::lru::{fast_map, BoundedMap, FastMap};
 use crate::protocols::{self, Protocol, Status};
+
+/// Entries of the caches of address texts and span names (each one `Str` per entry).
+const TEXT_CACHE: usize = 4096;
 
 /// Optional attributes (high cardinality, off by default).
 #[derive(Clone, Copy, Debug, Default)]
@@ -235,9 +242,9 @@ pub struct Reporter {
     opts: ReportOptions,
     want_metrics: bool,
     want_spans: bool,
-    series: HashMap<SeriesKey, Series>,
-    resources: HashMap<u32, Arc<Resource>>,
-    spans: HashMap<u32, Vec<Span>>,
+    series: FastMap<SeriesKey, Series>,
+    resources: FastMap<u32, Arc<Resource>>,
+    spans: FastMap<u32, Vec<Span>>,
     span_count: usize,
     /// `[side][duration, request body, response body]`.
     bounds: [[Arc<[f64]>; 3]; 2],
@@ -246,11 +253,18 @@ pub struct Reporter {
     boot_offset: i128,
     /// Observations not reported because their path is in `routes.ignored_patterns`.
     pub ignored: u64,
-    op_series: HashMap<OpKey, HistogramPoint>,
+    op_series: FastMap<OpKey, HistogramPoint>,
     op_bounds: [Arc<[f64]>; 4],
     /// Database and messaging operations seen from the server's side (the server process is
     /// instrumented): not reported, their clients report them.
     pub server_side_ops: u64,
+    /// `server.address` / `client.address` texts: formatting an address per span cost more
+    /// than the rest of the span.
+    addr_text: BoundedMap<IpAddr, Str>,
+    /// `"{method} {route}"` span names.
+    span_names: BoundedMap<(Method, Str), Str>,
+    /// Trace and span ids: random, not secret (a fast generator, seeded from the OS).
+    ids: SmallRng,
 }
 
 impl Reporter {
@@ -270,17 +284,20 @@ impl Reporter {
             opts,
             want_metrics,
             want_spans,
-            series: HashMap::new(),
-            resources: HashMap::new(),
-            spans: HashMap::new(),
+            series: fast_map(0),
+            resources: fast_map(0),
+            spans: fast_map(0),
             span_count: 0,
             bounds,
             interval_start_ns: now_unix_ns(),
             boot_offset: boot_offset(),
             ignored: 0,
-            op_series: HashMap::new(),
+            op_series: fast_map(0),
             op_bounds: OP_METRICS.map(|(name, _, unit)| buckets.bounds_for(name, unit)),
             server_side_ops: 0,
+            addr_text: BoundedMap::new(TEXT_CACHE),
+            span_names: BoundedMap::new(TEXT_CACHE),
+            ids: SmallRng::from_os_rng(),
         }
     }
 
@@ -295,6 +312,35 @@ impl Reporter {
 
     pub fn pending_spans(&self) -> usize {
         self.span_count
+    }
+
+    fn addr_text(&mut self, ip: IpAddr) -> Str {
+        if let Some(t) = self.addr_text.get(&ip) {
+            return t;
+        }
+        let t = Str::from(ip.to_string());
+        self.addr_text.insert(ip, t.clone());
+        t
+    }
+
+    fn span_name(&mut self, method: Method, route: &Str) -> Str {
+        let key = (method, route.clone());
+        if let Some(n) = self.span_names.get(&key) {
+            return n;
+        }
+        let n = Str::from(format!("{} {}", method.as_str(), route));
+        self.span_names.insert(key, n.clone());
+        n
+    }
+
+    /// A random id, never all zeros (invalid in W3C trace context).
+    fn random_id<const N: usize>(&mut self) -> [u8; N] {
+        loop {
+            let b: [u8; N] = self.ids.random();
+            if b != [0; N] {
+                return b;
+            }
+        }
     }
 
     pub fn record(&mut self, o: &Observation, proc_info: &ProcessInfo) {
@@ -352,23 +398,23 @@ impl Reporter {
             let mut a = Attributes::with_capacity(10);
             a.push("http.request.method", o.method.as_str());
             a.push("http.route", route.clone());
-            a.push("url.path", Value::from(path.to_string()));
+            // the route when the path is its own route (no allocation)
+            let path_value = if route.as_str() == path {
+                route.clone()
+            } else {
+                Str::from(path.to_string())
+            };
+            a.push("url.path", path_value);
             if o.status != 0 {
                 a.push("http.response.status_code", o.status as i64);
             }
             a.push("url.scheme", scheme(o.tls));
             if server.port() != 0 {
-                a.push(
-                    "server.address",
-                    Value::from(server.ip().to_canonical().to_string()),
-                );
+                a.push("server.address", self.addr_text(server.ip().to_canonical()));
                 a.push("server.port", server.port() as i64);
             }
             if o.side == Side::Server && client.port() != 0 {
-                a.push(
-                    "client.address",
-                    Value::from(client.ip().to_canonical().to_string()),
-                );
+                a.push("client.address", self.addr_text(client.ip().to_canonical()));
             }
             if let Some(e) = &error {
                 a.push("error.type", e.clone());
@@ -393,13 +439,13 @@ impl Reporter {
             }
             let (trace_id, parent_span_id) = match o.traceparent {
                 Some(tp) => (tp.trace_id, tp.parent_id),
-                None => (random_nonzero::<16>(), [0; 8]),
+                None => (self.random_id::<16>(), [0; 8]),
             };
             let span = Span {
                 trace_id,
-                span_id: random_nonzero::<8>(),
+                span_id: self.random_id::<8>(),
                 parent_span_id,
-                name: Str::from(format!("{} {}", o.method.as_str(), route)),
+                name: self.span_name(o.method, &route),
                 kind: match o.side {
                     Side::Server => SpanKind::Server,
                     Side::Client => SpanKind::Client,
@@ -521,7 +567,7 @@ impl Reporter {
                 a.push("db.query.text", Value::from(q.clone()));
             }
             if let Some((ip, port)) = server {
-                a.push("server.address", Value::from(ip.to_string()));
+                a.push("server.address", self.addr_text(ip));
                 a.push("server.port", port as i64);
             }
             if o.tls {
@@ -533,8 +579,8 @@ impl Reporter {
                 (_, None) => name.to_string(),
             };
             let span = Span {
-                trace_id: random_nonzero::<16>(),
-                span_id: random_nonzero::<8>(),
+                trace_id: self.random_id::<16>(),
+                span_id: self.random_id::<8>(),
                 parent_span_id: [0; 8],
                 name: Str::from(span_name),
                 kind: match metric {
@@ -746,15 +792,6 @@ impl Reporter {
             && !self.op_series.keys().any(|k| k.pid == pid)
         {
             self.resources.remove(&pid);
-        }
-    }
-}
-
-fn random_nonzero<const N: usize>() -> [u8; N] {
-    loop {
-        let b: [u8; N] = rand::random();
-        if b != [0; N] {
-            return b;
         }
     }
 }

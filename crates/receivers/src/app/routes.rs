@@ -1,10 +1,12 @@
 //! `http.route`: configured patterns first, then the `unmatched` policy, with a per-service
 //! bound on distinct routes so that a scanner cannot blow up metric cardinality.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
 
 use serde::Deserialize;
 use tapline_core::data::Str;
+
+use crate::lru::{fast_map, FastMap};
 
 /// The route given to every further new route of a service once it has `max_routes`.
 pub const OVERFLOW_ROUTE: &str = "/**";
@@ -127,8 +129,16 @@ fn looks_like_id(seg: &str) -> bool {
     switches >= 3 || max_consonants >= 6
 }
 
-/// `/users/123/orders/9f8e7a` → `/users/*/orders/*`.
-pub fn heuristic(path: &str) -> String {
+/// `/users/123/orders/9f8e7a` → `/users/*/orders/*`; the path itself (no allocation) when no
+/// segment looks like an id.
+pub fn heuristic(path: &str) -> Cow<'_, str> {
+    if !path.is_empty()
+        && !path
+            .split('/')
+            .any(|seg| !seg.is_empty() && looks_like_id(seg))
+    {
+        return Cow::Borrowed(path);
+    }
     let mut out = String::with_capacity(path.len());
     for (i, seg) in path.split('/').enumerate() {
         if i > 0 {
@@ -143,7 +153,7 @@ pub fn heuristic(path: &str) -> String {
     if out.is_empty() {
         out.push('/');
     }
-    out
+    Cow::Owned(out)
 }
 
 #[derive(Clone, Debug, Default)]
@@ -157,21 +167,21 @@ pub struct RoutesConfig {
 /// The routes of one service: interned so that repeated routes cost no allocation.
 #[derive(Debug, Default)]
 struct ServiceRoutes {
-    seen: HashMap<Box<str>, Str>,
+    seen: FastMap<Box<str>, Str>,
 }
 
 /// Maps request paths to routes, per service.
 #[derive(Debug)]
 pub struct Router {
     cfg: RoutesConfig,
-    services: HashMap<Str, ServiceRoutes>,
+    services: FastMap<Str, ServiceRoutes>,
 }
 
 impl Router {
     pub fn new(cfg: RoutesConfig) -> Self {
         Router {
             cfg,
-            services: HashMap::new(),
+            services: fast_map(0),
         }
     }
 
@@ -189,10 +199,10 @@ impl Router {
             Some(r) => r,
             None => self.services.entry(service.clone()).or_default(),
         };
-        let candidate: std::borrow::Cow<'_, str> = match self.cfg.unmatched {
+        let candidate: Cow<'_, str> = match self.cfg.unmatched {
             Unmatched::Wildcard => return Str::from_static(WILDCARD_ROUTE),
             Unmatched::Path => path.into(),
-            Unmatched::Heuristic => heuristic(path).into(),
+            Unmatched::Heuristic => heuristic(path),
         };
         if let Some(r) = routes.seen.get(&*candidate) {
             return r.clone();

@@ -16,7 +16,7 @@ use tapline_core::data::{
 use tapline_ebpf::flows::{ipproto, FlowKey, FlowRecord, FAMILY_IPV4, FAMILY_IPV6};
 
 use super::config::{AttributeSet, FlowAttribute as A};
-use super::lru::{fast_map, BoundedMap, FastMap};
+use crate::lru::{fast_map, BoundedMap, FastMap};
 
 pub const METRIC_BYTES: &str = "tapline.network.flow.bytes";
 pub const METRIC_PACKETS: &str = "tapline.network.flow.packets";

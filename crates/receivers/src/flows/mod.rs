@@ -11,7 +11,6 @@
 pub mod config;
 pub mod convert;
 mod host;
-mod lru;
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, AsRawFd, RawFd};

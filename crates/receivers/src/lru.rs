@@ -18,7 +18,7 @@ pub struct BoundedMap<K, V> {
     half: usize,
 }
 
-impl<K: Hash + Eq, V: Copy> BoundedMap<K, V> {
+impl<K: Hash + Eq, V: Clone> BoundedMap<K, V> {
     /// Holds at most `capacity` entries (at least 2).
     pub fn new(capacity: usize) -> Self {
         let half = (capacity / 2).max(1);
@@ -34,13 +34,13 @@ impl<K: Hash + Eq, V: Copy> BoundedMap<K, V> {
         K: Clone,
     {
         if let Some(v) = self.young.get(key) {
-            return Some(*v);
+            return Some(v.clone());
         }
         if self.old.is_empty() {
             return None;
         }
         let v = self.old.remove(key)?;
-        self.insert(key.clone(), v);
+        self.insert(key.clone(), v.clone());
         Some(v)
     }
 
