@@ -384,6 +384,13 @@ impl Attributes {
     }
 }
 
+/// Wraps pairs built up front (one allocation for the list, no copy-on-write check per push).
+impl From<Vec<(Str, Value)>> for Attributes {
+    fn from(pairs: Vec<(Str, Value)>) -> Self {
+        Attributes(Arc::new(List::new(pairs)))
+    }
+}
+
 impl<K: Into<Str>, V: Into<Value>> FromIterator<(K, V)> for Attributes {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
         Attributes(Arc::new(List::new(
@@ -405,6 +412,21 @@ impl<'a> IntoIterator for &'a Attributes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn from_pairs_equals_pushed() {
+        let pairs = vec![
+            (Str::from_static("a"), Value::from(1i64)),
+            (Str::from_static("b"), Value::from("x")),
+        ];
+        let from: Attributes = pairs.into();
+        let mut pushed = Attributes::new();
+        pushed.push("a", 1i64);
+        pushed.push("b", "x");
+        assert_eq!(from, pushed);
+        assert_eq!(from.get("b"), Some(&Value::from("x")));
+        assert_eq!(from.len(), 2);
+    }
 
     #[test]
     fn clones_share_until_changed() {

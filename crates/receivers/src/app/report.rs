@@ -19,6 +19,18 @@ use super::tracker::OpObservation;
 use crate::lru::{fast_map, BoundedMap, FastMap};
 use crate::protocols::{self, Protocol, Status};
 
+/// First allocation of a process's span list (grown spans are copied on every doubling).
+const SPANS_PER_PID: usize = 256;
+
+/// A span's attributes, built before they are shared (no copy-on-write check per push).
+struct Pairs(Vec<(Str, Value)>);
+
+impl Pairs {
+    fn push(&mut self, key: impl Into<Str>, value: impl Into<Value>) {
+        self.0.push((key.into(), value.into()));
+    }
+}
+
 /// Entries of the caches of address texts and span names (each one `Str` per entry).
 const TEXT_CACHE: usize = 4096;
 
@@ -395,7 +407,7 @@ impl Reporter {
         }
 
         if self.want_spans {
-            let mut a = Attributes::with_capacity(10);
+            let mut a = Pairs(Vec::with_capacity(12));
             a.push("http.request.method", o.method.as_str());
             a.push("http.route", route.clone());
             // the route when the path is its own route (no allocation)
@@ -452,7 +464,7 @@ impl Reporter {
                 },
                 start_time_ns: self.to_unix(o.start_ns),
                 end_time_ns: self.to_unix(o.end_ns),
-                attributes: a,
+                attributes: a.0.into(),
                 status: if error.is_some() {
                     StatusCode::Error
                 } else {
@@ -460,7 +472,10 @@ impl Reporter {
                 },
                 status_message: error.unwrap_or_default(),
             };
-            self.spans.entry(o.pid).or_default().push(span);
+            self.spans
+                .entry(o.pid)
+                .or_insert_with(|| Vec::with_capacity(SPANS_PER_PID))
+                .push(span);
             self.span_count += 1;
         }
     }
@@ -559,7 +574,7 @@ impl Reporter {
         let duration_s = op.end_ns.saturating_sub(op.start_ns) as f64 / 1e9;
 
         if self.want_spans {
-            let mut a = Attributes::with_capacity(attrs.len() + 4);
+            let mut a = Pairs(Vec::with_capacity(attrs.len() + 4));
             for (k, v) in &attrs {
                 a.push(*k, v.clone());
             }
@@ -589,7 +604,7 @@ impl Reporter {
                 },
                 start_time_ns: self.to_unix(op.start_ns),
                 end_time_ns: self.to_unix(op.end_ns),
-                attributes: a,
+                attributes: a.0.into(),
                 status: if error.is_some() {
                     StatusCode::Error
                 } else {
@@ -597,7 +612,10 @@ impl Reporter {
                 },
                 status_message: error.clone().unwrap_or_default(),
             };
-            self.spans.entry(o.pid).or_default().push(span);
+            self.spans
+                .entry(o.pid)
+                .or_insert_with(|| Vec::with_capacity(SPANS_PER_PID))
+                .push(span);
             self.span_count += 1;
         }
         if self.want_metrics {
