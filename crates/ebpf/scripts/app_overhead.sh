@@ -7,9 +7,12 @@
 #   env: CONNS (wrk -c, default 32), THREADS (wrk -t, default 1), CAPTURE_BYTES (default 256),
 #        FILE_BYTES (size of the served file, default 612), CARGO_TARGET_DIR,
 #        APP_BENCH (path of a prebuilt app_bench example: skips the cargo build),
-#        AGENT=<tapline binary> (run the whole agent instead of app_bench: the app receiver with
-#        default discovery, a metrics pipeline to a Prometheus exporter and a traces pipeline
-#        to `nop`; after each run its request count is checked against wrk's),
+#        AGENT=<tapline binary> (run the whole agent instead of app_bench; after each run its
+#        count of requests is checked against wrk's), with AGENT_CONFIG=
+#          default: `tapline run` with its embedded default configuration (flows + app, metrics
+#            only, Prometheus on 127.0.0.1:9400: that port must be free), what a user runs;
+#          spans: only the app receiver, a metrics pipeline to a Prometheus exporter and a
+#            traces pipeline to `nop` (one span built per request and side, then dropped),
 #        FLOOR_OBJ (attach this object's programs with examples/attach_object instead of the
 #        capture: the hooks' own cost, see scripts/app_floor.sh),
 #        PROFILE=<perf.data path> (perf record -a -g during round 1's run with the capture,
@@ -85,7 +88,13 @@ for _ in $(seq 50); do curl -sf -o /dev/null "http://127.0.0.1:$PORT/" && break;
 WORKER=$(pgrep -P "$NGINX_PID" | head -1)
 ONLY=()
 [[ $MODE == only-nginx ]] && ONLY=(--only "$WORKER")
-if [[ -n ${AGENT:-} ]]; then
+AGENT_CONFIG=${AGENT_CONFIG:-default}
+AGENT_ARGS=()
+if [[ -n ${AGENT:-} && $AGENT_CONFIG == default ]]; then
+  PROM=9400 TEL=9401
+elif [[ -n ${AGENT:-} ]]; then
+  [[ $AGENT_CONFIG == spans ]] || { echo "AGENT_CONFIG is default or spans" >&2; exit 1; }
+  AGENT_ARGS=(--config "$DIR/agent.yaml")
   PROM=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   TEL=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   cat > "$DIR/agent.yaml" <<YAML
@@ -106,6 +115,7 @@ agent_count() {
   curl -s "http://127.0.0.1:$PROM/metrics" |
     awk '/^http_server_request_duration_seconds_count/ && /http_route="\/"/ {s += $NF} END {print s + 0}'
 }
+[[ -n ${AGENT:-} ]] && echo "agent $AGENT, configuration $AGENT_CONFIG"
 echo "nginx master=$NGINX_PID worker=$WORKER port=$PORT mode=$MODE wrk -t$THREADS -c$CONNS -d${SECS}s capture_bytes=$CAPTURE_BYTES file=$FILE_BYTES"
 
 # utime + stime of a process, in clock ticks (0 if it is gone)
@@ -133,7 +143,7 @@ for r in $(seq "$ROUNDS"); do
   read -r rps p99 cpu cn cw _ < <(run_wrk); without+=("$rps"); p99_without+=("$p99"); cpu_without+=("$cpu")
   echo "round $r without capture: $rps req/s, p99 $p99 ms, cpu $cpu µs/req (nginx $cn, wrk $cw)"
   if [[ -n ${AGENT:-} ]]; then
-    "$AGENT" run --config "$DIR/agent.yaml" > "$DIR/bench.out" 2> "$DIR/bench.err" &
+    "$AGENT" run "${AGENT_ARGS[@]}" > "$DIR/bench.out" 2> "$DIR/bench.err" &
   elif [[ -n ${FLOOR_OBJ:-} ]]; then
     "$TP_ATTACH" "$FLOOR_OBJ" $((SECS + 3)) > "$DIR/bench.out" 2> "$DIR/bench.err" &
   else
@@ -161,8 +171,13 @@ for r in $(seq "$ROUNDS"); do
   [[ -n $PERF_PID ]] && wait "$PERF_PID"
   [[ ${STATS:-0} == 1 ]] && bpftool -j prog show > "$DIR/stats.after"
   if [[ -n ${AGENT:-} ]]; then
-    sleep 2.5  # the last metrics interval reaches the exporter
-    counted=$(( $(agent_count) - counted0 ))
+    # until the last metrics interval reached the exporter (at most 15 s)
+    reqs=$(awk '{print $3}' "$DIR/wrk.out")
+    for _ in $(seq 30); do
+      counted=$(( $(agent_count) - counted0 ))
+      (( counted >= reqs )) && break
+      sleep 0.5
+    done
     lost=$(curl -s "http://127.0.0.1:$TEL/metrics" | awk '/^tapline_ebpf_events_lost_total/ {s += $NF} END {print s + 0}')
     kill -INT "$BPID"
     echo "agent counted $counted of wrk's $(awk '{print $3}' "$DIR/wrk.out") requests, lost events $lost" > "$DIR/bench.out"
