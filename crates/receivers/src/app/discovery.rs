@@ -364,6 +364,16 @@ impl Discovery {
         self.process_with_comm(pid, &[0; 16])
     }
 
+    /// Whether the process of an event is instrumented (`None`: not reported at all), as
+    /// [`Discovery::process_with_comm`] decides; known processes cost one lookup and no
+    /// reference count change (this runs for every event).
+    pub fn instrumented_with_comm(&mut self, pid: u32, comm: &[u8; 16]) -> Option<bool> {
+        if let Some(p) = self.known.get(&pid) {
+            return Some(p.instrumented);
+        }
+        self.process_with_comm(pid, comm).map(|p| p.instrumented)
+    }
+
     /// [`Discovery::process`], with the process name (`comm`, NUL-padded) the kernel put in
     /// the event: it names the process when `/proc/<pid>` is already gone.
     pub fn process_with_comm(&mut self, pid: u32, comm: &[u8; 16]) -> Option<Arc<ProcessInfo>> {
@@ -510,6 +520,12 @@ mod tests {
         };
         let mut d = Discovery::new(&dir, vec![sel], vec![]);
         assert!(d.process_with_comm(4_000_003, &comm).is_none());
+        assert_eq!(d.instrumented_with_comm(4_000_003, &comm), None);
+        // every-process mode: a vanished process is instrumented, first and cached lookups agree
+        let mut d = Discovery::new(&dir, vec![], vec![]);
+        assert_eq!(d.instrumented_with_comm(4_000_005, &comm), Some(true));
+        assert_eq!(d.instrumented_with_comm(4_000_005, &[0; 16]), Some(true));
+        assert_eq!(&*d.process(4_000_005).unwrap().service_name, "curl");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -316,10 +316,10 @@ impl Pipeline {
     fn handle(&mut self, cap: &mut AppCapture, events: &mut Vec<AppEvent>, observed: &Counter) {
         for ev in events.drain(..) {
             let pid = ev.pid();
-            let Some(info) = self.discovery.process_with_comm(pid, ev.comm()) else {
+            let Some(instrumented) = self.discovery.instrumented_with_comm(pid, ev.comm()) else {
                 continue;
             };
-            if !info.instrumented {
+            if !instrumented {
                 if !self.discovery.selective() {
                     // stop the kernel from sending this process's events at all
                     if let Err(e) = cap.set_pid_filter(pid, PidAction::Exclude) {
