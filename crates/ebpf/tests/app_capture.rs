@@ -892,6 +892,89 @@ fn splice_peek_half_close_and_one_close_per_socket() {
     assert_eq!(cap.lost_events(), 0);
 }
 
+/// One socket written through two fd numbers (dup), then through one of them after the other
+/// number was reused for a file: every write is reported once, under the fd it used, with its
+/// exact bytes (the per-socket fd cache of the capture follows the fd a call names).
+#[test]
+fn dup_and_reused_fd_numbers_report_each_write_under_its_fd() {
+    use std::os::fd::AsRawFd;
+    require_root();
+    let _serial = serial();
+    let mut cap = capture_this_process(DEFAULT_CAPTURE_BYTES);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut server, _) = listener.accept().unwrap();
+    let client_port = client.local_addr().unwrap().port();
+    let a = client.as_raw_fd();
+    // SAFETY: `a` is open; the duplicate is closed below.
+    let b = unsafe { libc::dup(a) };
+    assert!(b >= 0);
+    let write = |fd: i32, what: &[u8]| {
+        // SAFETY: valid fd and buffer.
+        let n = unsafe { libc::write(fd, what.as_ptr().cast(), what.len()) };
+        assert_eq!(n, what.len() as isize, "write on fd {fd}");
+    };
+    write(a, b"one");
+    write(b, b"two!");
+    write(a, b"three");
+    // number `a` now names a file: writes to it are no socket I/O
+    let reused = {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .unwrap();
+        drop(client); // frees number `a` (the socket lives on through `b`)
+                      // SAFETY: dup2 onto the now free number `a`.
+        assert_eq!(unsafe { libc::dup2(file.as_raw_fd(), a) }, a);
+        a
+    };
+    write(reused, b"to the file");
+    write(b, b"four");
+    let mut got = [0u8; 16];
+    server.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"onetwo!threefour");
+    // SAFETY: both were opened above.
+    unsafe {
+        libc::close(reused);
+        libc::close(b);
+    }
+    drop(server);
+
+    let mut events = Vec::new();
+    collect_until(
+        &mut cap,
+        &mut events,
+        Duration::from_secs(5),
+        Duration::from_millis(300),
+        |evs| {
+            on_port(evs, client_port)
+                .iter()
+                .filter(|e| matches!(e, AppEvent::Close(_)))
+                .count()
+                >= 2
+        },
+    );
+    let events = on_port(&events, client_port);
+    let cid = conn_events(&events, connect)
+        .next()
+        .expect("connect")
+        .conn_id;
+    let writes: Vec<(i32, i64, Vec<u8>)> = data(&events)
+        .filter(|d| d.conn_id == cid && d.direction == Direction::Egress)
+        .map(|d| (d.fd, d.bytes, d.data.clone()))
+        .collect();
+    assert_eq!(
+        writes,
+        vec![
+            (a, 3, b"one".to_vec()),
+            (b, 4, b"two!".to_vec()),
+            (a, 5, b"three".to_vec()),
+            (b, 4, b"four".to_vec()),
+        ]
+    );
+    assert_eq!(cap.lost_events(), 0);
+}
+
 /// A kernel older than the socket tracepoints (before 6.3) lacks `btf_trace_sock_send_length`:
 /// aya reports that as an unknown BTF type, which `AppCapture::load` turns into "needs Linux
 /// 6.3 or later" (unit test in `app.rs`). Checked here against this kernel's BTF with a

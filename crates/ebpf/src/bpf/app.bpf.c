@@ -61,7 +61,9 @@ struct conn_info {
 	__u32 pid; /* first process that sent or received data on it (0: none yet) */
 	__u16 local_port;
 	__u16 remote_port;
-	__u32 _pad2;
+	/* fd + 1 under which process `pid` was seen to hold this socket (0: not checked yet):
+	 * its next data syscalls on that fd skip the fd-table read (fd_is_sock) */
+	__u32 fd_ok;
 	__u64 established_ns; /* handshake completed (0: before the capture) */
 	__u8 local_addr[16];
 	__u8 remote_addr[16];
@@ -565,13 +567,29 @@ static __always_inline int on_sock_io(struct sock *sk, int ret, int flags, __u8 
 	struct data_call c = {};
 	if (!data_call_of(task, dir, &c))
 		return 0;
-	if (!fd_is_sock(task, c.fd, sk))
-		return 0;
+	__u32 tgid = id >> 32;
 	struct conn_info tmp;
-	struct conn_info *ci = conn_of(sk, &tmp);
+	struct conn_info *ci = bpf_sk_storage_get(&app_conns, sk, 0, 0);
+	/* the fd-table read (cold cache lines: files, fdtable, fd array) once per socket and
+	 * fd; a later call under the same fd number in the same process names the same socket
+	 * unless the process closed that fd and reopened the number while the socket lived on
+	 * in a kernel user that it then drives through that very fd */
+	bool fd_known = false;
+	if (ci) {
+		barrier_var(ci); /* no address arithmetic on it before the NULL test (verifier) */
+		fd_known = ci->pid == tgid && ci->fd_ok == (__u32)c.fd + 1;
+	}
+	if (!fd_known) {
+		if (!fd_is_sock(task, c.fd, sk))
+			return 0;
+		if (!ci)
+			ci = conn_of(sk, &tmp);
+		if (!ci->pid || ci->pid == tgid)
+			ci->fd_ok = (__u32)c.fd + 1;
+	}
 	if (!ci->pid) {
 		/* first use by a traced process: its close is reported to this process */
-		ci->pid = id >> 32;
+		ci->pid = tgid;
 		if (ci->role != APP_ROLE_UNKNOWN)
 			announce(ci, (__u64)sk, id, c.fd);
 	}
