@@ -61,7 +61,8 @@ cleanup() {
   rm -rf "$DIR"
 }
 trap cleanup EXIT
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+source crates/receivers/scripts/agent_config.sh
+PORT=$(free_port)
 mkdir -p "$DIR/www" "$DIR/tmp"
 head -c "$FILE_BYTES" /dev/zero | tr '\0' 'a' > "$DIR/www/index.html"
 cat > "$DIR/nginx.conf" <<CONF
@@ -95,20 +96,8 @@ if [[ -n ${AGENT:-} && $AGENT_CONFIG == default ]]; then
 elif [[ -n ${AGENT:-} ]]; then
   [[ $AGENT_CONFIG == spans ]] || { echo "AGENT_CONFIG is default or spans" >&2; exit 1; }
   AGENT_ARGS=(--config "$DIR/agent.yaml")
-  PROM=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  TEL=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  cat > "$DIR/agent.yaml" <<YAML
-receivers:
-  app: { metrics_interval: 1s, capture_bytes: $CAPTURE_BYTES }
-exporters:
-  prometheus: { endpoint: "127.0.0.1:$PROM" }
-  nop: {}
-service:
-  pipelines:
-    metrics: { receivers: [app], exporters: [prometheus] }
-    traces: { receivers: [app], exporters: [nop] }
-  telemetry: { metrics: { endpoint: "127.0.0.1:$TEL" }, logs: { level: info } }
-YAML
+  PROM=$(free_port) TEL=$(free_port)
+  app_agent_config "$DIR/agent.yaml" "$PROM" "$TEL" info "$CAPTURE_BYTES"
 fi
 # requests of route / the agent counted so far
 agent_count() {

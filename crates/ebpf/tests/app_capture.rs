@@ -54,6 +54,34 @@ fn close(e: &AppEvent) -> Option<&ConnEvent> {
     }
 }
 
+/// A connected TCP pair on loopback: (client, server).
+fn loopback_pair() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    (client, server)
+}
+
+/// Collects events until both ends of the connection from `client_port` reported their close
+/// (at most 5 s), then returns that connection's events.
+fn collect_until_closed(cap: &mut AppCapture, client_port: u16) -> Vec<AppEvent> {
+    let mut events = Vec::new();
+    collect_until(
+        cap,
+        &mut events,
+        Duration::from_secs(5),
+        Duration::from_millis(300),
+        |evs| {
+            on_port(evs, client_port)
+                .iter()
+                .filter(|e| matches!(e, AppEvent::Close(_)))
+                .count()
+                >= 2
+        },
+    );
+    on_port(&events, client_port)
+}
+
 /// The capture attached, tracing only this test process, with `capture_bytes` of payload.
 fn capture_this_process(capture_bytes: u32) -> AppCapture {
     let cfg = AppCaptureConfig {
@@ -343,9 +371,7 @@ fn nginx_writev_and_sendfile() {
 fn connection_older_than_the_capture() {
     require_root();
     let _serial = serial();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    let (mut server, _) = listener.accept().unwrap();
+    let (mut client, mut server) = loopback_pair();
 
     let mut cap = capture_this_process(DEFAULT_CAPTURE_BYTES);
     client.write_all(b"PING old connection").unwrap();
@@ -555,9 +581,7 @@ fn capture_bytes_bounds_the_prefix() {
     require_root();
     let _serial = serial();
     let mut cap = capture_this_process(4096);
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let mut c = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    let (mut s, _) = listener.accept().unwrap();
+    let (mut c, mut s) = loopback_pair();
     let payload: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
     c.write_all(&payload).unwrap();
     let mut got = vec![0u8; payload.len()];
@@ -606,9 +630,7 @@ fn vectored_calls_copy_across_sixty_four_iovecs() {
     require_root();
     let _serial = serial();
     let mut cap = capture_this_process(4096);
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let c = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    let (s, _) = listener.accept().unwrap();
+    let (c, s) = loopback_pair();
     use std::os::fd::AsRawFd;
 
     // writev: 70 iovecs of 30 bytes, one empty -> the first 64 iovecs (63 of them
@@ -749,9 +771,7 @@ fn splice_peek_half_close_and_one_close_per_socket() {
     require_root();
     let _serial = serial();
     let mut cap = capture_this_process(DEFAULT_CAPTURE_BYTES);
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    let (mut server, _) = listener.accept().unwrap();
+    let (mut client, mut server) = loopback_pair();
     let client_port = client.local_addr().unwrap().port();
 
     let request = b"GET /spliced HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -809,21 +829,7 @@ fn splice_peek_half_close_and_one_close_per_socket() {
     drop(client);
     drop(server);
 
-    let mut events = Vec::new();
-    let closes = |evs: &[AppEvent]| {
-        on_port(evs, client_port)
-            .iter()
-            .filter(|e| matches!(e, AppEvent::Close(_)))
-            .count()
-    };
-    collect_until(
-        &mut cap,
-        &mut events,
-        Duration::from_secs(5),
-        Duration::from_millis(300),
-        |evs| closes(evs) >= 2,
-    );
-    let events = on_port(&events, client_port);
+    let events = collect_until_closed(&mut cap, client_port);
     let me = std::process::id();
     let connect: Vec<_> = conn_events(&events, connect).collect();
     let accept: Vec<_> = conn_events(&events, accept).collect();
@@ -901,9 +907,7 @@ fn dup_and_reused_fd_numbers_report_each_write_under_its_fd() {
     require_root();
     let _serial = serial();
     let mut cap = capture_this_process(DEFAULT_CAPTURE_BYTES);
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    let (mut server, _) = listener.accept().unwrap();
+    let (client, mut server) = loopback_pair();
     let client_port = client.local_addr().unwrap().port();
     let a = client.as_raw_fd();
     // SAFETY: `a` is open; the duplicate is closed below.
@@ -940,21 +944,7 @@ fn dup_and_reused_fd_numbers_report_each_write_under_its_fd() {
     }
     drop(server);
 
-    let mut events = Vec::new();
-    collect_until(
-        &mut cap,
-        &mut events,
-        Duration::from_secs(5),
-        Duration::from_millis(300),
-        |evs| {
-            on_port(evs, client_port)
-                .iter()
-                .filter(|e| matches!(e, AppEvent::Close(_)))
-                .count()
-                >= 2
-        },
-    );
-    let events = on_port(&events, client_port);
+    let events = collect_until_closed(&mut cap, client_port);
     let cid = conn_events(&events, connect)
         .next()
         .expect("connect")

@@ -31,7 +31,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source crates/receivers/scripts/agent_config.sh
 PORT=$(free_port); PROM=$(free_port); TEL=$(free_port)
 
 mkdir -p "$TMP/www" "$TMP/logs" "$TMP/tmp"
@@ -50,18 +50,7 @@ http {
 CONF
 nginx -p "$TMP" -c "$TMP/nginx.conf" & NGINX=$!
 
-cat > "$TMP/config.yaml" <<YAML
-receivers:
-  app: { metrics_interval: 1s }
-exporters:
-  prometheus: { endpoint: "127.0.0.1:$PROM" }
-  nop: {}
-service:
-  pipelines:
-    metrics: { receivers: [app], exporters: [prometheus] }
-    traces: { receivers: [app], exporters: [nop] }
-  telemetry: { metrics: { endpoint: "127.0.0.1:$TEL" }, logs: { level: warn } }
-YAML
+app_agent_config "$TMP/config.yaml" "$PROM" "$TEL" warn
 "$BIN" run --config "$TMP/config.yaml" > "$TMP/tapline.log" 2>&1 & PID=$!
 
 # Ready when a warm-up request shows up in tapline's metrics.

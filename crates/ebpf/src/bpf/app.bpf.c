@@ -287,13 +287,12 @@ static __always_inline void read_tuple(struct conn_info *ci, struct sock *sk)
 	}
 }
 
-/* Cached role + tuple of `sk`, created (role unknown) on first sight. NULL only if the kernel
- * cannot allocate the storage; then `tmp` is filled and returned. */
-static __always_inline struct conn_info *conn_of(struct sock *sk, struct conn_info *tmp)
+/* The storage of a socket seen without one (the caller looked it up): created with the tuple
+ * and an unknown role. Never NULL: if the kernel cannot allocate the storage, `tmp` is filled
+ * and returned. */
+static __always_inline struct conn_info *new_conn(struct sock *sk, struct conn_info *tmp)
 {
-	struct conn_info *ci = bpf_sk_storage_get(&app_conns, sk, 0, 0);
-	if (ci)
-		return ci;
+	struct conn_info *ci;
 	__builtin_memset(tmp, 0, sizeof(*tmp));
 	read_tuple(tmp, sk);
 	ci = bpf_sk_storage_get(&app_conns, sk, tmp, BPF_SK_STORAGE_GET_F_CREATE);
@@ -583,7 +582,7 @@ static __always_inline int on_sock_io(struct sock *sk, int ret, int flags, __u8 
 		if (!fd_is_sock(task, c.fd, sk))
 			return 0;
 		if (!ci)
-			ci = conn_of(sk, &tmp);
+			ci = new_conn(sk, &tmp);
 		if (!ci->pid || ci->pid == tgid)
 			ci->fd_ok = (__u32)c.fd + 1;
 	}

@@ -19,8 +19,9 @@ use super::tracker::OpObservation;
 use crate::lru::{fast_map, BoundedMap, FastMap};
 use crate::protocols::{self, Protocol, Status};
 
-/// First allocation of a process's span list (grown spans are copied on every doubling).
-const SPANS_PER_PID: usize = 256;
+/// First allocation of a process's span list per flush: small, since most processes make a
+/// few spans per flush (a busy one grows its list by doubling).
+const SPANS_PER_PID: usize = 16;
 
 /// A span's attributes, built before they are shared (no copy-on-write check per push).
 struct Pairs(Vec<(Str, Value)>);
@@ -345,6 +346,14 @@ impl Reporter {
         n
     }
 
+    fn push_span(&mut self, pid: u32, span: Span) {
+        self.spans
+            .entry(pid)
+            .or_insert_with(|| Vec::with_capacity(SPANS_PER_PID))
+            .push(span);
+        self.span_count += 1;
+    }
+
     /// A random id, never all zeros (invalid in W3C trace context).
     fn random_id<const N: usize>(&mut self) -> [u8; N] {
         loop {
@@ -472,11 +481,7 @@ impl Reporter {
                 },
                 status_message: error.unwrap_or_default(),
             };
-            self.spans
-                .entry(o.pid)
-                .or_insert_with(|| Vec::with_capacity(SPANS_PER_PID))
-                .push(span);
-            self.span_count += 1;
+            self.push_span(o.pid, span);
         }
     }
 
@@ -612,11 +617,7 @@ impl Reporter {
                 },
                 status_message: error.clone().unwrap_or_default(),
             };
-            self.spans
-                .entry(o.pid)
-                .or_insert_with(|| Vec::with_capacity(SPANS_PER_PID))
-                .push(span);
-            self.span_count += 1;
+            self.push_span(o.pid, span);
         }
         if self.want_metrics {
             if let Some(q) = query {
