@@ -3,14 +3,14 @@
 //! `events=<n> events_per_s=<r> data_events=<n> payload_bytes=<n> lost=<n> emitted=<n>
 //! tls_events=<n> tls_skipped=<n>`.
 //!
-//! `app_bench <seconds> [--only <pid>...] [--capture-bytes N] [--ring-bytes N] [--tls]`
+//! `app_bench <seconds> [--only <pid>...] [--capture-bytes N] [--ring-bytes N] [--wakeup-bytes N] [--tls]`
 //! (`--tls`: also attach the libssl probes to every libssl mapped by a process, or with
 //! `--only` to the libssl of the selected processes, scoped to them; see
 //! `scripts/tls_overhead.sh`)
 
 use std::time::{Duration, Instant};
 
-use tapline_ebpf::app::{AppCapture, AppCaptureConfig, AppEvent, PidFilterMode};
+use tapline_ebpf::app::{AppCapture, AppCaptureConfig, AppEvent, PidFilterMode, DRAIN_INTERVAL};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -29,6 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             "--capture-bytes" => cfg.capture_bytes = args.next().ok_or("value")?.parse()?,
             "--ring-bytes" => cfg.ring_buffer_bytes = args.next().ok_or("value")?.parse()?,
+            "--wakeup-bytes" => cfg.wakeup_bytes = args.next().ok_or("value")?.parse()?,
             "--tls" => with_tls = true,
             other => return Err(format!("unknown argument {other}").into()),
         }
@@ -59,7 +60,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut events = Vec::with_capacity(1 << 16);
     let (mut total, mut data, mut payload, mut tls) = (0u64, 0u64, 0u64, 0u64);
     while Instant::now() < deadline {
-        cap.wait(Duration::from_millis(100))?;
+        cap.wait(DRAIN_INTERVAL)?;
         cap.poll(&mut events);
         for ev in events.drain(..) {
             total += 1;

@@ -17,6 +17,8 @@
 #        capture: the hooks' own cost, see scripts/app_floor.sh),
 #        PROFILE=<perf.data path> (perf record -a -g during round 1's run with the capture,
 #        then each process's share and the capture's kernel symbols'),
+#        PIN=1 (nginx's worker on CPU 0, wrk on CPU 1: the run no longer depends on where the
+#        scheduler put the two; the capture's consumer stays unpinned),
 #        STATS=1 (enable kernel.bpf_stats_enabled during the runs with the capture and print
 #        each program's ns/run and runs/request over the wrk run; costs ~50 ns per run, so
 #        leave it off for the ratio)
@@ -87,6 +89,11 @@ nginx -p "$DIR" -c "$DIR/nginx.conf" -g 'daemon off;' &
 NGINX_PID=$!
 for _ in $(seq 50); do curl -sf -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.1; done
 WORKER=$(pgrep -P "$NGINX_PID" | head -1)
+WRK=(wrk)
+if [[ ${PIN:-0} == 1 ]]; then
+  taskset -pc 0 "$WORKER" > /dev/null
+  WRK=(taskset -c 1 wrk)
+fi
 ONLY=()
 [[ $MODE == only-nginx ]] && ONLY=(--only "$WORKER")
 AGENT_CONFIG=${AGENT_CONFIG:-default}
@@ -105,7 +112,7 @@ agent_count() {
     awk '/^http_server_request_duration_seconds_count/ && /http_route="\/"/ {s += $NF} END {print s + 0}'
 }
 [[ -n ${AGENT:-} ]] && echo "agent $AGENT, configuration $AGENT_CONFIG"
-echo "nginx master=$NGINX_PID worker=$WORKER port=$PORT mode=$MODE wrk -t$THREADS -c$CONNS -d${SECS}s capture_bytes=$CAPTURE_BYTES file=$FILE_BYTES"
+echo "nginx master=$NGINX_PID worker=$WORKER port=$PORT mode=$MODE pin=${PIN:-0} wrk -t$THREADS -c$CONNS -d${SECS}s capture_bytes=$CAPTURE_BYTES file=$FILE_BYTES"
 
 # utime + stime of a process, in clock ticks (0 if it is gone)
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
@@ -116,7 +123,7 @@ TCK=$(getconf CLK_TCK)
 run_wrk() {
   local extra=${1:-} n0 n1 e0=0 e1=0
   n0=$(ticks "$WORKER"); [[ -n $extra ]] && e0=$(ticks "$extra")
-  /usr/bin/time -f '%U %S' -o "$DIR/wrk.cpu" wrk --latency -t"$THREADS" -c"$CONNS" -d"${SECS}s" "http://127.0.0.1:$PORT/" | awk '
+  /usr/bin/time -f '%U %S' -o "$DIR/wrk.cpu" "${WRK[@]}" --latency -t"$THREADS" -c"$CONNS" -d"${SECS}s" "http://127.0.0.1:$PORT/" | awk '
     function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
     /Requests\/sec/ {rps = $2} /requests in/ {reqs = $1} $1 == "99%" {p99 = ms($2)}
     END {print rps, p99, reqs}' > "$DIR/wrk.out"
