@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use tapline_ebpf::app::{AppCapture, AppCaptureConfig, AppEvent, PidFilterMode, DRAIN_INTERVAL};
+use tapline_ebpf::app::{AppCapture, AppCaptureConfig, AppEvent, PidFilterMode};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -60,7 +60,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut events = Vec::with_capacity(1 << 16);
     let (mut total, mut data, mut payload, mut tls) = (0u64, 0u64, 0u64, 0u64);
     while Instant::now() < deadline {
-        cap.wait(DRAIN_INTERVAL)?;
+        cap.wait(Duration::from_millis(100))?;
         cap.poll(&mut events);
         for ev in events.drain(..) {
             total += 1;

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use app_support::*;
 use tapline_ebpf::app::{
-    AppCapture, AppCaptureConfig, AppEvent, ConnEvent, Direction, PidAction, PidFilterMode, Role,
-    Syscall, DEFAULT_CAPTURE_BYTES,
+    AppCapture, AppCaptureConfig, AppEvent, ConnEvent, DataEvent, Direction, PidAction,
+    PidFilterMode, Role, Syscall, DEFAULT_CAPTURE_BYTES,
 };
 
 /// Parses curl's `-w '%{size_header} %{size_download}\n'` lines into the total response bytes.
@@ -607,6 +607,72 @@ fn capture_bytes_bounds_the_prefix() {
         ..Default::default()
     })
     .is_err());
+}
+
+/// Records up to 256 payload bytes are written straight into the ring buffer (plain buffers
+/// and one-iovec calls), larger ones and more iovecs go through the scratch copy: each write
+/// must carry exactly the first min(bytes, capture_bytes) bytes either way.
+#[test]
+fn in_place_and_scratch_records_carry_the_same_prefix() {
+    require_root();
+    let _serial = serial();
+    use std::os::fd::AsRawFd;
+    for capture in [256u32, 300] {
+        let mut cap = capture_this_process(capture);
+        let (mut c, mut s) = loopback_pair();
+        let sizes = [1usize, 255, 256, 257, 300, 1000];
+        let mut sent = Vec::new();
+        for (i, &n) in sizes.iter().enumerate() {
+            let payload: Vec<u8> = (0..n).map(|j| ((i * 31 + j) % 251) as u8).collect();
+            c.write_all(&payload).unwrap();
+            let mut got = vec![0u8; n];
+            s.read_exact(&mut got).unwrap();
+            sent.push((Syscall::Sendto, payload)); // std writes with send(2)
+        }
+        // writev with one iovec (in place when the prefix fits) and with two (scratch)
+        for parts in [&[280usize][..], &[120, 160][..]] {
+            let total: usize = parts.iter().sum();
+            let mut out: Vec<u8> = (0..total).map(|j| (j % 241) as u8).collect();
+            let payload = out.clone();
+            let iov = iovecs(&mut out, parts);
+            // SAFETY: iov points into `out`, which outlives the call.
+            let n = unsafe { libc::writev(c.as_raw_fd(), iov.as_ptr(), iov.len() as i32) };
+            assert_eq!(n, total as isize);
+            let mut got = vec![0u8; total];
+            s.read_exact(&mut got).unwrap();
+            sent.push((Syscall::Writev, payload));
+        }
+        let mut events = Vec::new();
+        let local = c.local_addr().unwrap();
+        let ours = |d: &&DataEvent| d.direction == Direction::Egress && d.local == local;
+        collect_until(
+            &mut cap,
+            &mut events,
+            Duration::from_secs(3),
+            Duration::from_millis(50),
+            |evs| data(evs).filter(ours).count() >= sent.len(),
+        );
+        let writes: Vec<&DataEvent> = data(&events).filter(ours).collect();
+        assert_eq!(writes.len(), sent.len(), "capture_bytes {capture}");
+        for (w, (sys, payload)) in writes.iter().zip(&sent) {
+            let want = payload.len().min(capture as usize);
+            assert_eq!(w.syscall, *sys);
+            assert_eq!(w.bytes, payload.len() as i64);
+            assert_eq!(
+                w.data,
+                payload[..want],
+                "capture_bytes {capture}, {} bytes",
+                payload.len()
+            );
+            assert_eq!(w.is_truncated(), payload.len() > want);
+        }
+        // the reads, in place too
+        let reads = data(&events)
+            .filter(|d| d.direction == Direction::Ingress && d.remote == local)
+            .count();
+        assert_eq!(reads, sent.len(), "capture_bytes {capture}");
+        assert_eq!(cap.lost_events(), 0);
+    }
 }
 
 /// `iovecs` of `sizes` bytes over `buf`.

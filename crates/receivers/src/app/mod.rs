@@ -42,9 +42,7 @@ use tapline_core::data::buckets::HistogramBuckets;
 use tapline_core::data::{Signal, SignalKind};
 use tapline_core::telemetry::Counter;
 use tapline_core::{BuildContext, FactoryInfo, Receiver, ReceiverContext, ReceiverFactory};
-use tapline_ebpf::app::{
-    AppCapture, AppCaptureConfig, AppEvent, PidAction, PidFilterMode, DRAIN_INTERVAL,
-};
+use tapline_ebpf::app::{AppCapture, AppCaptureConfig, AppEvent, PidAction, PidFilterMode};
 use tracing::{debug, info, warn};
 
 use crate::protocols::ParserConfig;
@@ -462,15 +460,7 @@ impl Receiver for AppReceiver {
         let mut metrics_tick = tokio::time::interval(cfg.metrics_interval);
         let mut scan_tick = tokio::time::interval(cfg.discovery.poll_interval);
         let mut span_tick = tokio::time::interval(SPAN_FLUSH);
-        // the ring buffer is drained on this timer: a wakeup from the kernel costs the traced
-        // process that emits it far more (see DRAIN_INTERVAL)
-        let mut drain_tick = tokio::time::interval(DRAIN_INTERVAL);
-        for t in [
-            &mut metrics_tick,
-            &mut scan_tick,
-            &mut span_tick,
-            &mut drain_tick,
-        ] {
+        for t in [&mut metrics_tick, &mut scan_tick, &mut span_tick] {
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             t.reset();
         }
@@ -481,7 +471,6 @@ impl Receiver for AppReceiver {
             tokio::select! {
                 _ = ctx.shutdown.cancelled() => break,
                 r = cap.readable() => r.with_context(|| format!("receiver {id}: waiting on the ring buffer"))?,
-                _ = drain_tick.tick() => {}
                 _ = metrics_tick.tick() => flush_metrics = true,
                 _ = span_tick.tick() => flush_spans = true,
                 _ = scan_tick.tick() => p.rescan(&mut cap),
