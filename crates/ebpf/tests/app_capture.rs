@@ -609,9 +609,10 @@ fn capture_bytes_bounds_the_prefix() {
     .is_err());
 }
 
-/// Records up to 256 payload bytes are written straight into the ring buffer (plain buffers
-/// and one-iovec calls), larger ones and more iovecs go through the scratch copy: each write
-/// must carry exactly the first min(bytes, capture_bytes) bytes either way.
+/// Payloads of up to 256 captured bytes are written straight into ring buffer records of 64,
+/// 128 or 256 payload bytes (plain buffers and one-iovec calls); larger ones and more iovecs
+/// go through the scratch copy. Each write must carry exactly the first
+/// min(bytes, capture_bytes) bytes either way, at each size's edges.
 #[test]
 fn in_place_and_scratch_records_carry_the_same_prefix() {
     require_root();
@@ -620,7 +621,7 @@ fn in_place_and_scratch_records_carry_the_same_prefix() {
     for capture in [256u32, 300] {
         let mut cap = capture_this_process(capture);
         let (mut c, mut s) = loopback_pair();
-        let sizes = [1usize, 255, 256, 257, 300, 1000];
+        let sizes = [1usize, 64, 65, 128, 129, 255, 256, 257, 300, 1000];
         let mut sent = Vec::new();
         for (i, &n) in sizes.iter().enumerate() {
             let payload: Vec<u8> = (0..n).map(|j| ((i * 31 + j) % 251) as u8).collect();

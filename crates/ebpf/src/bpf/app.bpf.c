@@ -467,15 +467,6 @@ struct data_call {
 	__u8 buf_kind;
 };
 
-/* Payload bytes a record written straight into the ring buffer has room for (see
- * emit_direct). */
-#define APP_DIRECT_CAPTURE 256 /* a power of two: emit_direct bounds sizes with a mask */
-
-struct app_direct {
-	struct app_event ev;
-	__u8 data[APP_DIRECT_CAPTURE];
-};
-
 /* Submits a record reserved in the ring buffer (see emit_direct). */
 static __always_inline void submit_direct(void *rec, __u32 size)
 {
@@ -503,13 +494,36 @@ static __always_inline void fill_data_header(struct app_event *e, const struct d
 	set_comm(e);
 }
 
+/* Emits, when `want` (1..N) fits, a record of the header and N payload bytes reserved in the
+ * ring buffer, with the first `want` bytes at `src` copied in. N is a power of two and MASK
+ * N - 1, spelled out for the asm that bounds the size for the verifier. */
+#define EMIT_DIRECT_CLASS(N, MASK)                                                          \
+	if (want <= N) {                                                                    \
+		struct {                                                                    \
+			struct app_event ev;                                                \
+			__u8 data[N];                                                       \
+		} *d = bpf_ringbuf_reserve(&app_events, sizeof(*d), 0);                     \
+		if (!d) {                                                                   \
+			stat_add(APP_STAT_LOST);                                            \
+			return true;                                                        \
+		}                                                                           \
+		fill_data_header(&d->ev, c, ci, sk, id, dir, ret);                          \
+		__u32 sz = want - 1; /* 1..N below, in a form the verifier bounds */        \
+		asm volatile("%[sz] &= " #MASK : [sz] "+r"(sz));                            \
+		sz += 1;                                                                    \
+		d->ev.captured_len = bpf_probe_read_user(d->data, sz, (const void *)src) ? 0 : sz; \
+		submit_direct(d, sizeof(*d));                                               \
+		return true;                                                                \
+	}
+
 /*
- * The common data record without the scratch buffer: the header and up to
- * APP_DIRECT_CAPTURE payload bytes are written straight into a fixed-size ring buffer record
- * (one copy of the payload instead of two, no scratch header to clear; the record's unused
- * tail is never read, captured_len says how much is payload). For plain buffers, a vectored
- * call with one iovec, and calls without a payload. False when the call needs emit_data
- * (more iovecs, a msghdr, or a larger capture).
+ * The common data record without the scratch buffer: the header and up to 256 payload bytes
+ * are written straight into a ring buffer record (one copy of the payload instead of two, no
+ * scratch header to clear). Records come in four sizes (no payload, 64, 128, 256 bytes) so
+ * that short payloads do not spread the ring buffer: its unused tail is never read,
+ * captured_len says how much is payload. For plain buffers, a vectored call with one iovec,
+ * and calls without a payload. False when the call needs emit_data (more iovecs, a msghdr,
+ * or a larger capture).
  */
 static __always_inline bool emit_direct(const struct data_call *c, const struct conn_info *ci,
 					__u64 sk, __u64 id, __u8 dir, int ret)
@@ -517,17 +531,6 @@ static __always_inline bool emit_direct(const struct data_call *c, const struct 
 	__u32 cap = capture_limit();
 	__u64 src = c->buf;
 	__u64 avail = (__u64)ret;
-	if (c->buf_kind == BUF_NONE) {
-		struct app_event *e = bpf_ringbuf_reserve(&app_events, sizeof(*e), 0);
-		if (!e) {
-			stat_add(APP_STAT_LOST);
-			return true;
-		}
-		fill_data_header(e, c, ci, sk, id, dir, ret);
-		e->flags = APP_FLAG_NO_PAYLOAD;
-		submit_direct(e, sizeof(*e));
-		return true;
-	}
 	if (c->buf_kind == BUF_IOV) {
 		struct iovec v;
 		if (c->aux != 1 || bpf_probe_read_user(&v, sizeof(v), (const void *)c->buf))
@@ -535,30 +538,26 @@ static __always_inline bool emit_direct(const struct data_call *c, const struct 
 		src = (__u64)v.iov_base;
 		if (v.iov_len < avail)
 			avail = v.iov_len;
-	} else if (c->buf_kind != BUF_PLAIN) {
+	} else if (c->buf_kind != BUF_PLAIN && c->buf_kind != BUF_NONE) {
 		return false;
 	}
-	__u32 want = avail < cap ? (__u32)avail : cap;
-	if (want > APP_DIRECT_CAPTURE)
-		return false;
-	struct app_direct *d = bpf_ringbuf_reserve(&app_events, sizeof(*d), 0);
-	if (!d) {
-		stat_add(APP_STAT_LOST);
+	__u32 want = c->buf_kind == BUF_NONE ? 0 : avail < cap ? (__u32)avail : cap;
+	if (want == 0) {
+		struct app_event *e = bpf_ringbuf_reserve(&app_events, sizeof(*e), 0);
+		if (!e) {
+			stat_add(APP_STAT_LOST);
+			return true;
+		}
+		fill_data_header(e, c, ci, sk, id, dir, ret);
+		if (c->buf_kind == BUF_NONE)
+			e->flags = APP_FLAG_NO_PAYLOAD;
+		submit_direct(e, sizeof(*e));
 		return true;
 	}
-	fill_data_header(&d->ev, c, ci, sk, id, dir, ret);
-	if (want) {
-		/* 1..APP_DIRECT_CAPTURE, in a form the verifier can bound (identity here) */
-		__u32 sz = want - 1;
-		asm volatile("%[sz] &= 0xff" : [sz] "+r"(sz));
-		sz += 1;
-		if (bpf_probe_read_user(d->data, sz, (const void *)src))
-			sz = 0;
-		want = sz;
-	}
-	d->ev.captured_len = want;
-	submit_direct(d, sizeof(*d));
-	return true;
+	EMIT_DIRECT_CLASS(64, 0x3f)
+	EMIT_DIRECT_CLASS(128, 0x7f)
+	EMIT_DIRECT_CLASS(256, 0xff)
+	return false;
 }
 
 /* Decodes the syscall the current task is in. False for calls that are not a data syscall in
