@@ -46,6 +46,7 @@ cleanup() {
 }
 trap cleanup EXIT
 source crates/receivers/scripts/agent_config.sh
+refuse_if_capture_attached
 cat > "$DIR/agent.yaml" <<YAML
 receivers:
   app:

@@ -64,6 +64,7 @@ cleanup() {
 }
 trap cleanup EXIT
 source crates/receivers/scripts/agent_config.sh
+refuse_if_capture_attached
 PORT=$(free_port)
 mkdir -p "$DIR/www" "$DIR/tmp"
 head -c "$FILE_BYTES" /dev/zero | tr '\0' 'a' > "$DIR/www/index.html"

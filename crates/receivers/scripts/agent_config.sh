@@ -22,3 +22,14 @@ service:
   telemetry: { metrics: { endpoint: "127.0.0.1:$3" }, logs: { level: $4 } }
 YAML
 }
+
+# Exits if an application capture is already attached (a stray agent or app_bench left from an
+# earlier run would trace both arms of a comparison and skew it).
+refuse_if_capture_attached() {
+  command -v bpftool > /dev/null || return 0
+  if bpftool prog show 2> /dev/null | grep -q "name app_sock_send"; then
+    echo "an app capture is already attached (bpftool prog show | grep app_sock): stop it first" >&2
+    pgrep -af "tapline|app_bench" >&2 || true
+    exit 1
+  fi
+}

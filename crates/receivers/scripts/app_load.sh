@@ -32,6 +32,7 @@ cleanup() {
 trap cleanup EXIT
 
 source crates/receivers/scripts/agent_config.sh
+refuse_if_capture_attached
 PORT=$(free_port); PROM=$(free_port); TEL=$(free_port)
 
 mkdir -p "$TMP/www" "$TMP/logs" "$TMP/tmp"
