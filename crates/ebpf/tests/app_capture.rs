@@ -655,8 +655,11 @@ fn in_place_and_scratch_records_carry_the_same_prefix() {
         );
         let writes: Vec<&DataEvent> = data(&events).filter(ours).collect();
         assert_eq!(writes.len(), sent.len(), "capture_bytes {capture}");
+        // both paths name the process once: its main thread's comm, not this test thread's
+        let leader = std::fs::read_to_string(format!("/proc/{}/comm", std::process::id())).unwrap();
         for (w, (sys, payload)) in writes.iter().zip(&sent) {
             let want = payload.len().min(capture as usize);
+            assert_eq!(w.comm_str(), leader.trim(), "{} bytes", payload.len());
             assert_eq!(w.syscall, *sys);
             assert_eq!(w.bytes, payload.len() as i64);
             assert_eq!(

@@ -415,7 +415,7 @@ static __always_inline __u32 copy_iov(struct app_scratch *s, const struct iovec 
 
 /* Emits the data record whose header is in s->ev with the first min(moved, capture_bytes)
  * bytes of the payload, read from user memory as `buf_kind` says (`buf`, `aux`: see struct
- * data_call). */
+ * data_call). Calls without a payload (BUF_NONE) never get here: emit_direct sends those. */
 static __always_inline void emit_data(struct app_scratch *s, __u8 buf_kind, __u64 buf, __u64 aux,
 				      __u64 moved)
 {
@@ -435,8 +435,6 @@ static __always_inline void emit_data(struct app_scratch *s, __u8 buf_kind, __u6
 		bpf_probe_read_user(&iovlen, sizeof(iovlen), &msg->msg_iovlen);
 		if (iov)
 			len = copy_iov(s, iov, iovlen, want);
-	} else {
-		s->ev.flags |= APP_FLAG_NO_PAYLOAD;
 	}
 	submit(s, len);
 }
@@ -462,36 +460,40 @@ static __always_inline void emit_data(struct app_scratch *s, __u8 buf_kind, __u6
 struct data_call {
 	__u64 buf; /* buffer, struct iovec * or struct user_msghdr * (see buf_kind) */
 	__u64 aux; /* iovcnt of the vectored calls */
+	__u64 sk; /* the struct sock that moved the bytes */
+	__u64 id; /* bpf_get_current_pid_tgid() */
+	int ret;  /* bytes moved */
 	__s32 fd;
 	__u8 sys;
 	__u8 buf_kind;
+	__u8 dir;
 };
 
-/* Submits a record reserved in the ring buffer (see emit_direct). */
+/* Submits a record reserved in the ring buffer (see emit_direct); it starts with its header. */
 static __always_inline void submit_direct(void *rec, __u32 size)
 {
+	set_comm((struct app_event *)rec);
 	bpf_ringbuf_submit(rec, wakeup_flags(scratch(), size));
 	stat_add(APP_STAT_EMITTED);
 }
 
-/* The header of a data record for call `c` that moved `ret` bytes on `sk`. */
+/* The header of a data record for call `c`, but for `comm` (set by submit_direct or submit,
+ * whichever sends the record). */
 static __always_inline void fill_data_header(struct app_event *e, const struct data_call *c,
-					     const struct conn_info *ci, __u64 sk, __u64 id, __u8 dir,
-					     int ret)
+					     const struct conn_info *ci)
 {
 	__builtin_memset(e, 0, sizeof(*e));
 	e->kind = APP_KIND_DATA;
-	e->direction = dir;
+	e->direction = c->dir;
 	e->syscall = c->sys;
-	e->pid = id >> 32;
-	e->tid = (__u32)id;
+	e->pid = c->id >> 32;
+	e->tid = (__u32)c->id;
 	e->fd = c->fd;
-	e->conn_id = sk;
+	e->conn_id = c->sk;
 	e->end_ns = bpf_ktime_get_ns();
 	e->start_ns = e->end_ns; /* seen when the data moved only */
-	e->bytes = ret;
+	e->bytes = c->ret;
 	copy_conn(e, ci);
-	set_comm(e);
 }
 
 /* Emits, when `want` (1..N) fits, a record of the header and N payload bytes reserved in the
@@ -507,7 +509,7 @@ static __always_inline void fill_data_header(struct app_event *e, const struct d
 			stat_add(APP_STAT_LOST);                                            \
 			return true;                                                        \
 		}                                                                           \
-		fill_data_header(&d->ev, c, ci, sk, id, dir, ret);                          \
+		fill_data_header(&d->ev, c, ci);                                            \
 		__u32 sz = want - 1; /* 1..N below, in a form the verifier bounds */        \
 		asm volatile("%[sz] &= " #MASK : [sz] "+r"(sz));                            \
 		sz += 1;                                                                    \
@@ -525,12 +527,11 @@ static __always_inline void fill_data_header(struct app_event *e, const struct d
  * and calls without a payload. False when the call needs emit_data (more iovecs, a msghdr,
  * or a larger capture).
  */
-static __always_inline bool emit_direct(const struct data_call *c, const struct conn_info *ci,
-					__u64 sk, __u64 id, __u8 dir, int ret)
+static __always_inline bool emit_direct(const struct data_call *c, const struct conn_info *ci)
 {
 	__u32 cap = capture_limit();
 	__u64 src = c->buf;
-	__u64 avail = (__u64)ret;
+	__u64 avail = (__u64)c->ret;
 	if (c->buf_kind == BUF_IOV) {
 		struct iovec v;
 		if (c->aux != 1 || bpf_probe_read_user(&v, sizeof(v), (const void *)c->buf))
@@ -548,7 +549,7 @@ static __always_inline bool emit_direct(const struct data_call *c, const struct 
 			stat_add(APP_STAT_LOST);
 			return true;
 		}
-		fill_data_header(e, c, ci, sk, id, dir, ret);
+		fill_data_header(e, c, ci);
 		if (c->buf_kind == BUF_NONE)
 			e->flags = APP_FLAG_NO_PAYLOAD;
 		submit_direct(e, sizeof(*e));
@@ -713,12 +714,16 @@ static __always_inline int on_sock_io(struct sock *sk, int ret, int flags, __u8 
 		stat_add(APP_STAT_TLS_SKIPPED);
 		return 0;
 	}
-	if (emit_direct(&c, ci, (__u64)sk, id, dir, ret))
+	c.sk = (__u64)sk;
+	c.id = id;
+	c.ret = ret;
+	c.dir = dir;
+	if (emit_direct(&c, ci))
 		return 0;
 	struct app_scratch *s = scratch(); /* the header is cleared by fill_data_header */
 	if (!s)
 		return 0;
-	fill_data_header(&s->ev, &c, ci, (__u64)sk, id, dir, ret);
+	fill_data_header(&s->ev, &c, ci);
 	emit_data(s, c.buf_kind, c.buf, c.aux, ret);
 	return 0;
 }
@@ -891,8 +896,7 @@ static __always_inline int ssl_exit(struct pt_regs *ctx, __u8 op)
 		e->fd = -1;
 		e->conn_id = c.ssl;
 	}
-
-emit_data(s, BUF_PLAIN, c.buf, 0, bytes);
+	emit_data(s, BUF_PLAIN, c.buf, 0, bytes);
 	return 0;
 }
 
