@@ -13,6 +13,9 @@
 #            only, Prometheus on 127.0.0.1:9400: that port must be free), what a user runs;
 #          spans: only the app receiver, a metrics pipeline to a Prometheus exporter and a
 #            traces pipeline to `nop` (one span built per request and side, then dropped),
+#          server: the default configuration with `app.discovery.instrument` set to nginx's
+#            port (`open_ports`), as a user instruments the service under test: wrk's calls
+#            still run the hooks but are not captured, as for a client on another machine,
 #        FLOOR_OBJ (attach this object's programs with examples/attach_object instead of the
 #        capture: the hooks' own cost, see scripts/app_floor.sh),
 #        PROFILE=<perf.data path> (perf record -a -g during round 1's run with the capture,
@@ -24,7 +27,8 @@
 #        leave it off for the ratio)
 # Prints one line per run (req/s and wrk's p99 latency) and finally
 # ratio=<median with>/<median without>, each round's with/without ratio and their median
-# (pair_ratio_median: adjacent runs, so slow drifts of the machine cancel) and the medians of
+# (pair_ratio_median: adjacent runs, so slow drifts of the machine cancel) with the interval that
+# holds the true median with >= 90 % confidence (order statistics), and the medians of
 # p99 with and without.
 # Each run also prints the CPU time spent per request (nginx worker + wrk + the consumer, user
 # + system, from /proc and getrusage: tracepoint programs run in the traced tasks' system
@@ -101,8 +105,13 @@ AGENT_CONFIG=${AGENT_CONFIG:-default}
 AGENT_ARGS=()
 if [[ -n ${AGENT:-} && $AGENT_CONFIG == default ]]; then
   PROM=9400 TEL=9401
+elif [[ -n ${AGENT:-} && $AGENT_CONFIG == server ]]; then
+  PROM=9400 TEL=9401
+  AGENT_ARGS=(--config "$DIR/agent.yaml")
+  sed "s|^  app: {}|  app: { discovery: { instrument: [{ open_ports: \"$PORT\" }] } }|" configs/default.yaml > "$DIR/agent.yaml"
+  grep -q "open_ports: \"$PORT\"" "$DIR/agent.yaml" || { echo "configs/default.yaml: no '  app: {}' line to edit" >&2; exit 1; }
 elif [[ -n ${AGENT:-} ]]; then
-  [[ $AGENT_CONFIG == spans ]] || { echo "AGENT_CONFIG is default or spans" >&2; exit 1; }
+  [[ $AGENT_CONFIG == spans ]] || { echo "AGENT_CONFIG is default, server or spans" >&2; exit 1; }
   AGENT_ARGS=(--config "$DIR/agent.yaml")
   PROM=$(free_port) TEL=$(free_port)
   app_agent_config "$DIR/agent.yaml" "$PROM" "$TEL" info "$CAPTURE_BYTES"
@@ -210,6 +219,20 @@ awk -v a="$mc" -v b="$mw" 'BEGIN {printf "ratio=%.3f\n", a/b}'
 pairs=()
 for i in "${!with[@]}"; do pairs+=("$(awk -v a="${with[$i]}" -v b="${without[$i]}" 'BEGIN {printf "%.3f", a/b}')"); done
 echo "pair_ratios=${pairs[*]} pair_ratio_median=$(median "${pairs[@]}")"
+# where the true median of pair ratios lies, with >= 90 % confidence: the order statistics
+# x(k) and x(n+1-k) with the largest k whose binomial coverage is still >= 0.90 (no assumption
+# on the pairs' distribution); too few pairs for 90 % gives the full range
+python3 - "${pairs[@]}" <<'PY'
+import math, sys
+x = sorted(float(v) for v in sys.argv[1:])
+n = len(x)
+def coverage(k):  # P(x(k) <= median <= x(n+1-k)) = 1 - 2 P(Binomial(n, 1/2) < k)
+    return 1 - 2 * sum(math.comb(n, i) for i in range(k)) / 2 ** n
+k = 1
+while k + 1 <= n // 2 and coverage(k + 1) >= 0.90:
+    k += 1
+print(f"pair_ratio_median {100 * coverage(k):.0f} % interval: {x[k - 1]:.3f} .. {x[n - k]:.3f} ({n} pairs)")
+PY
 pw=$(median "${p99_without[@]}"); pc=$(median "${p99_with[@]}")
 awk -v a="$pc" -v b="$pw" 'BEGIN {printf "p99 median without=%.3f ms with=%.3f ms (+%.3f ms, x%.2f)\n", b, a, a - b, a / b}'
 cw=$(median "${cpu_without[@]}"); cc=$(median "${cpu_with[@]}")
