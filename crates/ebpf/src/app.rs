@@ -67,12 +67,12 @@ pub const APP_PROGRAMS: &[(&str, &str)] = &[
 pub const DEFAULT_CAPTURE_BYTES: u32 = 256;
 /// Default ring buffer size (8 MiB).
 pub const DEFAULT_RING_BUFFER_BYTES: u32 = 8 << 20;
-/// Default wakeup watermark (64 KiB). Draining on a timer instead, with the kernel waking the
-/// consumer only past a quarter of the ring, cut the traced thread's cost per socket call by
-/// 16 % (no self-IPI per wakeup) but lowered nginx + wrk's ratio from ~0.90 to 0.83-0.85: the
-/// consumer then woke on whichever CPU its timer was armed, often nginx's (see
-/// crates/ebpf/APP_PERFORMANCE.md, seventh session).
-pub const DEFAULT_WAKEUP_BYTES: u32 = 64 << 10;
+/// Default wakeup watermark (256 KiB). Against 64 KiB it cut the traced thread's cost per
+/// socket call by ~15-25 % (the wakeup's self-IPI traps to the hypervisor on a VM); 512 KiB
+/// and 1 MiB were no cheaper (crates/ebpf/APP_PERFORMANCE.md, eighth session). Draining on a
+/// timer instead, with no kernel wakeups, woke the consumer on whichever CPU its timer was
+/// armed, often nginx's (seventh session).
+pub const DEFAULT_WAKEUP_BYTES: u32 = 256 << 10;
 
 /// Which processes are traced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -111,7 +111,7 @@ pub struct AppCaptureConfig {
     /// A wakeup costs the traced process that emits it an irq_work, a self-IPI (on a VM a
     /// trap to the hypervisor: 10-25 µs measured here) and a scheduler wakeup, so it must not
     /// come per event; consumers also wait with a timeout (their latency bound) and poll
-    /// after it. 0 wakes on every event. Default 64 KiB.
+    /// after it. 0 wakes on every event. Default 256 KiB.
     pub wakeup_bytes: u32,
     /// Initial filter mode. Default [`PidFilterMode::AllExcept`].
     pub filter_mode: PidFilterMode,
