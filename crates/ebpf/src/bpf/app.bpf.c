@@ -456,7 +456,8 @@ static __always_inline void emit_data(struct app_scratch *s, __u8 buf_kind, __u6
 #define PF_IO_WORKER_ 0x00000010
 #define PF_KTHREAD_ 0x00200000
 
-/* The data syscall behind a socket send or receive, decoded from the registers it saved. */
+/* A socket send or receive: the data syscall behind it, decoded from the registers it saved
+ * (buf, aux, fd, sys, buf_kind), and what the socket layer reported (sk, ret, dir). */
 struct data_call {
 	__u64 buf; /* buffer, struct iovec * or struct user_msghdr * (see buf_kind) */
 	__u64 aux; /* iovcnt of the vectored calls */
