@@ -5,8 +5,9 @@
 #
 # Usage (root): crates/ebpf/scripts/app_floor.sh [seconds_per_run=10] [rounds=3] [kind=current|exit_close|classic|tp_btf|tp_btf_exit|raw]
 #   current: the capture's hooks (APP_PROGRAMS): tp_btf on sock:sock_send_length,
-#            sock:sock_recv_length and sock:inet_sock_set_state (they run only for socket I/O
-#            and TCP state changes; no syscall tracepoint at all)
+#            sock:sock_recv_length, sock:inet_sock_set_state and sched:sched_process_exit
+#            (they run only for socket I/O, TCP state changes and thread exits; no syscall
+#            tracepoint at all)
 #   exit_close: the fourth session's hooks: tp_btf/sys_exit + syscalls:sys_enter_close
 #   classic: one empty program on each of the 25 syscalls:sys_{enter,exit}_* tracepoints the
 #            capture used before it moved to tp_btf/sys_exit
@@ -32,6 +33,7 @@ trap 'rm -rf "$TMP"' EXIT
     echo 'SEC("tp_btf/sock_send_length") int btf_sock_send_length(void *ctx) { return 0; }'
     echo 'SEC("tp_btf/sock_recv_length") int btf_sock_recv_length(void *ctx) { return 0; }'
     echo 'SEC("tp_btf/inet_sock_set_state") int btf_inet_sock_set_state(void *ctx) { return 0; }'
+    echo 'SEC("tp_btf/sched_process_exit") int btf_sched_process_exit(void *ctx) { return 0; }'
     ;;
   exit_close)
     echo 'SEC("tp_btf/sys_exit") int btf_sys_exit(void *ctx) { return 0; }'

@@ -55,12 +55,14 @@ pub use tls::{TlsLibrary, TlsScan, APP_SSL_PROGRAMS};
 pub static APP_OBJECT: &[u8] = aya::include_bytes_aligned!("../objects/app.o");
 
 /// The programs and their BTF tracepoints (`tp_btf/<event>`): after every socket send and
-/// receive (the data, with the syscall's arguments read from its saved registers) and at
-/// every TCP state change (roles, close).
+/// receive (the data, with the syscall's arguments read from its saved registers), at
+/// every TCP state change (roles, close), and at every thread's exit (an SSL_* call it
+/// leaves unfinished stops counting as in flight).
 pub const APP_PROGRAMS: &[(&str, &str)] = &[
     ("app_sock_send", "sock_send_length"),
     ("app_sock_recv", "sock_recv_length"),
     ("app_sock_state", "inet_sock_set_state"),
+    ("app_task_exit", "sched_process_exit"),
 ];
 
 /// Default payload prefix per data event.
@@ -726,6 +728,17 @@ impl AppCapture {
     /// Events written into the ring buffer (summed over CPUs, since load).
     pub fn emitted_events(&self) -> u64 {
         self.stat(raw::APP_STAT_EMITTED)
+    }
+
+    /// Threads of any process inside a probed `SSL_*` call right now (while there are none,
+    /// the socket programs skip the thread-local lookup that tells TLS records from data).
+    pub fn ssl_calls_in_flight(&self) -> i64 {
+        let Some(map) = self.ebpf.map("app_ssl_calls") else {
+            return 0;
+        };
+        Array::<_, i64>::try_from(map)
+            .and_then(|a| a.get(&0, 0))
+            .unwrap_or(0)
     }
 
     /// The underlying eBPF object, e.g. to inspect maps.

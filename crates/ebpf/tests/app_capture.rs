@@ -790,8 +790,8 @@ fn detach_and_drop_leave_no_program_or_link() {
     let progs: Vec<u32> = cap.program_ids().into_iter().flatten().collect();
     assert_eq!(
         progs.len(),
-        3,
-        "ids of app_sock_send, app_sock_recv and app_sock_state: {progs:?}"
+        4,
+        "ids of app_sock_send, app_sock_recv, app_sock_state and app_task_exit: {progs:?}"
     );
     // each tp_btf program is attached through one BPF link (a raw tracepoint link)
     let links_of_all = || -> Vec<u32> {

@@ -608,6 +608,79 @@ fn no_tls_events_without_libssl() {
         .any(|d| d.pid == pid && d.data.starts_with(b"GET /a.txt HTTP/1.1") && !d.is_tls()));
 }
 
+/// Waits up to 10 s for the host-wide count of threads inside an `SSL_*` call to be `want`.
+fn wait_ssl_calls(cap: &AppCapture, want: i64) -> i64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let n = cap.ssl_calls_in_flight();
+        if n == want || std::time::Instant::now() > deadline {
+            return n;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The count of threads inside an `SSL_*` call (while it is 0 the socket programs skip the
+/// thread-local lookup) follows a server thread that blocks in `SSL_read` on a kept-alive
+/// connection, and drops again when that thread is killed inside the call.
+#[test]
+fn ssl_calls_in_flight_follow_blocked_and_killed_threads() {
+    require_root();
+    let _serial = serial();
+    let dir = tempdir("tls-inflight");
+    let _rm = RmOnDrop(dir.clone());
+    write_file(&dir.join("a.txt"), 300);
+    let (cert, key) = self_signed(&dir);
+    let port = free_port();
+    let mut server = python_https_server(&dir, port, &cert, &key, &[]);
+    let cap = tls_capture();
+    let base = cap.ssl_calls_in_flight();
+    assert!(base >= 0);
+    // one request, then the connection stays open: the server's handler thread waits for
+    // the next request inside SSL_read
+    let code = format!(
+        "import socket, ssl, sys, time\n\
+         ctx = ssl.create_default_context()\n\
+         ctx.check_hostname = False\n\
+         ctx.verify_mode = ssl.CERT_NONE\n\
+         s = ctx.wrap_socket(socket.create_connection(('127.0.0.1', {port})))\n\
+         s.sendall(b'GET /a.txt HTTP/1.1\\r\\nHost: t\\r\\n\\r\\n')\n\
+         buf = b''\n\
+         while len(buf) < 300 or b'\\r\\n\\r\\n' not in buf:\n\
+         \x20   buf += s.recv(65536)\n\
+         print('done', flush=True)\n\
+         time.sleep(60)\n"
+    );
+    let mut client = Command::new("python3")
+        .arg("-c")
+        .arg(code)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn python3");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(client.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let _client = KillOnDrop(client);
+    assert_eq!(line.trim(), "done", "the TLS request did not complete");
+    assert_eq!(
+        wait_ssl_calls(&cap, base + 1),
+        base + 1,
+        "the server thread blocked in SSL_read"
+    );
+    server.0.kill().unwrap();
+    server.0.wait().unwrap();
+    assert_eq!(
+        wait_ssl_calls(&cap, base),
+        base,
+        "after the server was killed inside SSL_read"
+    );
+}
+
 /// Attach errors name the library, the pid and the symbol; a file is attached once whatever
 /// the path.
 #[test]

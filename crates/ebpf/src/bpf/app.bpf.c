@@ -24,6 +24,9 @@
  *    per (tgid, SSL*) in `app_ssl_socks`, and the socket is marked TLS in `app_conns`. Those
  *    syscalls carry TLS records, so they are not reported; nor is any later syscall on a
  *    socket marked TLS (e.g. SSL_shutdown's close_notify). Counted in APP_STAT_TLS_SKIPPED.
+ *    `app_ssl_calls` counts the threads inside an SSL_* call (tp_btf/sched_process_exit
+ *    forgets those that die in one): while it is 0, the socket programs know without the
+ *    thread's storage that no call is in flight.
  * Everything is observational: the programs never change what the syscalls do.
  */
 #include "vmlinux.h"
@@ -172,6 +175,17 @@ struct {
 	__type(value, struct ssl_sock);
 } app_ssl_socks SEC(".maps");
 
+/* Threads of any process inside an SSL_* call (entry 0, changed atomically by the libssl
+ * probes and app_task_exit). While it is 0 the socket programs skip the thread's storage,
+ * where they would look for a call in flight (~45 ns a call). A thread that longjmps out of a
+ * call keeps it counted until its next call returns or it exits. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __s64);
+} app_ssl_calls SEC(".maps");
+
 static __always_inline void stat_add(__u32 idx)
 {
 	__u64 *v = bpf_map_lookup_elem(&app_stats, &idx);
@@ -230,8 +244,26 @@ static __always_inline bool pid_allowed_cached(const struct app_config *c, struc
 	return st->allowed;
 }
 
+static __always_inline void ssl_calls_add(__s64 n)
+{
+	__u32 zero = 0;
+	__s64 *v = bpf_map_lookup_elem(&app_ssl_calls, &zero);
+	if (v)
+		__sync_fetch_and_add(v, n);
+}
+
+/* Whether some thread may be inside an SSL_* call (nonzero, not > 0: a count gone wrong must
+ * not hide a call). */
+static __always_inline bool ssl_calls_in_flight(void)
+{
+	__u32 zero = 0;
+	__s64 *v = bpf_map_lookup_elem(&app_ssl_calls, &zero);
+	return !v || *(volatile __s64 *)v != 0;
+}
+
 /* Whether the current thread's process is traced, and (in *stp) the thread's state when the
- * caller needs it: with libssl probes attached (an SSL_* call in flight) or `need_state`.
+ * caller needs it: while some thread is inside an SSL_* call (it may be this one), or with
+ * `need_state`.
  * The state stays NULL otherwise, or when the kernel cannot allocate it; the decision is then
  * made without it (no event is dropped for want of storage). */
 static __always_inline bool traced(__u32 tgid, bool need_state, struct task_state **stp)
@@ -242,7 +274,7 @@ static __always_inline bool traced(__u32 tgid, bool need_state, struct task_stat
 	if (!c)
 		return false;
 	int allowed = pid_allowed_inline(c, tgid);
-	if (allowed < 0 || need_state || c->tls_probes)
+	if (allowed < 0 || need_state || (c->tls_probes && ssl_calls_in_flight()))
 		*stp = task_state();
 	if (allowed >= 0)
 		return allowed;
@@ -836,6 +868,8 @@ static __always_inline int ssl_enter(struct pt_regs *ctx, __u8 op, bool ex)
 		if (ex)
 			cur->out_len = PT_REGS_PARM4(ctx);
 	}
+	if (!cur->op) /* not a stale call being replaced: one more call in flight */
+		ssl_calls_add(1);
 	cur->op = op;
 	return 0;
 }
@@ -852,6 +886,7 @@ static __always_inline int ssl_exit(struct pt_regs *ctx, __u8 op)
 		return 0; /* return of a nested call */
 	struct ssl_call c = *cur;
 	cur->op = 0; /* no call in flight */
+	ssl_calls_add(-1);
 	__u64 id = bpf_get_current_pid_tgid();
 	if (sp != c.sp + 8 || c.op != op || op == SSL_OP_HANDSHAKE)
 		return 0; /* stale record, or the handshake (nothing to report) */
@@ -898,6 +933,19 @@ static __always_inline int ssl_exit(struct pt_regs *ctx, __u8 op)
 		e->conn_id = c.ssl;
 	}
 	emit_data(s, BUF_PLAIN, c.buf, 0, bytes);
+	return 0;
+}
+
+/* A thread that exits inside an SSL_* call (killed while blocked in SSL_read, say) leaves
+ * app_ssl_calls. Its storage goes with it. */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(app_task_exit, struct task_struct *p)
+{
+	struct task_state *st = task_state_if_any();
+	if (st && st->ssl.op) {
+		st->ssl.op = 0;
+		ssl_calls_add(-1);
+	}
 	return 0;
 }
 

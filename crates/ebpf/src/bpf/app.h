@@ -85,8 +85,9 @@ struct app_config {
 	/* bumped by userspace after every change of `app_pids` or `filter_mode`: the programs
 	 * cache each thread's filter decision and look it up again when this changes */
 	__u32 pid_gen;
-	/* nonzero while libssl probes are attached (set before the first attach): only then do
-	 * the syscall programs look for an SSL_* call in flight in the thread's storage */
+	/* nonzero while libssl probes are attached (set before the first attach): only then (and
+	 * while `app_ssl_calls` counts a call) do the socket programs look for an SSL_* call in
+	 * flight in the thread's storage */
 	__u32 tls_probes;
 	/* the pids of `app_pids` that matter in `filter_mode` (APP_PID_EXCLUDE ones in
 	 * APP_FILTER_ALL_EXCEPT, APP_PID_INCLUDE ones in APP_FILTER_ONLY) when there are at most
