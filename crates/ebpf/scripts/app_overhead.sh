@@ -69,31 +69,7 @@ cleanup() {
 trap cleanup EXIT
 source crates/receivers/scripts/agent_config.sh
 refuse_if_capture_attached
-PORT=$(free_port)
-mkdir -p "$DIR/www" "$DIR/tmp"
-head -c "$FILE_BYTES" /dev/zero | tr '\0' 'a' > "$DIR/www/index.html"
-cat > "$DIR/nginx.conf" <<CONF
-worker_processes 1;
-user root;
-pid $DIR/nginx.pid;
-error_log $DIR/error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  sendfile on;
-  keepalive_requests 1000000;
-  client_body_temp_path $DIR/tmp/body;
-  proxy_temp_path $DIR/tmp/proxy;
-  fastcgi_temp_path $DIR/tmp/fastcgi;
-  uwsgi_temp_path $DIR/tmp/uwsgi;
-  scgi_temp_path $DIR/tmp/scgi;
-  server { listen 127.0.0.1:$PORT; root $DIR/www; }
-}
-CONF
-nginx -p "$DIR" -c "$DIR/nginx.conf" -g 'daemon off;' &
-NGINX_PID=$!
-for _ in $(seq 50); do curl -sf -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.1; done
-WORKER=$(pgrep -P "$NGINX_PID" | head -1)
+start_bench_nginx "$DIR" "$FILE_BYTES"
 WRK=(wrk)
 if [[ ${PIN:-0} == 1 ]]; then
   taskset -pc 0 "$WORKER" > /dev/null
