@@ -38,7 +38,6 @@ trap cleanup EXIT
 source crates/receivers/scripts/agent_config.sh
 refuse_if_capture_attached
 start_bench_nginx "$DIR" "$FILE_BYTES"
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 wrk -t1 -c4 -d2s "http://127.0.0.1:$PORT/" > /dev/null # warm up
 run=0
 for _ in $(seq "$PAIRS"); do
@@ -53,9 +52,9 @@ for _ in $(seq "$PAIRS"); do
     fi
     perf record -F 4000 -t "$WORKER" -o "$DIR/$run.perf" sleep "$SECS" > /dev/null 2>&1 &
     PERF=$!
-    t0=$(ticks "$WORKER")
+    t0=$(cpu_ticks "$WORKER")
     reqs=$(wrk -t1 -c"$CONNS" -d"${SECS}s" "http://127.0.0.1:$PORT/" | awk '/requests in/ {print $1}')
-    t1=$(ticks "$WORKER")
+    t1=$(cpu_ticks "$WORKER")
     wait "$PERF"
     if [[ -n $CPID ]]; then kill -TERM "$CPID"; wait "$CPID" || true; CPID=; fi
     echo "run $run $arm: $reqs requests, nginx worker $(( (t1 - t0) * 1000000000 / $(getconf CLK_TCK) / reqs )) ns/request"

@@ -100,20 +100,18 @@ agent_count() {
 [[ -n ${AGENT:-} ]] && echo "agent $AGENT, configuration $AGENT_CONFIG"
 echo "nginx master=$NGINX_PID worker=$WORKER port=$PORT mode=$MODE pin=${PIN:-0} wrk -t$THREADS -c$CONNS -d${SECS}s capture_bytes=$CAPTURE_BYTES file=$FILE_BYTES"
 
-# utime + stime of a process, in clock ticks (0 if it is gone)
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 TCK=$(getconf CLK_TCK)
 # "<req/s> <p99 in ms> <cpu µs per request>" from wrk --latency (it prints the percentile with a
 # unit: us, ms or s) and the CPU time of the nginx worker, wrk and, if given, process $1 (the
 # total, then nginx, wrk and $1 alone)
 run_wrk() {
   local extra=${1:-} n0 n1 e0=0 e1=0
-  n0=$(ticks "$WORKER"); [[ -n $extra ]] && e0=$(ticks "$extra")
+  n0=$(cpu_ticks "$WORKER"); [[ -n $extra ]] && e0=$(cpu_ticks "$extra")
   /usr/bin/time -f '%U %S' -o "$DIR/wrk.cpu" "${WRK[@]}" --latency -t"$THREADS" -c"$CONNS" -d"${SECS}s" "http://127.0.0.1:$PORT/" | awk '
     function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
     /Requests\/sec/ {rps = $2} /requests in/ {reqs = $1} $1 == "99%" {p99 = ms($2)}
     END {print rps, p99, reqs}' > "$DIR/wrk.out"
-  n1=$(ticks "$WORKER"); [[ -n $extra ]] && e1=$(ticks "$extra")
+  n1=$(cpu_ticks "$WORKER"); [[ -n $extra ]] && e1=$(cpu_ticks "$extra")
   read -r rps p99 reqs < "$DIR/wrk.out"
   read -r wu ws < "$DIR/wrk.cpu"
   awk -v r="$rps" -v p="$p99" -v q="$reqs" -v t="$TCK" -v n=$((n1 - n0)) -v e=$((e1 - e0)) -v w="$wu" -v s="$ws" \

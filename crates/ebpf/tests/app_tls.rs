@@ -639,7 +639,7 @@ fn ssl_calls_in_flight_follow_blocked_and_killed_threads() {
     // one request, then the connection stays open: the server's handler thread waits for
     // the next request inside SSL_read
     let code = format!(
-        "import socket, ssl, sys, time\n\
+        "import socket, ssl, time\n\
          ctx = ssl.create_default_context()\n\
          ctx.check_hostname = False\n\
          ctx.verify_mode = ssl.CERT_NONE\n\

@@ -35,6 +35,9 @@ refuse_if_capture_attached() {
   fi
 }
 
+# CPU time (user + system, in clock ticks) process $1 has used so far; 0 once it is gone.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
 # Starts nginx with one worker in DIR serving a FILE_BYTES-byte index.html over keep-alive
 # (sendfile on, no access log) on a free port of 127.0.0.1, and waits until it answers. Sets
 # NGINX_PID (the master: kill it to stop), WORKER (the worker's pid) and PORT.
