@@ -2,12 +2,12 @@
 //! realistic request/response traffic on 64 connections, fed to one parser per connection.
 //! Reported as segments (syscall events) per second on one core.
 //!
-//! `cargo bench -p tapline-receivers --bench protocols`
+//! `cargo bench -p tapline-protocols --bench protocols`
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use tapline_receivers::protocols::{new_parser, Dir, Operation, ParserConfig, Protocol, Segment};
+use tapline_protocols::{new_parser, Dir, Operation, ParserConfig, Protocol, Segment};
 
 const CONNS: usize = 64;
 const CAPTURE: usize = 256;

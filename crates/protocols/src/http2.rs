@@ -12,11 +12,37 @@
 
 use std::collections::HashMap;
 
-use super::frame::{FeedError, Frame, Framer, Msg};
-use super::hpack::{Decoder, Field};
-use super::*;
+use crate::conventions::HTTP;
+use crate::frame::{FeedError, Frame, Framer, Msg};
+use crate::hpack::{Decoder, Field};
+use crate::*;
 
-const PREFACE: &[u8] = super::HTTP2_PREFACE;
+pub const SPEC: ProtocolSpec = ProtocolSpec {
+    protocol: Protocol::Http2,
+    name: "http2",
+    detect: Some(detect),
+    ports: &[50051, 8443, 4317],
+    new_parser: Some(|_| Box::new(Http2Parser::new())),
+    conventions: HTTP,
+};
+
+/// The client connection preface (RFC 9113 section 3.4).
+pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The preface (or part of it) from the client, or a server SETTINGS frame; well-formed
+/// frames are only plausible.
+fn detect(client: &[u8], server: &[u8]) -> u8 {
+    let c = client;
+    if !c.is_empty() && (c.starts_with(PREFACE) || PREFACE.starts_with(c)) {
+        3
+    } else if server.len() >= 9 && server[3] == 4 && server[4] & !1 == 0 && server[5..9] == [0; 4] {
+        2
+    } else if (!c.is_empty() && plausible_frames(c)) || (c.is_empty() && plausible_frames(server)) {
+        1
+    } else {
+        0
+    }
+}
 /// Streams open at once on one connection (servers usually allow 100-250).
 const MAX_STREAMS: usize = 256;
 /// Largest header block assembled across frames.
@@ -95,7 +121,7 @@ fn frame_len(h: &[u8]) -> Frame {
 }
 
 /// Frames that are well formed for their type (used when guessing at detection).
-pub(super) fn plausible_frames(b: &[u8]) -> bool {
+fn plausible_frames(b: &[u8]) -> bool {
     if b.len() < 9 {
         return false;
     }
@@ -109,29 +135,6 @@ pub(super) fn plausible_frames(b: &[u8]) -> bool {
         _ => false,
     };
     ok && b[5] & 0x80 == 0 && (9 + len == b.len() || 9 + len < b.len() && b.len() - 9 - len >= 9)
-}
-
-fn grpc_code_name(code: u32) -> &'static str {
-    const NAMES: [&str; 17] = [
-        "OK",
-        "CANCELLED",
-        "UNKNOWN",
-        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED",
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED",
-        "FAILED_PRECONDITION",
-        "ABORTED",
-        "OUT_OF_RANGE",
-        "UNIMPLEMENTED",
-        "INTERNAL",
-        "UNAVAILABLE",
-        "DATA_LOSS",
-        "UNAUTHENTICATED",
-    ];
-    NAMES.get(code as usize).copied().unwrap_or("UNKNOWN")
 }
 
 fn rst_code_name(code: u32) -> &'static str {
@@ -384,7 +387,7 @@ impl Http2Parser {
                 Some(code) => {
                     op.status = Status::Grpc(code);
                     if code != 0 {
-                        op.error = Some(Str::Borrowed(grpc_code_name(code)));
+                        op.error = Some(Str::Borrowed(grpc::error_type(code)));
                     }
                 }
                 None => op.status = Status::Unknown,

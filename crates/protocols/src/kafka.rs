@@ -25,7 +25,16 @@
 use std::collections::{HashMap, VecDeque};
 
 use super::frame::{FeedError, Frame, Framer, Msg};
-use super::*;
+use crate::*;
+
+pub const SPEC: ProtocolSpec = ProtocolSpec {
+    protocol: Protocol::Kafka,
+    name: "kafka",
+    detect: Some(|client, _| detect_score(client)),
+    ports: &[9092, 9093, 9094, 29092],
+    new_parser: Some(|_| Box::new(KafkaParser::new())),
+    conventions: conventions::MESSAGING,
+};
 
 const KEEP: usize = 1024;
 const MAX_MESSAGE: u64 = 256 << 20;
@@ -649,7 +658,7 @@ impl KafkaParser {
 
 /// 3: a request header with a known api key/version, a printable client id, and a size that
 /// matches the bytes.
-pub(super) fn detect_score(c: &[u8]) -> u8 {
+fn detect_score(c: &[u8]) -> u8 {
     if c.len() < 14 {
         return 0;
     }

@@ -1,5 +1,7 @@
-//! Layer-7 protocols other than HTTP/1.x, parsed from the captured prefixes of a connection's
-//! reads and writes: HTTP/2 (+ gRPC), Redis, PostgreSQL, MySQL/MariaDB and Kafka.
+//! tapline's layer-7 protocols, parsed from the captured prefixes of a connection's reads and
+//! writes: HTTP/1.x, HTTP/2 (+ gRPC), Redis, PostgreSQL, MySQL/MariaDB and Kafka. No I/O, no
+//! async runtime, no eBPF: the `app` receiver feeds it what the kernel captured, the fuzz
+//! targets and benchmarks feed it bytes.
 //!
 //! Every parser has the same shape ([`ProtocolParser`]): it is fed one syscall's worth of one
 //! direction at a time ([`Segment`]) and emits finished request/response exchanges
@@ -7,6 +9,10 @@
 //! candidate protocols from the first bytes (ports are only a hint), feeds the first candidate,
 //! and falls back to the next one (replaying the first few segments) while the current parser
 //! rejects the bytes and has not yet produced anything.
+//!
+//! Each protocol is one module and one row of [`PROTOCOLS`] (its [`ProtocolSpec`]): its name,
+//! how it is detected, the ports that hint at it, how its parser is built, and how its
+//! operations become metrics and spans ([`conventions::Conventions`]).
 //!
 //! What all parsers promise, on any input:
 //! - no panics, and memory bounded per connection (partial frames are buffered up to a fixed
@@ -22,17 +28,100 @@
 //! last byte of its response. On the server side of a connection, pass the read's exit time as
 //! `start_ns` (a blocking read starts long before its request arrives).
 
+pub mod conventions;
+mod detect;
 pub mod frame;
 pub mod hpack;
-pub mod http2;
-pub mod kafka;
-pub mod mysql;
-pub mod postgres;
-pub mod redis;
+pub mod route;
+mod session;
 pub mod sql;
+
+#[doc(hidden)]
+pub mod fuzzing;
+#[doc(hidden)]
+pub mod workloads;
 
 use std::borrow::Cow;
 use std::fmt;
+
+pub use detect::detect;
+pub use http1::head::TraceParent;
+pub use session::Session;
+
+use conventions::Conventions;
+
+/// Declares the protocol modules, [`Protocol`] and [`PROTOCOLS`] from one list, so that a
+/// protocol is one line here and one module.
+macro_rules! protocol_table {
+    ($( $(#[$doc:meta])* $variant:ident => $module:ident, )+) => {
+        $( pub mod $module; )+
+
+        /// The protocols tapline recognises, in [`PROTOCOLS`] order (also the order in which
+        /// equally likely candidates are tried).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Protocol {
+            $( $(#[$doc])* $variant, )+
+        }
+
+        /// Every protocol's [`ProtocolSpec`], indexed by [`Protocol`].
+        pub static PROTOCOLS: &[&ProtocolSpec] = &[ $( &$module::SPEC, )+ ];
+    };
+}
+
+protocol_table! {
+    /// HTTP/1.0 and HTTP/1.1.
+    Http1 => http1,
+    /// HTTP/2 without gRPC.
+    Http2 => http2,
+    /// gRPC: never detected, it is HTTP/2 whose operations carry `content-type:
+    /// application/grpc`.
+    Grpc => grpc,
+    Redis => redis,
+    Postgres => postgres,
+    Mysql => mysql,
+    Kafka => kafka,
+}
+
+/// What tapline knows about one protocol: one row of [`PROTOCOLS`].
+pub struct ProtocolSpec {
+    pub protocol: Protocol,
+    /// The name used in attributes (`db.system.name`, `messaging.system`, `rpc.system.name`)
+    /// and in logs.
+    pub name: &'static str,
+    /// How well the first bytes of a connection fit: `detect(first client bytes, first server
+    /// bytes)` (either may be empty) is 3 for a signature only this protocol has, 2 for
+    /// well-formed, 1 for merely plausible, 0 for no. None: never detected.
+    pub detect: Option<fn(&[u8], &[u8]) -> u8>,
+    /// Server ports that make this protocol the more likely one when detection ties.
+    pub ports: &'static [u16],
+    /// A parser for one connection. None: the protocol has no parser of its own.
+    pub new_parser: Option<fn(ParserConfig) -> Box<dyn ProtocolParser>>,
+    /// How its operations become metrics and spans.
+    pub conventions: Conventions,
+}
+
+impl Protocol {
+    /// This protocol's row of [`PROTOCOLS`].
+    pub fn spec(self) -> &'static ProtocolSpec {
+        PROTOCOLS[self as usize]
+    }
+
+    /// The name used in attributes (`db.system.name`, `messaging.system`, `network.protocol.name`).
+    pub fn as_str(self) -> &'static str {
+        self.spec().name
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A new parser for `protocol` (None for gRPC, which HTTP/2's parser recognises).
+pub fn new_parser(protocol: Protocol, config: ParserConfig) -> Option<Box<dyn ProtocolParser>> {
+    protocol.spec().new_parser.map(|new| new(config))
+}
 
 /// Text that is usually a constant (`"SELECT"`, `"send"`) and sometimes not (`"HGETALL"`).
 pub type Str = Cow<'static, str>;
@@ -53,13 +142,30 @@ impl Dir {
     pub fn index(self) -> usize {
         self as usize
     }
+
+    pub fn other(self) -> Dir {
+        match self {
+            Dir::ClientToServer => Dir::ServerToClient,
+            Dir::ServerToClient => Dir::ClientToServer,
+        }
+    }
+}
+
+/// Which end of a connection the observed process is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// It read the requests and wrote the responses.
+    Server = 0,
+    /// It wrote the requests and read the responses.
+    Client = 1,
 }
 
 /// One syscall's worth of bytes of one direction of a connection.
 #[derive(Clone, Copy, Debug)]
 pub struct Segment<'a> {
     pub dir: Dir,
-    /// The captured prefix of what the syscall moved (possibly shorter, possibly empty).
+    /// The captured prefix of what the syscall moved (possibly shorter, possibly empty, as for
+    /// sendfile).
     pub data: &'a [u8],
     /// Bytes the syscall moved (its return value). Bytes of `data` beyond it are ignored.
     pub total_len: u64,
@@ -76,41 +182,6 @@ impl<'a> Segment<'a> {
     }
 }
 
-/// The protocols [`detect`] can name. `Http1` is detected so that the caller can route the
-/// connection to its own HTTP/1.x tracker; it has no parser here. `Grpc` is never detected: it
-/// is HTTP/2 whose operations carry `content-type: application/grpc`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Protocol {
-    Http1,
-    Http2,
-    Grpc,
-    Redis,
-    Postgres,
-    Mysql,
-    Kafka,
-}
-
-impl Protocol {
-    /// The name used in attributes (`db.system.name`, `messaging.system`, `network.protocol.name`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Http1 => "http",
-            Protocol::Http2 => "http2",
-            Protocol::Grpc => "grpc",
-            Protocol::Redis => "redis",
-            Protocol::Postgres => "postgresql",
-            Protocol::Mysql => "mysql",
-            Protocol::Kafka => "kafka",
-        }
-    }
-}
-
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// How an operation ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
@@ -118,7 +189,7 @@ pub enum Status {
     Ok,
     /// An error reply; [`Operation::error`] names it.
     Error,
-    /// A plain HTTP/2 response's `:status`.
+    /// A plain HTTP response's status code.
     Http(u16),
     /// A gRPC status code (`grpc-status`, 0 = OK).
     Grpc(u32),
@@ -135,8 +206,9 @@ pub struct Operation {
     /// `db.operation.name` (GET, SELECT), `messaging.operation.name` (send, receive), the HTTP
     /// method, or the gRPC method `package.Service/Method`.
     pub name: Str,
-    /// `db.collection.name` (main table), `messaging.destination.name` (topic), or the HTTP/2
-    /// `:path`. None when not known (or key-like: Redis keys are never reported).
+    /// `db.collection.name` (main table), `messaging.destination.name` (topic), or the HTTP
+    /// request target (HTTP/2 `:path`, HTTP/1.x path and query). None when not known (or
+    /// key-like: Redis keys are never reported).
     pub target: Option<Str>,
     pub status: Status,
     /// `error.type`: SQLSTATE, MySQL error number, Redis error prefix, Kafka error name, gRPC
@@ -147,10 +219,14 @@ pub struct Operation {
     pub response_size: u64,
     /// The query with every literal replaced by `?`; only with [`ParserConfig::query_text`].
     pub query_text: Option<String>,
+    /// The W3C trace context the request carried (HTTP/1.x `traceparent`).
+    pub traceparent: Option<TraceParent>,
+    /// Request headers (lowercase names), only when the HTTP/1.x parser captures them.
+    pub request_headers: Vec<(Box<str>, Box<str>)>,
 }
 
 impl Operation {
-    fn new(protocol: Protocol, name: Str, start_ns: u64) -> Self {
+    pub fn new(protocol: Protocol, name: Str, start_ns: u64) -> Self {
         Operation {
             protocol,
             start_ns,
@@ -162,6 +238,8 @@ impl Operation {
             request_size: 0,
             response_size: 0,
             query_text: None,
+            traceparent: None,
+            request_headers: Vec::new(),
         }
     }
 }
@@ -170,7 +248,7 @@ impl Operation {
 pub const ERROR_NO_RESPONSE: &str = "no_response";
 
 /// `error.type` of a response that began but whose end was not seen before the connection
-/// closed (the same value as the HTTP/1.x tracker's).
+/// closed.
 pub const ERROR_INCOMPLETE: &str = "response_incomplete";
 
 /// The bytes are not this protocol (or not at a position where it can be read).
@@ -228,407 +306,24 @@ pub struct ParserStats {
     pub resyncs: u64,
 }
 
-/// A new parser for `protocol` (None for HTTP/1.x and gRPC, which have no parser here).
-pub fn new_parser(protocol: Protocol, config: ParserConfig) -> Option<Box<dyn ProtocolParser>> {
-    Some(match protocol {
-        Protocol::Http2 => Box::new(http2::Http2Parser::new()),
-        Protocol::Redis => Box::new(redis::RedisParser::new()),
-        Protocol::Postgres => Box::new(postgres::PostgresParser::new(config)),
-        Protocol::Mysql => Box::new(mysql::MysqlParser::new(config)),
-        Protocol::Kafka => Box::new(kafka::KafkaParser::new()),
-        Protocol::Http1 | Protocol::Grpc => return None,
-    })
-}
-
-const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// Candidate protocols of a connection, most likely first, from the first bytes the client
-/// sent (empty when none seen yet), the first bytes the server sent (MySQL servers speak
-/// first), and the server's port (only a tie-breaker). Empty when nothing fits.
-pub fn detect(first_client: &[u8], first_server: Option<&[u8]>, server_port: u16) -> Vec<Protocol> {
-    // (score, protocol): 3 = a signature only this protocol has, 2 = well-formed, 1 = port only
-    let mut scored: Vec<(u8, Protocol)> = Vec::with_capacity(6);
-    let server = first_server.unwrap_or(&[]);
-    let c = first_client;
-    let mut add = |score: u8, p: Protocol| {
-        if score > 0 {
-            scored.push((score, p));
-        }
-    };
-
-    // HTTP/2: the preface (or part of it), or a server SETTINGS frame.
-    let h2 = if !c.is_empty() && (c.starts_with(HTTP2_PREFACE) || HTTP2_PREFACE.starts_with(c)) {
-        3
-    } else if server.len() >= 9 && server[3] == 4 && server[4] & !1 == 0 && server[5..9] == [0; 4] {
-        2
-    } else if (!c.is_empty() && http2::plausible_frames(c))
-        || (c.is_empty() && http2::plausible_frames(server))
-    {
-        1
-    } else {
-        0
-    };
-    add(h2, Protocol::Http2);
-
-    // HTTP/1.x: a method and a space, or a status line.
-    let h1 = if c.len() >= 4 && looks_http1_request(c) || server.starts_with(b"HTTP/1.") {
-        3
-    } else {
-        0
-    };
-    add(h1, Protocol::Http1);
-
-    add(
-        redis::detect_score(c).max(if c.is_empty() {
-            redis::detect_reply_score(server)
-        } else {
-            0
-        }),
-        Protocol::Redis,
-    );
-    add(postgres::detect_score(c, server), Protocol::Postgres);
-    add(mysql::detect_score(c, server), Protocol::Mysql);
-    add(kafka::detect_score(c), Protocol::Kafka);
-
-    let hinted = port_hint(server_port);
-    for (score, p) in scored.iter_mut() {
-        if Some(*p) == hinted {
-            // the port breaks ties, never overrides a signature
-            *score = score.saturating_mul(2).saturating_add(1);
-        } else {
-            *score = score.saturating_mul(2);
-        }
-    }
-    if let Some(p) = hinted {
-        if !scored.iter().any(|(_, q)| *q == p) && c.is_empty() && server.is_empty() {
-            scored.push((1, p));
-        }
-    }
-    scored.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    scored.into_iter().map(|(_, p)| p).collect()
-}
-
-fn looks_http1_request(c: &[u8]) -> bool {
-    const METHODS: [&[u8]; 9] = [
-        b"GET ",
-        b"POST ",
-        b"PUT ",
-        b"DELETE ",
-        b"HEAD ",
-        b"OPTIONS ",
-        b"PATCH ",
-        b"CONNECT ",
-        b"TRACE ",
-    ];
-    METHODS.iter().any(|m| c.starts_with(m))
-}
-
-fn port_hint(port: u16) -> Option<Protocol> {
-    match port {
-        6379 | 6380 | 26379 => Some(Protocol::Redis),
-        5432 | 5433 | 6432 => Some(Protocol::Postgres),
-        3306 | 3307 | 4000 => Some(Protocol::Mysql),
-        9092 | 9093 | 9094 | 29092 => Some(Protocol::Kafka),
-        50051 | 8443 | 4317 => Some(Protocol::Http2),
-        _ => None,
-    }
-}
-
-/// Segments kept for replay while the protocol is not yet confirmed.
-const REPLAY_SEGMENTS: usize = 8;
-const REPLAY_BYTES: usize = 8 * 1024;
-
-struct Replayed {
-    dir: Dir,
-    data: Vec<u8>,
-    total_len: u64,
-    start_ns: u64,
-    end_ns: u64,
-}
-
-/// The L7 state of one connection: detection (cached), the current parser, and fallback.
-pub struct Session {
-    config: ParserConfig,
-    server_port: u16,
-    state: SessionState,
-    /// Candidates not tried yet, most likely first.
-    candidates: Vec<Protocol>,
-    parser: Option<Box<dyn ProtocolParser>>,
-    /// The current parser produced an operation: its errors no longer trigger a fallback.
-    confirmed: bool,
-    replay: Vec<Replayed>,
-    replay_bytes: usize,
-    replay_overflow: bool,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum SessionState {
-    /// No bytes yet.
-    New,
-    /// A parser (or HTTP/1.x) is chosen.
-    Active(Protocol),
-    /// Every candidate failed: the connection is ignored.
-    Unknown,
-}
-
-impl Session {
-    pub fn new(server_port: u16, config: ParserConfig) -> Self {
-        Session {
-            config,
-            server_port,
-            state: SessionState::New,
-            candidates: Vec::new(),
-            parser: None,
-            confirmed: false,
-            replay: Vec::new(),
-            replay_bytes: 0,
-            replay_overflow: false,
-        }
-    }
-
-    /// A session that tries `candidates` in order instead of detecting (the caller knows
-    /// better, e.g. from configuration).
-    pub fn with_candidates(mut candidates: Vec<Protocol>, config: ParserConfig) -> Self {
-        let mut s = Session::new(0, config);
-        candidates.reverse();
-        s.candidates = candidates;
-        s.next_candidate();
-        s
-    }
-
-    /// The protocol currently assumed (None before the first bytes and once all failed).
-    /// `Some(Http1)` means: route this connection to the HTTP/1.x tracker.
-    pub fn protocol(&self) -> Option<Protocol> {
-        match self.state {
-            SessionState::Active(p) => Some(p),
-            _ => None,
-        }
-    }
-
-    /// True once no candidate fits: the caller may stop sending this connection's events.
-    pub fn is_unknown(&self) -> bool {
-        self.state == SessionState::Unknown
-    }
-
-    pub fn stats(&self) -> ParserStats {
-        self.parser.as_ref().map(|p| p.stats()).unwrap_or_default()
-    }
-
-    pub fn feed(&mut self, seg: &Segment<'_>, out: &mut Vec<Operation>) {
-        if seg.total_len == 0 {
-            return;
-        }
-        if self.state == SessionState::New {
-            let vis = seg.visible();
-            self.candidates = match seg.dir {
-                Dir::ClientToServer => detect(vis, None, self.server_port),
-                Dir::ServerToClient => detect(&[], Some(vis), self.server_port),
-            };
-            self.candidates.reverse(); // pop() takes the most likely
-            if !self.next_candidate() {
-                return;
-            }
-        }
-        let SessionState::Active(_) = self.state else {
-            return;
-        };
-        if !self.confirmed {
-            self.remember(seg);
-        }
-        let Some(parser) = self.parser.as_mut() else {
-            return;
-        };
-        let before = out.len();
-        match parser.feed(seg, out) {
-            Ok(()) => {
-                if out.len() > before {
-                    self.confirmed = true;
-                    self.replay.clear();
-                }
-            }
-            Err(_) if self.confirmed => {}
-            Err(_) => {
-                out.truncate(before);
-                self.fall_back(out);
-            }
-        }
-    }
-
-    /// The connection closed.
-    pub fn close(&mut self, end_ns: u64, out: &mut Vec<Operation>) {
-        if let Some(p) = self.parser.as_mut() {
-            p.close(end_ns, out);
-        }
-    }
-
-    fn next_candidate(&mut self) -> bool {
-        while let Some(p) = self.candidates.pop() {
-            if p == Protocol::Http1 {
-                self.state = SessionState::Active(p);
-                self.parser = None;
-                return true;
-            }
-            if let Some(parser) = new_parser(p, self.config) {
-                self.state = SessionState::Active(p);
-                self.parser = Some(parser);
-                self.confirmed = false;
-                return true;
-            }
-        }
-        self.state = SessionState::Unknown;
-        self.parser = None;
-        self.replay = Vec::new();
-        false
-    }
-
-    fn remember(&mut self, seg: &Segment<'_>) {
-        let vis = seg.visible();
-        if self.replay.len() >= REPLAY_SEGMENTS || self.replay_bytes + vis.len() > REPLAY_BYTES {
-            self.replay_overflow = true;
-            return;
-        }
-        self.replay_bytes += vis.len();
-        self.replay.push(Replayed {
-            dir: seg.dir,
-            data: vis.to_vec(),
-            total_len: seg.total_len,
-            start_ns: seg.start_ns,
-            end_ns: seg.end_ns,
-        });
-    }
-
-    fn fall_back(&mut self, out: &mut Vec<Operation>) {
-        let replay = std::mem::take(&mut self.replay);
-        'candidates: loop {
-            if !self.next_candidate() {
-                return;
-            }
-            let Some(parser) = self.parser.as_mut() else {
-                return; // HTTP/1.x: the caller replays from its own state
-            };
-            let before = out.len();
-            for r in &replay {
-                let seg = Segment {
-                    dir: r.dir,
-                    data: &r.data,
-                    total_len: r.total_len,
-                    start_ns: r.start_ns,
-                    end_ns: r.end_ns,
-                };
-                if parser.feed(&seg, out).is_err() {
-                    out.truncate(before);
-                    continue 'candidates;
-                }
-            }
-            if out.len() > before {
-                self.confirmed = true;
-            } else {
-                self.replay = replay;
-            }
-            return;
-        }
-    }
-}
-
-/// Test and fuzz support: drives a parser with segments described by arbitrary bytes.
-#[doc(hidden)]
-pub mod fuzzing {
-    use super::*;
-
-    /// Interprets `input` as a sequence of `[ctrl][len][payload..len]` records: bit 0 of ctrl is
-    /// the direction, bits 1-2 choose how much of the payload was "captured" (all, 256, 16,
-    /// none), bits 3-7 add invisible bytes to the syscall size. Checks the parser's promises.
-    pub fn drive(parser: &mut dyn ProtocolParser, input: &[u8]) {
-        let mut out = Vec::new();
-        let mut i = 0;
-        let mut t = 1_000u64;
-        while i + 2 <= input.len() {
-            let ctrl = input[i];
-            let len = input[i + 1] as usize * 4;
-            i += 2;
-            let end = (i + len).min(input.len());
-            let payload = &input[i..end];
-            i = end;
-            let captured = match (ctrl >> 1) & 3 {
-                0 => payload.len(),
-                1 => payload.len().min(256),
-                2 => payload.len().min(16),
-                _ => 0,
-            };
-            let extra = ((ctrl >> 3) as u64) * 1000;
-            let seg = Segment {
-                dir: if ctrl & 1 == 0 {
-                    Dir::ClientToServer
-                } else {
-                    Dir::ServerToClient
-                },
-                data: &payload[..captured],
-                total_len: payload.len() as u64 + extra,
-                start_ns: t,
-                end_ns: t + 10,
-            };
-            t += 100;
-            let _ = parser.feed(&seg, &mut out);
-            check(&out);
-            out.clear();
-        }
-        parser.close(t, &mut out);
-        check(&out);
-    }
-
-    fn check(ops: &[Operation]) {
-        for op in ops {
-            assert!(
-                op.end_ns >= op.start_ns,
-                "operation ends before it starts: {op:?}"
-            );
-            assert!(op.name.len() <= 1024, "unbounded name");
-            assert!(
-                op.target.as_ref().is_none_or(|t| t.len() <= 1024),
-                "unbounded target"
-            );
-        }
-    }
-
-    /// Drives a [`Session`] the same way.
-    pub fn drive_session(input: &[u8]) {
-        let mut s = Session::new(
-            u16::from_le_bytes([input.first().copied().unwrap_or(0), 0]),
-            ParserConfig { query_text: true },
-        );
-        let mut out = Vec::new();
-        let mut i = 1;
-        let mut t = 0;
-        while i + 2 <= input.len() {
-            let ctrl = input[i];
-            let len = input[i + 1] as usize;
-            i += 2;
-            let end = (i + len).min(input.len());
-            let seg = Segment {
-                dir: if ctrl & 1 == 0 {
-                    Dir::ClientToServer
-                } else {
-                    Dir::ServerToClient
-                },
-                data: &input[i..end],
-                total_len: (end - i) as u64 + (ctrl >> 1) as u64,
-                start_ns: t,
-                end_ns: t + 1,
-            };
-            i = end;
-            t += 2;
-            s.feed(&seg, &mut out);
-            check(&out);
-            out.clear();
-        }
-        s.close(t, &mut out);
-        check(&out);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http2::PREFACE as HTTP2_PREFACE;
+
+    #[test]
+    fn table_rows_follow_the_protocol_order() {
+        for (i, spec) in PROTOCOLS.iter().enumerate() {
+            assert_eq!(spec.protocol as usize, i, "{}", spec.name);
+            assert!(
+                PROTOCOLS[..i].iter().all(|s| s.name != spec.name),
+                "{} twice",
+                spec.name
+            );
+        }
+        assert_eq!(Protocol::Postgres.as_str(), "postgresql");
+        assert_eq!(detect(&[], None, 29092), [Protocol::Kafka], "a port hint alone");
+    }
 
     #[test]
     fn detects_by_signature_before_port() {

@@ -11,7 +11,16 @@ use std::collections::{HashMap, VecDeque};
 
 use super::frame::{FeedError, Frame, Framer, Msg};
 use super::sql::{self, Dialect};
-use super::*;
+use crate::*;
+
+pub const SPEC: ProtocolSpec = ProtocolSpec {
+    protocol: Protocol::Mysql,
+    name: "mysql",
+    detect: Some(detect_score),
+    ports: &[3306, 3307, 4000],
+    new_parser: Some(|config| Box::new(MysqlParser::new(config))),
+    conventions: conventions::SQL_DATABASE,
+};
 
 const KEEP: usize = 4096;
 const MAX_STATEMENTS: usize = 1024;
@@ -451,7 +460,7 @@ fn error_number(p: &[u8]) -> String {
 
 /// 3: a server greeting (protocol 10) or a client packet whose length matches and whose
 /// command is COM_QUERY/PREPARE/EXECUTE with plausible content.
-pub(super) fn detect_score(c: &[u8], server: &[u8]) -> u8 {
+fn detect_score(c: &[u8], server: &[u8]) -> u8 {
     if c.is_empty() && server.len() >= 6 && server[3] == 0 && server[4] == 10 {
         let len = u32::from_le_bytes([server[0], server[1], server[2], 0]) as usize;
         if (30..1024).contains(&len) && server[5].is_ascii_digit() {

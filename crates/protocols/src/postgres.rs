@@ -14,7 +14,16 @@ use std::collections::{HashMap, VecDeque};
 
 use super::frame::{FeedError, Frame, Framer, Msg};
 use super::sql::{self, Dialect};
-use super::*;
+use crate::*;
+
+pub const SPEC: ProtocolSpec = ProtocolSpec {
+    protocol: Protocol::Postgres,
+    name: "postgresql",
+    detect: Some(detect_score),
+    ports: &[5432, 5433, 6432],
+    new_parser: Some(|config| Box::new(PostgresParser::new(config))),
+    conventions: conventions::SQL_DATABASE,
+};
 
 /// Bytes of a message kept when it spans segments (the SQL of a Parse/Query lives there).
 const KEEP: usize = 4096;
@@ -463,7 +472,7 @@ fn error_code(mut body: &[u8]) -> String {
 }
 
 /// 3: a startup/SSL request or a typed message whose length matches the segment.
-pub(super) fn detect_score(c: &[u8], server: &[u8]) -> u8 {
+fn detect_score(c: &[u8], server: &[u8]) -> u8 {
     if c.len() >= 8 {
         let len = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
         let code = u32::from_be_bytes([c[4], c[5], c[6], c[7]]);

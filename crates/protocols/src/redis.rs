@@ -8,7 +8,23 @@
 
 use std::collections::VecDeque;
 
-use super::*;
+use crate::*;
+
+pub const SPEC: ProtocolSpec = ProtocolSpec {
+    protocol: Protocol::Redis,
+    name: "redis",
+    detect: Some(|client, server| {
+        // a server that speaks first is answered before anything was seen from the client
+        detect_score(client).max(if client.is_empty() {
+            detect_reply_score(server)
+        } else {
+            0
+        })
+    }),
+    ports: &[6379, 6380, 26379],
+    new_parser: Some(|_| Box::new(RedisParser::new())),
+    conventions: conventions::DATABASE,
+};
 
 const MAX_LINE: usize = 512;
 /// Not an error of the bytes: framing fell beyond the captured prefix.
@@ -591,7 +607,7 @@ fn error_type(word: &[u8]) -> Str {
 }
 
 /// 3: a RESP array of bulk strings; 1: could be an inline command.
-pub(super) fn detect_score(c: &[u8]) -> u8 {
+fn detect_score(c: &[u8]) -> u8 {
     if c.len() >= 4 && c[0] == b'*' && c[1].is_ascii_digit() {
         let nl = c.iter().position(|&b| b == b'\n');
         return match nl {
@@ -621,7 +637,7 @@ pub(super) fn detect_score(c: &[u8]) -> u8 {
 }
 
 /// A server's first bytes that look like a RESP reply.
-pub(super) fn detect_reply_score(s: &[u8]) -> u8 {
+fn detect_reply_score(s: &[u8]) -> u8 {
     match s.first() {
         Some(b'+' | b'-' | b':' | b'$' | b'*' | b'%' | b'_' | b'>') => {
             match s.iter().position(|&b| b == b'\n') {

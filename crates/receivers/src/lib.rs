@@ -4,7 +4,6 @@ pub mod app;
 pub mod flows;
 mod lru;
 pub mod otlp;
-pub mod protocols;
 pub mod synthetic;
 
 use tapline_core::Registry;

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use protocols_util::*;
-use tapline_receivers::protocols::{Protocol, Status};
+use tapline_protocols::{Protocol, Status};
 
 const SERVER: &str = r#"
 import sys, grpc

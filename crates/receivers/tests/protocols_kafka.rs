@@ -9,8 +9,8 @@
 //!
 //! `cargo test -p tapline-receivers --test protocols_kafka`.
 
-use tapline_receivers::protocols::kafka::KafkaParser;
-use tapline_receivers::protocols::{
+use tapline_protocols::kafka::KafkaParser;
+use tapline_protocols::{
     Dir, Operation, ParserConfig, Protocol, ProtocolParser, Segment, Session, Status,
 };
 

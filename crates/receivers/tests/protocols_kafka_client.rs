@@ -20,7 +20,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use protocols_util::*;
-use tapline_receivers::protocols::{Dir, Protocol, Status};
+use tapline_protocols::{Dir, Protocol, Status};
 
 const PRODUCED: [(&str, usize); 2] = [("orders", 7), ("payments.v1", 4)];
 const DENIED: &str = "audit-log";

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use protocols_util::*;
-use tapline_receivers::protocols::{Protocol, Status};
+use tapline_protocols::{Protocol, Status};
 
 /// One cluster at a time: the machine is small.
 static SERIAL: Mutex<()> = Mutex::new(());

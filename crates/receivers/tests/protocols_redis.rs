@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use protocols_util::*;
-use tapline_receivers::protocols::{Protocol, Status};
+use tapline_protocols::{Protocol, Status};
 
 struct Redis {
     port: u16,

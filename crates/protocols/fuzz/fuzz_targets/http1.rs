@@ -1,23 +1,21 @@
-//! The HTTP/1.x connection tracker (`app::conn::Conn`: heads, chunked bodies, pipelining,
-//! request/response matching) on arbitrary segments, as the kernel capture delivers them;
-//! every request target also goes through the route heuristic.
+//! The HTTP/1.x parser (heads, chunked bodies, pipelining, request/response matching) on
+//! arbitrary segments, as the kernel capture delivers them; every request target also goes
+//! through the route heuristic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tapline_receivers::app::conn::{Conn, Dir, Segment, Side};
-use tapline_receivers::app::routes;
+use tapline_protocols::http1::Http1Parser;
+use tapline_protocols::{route, Dir, Segment};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&first, mut rest)) = data.split_first() else {
         return;
     };
-    let local = "127.0.0.1:8080".parse().unwrap();
-    let remote = "127.0.0.1:40000".parse().unwrap();
-    let mut conn = Conn::new(1, local, remote, first & 1 == 1);
+    let mut parser = Http1Parser::new(first & 1 == 1);
     match (first >> 1) & 3 {
-        0 => conn.set_side(Side::Server),
-        1 => conn.set_side(Side::Client),
-        _ => {} // the tracker decides from the first bytes
+        0 => parser.set_requests_dir(Dir::ClientToServer),
+        1 => parser.set_requests_dir(Dir::ServerToClient),
+        _ => {} // the parser decides from the first head
     }
     let mut out = Vec::new();
     let mut t = 1_000u64;
@@ -34,24 +32,30 @@ fuzz_target!(|data: &[u8]| {
             _ => 0,
         };
         let seg = Segment {
-            dir: if ctrl & 1 == 0 { Dir::In } else { Dir::Out },
+            dir: if ctrl & 1 == 0 {
+                Dir::ClientToServer
+            } else {
+                Dir::ServerToClient
+            },
             data: &payload[..captured],
-            bytes: payload.len() as u64 + u64::from(ctrl >> 3) * 1000,
+            total_len: payload.len() as u64 + u64::from(ctrl >> 3) * 1000,
             start_ns: t,
             end_ns: t + 10,
         };
         t += 100;
-        conn.feed(&seg, &mut out);
+        parser.feed(&seg, &mut out);
         if t % 7_000 == 0 {
-            conn.expire_unframed(t - 500, &mut out);
+            parser.expire_unframed(t - 500, &mut out);
         }
     }
-    conn.close(&mut out);
+    parser.close(t, &mut out);
     for o in &out {
         assert!(o.end_ns >= o.start_ns, "ends before it starts: {o:?}");
-        assert!(o.target.len() <= 64 * 1024, "unbounded target");
-        let path = String::from_utf8_lossy(&o.target);
-        let route = routes::heuristic(&path);
+        let target = o.target.as_deref().unwrap_or_default();
+        // a head is at most 16 KiB; invalid UTF-8 may triple in size when replaced
+        assert!(target.len() <= 64 * 1024, "unbounded target");
+        let path = target;
+        let route = route::heuristic(path);
         assert!(
             route.len() <= path.len().max(1),
             "route {route:?} from {path:?}"

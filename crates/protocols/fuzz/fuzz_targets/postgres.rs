@@ -3,11 +3,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tapline_receivers::protocols::*;
-#[allow(unused_imports)]
-use tapline_receivers::protocols::{fuzzing, ParserConfig};
+use tapline_protocols::{fuzzing, new_parser, ParserConfig, Protocol};
 
 fuzz_target!(|data: &[u8]| {
-    let mut p = postgres::PostgresParser::new(ParserConfig { query_text: true });
-    fuzzing::drive(&mut p, data);
+    let mut parser = new_parser(Protocol::Postgres, ParserConfig { query_text: true }).unwrap();
+    fuzzing::drive(parser.as_mut(), data);
 });

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tapline_receivers::protocols::fuzzing;
+use tapline_protocols::fuzzing;
 
 fuzz_target!(|data: &[u8]| {
     fuzzing::drive_session(data);

@@ -1,98 +1,61 @@
-//! Per-connection HTTP/1.x state: two byte streams (read side, write side) cut into messages,
+//! HTTP/1.x: per-connection state of two byte streams (requests, responses) cut into messages,
 //! and requests matched to responses in order (keep-alive and pipelining).
 //!
 //! Sizes come from the headers and the syscalls' byte counts, never from the captured prefix:
 //! a 1 MiB body is skipped by its length. When the capture lost track (a head longer than the
 //! captured prefix, bytes of a connection older than tapline, garbage), a stream resyncs on the
-//! next event that begins with a request or status line.
+//! next segment that begins with a request or status line.
+//!
+//! The parser can also learn which direction carries the requests (a connection whose
+//! accept/connect was not seen): the caller labels the two directions as it guesses, and the
+//! first head seen settles it ([`Http1Parser::requests_dir`]).
+
+pub mod chunked;
+pub mod head;
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 
-use super::chunked::Chunked;
-use super::http::{self, Head, Method, Parse, StartLine, TraceParent};
+use crate::conventions::HTTP;
+use crate::*;
+use chunked::Chunked;
+use head::{Head, Method, Parse, StartLine, TraceParent};
 
-/// Largest head kept across events while waiting for its end. Longer heads are treated as
-/// truncated: their start line and the headers seen still count.
-pub const MAX_HEAD: usize = 16 * 1024;
-/// Requests waiting for a response on one connection (pipelining depth). Beyond it the oldest
-/// is dropped and counted.
-pub const MAX_PENDING: usize = 256;
-/// Headers kept per request when headers are captured, and their value length.
-const MAX_CAPTURED_HEADERS: usize = 32;
-const MAX_HEADER_VALUE: usize = 256;
+pub const SPEC: ProtocolSpec = ProtocolSpec {
+    protocol: Protocol::Http1,
+    name: "http",
+    detect: Some(detect),
+    ports: &[],
+    new_parser: Some(|_| Box::new(Http1Parser::new(false))),
+    conventions: HTTP,
+};
 
-/// The read or write side of a socket, as this process sees it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Dir {
-    /// read, recv...
-    In = 0,
-    /// write, send, sendfile...
-    Out = 1,
-}
-
-impl Dir {
-    fn other(self) -> Dir {
-        match self {
-            Dir::In => Dir::Out,
-            Dir::Out => Dir::In,
-        }
+/// A request line from the client, or a status line from the server.
+fn detect(client: &[u8], server: &[u8]) -> u8 {
+    const METHODS: [&[u8]; 9] = [
+        b"GET ",
+        b"POST ",
+        b"PUT ",
+        b"DELETE ",
+        b"HEAD ",
+        b"OPTIONS ",
+        b"PATCH ",
+        b"CONNECT ",
+        b"TRACE ",
+    ];
+    let request = client.len() >= 4 && METHODS.iter().any(|m| client.starts_with(m));
+    if request || server.starts_with(b"HTTP/1.") {
+        3
+    } else {
+        0
     }
 }
 
-/// Which end of the HTTP exchange a process is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Side {
-    /// It read the request and wrote the response.
-    Server = 0,
-    /// It wrote the request and read the response.
-    Client = 1,
-}
-
-/// One syscall's worth of bytes on a connection.
-#[derive(Clone, Copy, Debug)]
-pub struct Segment<'a> {
-    pub dir: Dir,
-    /// The captured prefix (may be shorter than `bytes`, or empty for sendfile).
-    pub data: &'a [u8],
-    /// Bytes the syscall moved.
-    pub bytes: u64,
-    /// CLOCK_MONOTONIC ns at syscall enter and exit.
-    pub start_ns: u64,
-    pub end_ns: u64,
-}
-
-/// A finished (or failed) request/response exchange.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Observation {
-    pub pid: u32,
-    pub side: Side,
-    pub method: Method,
-    /// The request target as sent (path and query).
-    pub target: Box<[u8]>,
-    /// 0 when no response was seen.
-    pub status: u16,
-    /// CLOCK_MONOTONIC ns: server = the request's read returned; client = its write began.
-    pub start_ns: u64,
-    /// CLOCK_MONOTONIC ns: the syscall that moved the response's last byte returned.
-    pub end_ns: u64,
-    pub request_body: u64,
-    pub response_body: u64,
-    pub traceparent: Option<TraceParent>,
-    pub local: SocketAddr,
-    pub remote: SocketAddr,
-    /// A connection-level failure (`response_incomplete`, `no_response`).
-    pub error: Option<&'static str>,
-    /// Request headers (lowercase names), only when header capture is on.
-    pub headers: Vec<(Box<str>, Box<str>)>,
-    /// Seen through libssl (TLS plaintext): `url.scheme` https.
-    pub tls: bool,
-}
-
-/// `error.type` of a response cut short by the connection closing.
-pub const ERROR_INCOMPLETE: &str = "response_incomplete";
-/// `error.type` of a request whose connection closed before any response.
-pub const ERROR_NO_RESPONSE: &str = "no_response";
+/// Largest head kept across segments while waiting for its end. Longer heads are treated as
+/// truncated: their start line and the headers seen still count.
+pub const MAX_HEAD: usize = 16 * 1024;
+/// Headers kept per request when headers are captured, and their value length.
+const MAX_CAPTURED_HEADERS: usize = 32;
+const MAX_HEADER_VALUE: usize = 256;
 
 #[derive(Debug)]
 struct Pending {
@@ -146,6 +109,14 @@ struct Stream {
 }
 
 impl Stream {
+    /// Not at a known position any more: skip to the next segment that starts a message.
+    fn lose(&mut self, stats: &mut ParserStats) {
+        if self.state != State::Lost {
+            stats.resyncs += 1;
+        }
+        self.state = State::Lost;
+    }
+
     fn body_size(&self) -> u64 {
         match (self.state, self.declared) {
             (State::Chunked(c), _) => c.body_bytes,
@@ -155,20 +126,10 @@ impl Stream {
     }
 }
 
-/// Counters of what a connection had to give up.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ConnStats {
-    /// Requests dropped because more than [`MAX_PENDING`] were waiting.
-    pub pending_dropped: u64,
-}
-
-/// The HTTP state of one connection in one process.
+/// The HTTP/1.x state of one connection.
 #[derive(Debug)]
-pub struct Conn {
-    pub pid: u32,
-    pub local: SocketAddr,
-    pub remote: SocketAddr,
-    /// Direction in which requests flow, once known (In: this process is the server).
+pub struct Http1Parser {
+    /// Direction in which requests flow, once known.
     requests_dir: Option<Dir>,
     streams: [Stream; 2],
     pending: VecDeque<Pending>,
@@ -177,19 +138,21 @@ pub struct Conn {
     opaque: bool,
     capture_headers: bool,
     next_id: u64,
-    /// Exit time of the latest event.
-    pub last_ns: u64,
-    pub stats: ConnStats,
-    /// The bytes are TLS plaintext (libssl probes).
-    pub tls: bool,
+    stats: ParserStats,
 }
 
-impl Conn {
-    pub fn new(pid: u32, local: SocketAddr, remote: SocketAddr, capture_headers: bool) -> Self {
-        Conn {
-            pid,
-            local,
-            remote,
+impl Default for Http1Parser {
+    fn default() -> Self {
+        Self::new(false)
+    }
+}
+
+impl Http1Parser {
+    /// A parser that learns which direction carries the requests from the first head it
+    /// sees, unless told with [`Http1Parser::set_requests_dir`]. `capture_headers`: keep the
+    /// request headers ([`Operation::request_headers`]).
+    pub fn new(capture_headers: bool) -> Self {
+        Http1Parser {
             requests_dir: None,
             streams: Default::default(),
             pending: VecDeque::new(),
@@ -197,36 +160,30 @@ impl Conn {
             opaque: false,
             capture_headers,
             next_id: 0,
-            last_ns: 0,
-            stats: ConnStats::default(),
-            tls: false,
+            stats: ParserStats::default(),
         }
     }
 
-    /// Tells the connection which end this process is (from accept/connect).
-    pub fn set_side(&mut self, side: Side) {
-        self.requests_dir = Some(match side {
-            Side::Server => Dir::In,
-            Side::Client => Dir::Out,
-        });
+    /// Requests flow in direction `dir` (the caller knows from accept/connect): a response
+    /// head in that direction is not taken as one.
+    pub fn set_requests_dir(&mut self, dir: Dir) {
+        self.requests_dir = Some(dir);
     }
 
-    pub fn side(&self) -> Option<Side> {
-        self.requests_dir.map(|d| match d {
-            Dir::In => Side::Server,
-            Dir::Out => Side::Client,
-        })
+    /// The direction that carries requests, once known.
+    pub fn requests_dir(&self) -> Option<Dir> {
+        self.requests_dir
     }
 
-    /// Feeds one syscall's bytes.
-    pub fn feed(&mut self, seg: &Segment<'_>, out: &mut Vec<Observation>) {
-        self.last_ns = self.last_ns.max(seg.end_ns);
-        if self.opaque || seg.bytes == 0 {
+    /// Feeds one syscall's bytes. A request starts at `seg.start_ns` of the segment where its
+    /// head began: a server's read passes its exit time (see the crate's timestamps).
+    pub fn feed(&mut self, seg: &Segment<'_>, out: &mut Vec<Operation>) {
+        if self.opaque || seg.total_len == 0 {
             return;
         }
         let i = seg.dir as usize;
         let mut s = std::mem::take(&mut self.streams[i]);
-        let total = seg.bytes;
+        let total = seg.total_len;
         let vis_len = (seg.data.len() as u64).min(total) as usize;
         let vis = &seg.data[..vis_len];
         let truncated = (vis_len as u64) < total;
@@ -239,7 +196,7 @@ impl Conn {
             let buf = std::mem::take(&mut s.head_buf);
             let times = s.head_times;
             let full = buf.len() >= MAX_HEAD;
-            match http::parse(&buf) {
+            match head::parse(&buf) {
                 Parse::Complete(head, hlen) => {
                     pos = hlen.saturating_sub(old) as u64;
                     self.start_message(seg.dir, &mut s, &head, times, false, out);
@@ -254,7 +211,7 @@ impl Conn {
                     self.streams[i] = s;
                     return;
                 }
-                _ => s.state = State::Lost,
+                _ => s.lose(&mut self.stats),
             }
             if s.head_buf.is_empty() {
                 // keep the allocation for the next split head
@@ -272,11 +229,11 @@ impl Conn {
                     let p = pos as usize;
                     if p >= vis.len() {
                         // bytes we cannot see where a head should be
-                        s.state = State::Lost;
+                        s.lose(&mut self.stats);
                         break;
                     }
                     let rest = &vis[p..];
-                    match http::parse(rest) {
+                    match head::parse(rest) {
                         Parse::Complete(head, hlen) => {
                             pos += hlen as u64;
                             let times = (seg.start_ns, seg.end_ns);
@@ -295,7 +252,7 @@ impl Conn {
                             pos = total;
                         }
                         _ => {
-                            s.state = State::Lost;
+                            s.lose(&mut self.stats);
                             break;
                         }
                     }
@@ -360,7 +317,7 @@ impl Conn {
         head: &Head<'_>,
         (start_ns, end_ns): (u64, u64),
         truncated_head: bool,
-        out: &mut Vec<Observation>,
+        out: &mut Vec<Operation>,
     ) {
         s.declared = head.content_length;
         s.counted = 0;
@@ -368,7 +325,7 @@ impl Conn {
         match head.start {
             StartLine::Request { method, target, .. } => {
                 if *self.requests_dir.get_or_insert(dir) != dir {
-                    s.state = State::Lost;
+                    s.lose(&mut self.stats);
                     return;
                 }
                 // A client sends its next request only after the whole response (unless it
@@ -380,7 +337,7 @@ impl Conn {
                     let end = rs.last_end_ns;
                     rs.state = State::Idle;
                     if let Some(r) = self.response.take() {
-                        out.push(self.observation(r, end, body, None));
+                        out.push(self.operation(r, end, body, None));
                     }
                 }
                 let id = self.next_id;
@@ -398,7 +355,7 @@ impl Conn {
                     id,
                     method,
                     target: target.into(),
-                    start_ns: if dir == Dir::In { end_ns } else { start_ns },
+                    start_ns,
                     body: head.content_length.unwrap_or(0),
                     traceparent: head.traceparent,
                     headers,
@@ -420,7 +377,7 @@ impl Conn {
             }
             StartLine::Response { status, .. } => {
                 if *self.requests_dir.get_or_insert(dir.other()) == dir {
-                    s.state = State::Lost;
+                    s.lose(&mut self.stats);
                     return;
                 }
                 if (100..200).contains(&status) && status != 101 {
@@ -439,7 +396,7 @@ impl Conn {
                 if let Some(old) = self.response.take() {
                     // cannot happen with a consistent stream; never lose it silently
                     let body = s.body_size();
-                    out.push(self.observation(old, s.last_end_ns, body, None));
+                    out.push(self.operation(old, s.last_end_ns, body, None));
                 }
                 self.response = req.map(|req| InFlight { req, status });
                 s.state = if no_body || tunnel {
@@ -472,7 +429,7 @@ impl Conn {
         end_ns: u64,
         body: u64,
         req_id: Option<u64>,
-        out: &mut Vec<Observation>,
+        out: &mut Vec<Operation>,
     ) {
         if Some(dir) == self.requests_dir {
             let Some(id) = req_id.or(s.req_id.take()) else {
@@ -484,40 +441,41 @@ impl Conn {
                 r.req.body = body;
             }
         } else if let Some(r) = self.response.take() {
-            out.push(self.observation(r, end_ns, body, None));
+            out.push(self.operation(r, end_ns, body, None));
         }
     }
 
-    fn observation(
+    fn operation(
         &self,
         r: InFlight,
         end_ns: u64,
         response_body: u64,
         error: Option<&'static str>,
-    ) -> Observation {
-        let side = self.side().unwrap_or(Side::Server);
-        Observation {
-            pid: self.pid,
-            side,
-            method: r.req.method,
-            target: r.req.target,
-            status: r.status,
-            start_ns: r.req.start_ns,
-            end_ns: end_ns.max(r.req.start_ns),
-            request_body: r.req.body,
-            response_body,
-            traceparent: r.req.traceparent,
-            local: self.local,
-            remote: self.remote,
-            error,
-            headers: r.req.headers,
-            tls: self.tls,
-        }
+    ) -> Operation {
+        let target = String::from_utf8(r.req.target.into_vec())
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        let mut op = Operation::new(
+            Protocol::Http1,
+            Str::Borrowed(r.req.method.as_str()),
+            r.req.start_ns,
+        );
+        op.end_ns = end_ns.max(r.req.start_ns);
+        op.target = Some(Str::Owned(target));
+        op.status = match r.status {
+            0 => Status::Unknown,
+            code => Status::Http(code),
+        };
+        op.error = error.map(Str::Borrowed);
+        op.request_size = r.req.body;
+        op.response_size = response_body;
+        op.traceparent = r.req.traceparent;
+        op.request_headers = r.req.headers;
+        op
     }
 
     /// The connection closed: open responses end (with an error when their length says bytes
     /// are missing) and requests without a response become `no_response` errors.
-    pub fn close(mut self, out: &mut Vec<Observation>) {
+    pub fn close(&mut self, end_ns: u64, out: &mut Vec<Operation>) {
         if let Some(rd) = self.requests_dir {
             let rs = std::mem::take(&mut self.streams[rd.other() as usize]);
             if let Some(r) = self.response.take() {
@@ -530,18 +488,17 @@ impl Conn {
                 } else {
                     rs.body_size()
                 };
-                out.push(self.observation(r, rs.last_end_ns, body, error));
+                out.push(self.operation(r, rs.last_end_ns, body, error));
             }
         }
-        let end = self.last_ns;
         while let Some(req) = self.pending.pop_front() {
-            let o = self.observation(InFlight { req, status: 0 }, end, 0, Some(ERROR_NO_RESPONSE));
+            let o = self.operation(InFlight { req, status: 0 }, end_ns, 0, Some(ERROR_NO_RESPONSE));
             out.push(o);
         }
     }
 
     /// Ends an unframed response whose stream has been quiet since before `quiet_before_ns`.
-    pub fn expire_unframed(&mut self, quiet_before_ns: u64, out: &mut Vec<Observation>) {
+    pub fn expire_unframed(&mut self, quiet_before_ns: u64, out: &mut Vec<Operation>) {
         let Some(rd) = self.requests_dir else { return };
         let rs = &mut self.streams[rd.other() as usize];
         if rs.state == State::Unframed && rs.last_end_ns < quiet_before_ns {
@@ -549,7 +506,7 @@ impl Conn {
             let end = rs.last_end_ns;
             rs.state = State::Idle;
             if let Some(r) = self.response.take() {
-                out.push(self.observation(r, end, body, None));
+                out.push(self.operation(r, end, body, None));
             }
         }
     }
@@ -569,7 +526,7 @@ impl Conn {
 }
 
 fn starts_message(vis: &[u8]) -> bool {
-    !matches!(http::parse(vis), Parse::NotHttp | Parse::NeedMore)
+    !matches!(head::parse(vis), Parse::NotHttp | Parse::NeedMore)
 }
 
 fn captured_headers(head: &Head<'_>) -> Vec<(Box<str>, Box<str>)> {
@@ -581,6 +538,26 @@ fn captured_headers(head: &Head<'_>) -> Vec<(Box<str>, Box<str>)> {
             (name.into(), String::from_utf8_lossy(v).into())
         })
         .collect()
+}
+
+impl ProtocolParser for Http1Parser {
+    fn protocol(&self) -> Protocol {
+        Protocol::Http1
+    }
+
+    /// Never fails: bytes that are not HTTP/1.x make the direction resync on a later head.
+    fn feed(&mut self, seg: &Segment<'_>, out: &mut Vec<Operation>) -> Result<(), ParseError> {
+        Http1Parser::feed(self, seg, out);
+        Ok(())
+    }
+
+    fn close(&mut self, end_ns: u64, out: &mut Vec<Operation>) {
+        Http1Parser::close(self, end_ns, out);
+    }
+
+    fn stats(&self) -> ParserStats {
+        self.stats
+    }
 }
 
 #[cfg(test)]

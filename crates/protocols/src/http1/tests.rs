@@ -1,48 +1,118 @@
+use super::head::Method;
 use super::*;
 
 const CAPTURE: usize = 256;
 
+/// The observed process's read (`In`) and write (`Out`) side. The harness labels them as a
+/// caller that does not know which end the process is: reads as client-to-server, passing a
+/// read's exit time as its start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Dir {
+    In,
+    Out,
+}
+
+impl Dir {
+    fn label(self) -> crate::Dir {
+        match self {
+            Dir::In => crate::Dir::ClientToServer,
+            Dir::Out => crate::Dir::ServerToClient,
+        }
+    }
+}
+
+/// What the assertions read: an operation, with the end the parser settled on and its HTTP
+/// fields as the wire had them.
+#[derive(Debug)]
+struct Observation {
+    side: Side,
+    method: Method,
+    target: Box<str>,
+    status: u16,
+    start_ns: u64,
+    end_ns: u64,
+    request_body: u64,
+    response_body: u64,
+    error: Option<&'static str>,
+    traceparent: Option<TraceParent>,
+    headers: Vec<(Box<str>, Box<str>)>,
+}
+
 /// Drives one connection like the capture would: each call is one syscall.
 struct Harness {
-    conn: Conn,
+    conn: Http1Parser,
     out: Vec<Observation>,
     t: u64,
+    /// Exit time of the latest syscall.
+    last_ns: u64,
 }
 
 impl Harness {
     fn new() -> Self {
         Harness {
-            conn: Conn::new(
-                7,
-                "127.0.0.1:8080".parse().unwrap(),
-                "127.0.0.1:40000".parse().unwrap(),
-                false,
-            ),
+            conn: Http1Parser::new(false),
             out: Vec::new(),
             t: 1_000,
+            last_ns: 0,
         }
+    }
+    /// Tells the parser which end the process is (its accept or connect was seen).
+    fn set_side(&mut self, side: Side) {
+        self.conn.set_requests_dir(match side {
+            Side::Server => Dir::In.label(),
+            Side::Client => Dir::Out.label(),
+        });
+    }
+    fn observe(&mut self, ops: Vec<Operation>) {
+        let side = match self.conn.requests_dir() {
+            Some(crate::Dir::ServerToClient) => Side::Client,
+            _ => Side::Server,
+        };
+        self.out.extend(ops.into_iter().map(|op| Observation {
+            side,
+            method: Method::from_token(op.name.as_bytes()).unwrap(),
+            target: op.target.unwrap().into_owned().into(),
+            status: match op.status {
+                Status::Http(code) => code,
+                _ => 0,
+            },
+            start_ns: op.start_ns,
+            end_ns: op.end_ns,
+            request_body: op.request_size,
+            response_body: op.response_size,
+            error: op.error.map(|e| match e {
+                Str::Borrowed(e) => e,
+                Str::Owned(e) => panic!("HTTP/1.x errors are constants, not {e:?}"),
+            }),
+            traceparent: op.traceparent,
+            headers: op.request_headers,
+        }));
     }
     /// A syscall moving `bytes` bytes whose first ones are `data` (captured up to CAPTURE).
     fn io(&mut self, dir: Dir, data: &[u8], bytes: usize) {
         let start = self.t;
         self.t += 10;
         let seg = Segment {
-            dir,
+            dir: dir.label(),
             data: &data[..data.len().min(CAPTURE).min(bytes)],
-            bytes: bytes as u64,
-            start_ns: start,
+            total_len: bytes as u64,
+            start_ns: if dir == Dir::In { self.t } else { start },
             end_ns: self.t,
         };
+        self.last_ns = self.t;
         self.t += 10;
-        self.conn.feed(&seg, &mut self.out);
+        let mut ops = Vec::new();
+        self.conn.feed(&seg, &mut ops);
+        self.observe(ops);
     }
     fn full(&mut self, dir: Dir, data: &[u8]) {
         self.io(dir, data, data.len());
     }
-    fn close(self) -> Vec<Observation> {
-        let mut out = self.out;
-        self.conn.close(&mut out);
-        out
+    fn close(mut self) -> Vec<Observation> {
+        let mut ops = Vec::new();
+        self.conn.close(self.last_ns, &mut ops);
+        self.observe(ops);
+        self.out
     }
 }
 
@@ -59,7 +129,7 @@ fn ok(body: &str) -> Vec<u8> {
 }
 
 fn target(o: &Observation) -> &str {
-    std::str::from_utf8(&o.target).unwrap()
+    &o.target
 }
 
 #[test]
@@ -83,7 +153,7 @@ fn one_exchange_server_side() {
 #[test]
 fn client_side_times_and_body() {
     let mut h = Harness::new();
-    h.conn.set_side(Side::Client);
+    h.set_side(Side::Client);
     h.full(
         Dir::Out,
         b"POST /p HTTP/1.1\r\nContent-Length: 4\r\n\r\nbody",
@@ -270,7 +340,7 @@ fn unframed_response_expires_when_quiet() {
     assert!(out.is_empty());
     h.conn.expire_unframed(u64::MAX, &mut out);
     assert_eq!(out.len(), 1);
-    h.conn.close(&mut out);
+    h.conn.close(h.last_ns, &mut out);
     assert_eq!(out.len(), 1);
 }
 
@@ -375,7 +445,7 @@ mod fuzz {
             msgs in proptest::collection::vec((messages(), any::<bool>(), 0usize..400, 0usize..100_000), 0..40),
             capture_headers in any::<bool>(),
         ) {
-            let mut conn = Conn::new(1, "127.0.0.1:1".parse().unwrap(), "127.0.0.1:2".parse().unwrap(), capture_headers);
+            let mut conn = Http1Parser::new(capture_headers);
             let mut out = Vec::new();
             let mut t = 0;
             let mut requests = 0usize;
@@ -385,9 +455,9 @@ mod fuzz {
                 for part in [&m[..cut], &m[cut..]] {
                     t += 5;
                     let seg = Segment {
-                        dir: if *dir_in { Dir::In } else { Dir::Out },
+                        dir: if *dir_in { Dir::In } else { Dir::Out }.label(),
                         data: &part[..part.len().min(CAPTURE)],
-                        bytes: (part.len() + if part.len() > CAPTURE { *extra } else { 0 }) as u64,
+                        total_len: (part.len() + if part.len() > CAPTURE { *extra } else { 0 }) as u64,
                         start_ns: t,
                         end_ns: t + 1,
                     };
@@ -395,7 +465,7 @@ mod fuzz {
                 }
                 prop_assert!(conn.heap_bytes() < 2 * MAX_HEAD + MAX_PENDING * 1024);
             }
-            conn.close(&mut out);
+            conn.close(t + 1, &mut out);
             prop_assert!(out.len() <= requests, "{} observations for {} request lines", out.len(), requests);
             for o in &out {
                 prop_assert!(o.end_ns >= o.start_ns);
@@ -404,8 +474,8 @@ mod fuzz {
 
         #[test]
         fn parser_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..2000)) {
-            let _ = http::parse(&bytes);
-            let _ = http::looks_like_start(&bytes);
+            let _ = head::parse(&bytes);
+            let _ = head::looks_like_start(&bytes);
             let mut c = Chunked::default();
             let n = c.feed(&bytes);
             prop_assert!(n <= bytes.len());

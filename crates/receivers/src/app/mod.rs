@@ -1,12 +1,10 @@
-//! `app`: RED metrics and spans of unmodified programs (HTTP/1.x, and through [`crate::protocols`]
-//! HTTP/2 + gRPC, Redis, PostgreSQL, MySQL, Kafka; TLS via libssl uprobes), from the kernel's view
-//! of their TCP reads and writes (`tapline_ebpf::app`).
+//! `app`: RED metrics and spans of unmodified programs (through [`tapline_protocols`]: HTTP/1.x,
+//! HTTP/2 + gRPC, Redis, PostgreSQL, MySQL, Kafka; TLS via libssl uprobes), from the kernel's
+//! view of their TCP reads and writes (`tapline_ebpf::app`).
 //!
-//! The pieces, each pure and testable without a kernel:
-//! - [`http`]: request/response head parser;
-//! - [`chunked`]: chunked-body length tracking across events;
-//! - [`conn`]: one connection's two byte streams cut into messages, requests matched to
-//!   responses in order; [`tracker`]: the table of connections;
+//! The pieces, each pure and testable without a kernel (the protocol parsers themselves live in
+//! `tapline-protocols`):
+//! - [`tracker`]: the table of connections, each with its protocol session or HTTP/1.x parser;
 //! - [`routes`]: `http.route` from patterns or the unmatched policy, bounded per service;
 //! - [`discovery`]: which processes to instrument and their resource attributes;
 //! - [`report`]: aggregation into delta histograms and spans.
@@ -22,10 +20,7 @@
 //!     metrics_interval: 5s
 //! ```
 
-pub mod chunked;
-pub mod conn;
 pub mod discovery;
-pub mod http;
 pub mod report;
 pub mod routes;
 pub mod tracker;
@@ -43,9 +38,9 @@ use tapline_core::data::{Signal, SignalKind};
 use tapline_core::telemetry::Counter;
 use tapline_core::{BuildContext, FactoryInfo, Receiver, ReceiverContext, ReceiverFactory};
 use tapline_ebpf::app::{AppCapture, AppCaptureConfig, AppEvent, PidAction, PidFilterMode};
+use tapline_protocols::ParserConfig;
 use tracing::{debug, info, warn};
 
-use crate::protocols::ParserConfig;
 use discovery::{Discovery, Selector};
 use report::{ReportOptions, Reporter};
 use routes::{Pattern, Router, RoutesConfig, Unmatched};
@@ -308,7 +303,7 @@ struct Pipeline {
     discovery: Discovery,
     tracker: Tracker,
     reporter: Reporter,
-    obs: Vec<conn::Observation>,
+    obs: Vec<tracker::Observation>,
     tls: bool,
 }
 
@@ -338,12 +333,6 @@ impl Pipeline {
         for o in self.obs.drain(..) {
             if let Some(info) = self.discovery.process(o.pid) {
                 self.reporter.record(&o, &info);
-                observed.add(1);
-            }
-        }
-        for o in self.tracker.ops.drain(..) {
-            if let Some(info) = self.discovery.process(o.pid) {
-                self.reporter.record_op(&o, &info);
                 observed.add(1);
             }
         }

@@ -1,5 +1,7 @@
 //! Observations → OpenTelemetry: delta histograms aggregated per (process, method, route,
-//! status, ...) and one span per exchange.
+//! status, ...) and one span per exchange. What each protocol's operations become (metric,
+//! span name and kind, attributes) is its row's [`Conventions`]; HTTP's route comes from the
+//! receiver's [`Router`].
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -11,13 +13,14 @@ use rand::{Rng, SeedableRng};
 use tapline_core::data::buckets::HistogramBuckets;
 use tapline_core::data::*;
 
-use super::conn::{Observation, Side, ERROR_NO_RESPONSE};
+use tapline_protocols::conventions::{self, Conventions, OperationMetric, SpanName};
+use tapline_protocols::http1::head::{self as http, Method};
+use tapline_protocols::{self as protocols, Side, Status, ERROR_NO_RESPONSE};
+
 use super::discovery::ProcessInfo;
-use super::http::{self, Method};
 use super::routes::Router;
-use super::tracker::OpObservation;
+use super::tracker::Observation;
 use crate::lru::{fast_map, BoundedMap, FastMap};
-use crate::protocols::{self, Protocol, Status};
 
 /// First allocation of a process's span list per flush: small, since most processes make a
 /// few spans per flush (a busy one grows its list by doubling).
@@ -120,90 +123,42 @@ const METRICS: [(Side, [MetricDef; 3]); 2] = [
 
 pub const SCOPE: &str = "tapline.app";
 
-/// The duration histograms of the protocols other than HTTP ([`OpMetric`] order).
-const OP_METRICS: [MetricDef; 4] = [
-    (
-        "rpc.server.call.duration",
-        "Measures the duration of inbound RPC.",
-        "s",
-    ),
-    (
-        "rpc.client.call.duration",
-        "Measures the duration of outbound RPC.",
-        "s",
-    ),
-    (
-        "db.client.operation.duration",
-        "Duration of database client operations.",
-        "s",
-    ),
-    (
-        "messaging.client.operation.duration",
-        "Duration of messaging operation initiated by a producer or consumer client.",
-        "s",
-    ),
-];
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum OpMetric {
-    RpcServer = 0,
-    RpcClient = 1,
-    Db = 2,
-    Messaging = 3,
-}
-
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct OpKey {
     pid: u32,
-    metric: OpMetric,
+    metric: OperationMetric,
     /// String attributes in output order.
     attrs: Vec<(&'static str, Str)>,
     /// `server.address` and `server.port` (None when the socket is not known).
     server: Option<(IpAddr, u16)>,
 }
 
-const GRPC_CODES: [&str; 17] = [
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-];
-
-/// The gRPC status name of `code` (`rpc.response.status_code`).
-pub fn grpc_code_name(code: u32) -> Str {
-    match GRPC_CODES.get(code as usize) {
-        Some(n) => Str::from_static(n),
-        None => Str::from(code.to_string()),
-    }
-}
-
-/// Whether a gRPC status is an error for this side: every non-OK status for clients; for
-/// servers only those that say the server failed (semantic conventions).
-fn grpc_is_error(side: Side, code: u32) -> bool {
-    match side {
-        Side::Client => code != 0,
-        // UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS
-        Side::Server => matches!(code, 2 | 4 | 12 | 13 | 14 | 15),
-    }
-}
-
 fn core_str(s: &protocols::Str) -> Str {
     match s {
         std::borrow::Cow::Borrowed(b) => Str::from_static(b),
         std::borrow::Cow::Owned(o) => Str::from(o.clone()),
+    }
+}
+
+/// The attributes an operation's protocol gives it, then `error.type`; and the error.
+fn operation_attributes(
+    o: &Observation,
+    conventions: &Conventions,
+) -> (Vec<(&'static str, Str)>, Option<Str>) {
+    let mut described = Vec::with_capacity(6);
+    let error = (conventions.attributes)(&o.op, o.side, &mut described).map(|e| core_str(&e));
+    let mut attrs: Vec<(&'static str, Str)> =
+        described.iter().map(|(k, v)| (*k, core_str(v))).collect();
+    if let Some(e) = &error {
+        attrs.push(("error.type", e.clone()));
+    }
+    (attrs, error)
+}
+
+fn operation_span_name(op: &protocols::Operation, rule: SpanName) -> Str {
+    match (rule, &op.target) {
+        (SpanName::OperationAndTarget, Some(t)) => Str::from(format!("{} {t}", op.name)),
+        _ => core_str(&op.name),
     }
 }
 
@@ -236,17 +191,50 @@ fn status_text(status: u16) -> Str {
     }
 }
 
-/// `error.type` of an exchange: the connection failure, else the status when it is an error
-/// for this side (5xx for servers, 4xx and 5xx for clients).
-pub fn error_type(o: &Observation) -> Option<Str> {
-    if let Some(e) = o.error {
+/// `error.type` of an HTTP exchange: the connection failure, else the status when it is an
+/// error for this side (5xx for servers, 4xx and 5xx for clients).
+pub fn error_type(side: Side, status: u16, failure: Option<&'static str>) -> Option<Str> {
+    if let Some(e) = failure {
         return Some(Str::from_static(e));
     }
-    let threshold = match o.side {
+    let threshold = match side {
         Side::Server => 500,
         Side::Client => 400,
     };
-    (o.status >= threshold).then(|| status_text(o.status))
+    (status >= threshold).then(|| status_text(status))
+}
+
+/// An HTTP exchange's fields as the HTTP conventions read them.
+struct HttpExchange<'a> {
+    method: Method,
+    /// The request target (path and query).
+    target: &'a [u8],
+    /// 0 when no response was seen.
+    status: u16,
+    /// A connection-level failure (`response_incomplete`, `no_response`, a reset stream).
+    failure: Option<&'static str>,
+}
+
+impl<'a> HttpExchange<'a> {
+    /// None for a method tapline does not recognise.
+    fn of(op: &'a protocols::Operation) -> Option<Self> {
+        let method = Method::from_token(op.name.as_bytes())?;
+        let status = match op.status {
+            Status::Http(s) => s,
+            _ => 0,
+        };
+        let failure = match (&op.error, status) {
+            (_, 0) => Some(ERROR_NO_RESPONSE),
+            (Some(std::borrow::Cow::Borrowed(e)), _) => Some(*e),
+            _ => None,
+        };
+        Some(HttpExchange {
+            method,
+            target: op.target.as_deref().map(str::as_bytes).unwrap_or(b"/"),
+            status,
+            failure,
+        })
+    }
 }
 
 /// Turns observations into metrics and spans.
@@ -267,6 +255,7 @@ pub struct Reporter {
     /// Observations not reported because their path is in `routes.ignored_patterns`.
     pub ignored: u64,
     op_series: FastMap<OpKey, HistogramPoint>,
+    /// Indexed by [`OperationMetric`].
     op_bounds: [Arc<[f64]>; 4],
     /// Database and messaging operations seen from the server's side (the server process is
     /// instrumented): not reported, their clients report them.
@@ -306,7 +295,7 @@ impl Reporter {
             boot_offset: boot_offset(),
             ignored: 0,
             op_series: fast_map(0),
-            op_bounds: OP_METRICS.map(|(name, _, unit)| buckets.bounds_for(name, unit)),
+            op_bounds: OperationMetric::ALL.map(|m| buckets.bounds_for(m.name(), m.unit())),
             server_side_ops: 0,
             addr_text: BoundedMap::new(TEXT_CACHE),
             span_names: BoundedMap::new(TEXT_CACHE),
@@ -364,8 +353,27 @@ impl Reporter {
         }
     }
 
+    /// Records one operation, as its protocol's conventions say.
     pub fn record(&mut self, o: &Observation, proc_info: &ProcessInfo) {
-        let path_bytes = http::target_path(&o.target);
+        let conventions = &o.op.protocol.spec().conventions;
+        match (conventions.record)(o.side) {
+            // database and messaging servers: their clients report the operation
+            None => self.server_side_ops += 1,
+            Some((conventions::Metric::Http, _)) => self.record_http(o, proc_info),
+            Some((conventions::Metric::Operation(metric), kind)) => {
+                self.record_operation(o, conventions, metric, kind, proc_info)
+            }
+        }
+    }
+
+    /// The HTTP conventions: request duration and body size histograms per route, and a
+    /// span named `{method} {route}`.
+    fn record_http(&mut self, o: &Observation, proc_info: &ProcessInfo) {
+        let op = &o.op;
+        let Some(x) = HttpExchange::of(op) else {
+            return;
+        };
+        let path_bytes = http::target_path(x.target);
         let path = String::from_utf8_lossy(path_bytes);
         if self.router.is_ignored(&path) {
             self.ignored += 1;
@@ -380,8 +388,8 @@ impl Reporter {
             Side::Server => o.remote,
             Side::Client => o.local,
         };
-        let error = error_type(o);
-        let duration_s = o.end_ns.saturating_sub(o.start_ns) as f64 / 1e9;
+        let error = error_type(o.side, x.status, x.failure);
+        let duration_s = op.end_ns.saturating_sub(op.start_ns) as f64 / 1e9;
         self.resources
             .entry(o.pid)
             .or_insert_with(|| proc_info.resource.clone());
@@ -390,9 +398,9 @@ impl Reporter {
             let key = SeriesKey {
                 pid: o.pid,
                 side: o.side,
-                method: o.method,
+                method: x.method,
                 route: route.clone(),
-                status: o.status,
+                status: x.status,
                 server_address: server.ip().to_canonical(),
                 server_port: server.port(),
                 error: error.clone(),
@@ -411,13 +419,13 @@ impl Reporter {
                 response_body: HistogramPoint::new(Attributes::new(), rs.clone(), 0, 0),
             });
             series.duration.record(duration_s);
-            series.request_body.record(o.request_body as f64);
-            series.response_body.record(o.response_body as f64);
+            series.request_body.record(op.request_size as f64);
+            series.response_body.record(op.response_size as f64);
         }
 
         if self.want_spans {
             let mut a = Pairs(Vec::with_capacity(12));
-            a.push("http.request.method", o.method.as_str());
+            a.push("http.request.method", x.method.as_str());
             a.push("http.route", route.clone());
             // the route when the path is its own route (no allocation)
             let path_value = if route.as_str() == path {
@@ -426,8 +434,8 @@ impl Reporter {
                 Str::from(path.to_string())
             };
             a.push("url.path", path_value);
-            if o.status != 0 {
-                a.push("http.response.status_code", o.status as i64);
+            if x.status != 0 {
+                a.push("http.response.status_code", x.status as i64);
             }
             a.push("url.scheme", scheme(o.tls));
             if server.port() != 0 {
@@ -440,10 +448,10 @@ impl Reporter {
             if let Some(e) = &error {
                 a.push("error.type", e.clone());
             }
-            a.push("http.request.body.size", o.request_body as i64);
-            a.push("http.response.body.size", o.response_body as i64);
+            a.push("http.request.body.size", op.request_size as i64);
+            a.push("http.response.body.size", op.response_size as i64);
             if self.opts.span_query {
-                if let Some(q) = http::target_query(&o.target) {
+                if let Some(q) = http::target_query(x.target) {
                     a.push(
                         "url.query",
                         Value::from(String::from_utf8_lossy(q).into_owned()),
@@ -451,14 +459,14 @@ impl Reporter {
                 }
             }
             if self.opts.span_headers {
-                for (n, v) in &o.headers {
+                for (n, v) in &op.request_headers {
                     a.push(
                         Str::from(format!("http.request.header.{n}")),
                         Value::from(v.to_string()),
                     );
                 }
             }
-            let (trace_id, parent_span_id) = match o.traceparent {
+            let (trace_id, parent_span_id) = match op.traceparent {
                 Some(tp) => (tp.trace_id, tp.parent_id),
                 None => (self.random_id::<16>(), [0; 8]),
             };
@@ -466,13 +474,13 @@ impl Reporter {
                 trace_id,
                 span_id: self.random_id::<8>(),
                 parent_span_id,
-                name: self.span_name(o.method, &route),
+                name: self.span_name(x.method, &route),
                 kind: match o.side {
                     Side::Server => SpanKind::Server,
                     Side::Client => SpanKind::Client,
                 },
-                start_time_ns: self.to_unix(o.start_ns),
-                end_time_ns: self.to_unix(o.end_ns),
+                start_time_ns: self.to_unix(op.start_ns),
+                end_time_ns: self.to_unix(op.end_ns),
                 attributes: a.0.into(),
                 status: if error.is_some() {
                     StatusCode::Error
@@ -485,90 +493,23 @@ impl Reporter {
         }
     }
 
-    /// Records one operation of a protocol other than HTTP/1.x.
-    pub fn record_op(&mut self, o: &OpObservation, proc_info: &ProcessInfo) {
+    /// The conventions of the protocols other than HTTP: one duration histogram and one span
+    /// per operation, with the attributes its protocol gives.
+    fn record_operation(
+        &mut self,
+        o: &Observation,
+        conventions: &Conventions,
+        metric: OperationMetric,
+        kind: conventions::SpanKind,
+        proc_info: &ProcessInfo,
+    ) {
         let op = &o.op;
-        let side = o.side;
-        let (metric, system) = match op.protocol {
-            Protocol::Http2 => return self.record_http2(o, proc_info),
-            Protocol::Grpc => match side {
-                Side::Server => (OpMetric::RpcServer, "grpc"),
-                Side::Client => (OpMetric::RpcClient, "grpc"),
-            },
-            Protocol::Redis | Protocol::Postgres | Protocol::Mysql | Protocol::Kafka => {
-                if side == Side::Server {
-                    self.server_side_ops += 1;
-                    return;
-                }
-                let m = if op.protocol == Protocol::Kafka {
-                    OpMetric::Messaging
-                } else {
-                    OpMetric::Db
-                };
-                (m, op.protocol.as_str())
-            }
-            Protocol::Http1 => return,
-        };
-        let name = core_str(&op.name);
-        let target = op.target.as_ref().map(core_str);
-        let mut error = op.error.as_ref().map(core_str);
-        let mut attrs: Vec<(&'static str, Str)> = Vec::with_capacity(6);
-        match metric {
-            OpMetric::RpcServer | OpMetric::RpcClient => {
-                attrs.push(("rpc.system.name", Str::from_static(system)));
-                attrs.push(("rpc.method", name.clone()));
-                match op.status {
-                    Status::Grpc(code) => {
-                        attrs.push(("rpc.response.status_code", grpc_code_name(code)));
-                        if !grpc_is_error(side, code) {
-                            error = None;
-                        } else if error.is_none() {
-                            error = Some(grpc_code_name(code));
-                        }
-                    }
-                    _ => {
-                        error.get_or_insert(Str::from_static(ERROR_NO_RESPONSE));
-                    }
-                }
-            }
-            OpMetric::Db => {
-                attrs.push(("db.system.name", Str::from_static(system)));
-                attrs.push(("db.operation.name", name.clone()));
-                if let Some(t) = &target {
-                    attrs.push(("db.collection.name", t.clone()));
-                }
-                if matches!(op.protocol, Protocol::Postgres | Protocol::Mysql)
-                    && op.status == Status::Error
-                {
-                    if let Some(e) = &error {
-                        attrs.push(("db.response.status_code", e.clone()));
-                    }
-                }
-            }
-            OpMetric::Messaging => {
-                attrs.push(("messaging.system", Str::from_static(system)));
-                attrs.push(("messaging.operation.name", name.clone()));
-                match op.name.as_ref() {
-                    "send" => attrs.push(("messaging.operation.type", Str::from_static("send"))),
-                    "receive" => {
-                        attrs.push(("messaging.operation.type", Str::from_static("receive")))
-                    }
-                    _ => {}
-                }
-                if let Some(t) = &target {
-                    attrs.push(("messaging.destination.name", t.clone()));
-                }
-            }
-        }
-        if let Some(e) = &error {
-            attrs.push(("error.type", e.clone()));
-        }
-        let query = op
+        let (mut attrs, error) = operation_attributes(o, conventions);
+        let query = conventions
             .query_text
-            .as_ref()
-            .filter(|_| metric == OpMetric::Db)
+            .zip(op.query_text.as_ref())
             .filter(|_| self.opts.db_query_text);
-        let server = match side {
+        let server = match o.side {
             Side::Server => o.local,
             Side::Client => o.remote,
         };
@@ -576,15 +517,14 @@ impl Reporter {
         self.resources
             .entry(o.pid)
             .or_insert_with(|| proc_info.resource.clone());
-        let duration_s = op.end_ns.saturating_sub(op.start_ns) as f64 / 1e9;
 
         if self.want_spans {
             let mut a = Pairs(Vec::with_capacity(attrs.len() + 4));
             for (k, v) in &attrs {
                 a.push(*k, v.clone());
             }
-            if let Some(q) = query {
-                a.push("db.query.text", Value::from(q.clone()));
+            if let Some((key, q)) = query {
+                a.push(key, Value::from(q.clone()));
             }
             if let Some((ip, port)) = server {
                 a.push("server.address", self.addr_text(ip));
@@ -593,19 +533,14 @@ impl Reporter {
             if o.tls {
                 a.push("tls", true);
             }
-            let span_name = match (metric, &target) {
-                (OpMetric::RpcServer | OpMetric::RpcClient, _) => name.to_string(),
-                (_, Some(t)) => format!("{name} {t}"),
-                (_, None) => name.to_string(),
-            };
             let span = Span {
                 trace_id: self.random_id::<16>(),
                 span_id: self.random_id::<8>(),
                 parent_span_id: [0; 8],
-                name: Str::from(span_name),
-                kind: match metric {
-                    OpMetric::RpcServer => SpanKind::Server,
-                    _ => SpanKind::Client,
+                name: operation_span_name(op, conventions.span_name),
+                kind: match kind {
+                    conventions::SpanKind::Server => SpanKind::Server,
+                    conventions::SpanKind::Client => SpanKind::Client,
                 },
                 start_time_ns: self.to_unix(op.start_ns),
                 end_time_ns: self.to_unix(op.end_ns),
@@ -615,13 +550,13 @@ impl Reporter {
                 } else {
                     StatusCode::Unset
                 },
-                status_message: error.clone().unwrap_or_default(),
+                status_message: error.unwrap_or_default(),
             };
             self.push_span(o.pid, span);
         }
         if self.want_metrics {
-            if let Some(q) = query {
-                attrs.push(("db.query.text", Str::from(q.clone())));
+            if let Some((key, q)) = query {
+                attrs.push((key, Str::from(q.clone())));
             }
             let key = OpKey {
                 pid: o.pid,
@@ -630,47 +565,12 @@ impl Reporter {
                 server,
             };
             let bounds = &self.op_bounds[metric as usize];
+            let duration_s = op.end_ns.saturating_sub(op.start_ns) as f64 / 1e9;
             self.op_series
                 .entry(key)
                 .or_insert_with(|| HistogramPoint::new(Attributes::new(), bounds.clone(), 0, 0))
                 .record(duration_s);
         }
-    }
-
-    /// Plain HTTP/2 (not gRPC): the HTTP metrics and spans, like HTTP/1.x.
-    fn record_http2(&mut self, o: &OpObservation, proc_info: &ProcessInfo) {
-        let op = &o.op;
-        let Some(method) = Method::from_token(op.name.as_bytes()) else {
-            return;
-        };
-        let status = match op.status {
-            Status::Http(s) => s,
-            _ => 0,
-        };
-        let error = match (&op.error, status) {
-            (_, 0) => Some(ERROR_NO_RESPONSE),
-            (Some(std::borrow::Cow::Borrowed(e)), _) => Some(*e),
-            _ => None,
-        };
-        let target: &[u8] = op.target.as_deref().map(str::as_bytes).unwrap_or(b"/");
-        let obs = Observation {
-            pid: o.pid,
-            side: o.side,
-            method,
-            target: target.into(),
-            status,
-            start_ns: op.start_ns,
-            end_ns: op.end_ns,
-            request_body: op.request_size,
-            response_body: op.response_size,
-            traceparent: None,
-            local: o.local,
-            remote: o.remote,
-            error,
-            headers: Vec::new(),
-            tls: o.tls,
-        };
-        self.record(&obs, proc_info);
     }
 
     /// The spans recorded since the last call, grouped by process.
@@ -781,14 +681,14 @@ impl Reporter {
                 }
             }
             let ops = ops_by_pid.remove(&pid).unwrap_or_default();
-            for ((name, description, unit), points) in OP_METRICS.iter().zip(ops) {
+            for (metric, points) in OperationMetric::ALL.iter().zip(ops) {
                 if points.is_empty() {
                     continue;
                 }
                 metrics.push(Metric {
-                    name: Str::from_static(name),
-                    description: Str::from_static(description),
-                    unit: Str::from_static(unit),
+                    name: Str::from_static(metric.name()),
+                    description: Str::from_static(metric.description()),
+                    unit: Str::from_static(metric.unit()),
                     data: MetricData::Histogram {
                         temporality: Temporality::Delta,
                         points,

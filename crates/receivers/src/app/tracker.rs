@@ -1,6 +1,7 @@
-//! The table of live connections: routes capture events to their [`Conn`] and turns
+//! The table of live connections: routes capture events to their parsers and turns
 //! accept/connect/close into connection lifecycles. Each connection's protocol is detected
-//! from its first bytes ([`Session`]): HTTP/1.x goes to [`Conn`], the others to their parser.
+//! from its first bytes ([`Session`]): HTTP/1.x goes to the connection's [`Http1Parser`], the
+//! others to their parser inside the session.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -8,15 +9,12 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 
 use tapline_ebpf::app::{AppEvent, ConnEvent, DataEvent, Direction, Role};
+use tapline_protocols::http1::Http1Parser;
+use tapline_protocols::{Dir, Operation, ParserConfig, Protocol, Segment, Session, Side};
 
-use super::conn::{Conn, Dir, Observation, Segment, Side};
-use crate::protocols::{
-    Dir as PDir, Operation, ParserConfig, Protocol, Segment as PSegment, Session,
-};
-
-/// A finished operation of a protocol other than HTTP/1.x, with its connection.
+/// A finished operation of any protocol, with its connection.
 #[derive(Clone, Debug, PartialEq)]
-pub struct OpObservation {
+pub struct Observation {
     pub pid: u32,
     /// Which end this process is.
     pub side: Side,
@@ -68,49 +66,111 @@ enum L7 {
     Start,
     /// A protocol other than HTTP/1.x is assumed or being detected.
     Session(Box<Session>, Side),
-    /// HTTP/1.x (detected, or nothing else fits): the [`Conn`] handles it.
+    /// HTTP/1.x (detected, or nothing else fits): the HTTP/1.x parser handles it.
     Http1,
 }
 
 /// One connection: its HTTP/1.x state and, for other protocols, a [`Session`].
 struct Entry {
-    http: Conn,
+    pid: u32,
+    local: SocketAddr,
+    remote: SocketAddr,
+    /// Which end this process is, when its accept/connect (or the capture) said so. When not,
+    /// the HTTP/1.x parser learns it from the first head, with reads labelled as requests.
+    side: Option<Side>,
+    http: Http1Parser,
     l7: L7,
     /// TLS plaintext events arrived on it: socket data events are ciphertext from then on.
     tls: bool,
     /// A data event was seen.
     seen: bool,
+    /// Exit time of the latest event.
+    last_ns: u64,
 }
 
 impl Entry {
-    fn new(http: Conn) -> Self {
+    fn new(
+        pid: u32,
+        local: SocketAddr,
+        remote: SocketAddr,
+        side: Option<Side>,
+        capture_headers: bool,
+    ) -> Self {
         Entry {
-            http,
+            pid,
+            local,
+            remote,
+            side,
+            http: http1_parser(side, capture_headers),
             l7: L7::Start,
             tls: false,
             seen: false,
+            last_ns: 0,
         }
     }
 
-    fn close(mut self, out: &mut Vec<Observation>, ops: &mut Vec<OpObservation>) {
-        if let L7::Session(s, side) = &mut self.l7 {
-            let mut raw = Vec::new();
-            s.close(self.http.last_ns, &mut raw);
-            push_ops(&self.http, *side, raw, ops);
+    /// Which end this process is: known, or learned by the HTTP/1.x parser.
+    fn side(&self) -> Option<Side> {
+        self.side.or_else(|| {
+            self.http.requests_dir().map(|d| match d {
+                Dir::ClientToServer => Side::Server,
+                Dir::ServerToClient => Side::Client,
+            })
+        })
+    }
+
+    /// How this process's reads and writes are labelled: by the known side, else as if it
+    /// were the server (the HTTP/1.x parser corrects for that when it learns otherwise).
+    fn http_dir(&self, direction: Direction) -> Dir {
+        label(self.side.unwrap_or(Side::Server), direction)
+    }
+
+    /// Wraps operations of this connection seen from `side`.
+    fn observe(&self, side: Side, raw: &mut Vec<Operation>, out: &mut Vec<Observation>) {
+        out.extend(raw.drain(..).map(|op| Observation {
+            pid: self.pid,
+            side,
+            op,
+            local: self.local,
+            remote: self.remote,
+            tls: self.tls,
+        }));
+    }
+
+    /// HTTP/1.x operations: the side is the one known or learned by now.
+    fn observe_http(&self, raw: &mut Vec<Operation>, out: &mut Vec<Observation>) {
+        if !raw.is_empty() {
+            self.observe(self.side().unwrap_or(Side::Server), raw, out);
         }
-        self.http.close(out);
+    }
+
+    fn close(mut self, raw: &mut Vec<Operation>, out: &mut Vec<Observation>) {
+        if let L7::Session(s, side) = &mut self.l7 {
+            let side = *side;
+            s.close(self.last_ns, raw);
+            self.observe(side, raw, out);
+        }
+        self.http.close(self.last_ns, raw);
+        self.observe_http(raw, out);
     }
 }
 
-fn push_ops(c: &Conn, side: Side, raw: Vec<Operation>, ops: &mut Vec<OpObservation>) {
-    ops.extend(raw.into_iter().map(|op| OpObservation {
-        pid: c.pid,
-        side,
-        op,
-        local: c.local,
-        remote: c.remote,
-        tls: c.tls,
-    }));
+fn http1_parser(side: Option<Side>, capture_headers: bool) -> Http1Parser {
+    let mut p = Http1Parser::new(capture_headers);
+    if side.is_some() {
+        p.set_requests_dir(Dir::ClientToServer);
+    }
+    p
+}
+
+/// The direction of a read or write of a process that is the `side` end.
+fn label(side: Side, direction: Direction) -> Dir {
+    match (side, direction) {
+        (Side::Server, Direction::Ingress) | (Side::Client, Direction::Egress) => {
+            Dir::ClientToServer
+        }
+        _ => Dir::ServerToClient,
+    }
 }
 
 /// Which end a process is of a connection whose accept/connect was not seen: the end whose
@@ -130,9 +190,8 @@ pub struct Tracker {
     max_conns: usize,
     capture_headers: bool,
     parsers: Option<ParserConfig>,
+    /// Operations of the event being handled, before they get their connection.
     raw_ops: Vec<Operation>,
-    /// Finished operations of the protocols other than HTTP/1.x, drained by the caller.
-    pub ops: Vec<OpObservation>,
     pub stats: TrackerStats,
 }
 
@@ -146,7 +205,7 @@ impl std::fmt::Debug for Tracker {
 }
 
 impl Tracker {
-    /// HTTP/1.x plus every protocol of [`crate::protocols`] (default parser settings).
+    /// HTTP/1.x plus every protocol of [`tapline_protocols`] (default parser settings).
     pub fn new(max_conns: usize, capture_headers: bool) -> Self {
         Self::with_parsers(max_conns, capture_headers, Some(ParserConfig::default()))
     }
@@ -163,7 +222,6 @@ impl Tracker {
             capture_headers,
             parsers,
             raw_ops: Vec::new(),
-            ops: Vec::new(),
             stats: TrackerStats::default(),
         }
     }
@@ -178,20 +236,18 @@ impl Tracker {
     fn open(&mut self, c: &ConnEvent, side: Side, out: &mut Vec<Observation>) {
         // The same socket pointer again: the old socket is gone (its close may have been lost).
         if let Some(old) = self.conns.remove(&(c.pid, c.conn_id)) {
-            old.close(out, &mut self.ops);
+            old.close(&mut self.raw_ops, out);
         }
         if self.conns.len() >= self.max_conns {
             self.stats.conns_refused += 1;
             return;
         }
-        let mut conn = Conn::new(c.pid, c.local, c.remote, self.capture_headers);
-        conn.set_side(side);
-        conn.last_ns = c.end_ns;
-        self.conns.insert((c.pid, c.conn_id), Entry::new(conn));
+        let mut e = Entry::new(c.pid, c.local, c.remote, Some(side), self.capture_headers);
+        e.last_ns = c.end_ns;
+        self.conns.insert((c.pid, c.conn_id), e);
     }
 
-    /// Applies one capture event; finished HTTP/1.x exchanges are appended to `out`, other
-    /// protocols' operations to [`Tracker::ops`].
+    /// Applies one capture event; finished operations are appended to `out`.
     pub fn on_event(&mut self, ev: &AppEvent, out: &mut Vec<Observation>) {
         match ev {
             AppEvent::Data(d) => self.on_data(d, out),
@@ -199,7 +255,7 @@ impl Tracker {
             AppEvent::Connect(c) => self.open(c, Side::Client, out),
             AppEvent::Close(c) => {
                 if let Some(e) = self.conns.remove(&(c.pid, c.conn_id)) {
-                    e.close(out, &mut self.ops);
+                    e.close(&mut self.raw_ops, out);
                 }
             }
         }
@@ -215,13 +271,13 @@ impl Tracker {
                     self.stats.conns_refused += 1;
                     return;
                 }
-                let mut c = Conn::new(d.pid, d.local, d.remote, capture_headers);
-                match d.role {
-                    Role::Server => c.set_side(Side::Server),
-                    Role::Client => c.set_side(Side::Client),
-                    Role::Unknown => {}
-                }
-                self.conns.entry(key).or_insert(Entry::new(c))
+                let side = match d.role {
+                    Role::Server => Some(Side::Server),
+                    Role::Client => Some(Side::Client),
+                    Role::Unknown => None,
+                };
+                let e = Entry::new(d.pid, d.local, d.remote, side, capture_headers);
+                self.conns.entry(key).or_insert(e)
             }
         };
         if d.is_tls() && !e.tls {
@@ -230,34 +286,19 @@ impl Tracker {
                 // What came before were TLS records read as plain bytes (a libssl call was
                 // in progress when the probes were attached): start over on the plaintext.
                 self.stats.tls_resets += 1;
-                let old = &e.http;
-                let mut c = Conn::new(old.pid, old.local, old.remote, capture_headers);
-                if let Some(side) = old.side() {
-                    c.set_side(side);
-                }
-                c.last_ns = old.last_ns;
-                e.http = c;
+                e.side = e.side();
+                e.http = http1_parser(e.side, capture_headers);
                 e.l7 = L7::Start;
             }
-            e.http.tls = true;
         } else if e.tls && !d.is_tls() {
             // ciphertext of a connection whose plaintext comes from libssl
             return;
         }
         e.seen = true;
-        let dir = match d.direction {
-            Direction::Ingress => Dir::In,
-            Direction::Egress => Dir::Out,
-        };
-        let seg = Segment {
-            dir,
-            data: &d.data,
-            bytes: d.bytes.max(0) as u64,
-            start_ns: d.start_ns,
-            end_ns: d.end_ns,
-        };
+        e.last_ns = e.last_ns.max(d.end_ns);
+        let total_len = d.bytes.max(0) as u64;
         if let (L7::Start, Some(cfg)) = (&e.l7, self.parsers) {
-            e.l7 = match e.http.side().or_else(|| guess_side(&d.local, &d.remote)) {
+            e.l7 = match e.side().or_else(|| guess_side(&d.local, &d.remote)) {
                 Some(side) => {
                     let server_port = match side {
                         Side::Server => d.local.port(),
@@ -270,40 +311,45 @@ impl Tracker {
         }
         if let L7::Session(s, side) = &mut e.l7 {
             let side = *side;
-            let pdir = match (side, dir) {
-                (Side::Server, Dir::In) | (Side::Client, Dir::Out) => PDir::ClientToServer,
-                _ => PDir::ServerToClient,
-            };
+            let dir = label(side, d.direction);
             // a server's blocking read starts long before the request arrives
-            let start_ns = if pdir == PDir::ClientToServer && side == Side::Server {
+            let start_ns = if dir == Dir::ClientToServer && side == Side::Server {
                 d.end_ns
             } else {
                 d.start_ns
             };
             s.feed(
-                &PSegment {
-                    dir: pdir,
+                &Segment {
+                    dir,
                     data: &d.data,
-                    total_len: seg.bytes,
+                    total_len,
                     start_ns,
                     end_ns: d.end_ns,
                 },
                 &mut self.raw_ops,
             );
-            if !self.raw_ops.is_empty() {
-                let raw = std::mem::take(&mut self.raw_ops);
-                push_ops(&e.http, side, raw, &mut self.ops);
-            }
-            match s.protocol() {
+            let detected = s.protocol();
+            let unknown = s.is_unknown();
+            e.observe(side, &mut self.raw_ops, out);
+            match detected {
                 Some(Protocol::Http1) => e.l7 = L7::Http1,
-                None if s.is_unknown() => e.l7 = L7::Http1,
-                _ => {
-                    e.http.last_ns = e.http.last_ns.max(d.end_ns);
-                    return;
-                }
+                None if unknown => e.l7 = L7::Http1,
+                _ => return,
             }
         }
-        e.http.feed(&seg, out);
+        let seg = Segment {
+            dir: e.http_dir(d.direction),
+            data: &d.data,
+            total_len,
+            // reads pass their exit time: the parser starts a request where its head was read
+            start_ns: match d.direction {
+                Direction::Ingress => d.end_ns,
+                Direction::Egress => d.start_ns,
+            },
+            end_ns: d.end_ns,
+        };
+        e.http.feed(&seg, &mut self.raw_ops);
+        e.observe_http(&mut self.raw_ops, out);
     }
 
     /// Housekeeping, with `now_ns` on the capture's clock: ends unframed responses quiet for
@@ -320,15 +366,16 @@ impl Tracker {
         let idle = now_ns.saturating_sub(idle_ns);
         let mut dead = Vec::new();
         for (k, e) in self.conns.iter_mut() {
-            e.http.expire_unframed(quiet, out);
-            if e.http.last_ns < idle {
+            e.http.expire_unframed(quiet, &mut self.raw_ops);
+            e.observe_http(&mut self.raw_ops, out);
+            if e.last_ns < idle {
                 dead.push(*k);
             }
         }
         for k in dead {
             if let Some(e) = self.conns.remove(&k) {
                 self.stats.conns_expired += 1;
-                e.close(out, &mut self.ops);
+                e.close(&mut self.raw_ops, out);
             }
         }
     }
@@ -338,7 +385,7 @@ impl Tracker {
         let keys: Vec<Key> = self.conns.keys().filter(|k| k.0 == pid).copied().collect();
         for k in keys {
             if let Some(e) = self.conns.remove(&k) {
-                e.close(out, &mut self.ops);
+                e.close(&mut self.raw_ops, out);
             }
         }
     }
@@ -348,7 +395,7 @@ impl Tracker {
         self.conns
             .values()
             .map(|e| {
-                e.http.stats.pending_dropped
+                e.http.stats().pending_dropped
                     + match &e.l7 {
                         L7::Session(s, _) => s.stats().pending_dropped,
                         _ => 0,

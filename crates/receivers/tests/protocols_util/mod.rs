@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tapline_receivers::protocols::{Dir, Operation, Protocol, ProtocolParser, Segment, Session};
+use tapline_protocols::{Dir, Operation, Protocol, ProtocolParser, Segment, Session};
 
 /// One read on one proxied connection.
 #[derive(Clone, Debug)]
@@ -162,7 +162,7 @@ pub fn replay_sessions(
 ) -> (Vec<Operation>, HashMap<u64, Option<Protocol>>) {
     let mut sessions: BTreeMap<u64, Session> = BTreeMap::new();
     let mut out = Vec::new();
-    let config = tapline_receivers::protocols::ParserConfig { query_text };
+    let config = tapline_protocols::ParserConfig { query_text };
     let mut last = 0;
     for r in reads {
         let s = sessions

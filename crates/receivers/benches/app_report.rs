@@ -1,14 +1,16 @@
-//! Parsing + matching throughput of the `app` receiver's userspace: captured HTTP/1.x events
-//! (as the kernel delivers them) through the connection tracker into observations, and the
-//! observations into metrics and spans.
+//! Throughput of the `app` receiver's userspace: captured HTTP/1.x events (as the kernel
+//! delivers them) through the connection tracker (protocol detection, then the HTTP/1.x parser)
+//! into observations, and the observations into metrics and spans. The parser alone is
+//! `cargo bench -p tapline-protocols --bench http_parse`.
 //!
-//! `cargo bench -p tapline-receivers --bench http_parse`
+//! `cargo bench -p tapline-receivers --bench app_report`
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tapline_core::data::buckets::HistogramBuckets;
 use tapline_ebpf::app::{AppEvent, DataEvent, Direction, Role, Syscall};
+use tapline_protocols::workloads;
 use tapline_receivers::app::discovery::Discovery;
 use tapline_receivers::app::report::{ReportOptions, Reporter};
 use tapline_receivers::app::routes::{Router, RoutesConfig, Unmatched};
@@ -119,62 +121,22 @@ fn nginx_wrk_workload(requests: usize) -> Vec<AppEvent> {
     evs
 }
 
-/// A realistic mix on 64 keep-alive connections: GETs with browser-like headers, a POST with a
-/// body, 200/404/500 responses of various sizes (some larger than the capture), and a
-/// pipelined pair.
+/// [`workloads::http1_mix`] as the server's reads and writes (the response 5 µs after its
+/// request).
 fn workload(rounds: usize) -> Vec<AppEvent> {
-    let mut evs = Vec::new();
+    let mut evs = Vec::with_capacity(rounds * 2);
     let mut t = 1_000_000u64;
-    for r in 0..rounds {
-        let c = r as u64 % CONNS;
+    for x in workloads::http1_mix(rounds, CONNS) {
         t += 10_000;
-        match r % 4 {
-            0 => {
-                let req = format!("GET /users/{r}/orders?page=2 HTTP/1.1\r\nHost: shop.local\r\nUser-Agent: Mozilla/5.0\r\nAccept: */*\r\n\r\n");
-                evs.push(event(c, Direction::Ingress, req.as_bytes(), req.len(), t));
-                let body = 1500;
-                let resp = format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {body}\r\n\r\n");
-                let mut full = resp.into_bytes();
-                full.resize(full.len() + body, b'{');
-                evs.push(event(c, Direction::Egress, &full, full.len(), t + 5_000));
-            }
-            1 => {
-                let req = "POST /api/items HTTP/1.1\r\nHost: shop.local\r\nContent-Type: application/json\r\nContent-Length: 27\r\n\r\n{\"name\":\"x\",\"price\":12.50}";
-                evs.push(event(c, Direction::Ingress, req.as_bytes(), req.len(), t));
-                let resp = "HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}";
-                evs.push(event(
-                    c,
-                    Direction::Egress,
-                    resp.as_bytes(),
-                    resp.len(),
-                    t + 5_000,
-                ));
-            }
-            2 => {
-                let req = "GET /missing HTTP/1.1\r\nHost: shop.local\r\n\r\nGET /api/hello.world HTTP/1.1\r\nHost: shop.local\r\n\r\n";
-                evs.push(event(c, Direction::Ingress, req.as_bytes(), req.len(), t));
-                let resp = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
-                evs.push(event(
-                    c,
-                    Direction::Egress,
-                    resp.as_bytes(),
-                    resp.len(),
-                    t + 5_000,
-                ));
-            }
-            _ => {
-                let req = "GET /boom HTTP/1.1\r\nHost: shop.local\r\n\r\n";
-                evs.push(event(c, Direction::Ingress, req.as_bytes(), req.len(), t));
-                let resp = "HTTP/1.1 500 Internal Server Error\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nerror\r\n0\r\n\r\n";
-                evs.push(event(
-                    c,
-                    Direction::Egress,
-                    resp.as_bytes(),
-                    resp.len(),
-                    t + 5_000,
-                ));
-            }
-        }
+        let (req, resp) = (&x.request, &x.response);
+        evs.push(event(x.conn, Direction::Ingress, req, req.len(), t));
+        evs.push(event(
+            x.conn,
+            Direction::Egress,
+            resp,
+            resp.len(),
+            t + 5_000,
+        ));
     }
     evs
 }
