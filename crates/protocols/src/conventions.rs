@@ -76,6 +76,12 @@ pub enum SpanName {
     MethodAndRoute,
 }
 
+/// String attributes in output order: (key, value).
+pub type Attributes = Vec<(&'static str, Str)>;
+
+/// Appends an operation's attributes (seen from a side) and returns its `error.type`.
+pub type DescribeFn = fn(&Operation, Side, &mut Attributes) -> Option<Str>;
+
 /// One protocol's semantic conventions.
 #[derive(Clone, Copy)]
 pub struct Conventions {
@@ -85,7 +91,7 @@ pub struct Conventions {
     pub span_name: SpanName,
     /// Appends the operation's attributes in output order and returns its `error.type`
     /// (unused for [`Metric::Http`], whose attributes depend on the route).
-    pub attributes: fn(&Operation, Side, &mut Vec<(&'static str, Str)>) -> Option<Str>,
+    pub attributes: DescribeFn,
     /// The attribute that carries [`Operation::query_text`], for the protocols that may
     /// report it (when the receiver is configured to).
     pub query_text: Option<&'static str>,
@@ -161,7 +167,7 @@ fn client_only_db(side: Side) -> Option<(Metric, SpanKind)> {
     }
 }
 
-fn rpc_attributes(op: &Operation, side: Side, attrs: &mut Vec<(&'static str, Str)>) -> Option<Str> {
+fn rpc_attributes(op: &Operation, side: Side, attrs: &mut Attributes) -> Option<Str> {
     attrs.push(("rpc.system.name", Str::Borrowed(op.protocol.as_str())));
     attrs.push(("rpc.method", op.name.clone()));
     let mut error = op.error.clone();
@@ -182,11 +188,7 @@ fn rpc_attributes(op: &Operation, side: Side, attrs: &mut Vec<(&'static str, Str
     error
 }
 
-fn database_attributes(
-    op: &Operation,
-    attrs: &mut Vec<(&'static str, Str)>,
-    status_code: bool,
-) -> Option<Str> {
+fn database_attributes(op: &Operation, attrs: &mut Attributes, status_code: bool) -> Option<Str> {
     attrs.push(("db.system.name", Str::Borrowed(op.protocol.as_str())));
     attrs.push(("db.operation.name", op.name.clone()));
     if let Some(t) = &op.target {
@@ -200,11 +202,7 @@ fn database_attributes(
     op.error.clone()
 }
 
-fn messaging_attributes(
-    op: &Operation,
-    _: Side,
-    attrs: &mut Vec<(&'static str, Str)>,
-) -> Option<Str> {
+fn messaging_attributes(op: &Operation, _: Side, attrs: &mut Attributes) -> Option<Str> {
     attrs.push(("messaging.system", Str::Borrowed(op.protocol.as_str())));
     attrs.push(("messaging.operation.name", op.name.clone()));
     match op.name.as_ref() {

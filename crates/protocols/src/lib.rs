@@ -82,6 +82,10 @@ protocol_table! {
     Kafka => kafka,
 }
 
+/// How well the first bytes of a connection fit a protocol: `(first client bytes, first server
+/// bytes)`, either possibly empty, to a score (see [`ProtocolSpec::detect`]).
+pub type DetectFn = fn(&[u8], &[u8]) -> u8;
+
 /// What tapline knows about one protocol: one row of [`PROTOCOLS`].
 pub struct ProtocolSpec {
     pub protocol: Protocol,
@@ -91,7 +95,7 @@ pub struct ProtocolSpec {
     /// How well the first bytes of a connection fit: `detect(first client bytes, first server
     /// bytes)` (either may be empty) is 3 for a signature only this protocol has, 2 for
     /// well-formed, 1 for merely plausible, 0 for no. None: never detected.
-    pub detect: Option<fn(&[u8], &[u8]) -> u8>,
+    pub detect: Option<DetectFn>,
     /// Server ports that make this protocol the more likely one when detection ties.
     pub ports: &'static [u16],
     /// A parser for one connection. None: the protocol has no parser of its own.
@@ -322,7 +326,11 @@ mod tests {
             );
         }
         assert_eq!(Protocol::Postgres.as_str(), "postgresql");
-        assert_eq!(detect(&[], None, 29092), [Protocol::Kafka], "a port hint alone");
+        assert_eq!(
+            detect(&[], None, 29092),
+            [Protocol::Kafka],
+            "a port hint alone"
+        );
     }
 
     #[test]

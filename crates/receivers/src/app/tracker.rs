@@ -10,7 +10,9 @@ use std::net::SocketAddr;
 
 use tapline_ebpf::app::{AppEvent, ConnEvent, DataEvent, Direction, Role};
 use tapline_protocols::http1::Http1Parser;
-use tapline_protocols::{Dir, Operation, ParserConfig, Protocol, Segment, Session, Side};
+use tapline_protocols::{
+    Dir, Operation, ParserConfig, Protocol, ProtocolParser as _, Segment, Session, Side,
+};
 
 /// A finished operation of any protocol, with its connection.
 #[derive(Clone, Debug, PartialEq)]
