@@ -2,7 +2,7 @@
 //!
 //! - `dashboards_are_well_formed` (no privileges): unique panel ids, grid positions, every
 //!   target on the `${datasource}` variable, every `$variable` defined, every metric and label
-//!   one that tapline exports (`docs/metrics.md`, generated from the select defaults).
+//!   one that tapline exports (the telemetry schema in `crates/semconv`).
 //! - `dashboard_queries_return_data_from_a_real_prometheus` (root, eBPF): tapline runs with the
 //!   flows and app receivers, the zones/cidr/select processors and the prometheus exporter;
 //!   a python `http.server` on 127.0.0.2 answers a long-lived python client (200s, 404s and
@@ -106,29 +106,27 @@ fn substitute(expr: &str, vars: &BTreeMap<String, String>, ctx: &str) -> String 
     s
 }
 
-/// Attribute keys tapline's metrics carry (docs/metrics.md) as Prometheus labels, plus the
-/// resource attribute that becomes a label (`service.name`) and `le`.
+/// The default attributes of tapline's metrics (the telemetry schema, `tapline-semconv`) as
+/// Prometheus labels, plus the resource attributes that become labels and `le`.
 fn known_labels() -> BTreeSet<String> {
-    let doc = std::fs::read_to_string(Path::new(ROOT).join("docs/metrics.md")).unwrap();
-    let mut out: BTreeSet<String> = ["le", "service_name", "service_namespace"]
-        .into_iter()
-        .map(String::from)
-        .collect();
-    for line in doc.lines() {
-        if let Some(key) = line.strip_prefix("- `").and_then(|l| l.strip_suffix('`')) {
-            out.insert(key.replace('.', "_"));
-        }
-    }
-    out
+    let resource = [
+        tapline_semconv::attr::SERVICE_NAME,
+        tapline_semconv::attr::SERVICE_NAMESPACE,
+    ];
+    tapline_semconv::metric::ALL
+        .iter()
+        .flat_map(|m| m.default_attributes.iter())
+        .chain(resource.iter())
+        .map(|key| tapline_semconv::prometheus::label_name(key))
+        .chain(std::iter::once("le".to_string()))
+        .collect()
 }
 
-/// Prometheus metric names documented in docs/metrics.md ("Prometheus: `name`").
+/// The Prometheus names of tapline's metrics, from the telemetry schema.
 fn known_metrics() -> BTreeSet<String> {
-    let doc = std::fs::read_to_string(Path::new(ROOT).join("docs/metrics.md")).unwrap();
-    doc.split("Prometheus: `")
-        .skip(1)
-        .filter_map(|s| s.split('`').next())
-        .map(String::from)
+    tapline_semconv::metric::ALL
+        .iter()
+        .map(|m| m.prometheus_name())
         .collect()
 }
 

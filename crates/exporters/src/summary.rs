@@ -15,6 +15,7 @@ use tapline_core::config::types::duration;
 use tapline_core::config::{ComponentConfig, Diagnostics};
 use tapline_core::data::*;
 use tapline_core::{BuildContext, ExportError, Exporter, ExporterFactory, FactoryInfo};
+use tapline_semconv::{attr, metric};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Clone, Debug, Deserialize)]
@@ -93,7 +94,9 @@ impl SummaryState {
     pub fn add(&mut self, m: &Metrics) {
         for (resource, metric) in m.metrics() {
             match (&metric.data, metric.name.as_str()) {
-                (MetricData::Sum { points, .. }, "tapline.network.flow.bytes") => {
+                (MetricData::Sum { points, .. }, name)
+                    if name == metric::NETWORK_FLOW_BYTES.name =>
+                {
                     for p in points {
                         let end = |name: &str, addr: &str, with_port: bool| {
                             let who = p
@@ -102,17 +105,22 @@ impl SummaryState {
                                 .or_else(|| p.attributes.get_str(addr))
                                 .unwrap_or("?")
                                 .to_string();
-                            match p.attributes.get("server.port").filter(|_| with_port) {
+                            match p.attributes.get(attr::SERVER_PORT).filter(|_| with_port) {
                                 Some(v) => format!("{who}:{}", v.to_text()),
                                 None => who,
                             }
                         };
                         // The server's port names the service; it belongs to the source of a
                         // response and to the destination of a request.
-                        let server_is_src = p.attributes.get_str("direction") == Some("response");
-                        let src = end("src.name", "src.address", server_is_src);
-                        let dst = end("dst.name", "dst.address", !server_is_src);
-                        let transport = p.attributes.get_str("transport").unwrap_or("").to_string();
+                        let server_is_src =
+                            p.attributes.get_str(attr::DIRECTION) == Some("response");
+                        let src = end(attr::SRC_NAME, attr::SRC_ADDRESS, server_is_src);
+                        let dst = end(attr::DST_NAME, attr::DST_ADDRESS, !server_is_src);
+                        let transport = p
+                            .attributes
+                            .get_str(attr::TRANSPORT)
+                            .unwrap_or("")
+                            .to_string();
                         let v = match p.value {
                             Number::Int(i) => i.max(0) as u64,
                             Number::Double(d) => d.max(0.0) as u64,
@@ -125,23 +133,26 @@ impl SummaryState {
                 {
                     let service = resource
                         .attributes
-                        .get_str("service.name")
+                        .get_str(attr::SERVICE_NAME)
                         .unwrap_or("?")
                         .to_string();
                     for p in points {
                         let a = &p.attributes;
-                        let op = if let Some(route) = a.get_str("http.route") {
-                            format!("{} {route}", a.get_str("http.request.method").unwrap_or(""))
-                        } else if let Some(m) = a.get_str("rpc.method") {
+                        let op = if let Some(route) = a.get_str(attr::HTTP_ROUTE) {
+                            format!(
+                                "{} {route}",
+                                a.get_str(attr::HTTP_REQUEST_METHOD).unwrap_or("")
+                            )
+                        } else if let Some(m) = a.get_str(attr::RPC_METHOD) {
                             m.to_string()
-                        } else if let Some(o) = a.get_str("db.operation.name") {
-                            let system = a.get_str("db.system.name").unwrap_or("db");
-                            match a.get_str("db.collection.name") {
+                        } else if let Some(o) = a.get_str(attr::DB_OPERATION_NAME) {
+                            let system = a.get_str(attr::DB_SYSTEM_NAME).unwrap_or("db");
+                            match a.get_str(attr::DB_COLLECTION_NAME) {
                                 Some(c) => format!("{system} {o} {c}"),
                                 None => format!("{system} {o}"),
                             }
-                        } else if let Some(o) = a.get_str("messaging.operation.name") {
-                            let dest = a.get_str("messaging.destination.name").unwrap_or("");
+                        } else if let Some(o) = a.get_str(attr::MESSAGING_OPERATION_NAME) {
+                            let dest = a.get_str(attr::MESSAGING_DESTINATION_NAME).unwrap_or("");
                             format!("{o} {dest}")
                         } else {
                             name.to_string()
@@ -156,7 +167,7 @@ impl SummaryState {
                             .entry((service.clone(), format!("{op}{kind}")))
                             .or_default();
                         s.count += p.count;
-                        if a.get("error.type").is_some() {
+                        if a.get(attr::ERROR_TYPE).is_some() {
                             s.errors += p.count;
                         }
                         match &mut s.hist {

@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 
 use tapline_core::data::{Attributes, Signal, Str, Value};
+use tapline_semconv::attr;
 
 /// A fast, non-cryptographic hash for maps keyed by addresses and attribute keys: the keys
 /// come from our own receivers and caches, not from an adversary choosing collisions.
@@ -24,26 +25,26 @@ impl End {
     pub const BOTH: [End; 2] = [End::Src, End::Dst];
     pub fn address_key(self) -> &'static str {
         match self {
-            End::Src => "src.address",
-            End::Dst => "dst.address",
+            End::Src => attr::SRC_ADDRESS,
+            End::Dst => attr::DST_ADDRESS,
         }
     }
     pub fn name_key(self) -> &'static str {
         match self {
-            End::Src => "src.name",
-            End::Dst => "dst.name",
+            End::Src => attr::SRC_NAME,
+            End::Dst => attr::DST_NAME,
         }
     }
     pub fn zone_key(self) -> &'static str {
         match self {
-            End::Src => "src.zone",
-            End::Dst => "dst.zone",
+            End::Src => attr::SRC_ZONE,
+            End::Dst => attr::DST_ZONE,
         }
     }
     pub fn cidr_key(self) -> &'static str {
         match self {
-            End::Src => "src.cidr",
-            End::Dst => "dst.cidr",
+            End::Src => attr::SRC_CIDR,
+            End::Dst => attr::DST_CIDR,
         }
     }
 }

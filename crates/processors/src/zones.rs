@@ -31,10 +31,11 @@ use tapline_core::{BuildContext, FactoryInfo, ProcessorFactory};
 use crate::cidr::CidrTable;
 use crate::k8s::{K8sCache, Resolver, K8S_CACHE_KEY};
 use crate::net::{self, End, EndSlots, Layouts};
+use tapline_semconv::metric;
 
 pub const SIGNALS: &[SignalKind] = &[SignalKind::Metrics, SignalKind::Traces];
-pub const FLOW_BYTES: &str = "tapline.network.flow.bytes";
-pub const INTER_ZONE_BYTES: &str = "tapline.network.inter.zone.bytes";
+pub const FLOW_BYTES: &str = metric::NETWORK_FLOW_BYTES.name;
+pub const INTER_ZONE_BYTES: &str = metric::NETWORK_INTER_ZONE_BYTES.name;
 
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -142,9 +143,9 @@ impl BatchFn for ZonesProcessor {
                             inter.push(Metric {
                                 name: Str::from_static(INTER_ZONE_BYTES),
                                 description: Str::from_static(
-                                    "Bytes of flows whose two ends are in different zones",
+                                    metric::NETWORK_INTER_ZONE_BYTES.description,
                                 ),
-                                unit: Str::from_static("By"),
+                                unit: Str::from_static(metric::NETWORK_INTER_ZONE_BYTES.unit),
                                 data: MetricData::Sum {
                                     temporality: *temporality,
                                     monotonic: *monotonic,

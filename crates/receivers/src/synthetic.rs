@@ -9,6 +9,7 @@ use serde::Deserialize;
 use tapline_core::config::{types::duration, ComponentConfig, Diagnostics};
 use tapline_core::data::*;
 use tapline_core::{BuildContext, FactoryInfo, Receiver, ReceiverContext, ReceiverFactory};
+use tapline_semconv::attr;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -93,8 +94,8 @@ impl Synthetic {
             cfg,
             resource: Resource::new(
                 [
-                    ("service.name", Value::from("synthetic")),
-                    ("host.name", Value::from("test")),
+                    (attr::SERVICE_NAME, Value::from("synthetic")),
+                    (attr::HOST_NAME, Value::from("test")),
                 ]
                 .into_iter()
                 .collect(),
@@ -109,9 +110,9 @@ impl Synthetic {
         let points = (0..self.cfg.points_per_batch)
             .map(|i| {
                 let mut attributes = Attributes::with_capacity(4);
-                attributes.push("http.route", self.routes[i % self.routes.len()].clone());
-                attributes.push("http.request.method", "GET");
-                attributes.push("http.response.status_code", 200i64);
+                attributes.push(attr::HTTP_ROUTE, self.routes[i % self.routes.len()].clone());
+                attributes.push(attr::HTTP_REQUEST_METHOD, "GET");
+                attributes.push(attr::HTTP_RESPONSE_STATUS_CODE, 200i64);
                 NumberPoint {
                     attributes,
                     start_time_ns: now,
@@ -148,8 +149,8 @@ impl Synthetic {
                 trace_id[8..].copy_from_slice(&(i as u64).to_be_bytes());
                 let route = self.routes[i % self.routes.len()].clone();
                 let mut attributes = Attributes::with_capacity(2);
-                attributes.push("http.request.method", "GET");
-                attributes.push("http.route", route.clone());
+                attributes.push(attr::HTTP_REQUEST_METHOD, "GET");
+                attributes.push(attr::HTTP_ROUTE, route.clone());
                 Span {
                     trace_id,
                     span_id: (i as u64 + 1).to_be_bytes(),

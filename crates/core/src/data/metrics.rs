@@ -2,6 +2,7 @@
 //! tapline produces and forwards.
 
 use std::sync::Arc;
+use tapline_semconv::prometheus::NameKind;
 
 use super::{Attributes, Resource, Str};
 
@@ -162,6 +163,24 @@ pub struct Metric {
     /// UCUM unit (`By`, `s`, `{packet}`).
     pub unit: Str,
     pub data: MetricData,
+}
+
+impl Metric {
+    /// The Prometheus metric type the data is exposed as: monotonic sums are counters, other
+    /// sums and gauges are gauges.
+    pub fn prometheus_kind(&self) -> NameKind {
+        match &self.data {
+            MetricData::Sum {
+                monotonic: true, ..
+            } => NameKind::Counter,
+            MetricData::Sum { .. } | MetricData::Gauge { .. } => NameKind::Gauge,
+            MetricData::Histogram { .. } => NameKind::Histogram,
+        }
+    }
+    /// The name the Prometheus exporter exposes the metric under.
+    pub fn prometheus_name(&self) -> String {
+        tapline_semconv::prometheus::metric_name(&self.name, &self.unit, self.prometheus_kind())
+    }
 }
 
 /// Every metric of one resource and instrumentation scope.

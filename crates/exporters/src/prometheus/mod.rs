@@ -4,7 +4,7 @@
 //!   `application/openmetrics-text`.
 //! - Delta sums and histograms are accumulated into cumulative series; cumulative input is
 //!   served as it comes. A series that receives nothing for `ttl` disappears.
-//! - Names follow the OpenTelemetry → Prometheus rules ([`naming`]). The resource attributes
+//! - Names follow the OpenTelemetry → Prometheus rules ([`tapline_semconv::prometheus`]). The resource attributes
 //!   `service.name` and `service.namespace` become the labels `service_name` and
 //!   `service_namespace` of every series; the other resource attributes are served once per
 //!   service on `target_info`, keyed by those two labels.
@@ -14,7 +14,6 @@
 //!   `otlp` receiver) are re-bucketed when that is exact — every configured boundary is one of
 //!   the incoming boundaries — and served with their own boundaries otherwise (logged once).
 
-pub mod naming;
 mod render;
 mod store;
 

@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use tapline_core::data::Number;
 
-use super::naming::NameKind;
 use super::store::{SeriesValue, Store};
+use tapline_semconv::prometheus::NameKind;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {

@@ -13,7 +13,7 @@ use tapline_core::data::buckets::HistogramBuckets;
 use tapline_core::data::*;
 use tapline_core::telemetry::escape_label;
 
-use super::naming::{label_name, metric_name, unit_suffix, NameKind};
+use tapline_semconv::prometheus::{label_name, unit_suffix, NameKind};
 
 #[derive(Clone, Debug)]
 pub(crate) enum SeriesValue {
@@ -168,14 +168,8 @@ impl Store {
     }
 
     fn apply_metric(&mut self, metric: &Metric, service: &[(String, String)], now: Instant) {
-        let kind = match &metric.data {
-            MetricData::Sum {
-                monotonic: true, ..
-            } => NameKind::Counter,
-            MetricData::Sum { .. } | MetricData::Gauge { .. } => NameKind::Gauge,
-            MetricData::Histogram { .. } => NameKind::Histogram,
-        };
-        let name = metric_name(&metric.name, &metric.unit, kind);
+        let kind = metric.prometheus_kind();
+        let name = metric.prometheus_name();
         let configured = match &metric.data {
             MetricData::Histogram { .. } => self.buckets.configured(&metric.name).cloned(),
             _ => None,

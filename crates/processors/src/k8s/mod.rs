@@ -43,6 +43,7 @@ use crate::net::{End, EndSlots, Layouts};
 pub use cgroup::PidContainers;
 pub use resolve::{Resolved, Resolver};
 pub use store::{Endpoint, K8sCache, State, K8S_CACHE_KEY};
+use tapline_semconv::attr;
 use watch::{ApiSource, WatchSettings};
 
 pub const SIGNALS: &[SignalKind] = &[SignalKind::Metrics, SignalKind::Traces];
@@ -106,22 +107,22 @@ struct EndKeys {
 }
 
 const SRC_KEYS: EndKeys = EndKeys {
-    namespace: "k8s.src.namespace",
-    name: "k8s.src.name",
-    kind: "k8s.src.type",
-    owner_name: "k8s.src.owner.name",
-    owner_type: "k8s.src.owner.type",
-    node_name: "k8s.src.node.name",
-    node_ip: "k8s.src.node.ip",
+    namespace: attr::K8S_SRC_NAMESPACE,
+    name: attr::K8S_SRC_NAME,
+    kind: attr::K8S_SRC_TYPE,
+    owner_name: attr::K8S_SRC_OWNER_NAME,
+    owner_type: attr::K8S_SRC_OWNER_TYPE,
+    node_name: attr::K8S_SRC_NODE_NAME,
+    node_ip: attr::K8S_SRC_NODE_IP,
 };
 const DST_KEYS: EndKeys = EndKeys {
-    namespace: "k8s.dst.namespace",
-    name: "k8s.dst.name",
-    kind: "k8s.dst.type",
-    owner_name: "k8s.dst.owner.name",
-    owner_type: "k8s.dst.owner.type",
-    node_name: "k8s.dst.node.name",
-    node_ip: "k8s.dst.node.ip",
+    namespace: attr::K8S_DST_NAMESPACE,
+    name: attr::K8S_DST_NAME,
+    kind: attr::K8S_DST_TYPE,
+    owner_name: attr::K8S_DST_OWNER_NAME,
+    owner_type: attr::K8S_DST_OWNER_TYPE,
+    node_name: attr::K8S_DST_NODE_NAME,
+    node_ip: attr::K8S_DST_NODE_IP,
 };
 
 /// The key whose presence means an end is already decorated.
@@ -245,13 +246,13 @@ impl K8sProcessor {
     /// The resource with its pod's metadata added, or `None` when it is not in a known pod.
     fn decorate_resource(&self, state: &State, res: &Resource) -> Option<Arc<Resource>> {
         let a = &res.attributes;
-        if a.get("k8s.pod.name").is_some() {
+        if a.get(attr::K8S_POD_NAME).is_some() {
             return None;
         }
-        let container_id: Box<str> = match a.get_str("container.id") {
+        let container_id: Box<str> = match a.get_str(attr::CONTAINER_ID) {
             Some(id) => id.into(),
             None => {
-                let pid = match a.get("process.pid")? {
+                let pid = match a.get(attr::PROCESS_PID)? {
                     Value::Int(p) => *p,
                     Value::Str(s) => s.parse().ok()?,
                     _ => return None,
@@ -267,16 +268,19 @@ impl K8sProcessor {
                 out.push(k, v);
             }
         };
-        put("k8s.pod.name", pod.name.clone().into());
-        put("k8s.pod.uid", pod.uid.clone().into());
-        put("k8s.namespace.name", pod.namespace.clone().into());
-        put("k8s.container.name", container.clone().into());
-        put("container.id", Str::from(container_id.to_string()).into());
+        put(attr::K8S_POD_NAME, pod.name.clone().into());
+        put(attr::K8S_POD_UID, pod.uid.clone().into());
+        put(attr::K8S_NAMESPACE_NAME, pod.namespace.clone().into());
+        put(attr::K8S_CONTAINER_NAME, container.clone().into());
+        put(
+            attr::CONTAINER_ID,
+            Str::from(container_id.to_string()).into(),
+        );
         if let Some(n) = &pod.node_name {
-            put("k8s.node.name", n.clone().into());
+            put(attr::K8S_NODE_NAME, n.clone().into());
         }
-        put("k8s.owner.name", ep.owner_name.clone().into());
-        put("k8s.owner.type", ep.owner_type.clone().into());
+        put(attr::K8S_OWNER_NAME, ep.owner_name.clone().into());
+        put(attr::K8S_OWNER_TYPE, ep.owner_type.clone().into());
         if let Some(key) = owner_key(&ep.owner_type) {
             put(key, ep.owner_name.clone().into());
         }
@@ -287,8 +291,8 @@ impl K8sProcessor {
             }
         }
         let service_set = match (
-            a.get_str("service.name"),
-            a.get_str("process.executable.name"),
+            a.get_str(attr::SERVICE_NAME),
+            a.get_str(attr::PROCESS_EXECUTABLE_NAME),
         ) {
             (None, _) => false,
             (Some(s), _) if s.starts_with("unknown_service") => false,
@@ -300,7 +304,7 @@ impl K8sProcessor {
                 .app_name
                 .clone()
                 .unwrap_or_else(|| ep.owner_name.clone());
-            out.set("service.name", name);
+            out.set(attr::SERVICE_NAME, name);
         }
         Some(Resource::new(out))
     }
@@ -309,12 +313,12 @@ impl K8sProcessor {
 /// The semantic-convention key for an owner kind (`k8s.deployment.name`, ...).
 fn owner_key(kind: &str) -> Option<&'static str> {
     Some(match kind {
-        "Deployment" => "k8s.deployment.name",
-        "ReplicaSet" => "k8s.replicaset.name",
-        "DaemonSet" => "k8s.daemonset.name",
-        "StatefulSet" => "k8s.statefulset.name",
-        "Job" => "k8s.job.name",
-        "CronJob" => "k8s.cronjob.name",
+        "Deployment" => attr::K8S_DEPLOYMENT_NAME,
+        "ReplicaSet" => attr::K8S_REPLICASET_NAME,
+        "DaemonSet" => attr::K8S_DAEMONSET_NAME,
+        "StatefulSet" => attr::K8S_STATEFULSET_NAME,
+        "Job" => attr::K8S_JOB_NAME,
+        "CronJob" => attr::K8S_CRONJOB_NAME,
         _ => return None,
     })
 }

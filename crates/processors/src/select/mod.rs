@@ -20,15 +20,13 @@
 //!   suffix and `_total` for counters (`tapline_network_flow_bytes_total`).
 //! - Every matching entry applies. Data point attributes kept = the union of the matching
 //!   entries' `include` globs when any has one, otherwise the metric's default set
-//!   ([`defaults::METRIC_DEFAULTS`]; all attributes for a metric without one); then the union
+//!   ([`tapline_semconv::metric::ALL`]; all attributes for a metric without one); then the union
 //!   of their `exclude` globs is removed.
 //! - Resource attributes are only ever removed by `exclude` (`include` narrows data point
 //!   attributes, never the resource that identifies the producer).
 //! - Points left with identical attributes are merged: sums are added, histograms merged, and
 //!   of identical gauge points the latest is kept.
 //! - `select: {}` applies each metric's default set.
-
-pub mod defaults;
 
 use std::sync::{Arc, RwLock};
 
@@ -40,6 +38,7 @@ use tapline_core::data::{
     ResourceMetrics, Signal, SignalKind, Str, Value,
 };
 use tapline_core::pipeline::BatchFn;
+use tapline_semconv::prometheus::NameKind;
 
 use crate::net::{fast_map, FastMap, Layouts};
 
@@ -57,33 +56,6 @@ pub struct SelectEntry {
     pub include: Option<Vec<Glob>>,
     #[serde(default)]
     pub exclude: Vec<Glob>,
-}
-
-/// The name the Prometheus exporter gives a metric: dots and other invalid characters become
-/// underscores, the unit suffix is appended unless present (`_bytes`, `_seconds`), and
-/// monotonic sums end in `_total`.
-pub fn prometheus_name(name: &str, unit: &str, monotonic_sum: bool) -> String {
-    let mut out: String = name
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect();
-    let suffix = match unit {
-        "By" => Some("bytes"),
-        "s" => Some("seconds"),
-        "ms" => Some("milliseconds"),
-        "1" if !monotonic_sum => Some("ratio"),
-        _ => None,
-    };
-    if let Some(s) = suffix {
-        if !out.ends_with(&format!("_{s}")) {
-            out.push('_');
-            out.push_str(s);
-        }
-    }
-    if monotonic_sum && !out.ends_with("_total") {
-        out.push_str("_total");
-    }
-    out
 }
 
 fn underscore_name(name: &str) -> String {
@@ -166,7 +138,7 @@ impl<'p> Verdicts<'p> {
 pub struct SelectProcessor {
     /// (glob, include, exclude), in config order.
     entries: Vec<(Glob, Option<Vec<Glob>>, Vec<Glob>)>,
-    plans: RwLock<FastMap<(Str, Str, bool), Arc<Plan>>>,
+    plans: RwLock<FastMap<(Str, Str, NameKind), Arc<Plan>>>,
 }
 
 /// Metric names seen by one processor are few (tapline's own) unless it forwards OTLP from
@@ -187,14 +159,8 @@ impl SelectProcessor {
     }
 
     fn plan(&self, metric: &Metric) -> Arc<Plan> {
-        let monotonic_sum = matches!(
-            metric.data,
-            MetricData::Sum {
-                monotonic: true,
-                ..
-            }
-        );
-        let key = (metric.name.clone(), metric.unit.clone(), monotonic_sum);
+        let kind = metric.prometheus_kind();
+        let key = (metric.name.clone(), metric.unit.clone(), kind);
         if let Some(p) = self
             .plans
             .read()
@@ -206,7 +172,7 @@ impl SelectProcessor {
         let names = [
             metric.name.to_string(),
             underscore_name(&metric.name),
-            prometheus_name(&metric.name, &metric.unit, monotonic_sum),
+            metric.prometheus_name(),
         ];
         let mut include: Option<Vec<Glob>> = None;
         let mut exclude = Vec::new();
@@ -223,7 +189,7 @@ impl SelectProcessor {
         }
         let plan = Arc::new(Plan {
             include,
-            defaults: defaults::defaults_for(&metric.name).map(|d| d.attributes),
+            defaults: tapline_semconv::metric::by_name(&metric.name).map(|d| d.default_attributes),
             exclude,
         });
         let mut plans = self.plans.write().unwrap_or_else(|e| e.into_inner());

@@ -70,26 +70,6 @@ fn values(batch: &Signal) -> Vec<i64> {
 }
 
 #[test]
-fn prometheus_names() {
-    assert_eq!(
-        prometheus_name("tapline.network.flow.bytes", "By", true),
-        "tapline_network_flow_bytes_total"
-    );
-    assert_eq!(
-        prometheus_name("tapline.network.flow.packets", "{packet}", true),
-        "tapline_network_flow_packets_total"
-    );
-    assert_eq!(
-        prometheus_name("http.server.request.duration", "s", false),
-        "http_server_request_duration_seconds"
-    );
-    assert_eq!(
-        prometheus_name("http.server.request.body.size", "By", false),
-        "http_server_request_body_size_bytes"
-    );
-}
-
-#[test]
 fn include_keeps_only_matching_and_merges_series() {
     let p = processor(
         r#"
@@ -148,9 +128,8 @@ fn empty_config_applies_defaults() {
     assert_eq!(pts.len(), 1);
     for (k, _) in pts[0].iter() {
         assert!(
-            defaults::defaults_for("tapline.network.flow.bytes")
-                .unwrap()
-                .attributes
+            tapline_semconv::metric::NETWORK_FLOW_BYTES
+                .default_attributes
                 .contains(&k.as_str()),
             "{k} is not a default"
         );

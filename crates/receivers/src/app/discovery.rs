@@ -11,6 +11,7 @@ use tapline_core::config::types::Glob;
 use tapline_core::data::{Attributes, Resource, Str, Value};
 
 use crate::lru::{fast_map, FastMap};
+use tapline_semconv::attr;
 
 /// `80,8000-8999`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -305,23 +306,23 @@ impl Discovery {
             .unwrap_or_else(|| exe_name.clone())
             .into();
         let mut attrs = Attributes::with_capacity(6);
-        attrs.push("service.name", service_name.clone());
+        attrs.push(attr::SERVICE_NAME, service_name.clone());
         if let Some(ns) = environ_var(&environ, "OTEL_SERVICE_NAMESPACE") {
-            attrs.push("service.namespace", Value::from(ns.to_string()));
+            attrs.push(attr::SERVICE_NAMESPACE, Value::from(ns.to_string()));
         }
-        attrs.push("process.pid", pid as i64);
-        attrs.push("process.executable.name", Value::from(exe_name));
+        attrs.push(attr::PROCESS_PID, pid as i64);
+        attrs.push(attr::PROCESS_EXECUTABLE_NAME, Value::from(exe_name));
         if !exe_path.is_empty() {
-            attrs.push("process.executable.path", Value::from(exe_path.clone()));
+            attrs.push(attr::PROCESS_EXECUTABLE_PATH, Value::from(exe_path.clone()));
         }
-        attrs.push("host.name", self.host_name.clone());
+        attrs.push(attr::HOST_NAME, self.host_name.clone());
         if let Some(id) = std::fs::read_to_string(pdir.join("cgroup"))
             .ok()
             .and_then(|c| container_id(&c))
         {
-            attrs.push("container.id", Value::from(id));
+            attrs.push(attr::CONTAINER_ID, Value::from(id));
         }
-        attrs.push("telemetry.sdk.name", "tapline");
+        attrs.push(attr::TELEMETRY_SDK_NAME, "tapline");
         Some(ProcessInfo {
             pid,
             exe_path,
@@ -343,13 +344,13 @@ impl Discovery {
         } else {
             Str::from(comm.to_string())
         };
-        attrs.push("service.name", service_name.clone());
-        attrs.push("process.pid", pid as i64);
+        attrs.push(attr::SERVICE_NAME, service_name.clone());
+        attrs.push(attr::PROCESS_PID, pid as i64);
         if !comm.is_empty() {
-            attrs.push("process.executable.name", Value::from(comm.to_string()));
+            attrs.push(attr::PROCESS_EXECUTABLE_NAME, Value::from(comm.to_string()));
         }
-        attrs.push("host.name", self.host_name.clone());
-        attrs.push("telemetry.sdk.name", "tapline");
+        attrs.push(attr::HOST_NAME, self.host_name.clone());
+        attrs.push(attr::TELEMETRY_SDK_NAME, "tapline");
         ProcessInfo {
             pid,
             exe_path: String::new(),

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use tapline_core::config::types::{duration, ByteSize, NamePattern};
 use tapline_core::config::Diagnostics;
 use tapline_ebpf::flows::{ipproto, AttachDirection, FlowSource, ProtocolFilter};
+use tapline_semconv::attr;
 
 /// `receivers.flows`.
 #[derive(Clone, Debug, Deserialize)]
@@ -174,18 +175,18 @@ impl FlowAttribute {
     /// The attribute key, as emitted.
     pub const fn key(self) -> &'static str {
         match self {
-            FlowAttribute::SrcAddress => "src.address",
-            FlowAttribute::DstAddress => "dst.address",
-            FlowAttribute::SrcPort => "src.port",
-            FlowAttribute::DstPort => "dst.port",
-            FlowAttribute::Transport => "transport",
-            FlowAttribute::NetworkType => "network.type",
-            FlowAttribute::Direction => "direction",
-            FlowAttribute::ClientPort => "client.port",
-            FlowAttribute::ServerPort => "server.port",
-            FlowAttribute::Iface => "iface",
-            FlowAttribute::IfaceDirection => "iface.direction",
-            FlowAttribute::TaplineIp => "tapline.ip",
+            FlowAttribute::SrcAddress => attr::SRC_ADDRESS,
+            FlowAttribute::DstAddress => attr::DST_ADDRESS,
+            FlowAttribute::SrcPort => attr::SRC_PORT,
+            FlowAttribute::DstPort => attr::DST_PORT,
+            FlowAttribute::Transport => attr::TRANSPORT,
+            FlowAttribute::NetworkType => attr::NETWORK_TYPE,
+            FlowAttribute::Direction => attr::DIRECTION,
+            FlowAttribute::ClientPort => attr::CLIENT_PORT,
+            FlowAttribute::ServerPort => attr::SERVER_PORT,
+            FlowAttribute::Iface => attr::IFACE,
+            FlowAttribute::IfaceDirection => attr::IFACE_DIRECTION,
+            FlowAttribute::TaplineIp => attr::TAPLINE_IP,
         }
     }
 

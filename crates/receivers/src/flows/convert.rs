@@ -18,9 +18,9 @@ use tapline_ebpf::flows::{ipproto, FlowKey, FlowRecord, FAMILY_IPV4, FAMILY_IPV6
 use super::config::{AttributeSet, FlowAttribute as A};
 use crate::lru::{fast_map, BoundedMap, FastMap};
 
-pub const METRIC_BYTES: &str = "tapline.network.flow.bytes";
-pub const METRIC_PACKETS: &str = "tapline.network.flow.packets";
-pub const SCOPE: &str = "tapline.flows";
+pub const METRIC_BYTES: &str = tapline_semconv::metric::NETWORK_FLOW_BYTES.name;
+pub const METRIC_PACKETS: &str = tapline_semconv::metric::NETWORK_FLOW_PACKETS.name;
+pub const SCOPE: &str = tapline_semconv::SCOPE_FLOWS;
 
 const TCP_SYN: u16 = 0x02;
 const TCP_ACK: u16 = 0x10;

@@ -4,7 +4,7 @@
 //! dropped), monotonic counters end in `_total`, gauges of unit `1` end in `_ratio`.
 
 /// What kind of Prometheus metric a name is made for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum NameKind {
     Counter,
     Gauge,
