@@ -3,6 +3,9 @@
 //! [`ProtocolSpec`](crate::ProtocolSpec) carries one [`Conventions`], built from the family
 //! functions here (HTTP, RPC, database, messaging).
 
+use tapline_semconv::attr::*;
+use tapline_semconv::metric::{self, MetricDef};
+
 use crate::{grpc, Operation, Side, Status, Str, ERROR_NO_RESPONSE};
 
 /// A duration histogram of the operations other than HTTP's.
@@ -23,28 +26,14 @@ impl OperationMetric {
         OperationMetric::MessagingClient,
     ];
 
-    pub fn name(self) -> &'static str {
+    /// Its definition in the telemetry schema.
+    pub fn def(self) -> &'static MetricDef {
         match self {
-            OperationMetric::RpcServer => "rpc.server.call.duration",
-            OperationMetric::RpcClient => "rpc.client.call.duration",
-            OperationMetric::DbClient => "db.client.operation.duration",
-            OperationMetric::MessagingClient => "messaging.client.operation.duration",
+            OperationMetric::RpcServer => &metric::RPC_SERVER_CALL_DURATION,
+            OperationMetric::RpcClient => &metric::RPC_CLIENT_CALL_DURATION,
+            OperationMetric::DbClient => &metric::DB_CLIENT_OPERATION_DURATION,
+            OperationMetric::MessagingClient => &metric::MESSAGING_CLIENT_OPERATION_DURATION,
         }
-    }
-
-    pub fn description(self) -> &'static str {
-        match self {
-            OperationMetric::RpcServer => "Measures the duration of inbound RPC.",
-            OperationMetric::RpcClient => "Measures the duration of outbound RPC.",
-            OperationMetric::DbClient => "Duration of database client operations.",
-            OperationMetric::MessagingClient => {
-                "Duration of messaging operation initiated by a producer or consumer client."
-            }
-        }
-    }
-
-    pub fn unit(self) -> &'static str {
-        "s"
     }
 }
 
@@ -132,7 +121,7 @@ pub const DATABASE: Conventions = Conventions {
     record: client_only_db,
     span_name: SpanName::OperationAndTarget,
     attributes: |op, _, attrs| database_attributes(op, attrs, false),
-    query_text: Some("db.query.text"),
+    query_text: Some(DB_QUERY_TEXT),
 };
 
 /// A SQL database: a failed operation's error code is also `db.response.status_code`.
@@ -140,7 +129,7 @@ pub const SQL_DATABASE: Conventions = Conventions {
     record: client_only_db,
     span_name: SpanName::OperationAndTarget,
     attributes: |op, _, attrs| database_attributes(op, attrs, true),
-    query_text: Some("db.query.text"),
+    query_text: Some(DB_QUERY_TEXT),
 };
 
 /// A message broker: `messaging.client.operation.duration`.
@@ -168,13 +157,13 @@ fn client_only_db(side: Side) -> Option<(Metric, SpanKind)> {
 }
 
 fn rpc_attributes(op: &Operation, side: Side, attrs: &mut Attributes) -> Option<Str> {
-    attrs.push(("rpc.system.name", Str::Borrowed(op.protocol.as_str())));
-    attrs.push(("rpc.method", op.name.clone()));
+    attrs.push((RPC_SYSTEM_NAME, Str::Borrowed(op.protocol.as_str())));
+    attrs.push((RPC_METHOD, op.name.clone()));
     let mut error = op.error.clone();
     match op.status {
         Status::Grpc(code) => {
             let status_code = grpc::status_attribute(code);
-            attrs.push(("rpc.response.status_code", status_code.clone()));
+            attrs.push((RPC_RESPONSE_STATUS_CODE, status_code.clone()));
             if !grpc::is_error(side, code) {
                 error = None;
             } else if error.is_none() {
@@ -189,29 +178,29 @@ fn rpc_attributes(op: &Operation, side: Side, attrs: &mut Attributes) -> Option<
 }
 
 fn database_attributes(op: &Operation, attrs: &mut Attributes, status_code: bool) -> Option<Str> {
-    attrs.push(("db.system.name", Str::Borrowed(op.protocol.as_str())));
-    attrs.push(("db.operation.name", op.name.clone()));
+    attrs.push((DB_SYSTEM_NAME, Str::Borrowed(op.protocol.as_str())));
+    attrs.push((DB_OPERATION_NAME, op.name.clone()));
     if let Some(t) = &op.target {
-        attrs.push(("db.collection.name", t.clone()));
+        attrs.push((DB_COLLECTION_NAME, t.clone()));
     }
     if status_code && op.status == Status::Error {
         if let Some(e) = &op.error {
-            attrs.push(("db.response.status_code", e.clone()));
+            attrs.push((DB_RESPONSE_STATUS_CODE, e.clone()));
         }
     }
     op.error.clone()
 }
 
 fn messaging_attributes(op: &Operation, _: Side, attrs: &mut Attributes) -> Option<Str> {
-    attrs.push(("messaging.system", Str::Borrowed(op.protocol.as_str())));
-    attrs.push(("messaging.operation.name", op.name.clone()));
+    attrs.push((MESSAGING_SYSTEM, Str::Borrowed(op.protocol.as_str())));
+    attrs.push((MESSAGING_OPERATION_NAME, op.name.clone()));
     match op.name.as_ref() {
-        "send" => attrs.push(("messaging.operation.type", Str::Borrowed("send"))),
-        "receive" => attrs.push(("messaging.operation.type", Str::Borrowed("receive"))),
+        "send" => attrs.push((MESSAGING_OPERATION_TYPE, Str::Borrowed("send"))),
+        "receive" => attrs.push((MESSAGING_OPERATION_TYPE, Str::Borrowed("receive"))),
         _ => {}
     }
     if let Some(t) = &op.target {
-        attrs.push(("messaging.destination.name", t.clone()));
+        attrs.push((MESSAGING_DESTINATION_NAME, t.clone()));
     }
     op.error.clone()
 }

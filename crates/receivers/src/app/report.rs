@@ -16,6 +16,8 @@ use tapline_core::data::*;
 use tapline_protocols::conventions::{self, Conventions, OperationMetric, SpanName};
 use tapline_protocols::http1::head::{self as http, Method};
 use tapline_protocols::{self as protocols, Side, Status, ERROR_NO_RESPONSE};
+use tapline_semconv::attr::*;
+use tapline_semconv::metric::{self, MetricDef};
 
 use super::discovery::ProcessInfo;
 use super::routes::Router;
@@ -74,54 +76,22 @@ struct Series {
     response_body: HistogramPoint,
 }
 
-/// Name, description, unit.
-type MetricDef = (&'static str, &'static str, &'static str);
-
-/// The three histograms of one side.
-const METRICS: [(Side, [MetricDef; 3]); 2] = [
-    (
-        Side::Server,
-        [
-            (
-                "http.server.request.duration",
-                "Duration of HTTP server requests.",
-                "s",
-            ),
-            (
-                "http.server.request.body.size",
-                "Size of HTTP server request bodies.",
-                "By",
-            ),
-            (
-                "http.server.response.body.size",
-                "Size of HTTP server response bodies.",
-                "By",
-            ),
-        ],
-    ),
-    (
-        Side::Client,
-        [
-            (
-                "http.client.request.duration",
-                "Duration of HTTP client requests.",
-                "s",
-            ),
-            (
-                "http.client.request.body.size",
-                "Size of HTTP client request bodies.",
-                "By",
-            ),
-            (
-                "http.client.response.body.size",
-                "Size of HTTP client response bodies.",
-                "By",
-            ),
-        ],
-    ),
+/// The three histograms of each side ([`Side`] order): request duration, request body size,
+/// response body size.
+const HTTP_METRICS: [[&MetricDef; 3]; 2] = [
+    [
+        &metric::HTTP_SERVER_REQUEST_DURATION,
+        &metric::HTTP_SERVER_REQUEST_BODY_SIZE,
+        &metric::HTTP_SERVER_RESPONSE_BODY_SIZE,
+    ],
+    [
+        &metric::HTTP_CLIENT_REQUEST_DURATION,
+        &metric::HTTP_CLIENT_REQUEST_BODY_SIZE,
+        &metric::HTTP_CLIENT_RESPONSE_BODY_SIZE,
+    ],
 ];
 
-pub const SCOPE: &str = "tapline.app";
+pub const SCOPE: &str = tapline_semconv::SCOPE_APP;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct OpKey {
@@ -150,7 +120,7 @@ fn operation_attributes(
     let mut attrs: Vec<(&'static str, Str)> =
         described.iter().map(|(k, v)| (*k, core_str(v))).collect();
     if let Some(e) = &error {
-        attrs.push(("error.type", e.clone()));
+        attrs.push((ERROR_TYPE, e.clone()));
     }
     (attrs, error)
 }
@@ -279,8 +249,7 @@ impl Reporter {
         want_metrics: bool,
         want_spans: bool,
     ) -> Self {
-        let bounds =
-            METRICS.map(|(_, defs)| defs.map(|(name, _, unit)| buckets.bounds_for(name, unit)));
+        let bounds = HTTP_METRICS.map(|defs| defs.map(|d| buckets.bounds_for(d.name, d.unit)));
         Reporter {
             router,
             opts,
@@ -295,7 +264,7 @@ impl Reporter {
             boot_offset: boot_offset(),
             ignored: 0,
             op_series: fast_map(0),
-            op_bounds: OperationMetric::ALL.map(|m| buckets.bounds_for(m.name(), m.unit())),
+            op_bounds: OperationMetric::ALL.map(|m| buckets.bounds_for(m.def().name, m.def().unit)),
             server_side_ops: 0,
             addr_text: BoundedMap::new(TEXT_CACHE),
             span_names: BoundedMap::new(TEXT_CACHE),
@@ -425,35 +394,35 @@ impl Reporter {
 
         if self.want_spans {
             let mut a = Pairs(Vec::with_capacity(12));
-            a.push("http.request.method", x.method.as_str());
-            a.push("http.route", route.clone());
+            a.push(HTTP_REQUEST_METHOD, x.method.as_str());
+            a.push(HTTP_ROUTE, route.clone());
             // the route when the path is its own route (no allocation)
             let path_value = if route.as_str() == path {
                 route.clone()
             } else {
                 Str::from(path.to_string())
             };
-            a.push("url.path", path_value);
+            a.push(URL_PATH, path_value);
             if x.status != 0 {
-                a.push("http.response.status_code", x.status as i64);
+                a.push(HTTP_RESPONSE_STATUS_CODE, x.status as i64);
             }
-            a.push("url.scheme", scheme(o.tls));
+            a.push(URL_SCHEME, scheme(o.tls));
             if server.port() != 0 {
-                a.push("server.address", self.addr_text(server.ip().to_canonical()));
-                a.push("server.port", server.port() as i64);
+                a.push(SERVER_ADDRESS, self.addr_text(server.ip().to_canonical()));
+                a.push(SERVER_PORT, server.port() as i64);
             }
             if o.side == Side::Server && client.port() != 0 {
-                a.push("client.address", self.addr_text(client.ip().to_canonical()));
+                a.push(CLIENT_ADDRESS, self.addr_text(client.ip().to_canonical()));
             }
             if let Some(e) = &error {
-                a.push("error.type", e.clone());
+                a.push(ERROR_TYPE, e.clone());
             }
-            a.push("http.request.body.size", op.request_size as i64);
-            a.push("http.response.body.size", op.response_size as i64);
+            a.push(HTTP_REQUEST_BODY_SIZE, op.request_size as i64);
+            a.push(HTTP_RESPONSE_BODY_SIZE, op.response_size as i64);
             if self.opts.span_query {
                 if let Some(q) = http::target_query(x.target) {
                     a.push(
-                        "url.query",
+                        URL_QUERY,
                         Value::from(String::from_utf8_lossy(q).into_owned()),
                     );
                 }
@@ -527,8 +496,8 @@ impl Reporter {
                 a.push(key, Value::from(q.clone()));
             }
             if let Some((ip, port)) = server {
-                a.push("server.address", self.addr_text(ip));
-                a.push("server.port", port as i64);
+                a.push(SERVER_ADDRESS, self.addr_text(ip));
+                a.push(SERVER_PORT, port as i64);
             }
             if o.tls {
                 a.push("tls", true);
@@ -610,8 +579,8 @@ impl Reporter {
                 attrs.push(name, v);
             }
             if let Some((ip, port)) = k.server {
-                attrs.push("server.address", Value::from(ip.to_string()));
-                attrs.push("server.port", port as i64);
+                attrs.push(SERVER_ADDRESS, Value::from(ip.to_string()));
+                attrs.push(SERVER_PORT, port as i64);
             }
             p.attributes = attrs;
             p.start_time_ns = start;
@@ -620,24 +589,24 @@ impl Reporter {
         }
         for (k, s) in self.series.drain() {
             let mut attrs = Attributes::with_capacity(9);
-            attrs.push("http.request.method", k.method.as_str());
-            attrs.push("http.route", k.route);
+            attrs.push(HTTP_REQUEST_METHOD, k.method.as_str());
+            attrs.push(HTTP_ROUTE, k.route);
             if k.status != 0 {
-                attrs.push("http.response.status_code", k.status as i64);
+                attrs.push(HTTP_RESPONSE_STATUS_CODE, k.status as i64);
             }
-            attrs.push("url.scheme", scheme(k.tls));
+            attrs.push(URL_SCHEME, scheme(k.tls));
             if k.server_port != 0 {
-                attrs.push("server.address", Value::from(k.server_address.to_string()));
-                attrs.push("server.port", k.server_port as i64);
+                attrs.push(SERVER_ADDRESS, Value::from(k.server_address.to_string()));
+                attrs.push(SERVER_PORT, k.server_port as i64);
             }
             if let Some(e) = k.error {
-                attrs.push("error.type", e);
+                attrs.push(ERROR_TYPE, e);
             }
             if let Some(p) = k.url_path {
-                attrs.push("url.path", p);
+                attrs.push(URL_PATH, p);
             }
             if let Some(c) = k.client_address {
-                attrs.push("client.address", Value::from(c.to_string()));
+                attrs.push(CLIENT_ADDRESS, Value::from(c.to_string()));
             }
             let side = match k.side {
                 Side::Server => 0,
@@ -664,15 +633,15 @@ impl Reporter {
             };
             let sides = by_pid.remove(&pid).unwrap_or_default();
             let mut metrics = Vec::new();
-            for ((_, defs), hists) in METRICS.iter().zip(sides) {
-                for ((name, description, unit), points) in defs.iter().zip(hists) {
+            for (defs, hists) in HTTP_METRICS.iter().zip(sides) {
+                for (def, points) in defs.iter().zip(hists) {
                     if points.is_empty() {
                         continue;
                     }
                     metrics.push(Metric {
-                        name: Str::from_static(name),
-                        description: Str::from_static(description),
-                        unit: Str::from_static(unit),
+                        name: Str::from_static(def.name),
+                        description: Str::from_static(def.description),
+                        unit: Str::from_static(def.unit),
                         data: MetricData::Histogram {
                             temporality: Temporality::Delta,
                             points,
@@ -686,9 +655,9 @@ impl Reporter {
                     continue;
                 }
                 metrics.push(Metric {
-                    name: Str::from_static(metric.name()),
-                    description: Str::from_static(metric.description()),
-                    unit: Str::from_static(metric.unit()),
+                    name: Str::from_static(metric.def().name),
+                    description: Str::from_static(metric.def().description),
+                    unit: Str::from_static(metric.def().unit),
                     data: MetricData::Histogram {
                         temporality: Temporality::Delta,
                         points,
