@@ -24,7 +24,7 @@ pub fn http1_mix(rounds: usize, conns: u64) -> Vec<Exchange> {
                     (req.into_bytes(), full)
                 }
                 1 => (
-                    b"POST /api/items HTTP/1.1\r\nHost: shop.local\r\nContent-Type: application/json\r\nContent-Length: 27\r\n\r\n{\"name\":\"x\",\"price\":12.50}".to_vec(),
+                    b"POST /api/items HTTP/1.1\r\nHost: shop.local\r\nContent-Type: application/json\r\nContent-Length: 26\r\n\r\n{\"name\":\"x\",\"price\":12.50}".to_vec(),
                     b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}".to_vec(),
                 ),
                 2 => (
