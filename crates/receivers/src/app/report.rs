@@ -110,19 +110,42 @@ fn core_str(s: &protocols::Str) -> Str {
     }
 }
 
-/// The attributes an operation's protocol gives it, then `error.type`; and the error.
-fn operation_attributes(
-    o: &Observation,
-    conventions: &Conventions,
-) -> (Vec<(&'static str, Str)>, Option<Str>) {
-    let mut described = Vec::with_capacity(6);
-    let error = (conventions.attributes)(&o.op, o.side, &mut described).map(|e| core_str(&e));
-    let mut attrs: Vec<(&'static str, Str)> =
-        described.iter().map(|(k, v)| (*k, core_str(v))).collect();
-    if let Some(e) = &error {
-        attrs.push((ERROR_TYPE, e.clone()));
+/// What an operation's conventions say about it, before it becomes a span or a point.
+struct Described<'a> {
+    /// Its protocol's attributes, then `error.type`.
+    attrs: Vec<(&'static str, Str)>,
+    error: Option<Str>,
+    /// The query text and its attribute key, when the protocol and the configuration allow it.
+    query: Option<(&'static str, &'a str)>,
+    /// `server.address` and `server.port` (None when the socket is not known).
+    server: Option<(IpAddr, u16)>,
+}
+
+impl<'a> Described<'a> {
+    fn of(o: &'a Observation, conventions: &Conventions, query_text: bool) -> Self {
+        let mut described = Vec::with_capacity(6);
+        let error = (conventions.attributes)(&o.op, o.side, &mut described).map(|e| core_str(&e));
+        let mut attrs: Vec<(&'static str, Str)> =
+            described.iter().map(|(k, v)| (*k, core_str(v))).collect();
+        if let Some(e) = &error {
+            attrs.push((ERROR_TYPE, e.clone()));
+        }
+        let query = conventions
+            .query_text
+            .zip(o.op.query_text.as_deref())
+            .filter(|_| query_text);
+        let server = match o.side {
+            Side::Server => o.local,
+            Side::Client => o.remote,
+        };
+        let server = (server.port() != 0).then(|| (server.ip().to_canonical(), server.port()));
+        Described {
+            attrs,
+            error,
+            query,
+            server,
+        }
     }
-    (attrs, error)
 }
 
 fn operation_span_name(op: &protocols::Operation, rule: SpanName) -> Str {
@@ -472,74 +495,92 @@ impl Reporter {
         kind: conventions::SpanKind,
         proc_info: &ProcessInfo,
     ) {
-        let op = &o.op;
-        let (mut attrs, error) = operation_attributes(o, conventions);
-        let query = conventions
-            .query_text
-            .zip(op.query_text.as_ref())
-            .filter(|_| self.opts.db_query_text);
-        let server = match o.side {
-            Side::Server => o.local,
-            Side::Client => o.remote,
-        };
-        let server = (server.port() != 0).then(|| (server.ip().to_canonical(), server.port()));
+        let described = Described::of(o, conventions, self.opts.db_query_text);
         self.resources
             .entry(o.pid)
             .or_insert_with(|| proc_info.resource.clone());
-
         if self.want_spans {
-            let mut a = Pairs(Vec::with_capacity(attrs.len() + 4));
-            for (k, v) in &attrs {
-                a.push(*k, v.clone());
-            }
-            if let Some((key, q)) = query {
-                a.push(key, Value::from(q.clone()));
-            }
-            if let Some((ip, port)) = server {
-                a.push(SERVER_ADDRESS, self.addr_text(ip));
-                a.push(SERVER_PORT, port as i64);
-            }
-            if o.tls {
-                a.push("tls", true);
-            }
-            let span = Span {
-                trace_id: self.random_id::<16>(),
-                span_id: self.random_id::<8>(),
-                parent_span_id: [0; 8],
-                name: operation_span_name(op, conventions.span_name),
-                kind: match kind {
-                    conventions::SpanKind::Server => SpanKind::Server,
-                    conventions::SpanKind::Client => SpanKind::Client,
-                },
-                start_time_ns: self.to_unix(op.start_ns),
-                end_time_ns: self.to_unix(op.end_ns),
-                attributes: a.0.into(),
-                status: if error.is_some() {
-                    StatusCode::Error
-                } else {
-                    StatusCode::Unset
-                },
-                status_message: error.unwrap_or_default(),
-            };
-            self.push_span(o.pid, span);
+            self.push_operation_span(o, conventions.span_name, kind, &described);
         }
         if self.want_metrics {
-            if let Some((key, q)) = query {
-                attrs.push((key, Str::from(q.clone())));
-            }
-            let key = OpKey {
-                pid: o.pid,
-                metric,
-                attrs,
-                server,
-            };
-            let bounds = &self.op_bounds[metric as usize];
-            let duration_s = op.end_ns.saturating_sub(op.start_ns) as f64 / 1e9;
-            self.op_series
-                .entry(key)
-                .or_insert_with(|| HistogramPoint::new(Attributes::new(), bounds.clone(), 0, 0))
-                .record(duration_s);
+            self.record_operation_duration(o, metric, described);
         }
+    }
+
+    /// One span per operation: its attributes, the query text when allowed, the server's
+    /// address, `tls`; the error as the span's status.
+    fn push_operation_span(
+        &mut self,
+        o: &Observation,
+        name: SpanName,
+        kind: conventions::SpanKind,
+        d: &Described,
+    ) {
+        let op = &o.op;
+        let mut a = Pairs(Vec::with_capacity(d.attrs.len() + 4));
+        for (k, v) in &d.attrs {
+            a.push(*k, v.clone());
+        }
+        if let Some((key, q)) = d.query {
+            a.push(key, Value::from(q.to_string()));
+        }
+        if let Some((ip, port)) = d.server {
+            a.push(SERVER_ADDRESS, self.addr_text(ip));
+            a.push(SERVER_PORT, port as i64);
+        }
+        if o.tls {
+            a.push("tls", true);
+        }
+        let span = Span {
+            trace_id: self.random_id::<16>(),
+            span_id: self.random_id::<8>(),
+            parent_span_id: [0; 8],
+            name: operation_span_name(op, name),
+            kind: match kind {
+                conventions::SpanKind::Server => SpanKind::Server,
+                conventions::SpanKind::Client => SpanKind::Client,
+            },
+            start_time_ns: self.to_unix(op.start_ns),
+            end_time_ns: self.to_unix(op.end_ns),
+            attributes: a.0.into(),
+            status: if d.error.is_some() {
+                StatusCode::Error
+            } else {
+                StatusCode::Unset
+            },
+            status_message: d.error.clone().unwrap_or_default(),
+        };
+        self.push_span(o.pid, span);
+    }
+
+    /// The operation's duration into its metric's series of (process, attributes, server).
+    fn record_operation_duration(
+        &mut self,
+        o: &Observation,
+        metric: OperationMetric,
+        d: Described,
+    ) {
+        let Described {
+            mut attrs,
+            query,
+            server,
+            ..
+        } = d;
+        if let Some((key, q)) = query {
+            attrs.push((key, Str::from(q.to_string())));
+        }
+        let key = OpKey {
+            pid: o.pid,
+            metric,
+            attrs,
+            server,
+        };
+        let bounds = &self.op_bounds[metric as usize];
+        let duration_s = o.op.end_ns.saturating_sub(o.op.start_ns) as f64 / 1e9;
+        self.op_series
+            .entry(key)
+            .or_insert_with(|| HistogramPoint::new(Attributes::new(), bounds.clone(), 0, 0))
+            .record(duration_s);
     }
 
     /// The spans recorded since the last call, grouped by process.
