@@ -86,7 +86,7 @@ pub(crate) unsafe fn lookup_batch<K: Pod, V: Pod>(
 ) -> (io::Result<u32>, usize) {
     let count = keys.len();
     assert!(
-        count > 0 && values.len() % count == 0,
+        count > 0 && values.len().is_multiple_of(count),
         "values are a whole number per key"
     );
     let mut out_batch = 0u32;
@@ -118,7 +118,7 @@ pub(crate) unsafe fn update_batch<K: Pod, V: Pod>(
 ) -> io::Result<()> {
     let count = keys.len();
     assert!(
-        count > 0 && values.len() % count == 0,
+        count > 0 && values.len().is_multiple_of(count),
         "values are a whole number per key"
     );
     let mut attr = BatchAttr {
