@@ -18,8 +18,10 @@ use tapline_ebpf::flows::{ipproto, FlowKey, FlowRecord, FAMILY_IPV4, FAMILY_IPV6
 use super::config::{AttributeSet, FlowAttribute as A};
 use crate::lru::{fast_map, BoundedMap, FastMap};
 
-pub const METRIC_BYTES: &str = tapline_semconv::metric::NETWORK_FLOW_BYTES.name;
-pub const METRIC_PACKETS: &str = tapline_semconv::metric::NETWORK_FLOW_PACKETS.name;
+use tapline_semconv::metric::{NETWORK_FLOW_BYTES, NETWORK_FLOW_PACKETS};
+
+pub const METRIC_BYTES: &str = NETWORK_FLOW_BYTES.name;
+pub const METRIC_PACKETS: &str = NETWORK_FLOW_PACKETS.name;
 pub const SCOPE: &str = tapline_semconv::SCOPE_FLOWS;
 
 const TCP_SYN: u16 = 0x02;
@@ -585,10 +587,8 @@ impl Converter {
                 metrics: vec![
                     Metric {
                         name: Str::from_static(METRIC_BYTES),
-                        description: Str::from_static(
-                            "Bytes of the flow's packets, link-layer header included",
-                        ),
-                        unit: Str::from_static("By"),
+                        description: Str::from_static(NETWORK_FLOW_BYTES.description),
+                        unit: Str::from_static(NETWORK_FLOW_BYTES.unit),
                         data: MetricData::Sum {
                             temporality: Temporality::Delta,
                             monotonic: true,
@@ -597,8 +597,8 @@ impl Converter {
                     },
                     Metric {
                         name: Str::from_static(METRIC_PACKETS),
-                        description: Str::from_static("Packets of the flow"),
-                        unit: Str::from_static("{packet}"),
+                        description: Str::from_static(NETWORK_FLOW_PACKETS.description),
+                        unit: Str::from_static(NETWORK_FLOW_PACKETS.unit),
                         data: MetricData::Sum {
                             temporality: Temporality::Delta,
                             monotonic: true,
