@@ -370,8 +370,7 @@ impl AppCapture {
                 raw::APP_MAX_CAPTURE
             )));
         }
-        // SAFETY: sysconf has no preconditions.
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u32;
+        let page = crate::sys::page_size();
         let rb = cfg.ring_buffer_bytes;
         if !rb.is_power_of_two() || rb < page {
             return Err(AppCaptureError::Config(format!(
@@ -650,25 +649,9 @@ impl AppCapture {
     /// [`AppCaptureConfig::wakeup_bytes`]: below the watermark this sleeps the whole
     /// `timeout`; call [`AppCapture::poll`] after it either way). Returns true if signalled.
     pub fn wait(&self, timeout: Duration) -> io::Result<bool> {
-        let mut pfd = libc::pollfd {
-            fd: self.ring.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-        // SAFETY: one valid pollfd.
-        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
-        match rc {
-            -1 => {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    Ok(false)
-                } else {
-                    Err(e)
-                }
-            }
-            0 => Ok(false),
-            _ => Ok(true),
+        match crate::sys::poll_readable(self.ring.as_fd(), timeout) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
+            other => other,
         }
     }
 

@@ -23,7 +23,7 @@ use crate::flows::ifindex;
 use crate::load::{
     is_permission_error, net_attach_error, program_load_error, EbpfError, RAW_SOCKET_CAPS_HINT,
 };
-use crate::packet::{bind_packet_socket, open_packet_socket, recv_frame, take_drops};
+use crate::sys::packet::{bind_packet_socket, open_packet_socket, recv_frame, take_drops};
 
 /// The compiled sniffer object (committed, rebuilt with `crates/ebpf/build-objects.sh`).
 pub static DNS_OBJECT: &[u8] = aya::include_bytes_aligned!("../objects/dns.o");

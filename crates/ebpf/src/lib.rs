@@ -2,4 +2,4 @@ pub mod app;
 pub mod dns;
 pub mod flows;
 pub mod load;
-mod packet;
+pub mod sys;

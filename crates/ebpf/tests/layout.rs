@@ -1,5 +1,5 @@
-//! The Rust mirrors in src/flows.rs must match the C structs of src/bpf/flows.h: this compiles a
-//! tiny C program printing sizeof/offsetof of every field and compares. Needs a C compiler
+//! The Rust mirrors in src/flows/abi.rs must match the C structs of src/bpf/flows.h: this
+//! compiles a tiny C program printing sizeof/offsetof of every field and compares. Needs a C compiler
 //! (`cc`, `clang` or `gcc`); fails loudly without one (CI installs clang).
 use std::{mem::offset_of, path::Path, process::Command};
 

@@ -298,8 +298,9 @@ pub struct AppReceiver {
     observations: Counter,
 }
 
-/// Everything the event loop owns besides the capture.
-struct Pipeline {
+/// The receiver's event loop: everything it owns besides the capture, and what it does with
+/// each batch of events.
+struct EventLoop {
     discovery: Discovery,
     tracker: Tracker,
     reporter: Reporter,
@@ -307,7 +308,7 @@ struct Pipeline {
     tls: bool,
 }
 
-impl Pipeline {
+impl EventLoop {
     fn handle(&mut self, cap: &mut AppCapture, events: &mut Vec<AppEvent>, observed: &Counter) {
         for ev in events.drain(..) {
             let pid = ev.pid();
@@ -416,7 +417,7 @@ impl Receiver for AppReceiver {
         let id = ctx.id.to_string();
         let mut cap = AppCapture::load(&cap_cfg)
             .with_context(|| format!("receiver {id}: loading the eBPF application capture"))?;
-        let mut p = Pipeline {
+        let mut p = EventLoop {
             discovery,
             tracker: Tracker::with_parsers(
                 cfg.max_connections,

@@ -18,8 +18,10 @@ use tapline_ebpf::flows::{ipproto, FlowKey, FlowRecord, FAMILY_IPV4, FAMILY_IPV6
 use super::config::{AttributeSet, FlowAttribute as A};
 use crate::lru::{fast_map, BoundedMap, FastMap};
 
-pub const METRIC_BYTES: &str = tapline_semconv::metric::NETWORK_FLOW_BYTES.name;
-pub const METRIC_PACKETS: &str = tapline_semconv::metric::NETWORK_FLOW_PACKETS.name;
+use tapline_semconv::metric::{NETWORK_FLOW_BYTES, NETWORK_FLOW_PACKETS};
+
+pub const METRIC_BYTES: &str = NETWORK_FLOW_BYTES.name;
+pub const METRIC_PACKETS: &str = NETWORK_FLOW_PACKETS.name;
 pub const SCOPE: &str = tapline_semconv::SCOPE_FLOWS;
 
 const TCP_SYN: u16 = 0x02;
@@ -278,6 +280,17 @@ struct SynSeen {
 
 const ADDRESS_CACHE_MAX: usize = 65_536;
 
+/// Takes the ring buffer's flows in beside the map's and drops the non-IP records; returns how
+/// many were dropped. A flow whose packets were split between both has two records; they have
+/// the same owner and are summed when aggregating, so no per-record lookup is spent merging
+/// them here.
+fn take_in(evicted: &mut Vec<FlowRecord>, overflow: &mut Overflow) -> usize {
+    evicted.extend(overflow.flows.drain().map(|(_, r)| r));
+    let before = evicted.len();
+    evicted.retain(|r| r.key.is_ip());
+    before - evicted.len()
+}
+
 impl Converter {
     pub fn new(opts: ConverterOptions) -> Self {
         let memory = opts.memory.max(2);
@@ -332,6 +345,11 @@ impl Converter {
     /// Turns one eviction into data points. `evicted` are the map's records (one per flow and
     /// interface direction); `overflow` what the ring buffer delivered since the last eviction
     /// (emptied here). `boot_offset_ns` converts kernel monotonic times to Unix times.
+    ///
+    /// The steps: take the ring buffer's flows in beside the map's (`take_in`), choose one
+    /// interface per flow (`deduplicate`), learn who opened the TCP connections that started
+    /// (`learn_connections`), sum by the selected attributes (`aggregate`), build the two delta
+    /// sums (`metrics`).
     pub fn convert(
         &mut self,
         evicted: &mut Vec<FlowRecord>,
@@ -343,157 +361,103 @@ impl Converter {
             overflow_records: std::mem::take(&mut overflow.records),
             ..Default::default()
         };
-        // 1. Take the ring buffer's flows in beside the map's. A flow whose packets were split
-        // between both has two records; they have the same owner (step 2) and are summed when
-        // aggregating (step 4), so no per-record lookup is spent merging them here.
-        evicted.extend(overflow.flows.drain().map(|(_, r)| r));
-        let before = evicted.len();
-        evicted.retain(|r| r.key.is_ip());
-        stats.skipped = before - evicted.len();
+        stats.skipped = take_in(evicted, overflow);
         stats.flows = evicted.len();
         let records: &[FlowRecord] = evicted;
+        stats.deduplicated = self.deduplicate(records);
+        let need_role = self.needs_role();
+        if need_role {
+            self.learn_connections(records);
+        }
+        self.aggregate(records, need_role);
+        stats.points = self.aggregate.len();
+        (self.metrics(boot_offset_ns), stats)
+    }
 
-        // 2. Deduplicate: when several interfaces report one tuple, the one that saw it first
-        // owns it, and `owners` remembers the choice (the flow keeps its `iface`, and a packet
-        // counted by the owner before an eviction is not counted again by another interface
-        // after it). Records are grouped by sorting (tuple hash, index) pairs instead of
-        // through a map keyed by tuple: with a million records, random accesses to a map that
-        // large cost several times the sort. Only tuples seen on several interfaces are kept in
-        // `owners`, so that map stays small.
+    /// Whether an attribute that depends on who is the client is selected.
+    fn needs_role(&self) -> bool {
+        let attrs = self.opts.attributes;
+        attrs.contains(A::Direction)
+            || attrs.contains(A::ClientPort)
+            || attrs.contains(A::ServerPort)
+    }
+
+    /// Marks in `self.keep` the records to count (returns how many are dropped): when several
+    /// interfaces report one tuple, the one that saw it first owns it, and `owners` remembers
+    /// the choice (the flow keeps its `iface`, and a packet counted by the owner before an
+    /// eviction is not counted again by another interface after it). Records are grouped by
+    /// sorting (tuple hash, index) pairs instead of through a map keyed by tuple: with a million
+    /// records, random accesses to a map that large cost several times the sort. Only tuples
+    /// seen on several interfaces are kept in `owners`, so that map stays small.
+    fn deduplicate(&mut self, records: &[FlowRecord]) -> usize {
         self.keep.clear();
         self.keep.resize(records.len(), true);
-        if self.opts.deduplicate {
-            let hasher = &self.tuple_hasher;
-            self.order.clear();
-            self.order.extend(
-                records
+        if !self.opts.deduplicate {
+            return 0;
+        }
+        let hasher = &self.tuple_hasher;
+        self.order.clear();
+        self.order.extend(
+            records
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (hasher.hash_one(Tuple::of(&r.key)), i as u32)),
+        );
+        self.order.sort_unstable();
+        let mut start = 0;
+        while start < self.order.len() {
+            let hash = self.order[start].0;
+            let end = start
+                + self.order[start..]
                     .iter()
-                    .enumerate()
-                    .map(|(i, r)| (hasher.hash_one(Tuple::of(&r.key)), i as u32)),
-            );
-            self.order.sort_unstable();
-            let mut start = 0;
-            while start < self.order.len() {
-                let hash = self.order[start].0;
-                let end = start
-                    + self.order[start..]
-                        .iter()
-                        .take_while(|(h, _)| *h == hash)
-                        .count();
-                self.settle_owner(records, start..end);
-                start = end;
-            }
-            stats.deduplicated = self.keep.iter().filter(|k| !**k).count();
+                    .take_while(|(h, _)| *h == hash)
+                    .count();
+            self.settle_owner(records, start..end);
+            start = end;
         }
+        self.keep.iter().filter(|k| !**k).count()
+    }
 
-        // 3. Connection starts seen in this eviction (TCP flags are OR-ed over the window).
-        let attrs = self.opts.attributes;
-        let need_role = attrs.contains(A::Direction)
-            || attrs.contains(A::ClientPort)
-            || attrs.contains(A::ServerPort);
-        if need_role {
-            self.syns.clear();
-            for (i, r) in records.iter().enumerate() {
-                if !self.keep[i] || r.key.protocol != ipproto::TCP || r.tcp_flags & TCP_SYN == 0 {
-                    continue;
-                }
-                let (conv, src_is_lo) = Conversation::of(&r.key);
-                let pure = r.tcp_flags & TCP_ACK == 0;
-                self.syns
-                    .entry(conv)
-                    .and_modify(|s| {
-                        if pure {
-                            s.pure_syn_from_lo = Some(src_is_lo);
-                        }
-                        if r.first_ns < s.earliest.0 {
-                            s.earliest = (r.first_ns, src_is_lo);
-                        }
-                    })
-                    .or_insert(SynSeen {
-                        pure_syn_from_lo: pure.then_some(src_is_lo),
-                        earliest: (r.first_ns, src_is_lo),
-                    });
+    /// Remembers, for each TCP connection whose start this eviction saw, which end is the client
+    /// (TCP flags are OR-ed over the window).
+    fn learn_connections(&mut self, records: &[FlowRecord]) {
+        self.syns.clear();
+        for (i, r) in records.iter().enumerate() {
+            if !self.keep[i] || r.key.protocol != ipproto::TCP || r.tcp_flags & TCP_SYN == 0 {
+                continue;
             }
-            for (conv, s) in self.syns.drain() {
-                let client_is_lo = s.pure_syn_from_lo.unwrap_or(s.earliest.1);
-                self.connections.insert(conv, client_is_lo);
-            }
+            let (conv, src_is_lo) = Conversation::of(&r.key);
+            let pure = r.tcp_flags & TCP_ACK == 0;
+            self.syns
+                .entry(conv)
+                .and_modify(|s| {
+                    if pure {
+                        s.pure_syn_from_lo = Some(src_is_lo);
+                    }
+                    if r.first_ns < s.earliest.0 {
+                        s.earliest = (r.first_ns, src_is_lo);
+                    }
+                })
+                .or_insert(SynSeen {
+                    pure_syn_from_lo: pure.then_some(src_is_lo),
+                    earliest: (r.first_ns, src_is_lo),
+                });
         }
+        for (conv, s) in self.syns.drain() {
+            let client_is_lo = s.pure_syn_from_lo.unwrap_or(s.earliest.1);
+            self.connections.insert(conv, client_is_lo);
+        }
+    }
 
-        // 4. Aggregate by the selected attributes.
+    /// Sums the kept records into `self.aggregate`, keyed by the selected attributes.
+    fn aggregate(&mut self, records: &[FlowRecord], need_role: bool) {
         self.aggregate.clear();
         self.aggregate.reserve(records.len().min(1 << 16));
         for (i, r) in records.iter().enumerate() {
             if !self.keep[i] {
                 continue;
             }
-            let k = &r.key;
-            let ports = has_ports(k.protocol);
-            let mut p = Projected::default();
-            if need_role {
-                if ports {
-                    let role = if k.protocol == ipproto::TCP {
-                        let (conv, src_is_lo) = Conversation::of(k);
-                        match self.connections.get(&conv) {
-                            Some(client_is_lo) if client_is_lo == src_is_lo => Role::SrcIsClient,
-                            Some(_) => Role::SrcIsServer,
-                            None => guess_role((k.src_addr, k.src_port), (k.dst_addr, k.dst_port)),
-                        }
-                    } else {
-                        guess_role((k.src_addr, k.src_port), (k.dst_addr, k.dst_port))
-                    };
-                    let (client, server) = match role {
-                        Role::SrcIsClient => (k.src_port, k.dst_port),
-                        Role::SrcIsServer => (k.dst_port, k.src_port),
-                    };
-                    if attrs.contains(A::Direction) {
-                        p.direction = if role == Role::SrcIsClient { 1 } else { 2 };
-                    }
-                    if attrs.contains(A::ClientPort) {
-                        p.client_port = client;
-                    }
-                    if attrs.contains(A::ServerPort) {
-                        p.server_port = server;
-                    }
-                } else if matches!(k.protocol, ipproto::ICMP | ipproto::ICMPV6)
-                    && attrs.contains(A::Direction)
-                {
-                    p.direction = if icmp_is_request(k.protocol, (k.dst_port >> 8) as u8) {
-                        1
-                    } else {
-                        2
-                    };
-                }
-            }
-            p.has_ports = ports;
-            if attrs.contains(A::SrcAddress) {
-                p.src = k.src_addr;
-            }
-            if attrs.contains(A::DstAddress) {
-                p.dst = k.dst_addr;
-            }
-            if ports && attrs.contains(A::SrcPort) {
-                p.sport = k.src_port;
-            }
-            if ports && attrs.contains(A::DstPort) {
-                p.dport = k.dst_port;
-            }
-            if attrs.contains(A::Transport) {
-                p.proto = k.protocol;
-            }
-            // Addresses are only comparable within a family.
-            if attrs.contains(A::NetworkType)
-                || attrs.contains(A::SrcAddress)
-                || attrs.contains(A::DstAddress)
-            {
-                p.family = k.family;
-            }
-            if attrs.contains(A::Iface) {
-                p.ifindex = k.ifindex;
-            }
-            if attrs.contains(A::IfaceDirection) {
-                p.if_direction = k.direction + 1;
-            }
+            let p = self.project(&r.key, need_role);
             self.aggregate
                 .entry(p)
                 .and_modify(|a| {
@@ -509,11 +473,90 @@ impl Converter {
                     last_ns: r.last_ns,
                 });
         }
+    }
 
-        // 5. Data points.
-        stats.points = self.aggregate.len();
+    /// The aggregation key of one record: its selected attributes' raw values.
+    fn project(&mut self, k: &FlowKey, need_role: bool) -> Projected {
+        let attrs = self.opts.attributes;
+        let ports = has_ports(k.protocol);
+        let mut p = Projected::default();
+        if need_role {
+            if ports {
+                let role = self.role_of(k);
+                let (client, server) = match role {
+                    Role::SrcIsClient => (k.src_port, k.dst_port),
+                    Role::SrcIsServer => (k.dst_port, k.src_port),
+                };
+                if attrs.contains(A::Direction) {
+                    p.direction = if role == Role::SrcIsClient { 1 } else { 2 };
+                }
+                if attrs.contains(A::ClientPort) {
+                    p.client_port = client;
+                }
+                if attrs.contains(A::ServerPort) {
+                    p.server_port = server;
+                }
+            } else if matches!(k.protocol, ipproto::ICMP | ipproto::ICMPV6)
+                && attrs.contains(A::Direction)
+            {
+                p.direction = if icmp_is_request(k.protocol, (k.dst_port >> 8) as u8) {
+                    1
+                } else {
+                    2
+                };
+            }
+        }
+        p.has_ports = ports;
+        if attrs.contains(A::SrcAddress) {
+            p.src = k.src_addr;
+        }
+        if attrs.contains(A::DstAddress) {
+            p.dst = k.dst_addr;
+        }
+        if ports && attrs.contains(A::SrcPort) {
+            p.sport = k.src_port;
+        }
+        if ports && attrs.contains(A::DstPort) {
+            p.dport = k.dst_port;
+        }
+        if attrs.contains(A::Transport) {
+            p.proto = k.protocol;
+        }
+        // Addresses are only comparable within a family.
+        if attrs.contains(A::NetworkType)
+            || attrs.contains(A::SrcAddress)
+            || attrs.contains(A::DstAddress)
+        {
+            p.family = k.family;
+        }
+        if attrs.contains(A::Iface) {
+            p.ifindex = k.ifindex;
+        }
+        if attrs.contains(A::IfaceDirection) {
+            p.if_direction = k.direction + 1;
+        }
+        p
+    }
+
+    /// Who opened the connection of a record with ports: known for TCP connections whose start
+    /// was seen, guessed from the ports otherwise.
+    fn role_of(&mut self, k: &FlowKey) -> Role {
+        if k.protocol == ipproto::TCP {
+            let (conv, src_is_lo) = Conversation::of(k);
+            match self.connections.get(&conv) {
+                Some(client_is_lo) if client_is_lo == src_is_lo => Role::SrcIsClient,
+                Some(_) => Role::SrcIsServer,
+                None => guess_role((k.src_addr, k.src_port), (k.dst_addr, k.dst_port)),
+            }
+        } else {
+            guess_role((k.src_addr, k.src_port), (k.dst_addr, k.dst_port))
+        }
+    }
+
+    /// The two delta sums of `self.aggregate` (emptied); `None` when it is empty.
+    fn metrics(&mut self, boot_offset_ns: u64) -> Option<Metrics> {
         if self.aggregate.is_empty() {
-            return (None, stats);
+            return None;
         }
         let mut bytes = Vec::with_capacity(self.aggregate.len());
         let mut packets = Vec::with_capacity(self.aggregate.len());
@@ -537,17 +580,15 @@ impl Converter {
         }
         self.aggregate = aggregate;
         self.aggregate.clear();
-        let metrics = Metrics {
+        Some(Metrics {
             resource_metrics: vec![ResourceMetrics {
                 resource: self.opts.resource.clone(),
                 scope: Str::from_static(SCOPE),
                 metrics: vec![
                     Metric {
                         name: Str::from_static(METRIC_BYTES),
-                        description: Str::from_static(
-                            "Bytes of the flow's packets, link-layer header included",
-                        ),
-                        unit: Str::from_static("By"),
+                        description: Str::from_static(NETWORK_FLOW_BYTES.description),
+                        unit: Str::from_static(NETWORK_FLOW_BYTES.unit),
                         data: MetricData::Sum {
                             temporality: Temporality::Delta,
                             monotonic: true,
@@ -556,8 +597,8 @@ impl Converter {
                     },
                     Metric {
                         name: Str::from_static(METRIC_PACKETS),
-                        description: Str::from_static("Packets of the flow"),
-                        unit: Str::from_static("{packet}"),
+                        description: Str::from_static(NETWORK_FLOW_PACKETS.description),
+                        unit: Str::from_static(NETWORK_FLOW_PACKETS.unit),
                         data: MetricData::Sum {
                             temporality: Temporality::Delta,
                             monotonic: true,
@@ -566,8 +607,7 @@ impl Converter {
                     },
                 ],
             }],
-        };
-        (Some(metrics), stats)
+        })
     }
 
     /// Decides which records of `self.order[range]` (one tuple hash) are kept (`self.keep`).

@@ -10,9 +10,8 @@
 
 pub mod config;
 pub mod convert;
-mod host;
+mod interfaces;
 
-use std::collections::BTreeMap;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::time::Instant;
 
@@ -23,14 +22,16 @@ use tapline_core::data::{Resource, Signal, SignalKind, Str, Value};
 use tapline_core::telemetry::{Counter, Gauge};
 use tapline_core::{BuildContext, FactoryInfo, Receiver, ReceiverContext, ReceiverFactory};
 use tapline_ebpf::flows::FlowCapture;
-use tapline_ebpf::load::EbpfError;
+use tapline_ebpf::sys::host::{boot_offset_ns, first_host_address, hostname};
+use tapline_ebpf::sys::netlink::LinkWatcher;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tracing::{debug, info, warn};
 
+use interfaces::Interfaces;
+
 pub use config::{AttributeSet, FlowAttribute, FlowsConfig, DEFAULT_ATTRIBUTES};
 pub use convert::{Converter, ConverterOptions, EvictionStats, Overflow};
-pub use host::{list_links, LinkEvent, LinkWatcher};
 
 pub struct FlowsFactory;
 
@@ -108,99 +109,11 @@ impl AsRawFd for RingFd {
     }
 }
 
-/// The capture plus the interfaces it is attached to (index → name).
-struct Attachments {
-    capture: FlowCapture,
-    by_index: BTreeMap<u32, String>,
-    /// Interfaces removed since the last eviction: their names are still needed for the
-    /// records the kernel map holds for them, so they are forgotten after the next eviction.
-    removed: Vec<u32>,
-}
-
-/// Whether an attach failure means "not allowed" (fatal) rather than "interface went away".
-fn is_permission_denied(e: &EbpfError) -> bool {
-    match e {
-        EbpfError::Attach { hint, .. } | EbpfError::ProgramLoad { hint, .. } => hint.is_some(),
-        _ => false,
-    }
-}
-
 impl Flows {
-    fn attach(
-        &self,
-        a: &mut Attachments,
-        conv: &mut Converter,
-        index: u32,
-        name: &str,
-    ) -> anyhow::Result<()> {
-        if !self.cfg.wants_interface(name) {
-            return Ok(());
-        }
-        if a.by_index.get(&index).is_some_and(|n| n == name) {
-            return Ok(());
-        }
-        // Renamed: the old name's attachment goes first.
-        if let Some(old) = a.by_index.remove(&index) {
-            a.capture.detach(&old);
-        }
-        match a.capture.attach(name, self.cfg.attach_direction()) {
-            Ok(()) => {
-                info!(receiver = %self.path, interface = name, "attached");
-                a.by_index.insert(index, name.to_owned());
-                a.removed.retain(|i| *i != index);
-                conv.set_interface(index, name);
-            }
-            Err(e) if is_permission_denied(&e) => {
-                return Err(anyhow::anyhow!(
-                    "{}: cannot attach to interface {name}: {e}",
-                    self.path
-                ));
-            }
-            Err(e) => {
-                // Gone between the event and the attach (a short-lived veth): not an error.
-                if tapline_ebpf::flows::ifindex(name).is_err() {
-                    debug!(receiver = %self.path, interface = name, error = %e, "interface vanished before it could be attached");
-                } else {
-                    warn!(receiver = %self.path, interface = name, error = %e, "cannot attach; its traffic is not counted");
-                }
-            }
-        }
-        self.attached.set(a.by_index.len() as i64);
-        Ok(())
-    }
-
-    fn detach(&self, a: &mut Attachments, index: u32) {
-        if let Some(name) = a.by_index.remove(&index) {
-            a.capture.detach(&name);
-            a.removed.push(index);
-            debug!(receiver = %self.path, interface = %name, "interface removed; detached");
-        }
-        self.attached.set(a.by_index.len() as i64);
-    }
-
-    /// Attaches to every wanted link and detaches from the ones that are gone.
-    fn reconcile(&self, a: &mut Attachments, conv: &mut Converter) -> anyhow::Result<()> {
-        let links = list_links().with_context(|| format!("{}: listing interfaces", self.path))?;
-        let present: BTreeMap<u32, String> = links.into_iter().collect();
-        let gone: Vec<u32> = a
-            .by_index
-            .iter()
-            .filter(|(i, n)| present.get(i) != Some(n))
-            .map(|(i, _)| *i)
-            .collect();
-        for i in gone {
-            self.detach(a, i);
-        }
-        for (i, name) in &present {
-            self.attach(a, conv, *i, name)?;
-        }
-        Ok(())
-    }
-
     /// Reads the map and the ring buffer, converts, sends. `false` when the pipeline is gone.
     async fn evict(
         &self,
-        a: &mut Attachments,
+        a: &mut Interfaces<FlowCapture>,
         conv: &mut Converter,
         overflow: &mut Overflow,
         scratch: &mut Vec<tapline_ebpf::flows::FlowRecord>,
@@ -216,10 +129,8 @@ impl Flows {
             .with_context(|| format!("{}: reading flows from the kernel", self.path))?;
         self.overflow.add(overflow.records as u64);
         self.lost.set(a.capture.lost_events());
-        let (metrics, stats) = conv.convert(scratch, overflow, host::boot_offset_ns());
-        for index in a.removed.drain(..) {
-            conv.forget_interface(index);
-        }
+        let (metrics, stats) = conv.convert(scratch, overflow, boot_offset_ns());
+        a.forget_removed(conv);
         self.deduplicated.add(stats.deduplicated as u64);
         debug!(
             receiver = %self.path,
@@ -246,7 +157,7 @@ impl Receiver for Flows {
         let path = self.path.clone();
         let capture = FlowCapture::load(&self.cfg.kernel_config())
             .map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
-        let agent_ip = match self.cfg.agent_ip.or_else(host::first_host_address) {
+        let agent_ip = match self.cfg.agent_ip.or_else(first_host_address) {
             Some(ip) => Str::from(ip.to_string()),
             None => {
                 warn!(receiver = %path, "no non-loopback address found for tapline.ip; set agent_ip");
@@ -254,7 +165,7 @@ impl Receiver for Flows {
             }
         };
         let resource = Resource::new(
-            [("host.name", Value::from(host::hostname()))]
+            [("host.name", Value::from(hostname()))]
                 .into_iter()
                 .collect(),
         );
@@ -273,13 +184,10 @@ impl Receiver for Flows {
         let mut watcher =
             unsafe { AsyncFd::register_with_interest(watcher, Interest::READABLE) }
                 .map_err(|e| anyhow::anyhow!("{path}: registering the netlink socket: {e}"))?;
-        let mut a = Attachments {
-            capture,
-            by_index: BTreeMap::new(),
-            removed: Vec::new(),
-        };
-        self.reconcile(&mut a, &mut conv)?;
-        if a.by_index.is_empty() {
+        let mut a = Interfaces::new(capture, &path, &self.cfg);
+        a.reconcile(&mut conv)?;
+        self.attached.set(a.attached() as i64);
+        if a.attached() == 0 {
             info!(receiver = %path, "no interface matches yet; waiting for one to appear");
         }
         // SAFETY: the ring buffer's fd belongs to `a.capture`, which is dropped only after this
@@ -334,11 +242,9 @@ impl Receiver for Flows {
                         guard.clear_ready();
                         read.with_context(|| format!("{path}: reading interface changes"))?;
                         for ev in events.drain(..) {
-                            match ev {
-                                LinkEvent::Present { index, name } => self.attach(&mut a, &mut conv, index, &name)?,
-                                LinkEvent::Removed { index, .. } => self.detach(&mut a, index),
-                                LinkEvent::Resync => self.reconcile(&mut a, &mut conv)?,
-                            }
+                            let applied = a.apply(&mut conv, ev);
+                            self.attached.set(a.attached() as i64);
+                            applied?;
                         }
                     }
                 }

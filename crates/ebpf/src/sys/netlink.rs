@@ -1,10 +1,9 @@
-//! What the receiver asks the host: network interfaces (listed and watched through a
-//! `NETLINK_ROUTE` socket, in the calling thread's network namespace, like the attach calls),
-//! the agent's own address, the boot-time offset of the kernel's timestamps.
+//! Network interfaces through a `NETLINK_ROUTE` socket, in the calling thread's network
+//! namespace (like the attach calls): list them once ([`list_links`]) or watch them come and
+//! go ([`LinkWatcher`]).
 
 use std::io;
 use std::mem::size_of;
-use std::net::IpAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// A link change.
@@ -30,21 +29,22 @@ impl AsRawFd for LinkWatcher {
     }
 }
 
+/// A `NETLINK_ROUTE` socket bound to the multicast `groups` (0: none, for requests).
 fn netlink_socket(groups: u32, nonblocking: bool) -> io::Result<OwnedFd> {
     let flags =
         libc::SOCK_RAW | libc::SOCK_CLOEXEC | if nonblocking { libc::SOCK_NONBLOCK } else { 0 };
-    // SAFETY: plain syscall.
+    // SAFETY: socket(2) takes no pointers; a negative result is handled below.
     let fd = unsafe { libc::socket(libc::AF_NETLINK, flags, libc::NETLINK_ROUTE) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: fd was just created and is owned by nobody else.
+    // SAFETY: fd was just created, is open, and is owned by nobody else.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: sockaddr_nl is plain data; all-zero is valid.
+    // SAFETY: sockaddr_nl is plain data; all-zero is a valid value.
     let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
     sa.nl_family = libc::AF_NETLINK as u16;
     sa.nl_groups = groups;
-    // SAFETY: valid sockaddr_nl of the stated length.
+    // SAFETY: the kernel reads a sockaddr_nl of the stated length from a live local.
     let r = unsafe {
         libc::bind(
             fd.as_raw_fd(),
@@ -56,6 +56,16 @@ fn netlink_socket(groups: u32, nonblocking: bool) -> io::Result<OwnedFd> {
         return Err(io::Error::last_os_error());
     }
     Ok(fd)
+}
+
+/// `recv(2)` into `buf`: the number of bytes read.
+fn recv(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: the kernel writes at most buf.len() bytes into buf, which is valid for them.
+    let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
 }
 
 impl LinkWatcher {
@@ -70,28 +80,22 @@ impl LinkWatcher {
     /// Reads every waiting event (until the socket would block).
     pub fn read_events(&mut self, out: &mut Vec<LinkEvent>) -> io::Result<()> {
         loop {
-            // SAFETY: buf is valid for buf.len() bytes.
-            let n = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    self.buf.as_mut_ptr().cast(),
-                    self.buf.len(),
-                    0,
-                )
-            };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                return match e.raw_os_error() {
-                    Some(libc::EAGAIN) => Ok(()),
-                    Some(libc::EINTR) => continue,
-                    Some(libc::ENOBUFS) => {
-                        out.push(LinkEvent::Resync);
-                        continue;
-                    }
-                    _ => Err(e),
-                };
+            match recv(&self.fd, &mut self.buf) {
+                Ok(n) => {
+                    parse_messages(&self.buf[..n], out);
+                }
+                Err(e) => {
+                    return match e.raw_os_error() {
+                        Some(libc::EAGAIN) => Ok(()),
+                        Some(libc::EINTR) => continue,
+                        Some(libc::ENOBUFS) => {
+                            out.push(LinkEvent::Resync);
+                            continue;
+                        }
+                        _ => Err(e),
+                    };
+                }
             }
-            parse_messages(&self.buf[..n as usize], out);
         }
     }
 }
@@ -114,7 +118,7 @@ pub fn list_links() -> io::Result<Vec<(u32, String)>> {
         },
         ifi: IfInfoMsg::default(),
     };
-    // SAFETY: req is plain data of the stated size.
+    // SAFETY: the kernel reads size_of::<Request>() bytes from req, a live plain-data local.
     let r = unsafe {
         libc::send(
             fd.as_raw_fd(),
@@ -130,16 +134,12 @@ pub fn list_links() -> io::Result<Vec<(u32, String)>> {
     let mut events = Vec::new();
     // A dump ends with NLMSG_DONE; bounded in case the kernel misbehaves.
     for _ in 0..100_000 {
-        // SAFETY: buf is valid for buf.len() bytes.
-        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            return Err(e);
-        }
-        if parse_messages(&buf[..n as usize], &mut events) {
+        let n = match recv(&fd, &mut buf) {
+            Ok(n) => n,
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+            Err(e) => return Err(e),
+        };
+        if parse_messages(&buf[..n], &mut events) {
             return Ok(events
                 .into_iter()
                 .filter_map(|e| match e {
@@ -152,6 +152,7 @@ pub fn list_links() -> io::Result<Vec<(u32, String)>> {
     Err(io::Error::other("RTM_GETLINK dump did not end"))
 }
 
+/// `struct ifinfomsg` (linux/rtnetlink.h).
 #[repr(C)]
 #[derive(Default, Clone, Copy)]
 struct IfInfoMsg {
@@ -175,7 +176,8 @@ fn align4(n: usize) -> usize {
 fn parse_messages(mut buf: &[u8], out: &mut Vec<LinkEvent>) -> bool {
     let mut done = false;
     while buf.len() >= NLMSG_HDRLEN {
-        // SAFETY: at least NLMSG_HDRLEN bytes; nlmsghdr is plain data; unaligned read.
+        // SAFETY: buf holds at least NLMSG_HDRLEN bytes; nlmsghdr is plain data, valid for any
+        // bytes; the read is unaligned.
         let hdr: libc::nlmsghdr = unsafe { std::ptr::read_unaligned(buf.as_ptr().cast()) };
         let len = hdr.nlmsg_len as usize;
         if len < NLMSG_HDRLEN || len > buf.len() {
@@ -204,7 +206,8 @@ fn parse_link(body: &[u8]) -> Option<(u32, String)> {
     if body.len() < size_of::<IfInfoMsg>() {
         return None;
     }
-    // SAFETY: enough bytes; plain data; unaligned read.
+    // SAFETY: body holds at least size_of::<IfInfoMsg>() bytes; IfInfoMsg is plain data, valid
+    // for any bytes; the read is unaligned.
     let ifi: IfInfoMsg = unsafe { std::ptr::read_unaligned(body.as_ptr().cast()) };
     let mut attrs = &body[align4(size_of::<IfInfoMsg>()).min(body.len())..];
     while attrs.len() >= 4 {
@@ -224,92 +227,70 @@ fn parse_link(body: &[u8]) -> Option<(u32, String)> {
     None
 }
 
-/// The host's first non-loopback address: the first IPv4 address of a non-loopback interface
-/// in the kernel's listing order, else the first IPv6 address that is neither loopback nor
-/// link-local, else `None`.
-pub fn first_host_address() -> Option<IpAddr> {
-    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills ifap; freed below.
-    if unsafe { libc::getifaddrs(&mut ifap) } != 0 {
-        return None;
-    }
-    let mut v4 = None;
-    let mut v6 = None;
-    let mut cur = ifap;
-    while !cur.is_null() {
-        // SAFETY: a node of the list getifaddrs returned.
-        let ifa = unsafe { &*cur };
-        cur = ifa.ifa_next;
-        if ifa.ifa_addr.is_null() || ifa.ifa_flags & libc::IFF_LOOPBACK as u32 != 0 {
-            continue;
-        }
-        // SAFETY: ifa_addr points to a sockaddr of the family it states.
-        let family = unsafe { (*ifa.ifa_addr).sa_family } as i32;
-        match family {
-            libc::AF_INET if v4.is_none() => {
-                // SAFETY: AF_INET → sockaddr_in.
-                let sa = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
-                let ip = std::net::Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr));
-                if !ip.is_loopback() {
-                    v4 = Some(IpAddr::V4(ip));
-                }
-            }
-            libc::AF_INET6 if v6.is_none() => {
-                // SAFETY: AF_INET6 → sockaddr_in6.
-                let sa = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
-                let ip = std::net::Ipv6Addr::from(sa.sin6_addr.s6_addr);
-                if !ip.is_loopback() && (ip.segments()[0] & 0xffc0) != 0xfe80 {
-                    v6 = Some(IpAddr::V6(ip));
-                }
-            }
-            _ => {}
-        }
-    }
-    // SAFETY: ifap came from getifaddrs.
-    unsafe { libc::freeifaddrs(ifap) };
-    v4.or(v6)
-}
-
-/// Nanoseconds to add to a `CLOCK_MONOTONIC` time (what `bpf_ktime_get_ns` returns) to get
-/// Unix time. Read at every eviction, so wall-clock steps are followed.
-pub fn boot_offset_ns() -> u64 {
-    fn now(clock: libc::clockid_t) -> u64 {
-        // SAFETY: timespec is plain data, clock_gettime fills it.
-        let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
-        // SAFETY: valid pointer.
-        unsafe { libc::clock_gettime(clock, &mut ts) };
-        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-    }
-    let mono = now(libc::CLOCK_MONOTONIC);
-    let real = now(libc::CLOCK_REALTIME);
-    real.saturating_sub(mono)
-}
-
-/// This host's name, for the resource.
-pub fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: buf is valid for its length.
-    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } != 0 {
-        return String::new();
-    }
-    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One `RTM_NEWLINK`/`RTM_DELLINK` message for `index` named `name`, as the kernel sends it.
+    fn link_message(ty: u16, index: i32, name: &str) -> Vec<u8> {
+        let mut attr = Vec::new();
+        let attr_len = 4 + name.len() + 1;
+        attr.extend_from_slice(&(attr_len as u16).to_ne_bytes());
+        attr.extend_from_slice(&IFLA_IFNAME.to_ne_bytes());
+        attr.extend_from_slice(name.as_bytes());
+        attr.push(0);
+        attr.resize(align4(attr.len()), 0);
+        let mut ifi = vec![0u8; size_of::<IfInfoMsg>()];
+        ifi[4..8].copy_from_slice(&index.to_ne_bytes());
+        let len = NLMSG_HDRLEN + ifi.len() + attr.len();
+        let mut msg = Vec::with_capacity(len);
+        msg.extend_from_slice(&(len as u32).to_ne_bytes());
+        msg.extend_from_slice(&ty.to_ne_bytes());
+        msg.extend_from_slice(&0u16.to_ne_bytes());
+        msg.extend_from_slice(&0u32.to_ne_bytes());
+        msg.extend_from_slice(&0u32.to_ne_bytes());
+        msg.extend_from_slice(&ifi);
+        msg.extend_from_slice(&attr);
+        msg
+    }
+
+    #[test]
+    fn parses_new_and_removed_links_and_the_dump_end() {
+        let mut buf = link_message(libc::RTM_NEWLINK, 7, "veth0");
+        buf.extend(link_message(libc::RTM_DELLINK, 3, "eth1"));
+        let mut out = Vec::new();
+        assert!(!parse_messages(&buf, &mut out));
+        assert_eq!(
+            out,
+            [
+                LinkEvent::Present {
+                    index: 7,
+                    name: "veth0".into()
+                },
+                LinkEvent::Removed {
+                    index: 3,
+                    name: "eth1".into()
+                },
+            ]
+        );
+        let mut done = vec![0u8; NLMSG_HDRLEN];
+        done[..4].copy_from_slice(&(NLMSG_HDRLEN as u32).to_ne_bytes());
+        done[4..6].copy_from_slice(&(libc::NLMSG_DONE as u16).to_ne_bytes());
+        assert!(parse_messages(&done, &mut out));
+        assert_eq!(out.len(), 2);
+    }
+
+    #[test]
+    fn a_truncated_message_yields_nothing() {
+        let buf = link_message(libc::RTM_NEWLINK, 7, "veth0");
+        let mut out = Vec::new();
+        assert!(!parse_messages(&buf[..buf.len() - 4], &mut out));
+        assert!(out.is_empty());
+    }
 
     #[test]
     fn lists_the_loopback_link() {
         let links = list_links().expect("RTM_GETLINK dump");
         assert!(links.iter().any(|(i, n)| *i == 1 && n == "lo"), "{links:?}");
-    }
-
-    #[test]
-    fn boot_offset_is_plausible() {
-        let off = boot_offset_ns();
-        // After 2020 and before now.
-        assert!(off > 1_577_836_800_000_000_000, "{off}");
     }
 }

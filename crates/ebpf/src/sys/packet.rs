@@ -1,5 +1,6 @@
 //! `AF_PACKET` sockets, shared by the capture programs that run as socket filters (the flows
-//! capture's `tapline_sock`, the DNS sniffer).
+//! capture's `tapline_sock`, the DNS sniffer): open, bind to an interface, read one frame, read
+//! the drop counter.
 
 use std::{
     io,
@@ -10,7 +11,7 @@ use std::{
 /// Opens a raw, non-blocking packet socket that receives nothing yet.
 pub(crate) fn open_packet_socket() -> io::Result<OwnedFd> {
     // Protocol 0: receives nothing until bound with ETH_P_ALL, after the filter is attached.
-    // SAFETY: plain syscall.
+    // SAFETY: socket(2) takes no pointers; a negative result is handled below.
     let fd = unsafe {
         libc::socket(
             libc::AF_PACKET,
@@ -21,19 +22,19 @@ pub(crate) fn open_packet_socket() -> io::Result<OwnedFd> {
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: fd was just returned by socket() and is owned by nobody else.
+    // SAFETY: fd was just returned by socket(), is open, and is owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Binds `socket` to every protocol (`ETH_P_ALL`) of interface `ifindex` (0: every interface
 /// of the calling thread's network namespace).
 pub(crate) fn bind_packet_socket(socket: &OwnedFd, ifindex: u32) -> io::Result<()> {
-    // SAFETY: sockaddr_ll is plain data; all-zero is valid.
+    // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
     let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     sll.sll_family = libc::AF_PACKET as u16;
     sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
     sll.sll_ifindex = i32::try_from(ifindex).map_err(io::Error::other)?;
-    // SAFETY: valid sockaddr_ll of the stated length.
+    // SAFETY: the kernel reads a sockaddr_ll of the stated length from a live local.
     let r = unsafe {
         libc::bind(
             socket.as_raw_fd(),
@@ -58,10 +59,11 @@ pub(crate) struct Received {
 
 /// Reads one frame (non-blocking socket: `WouldBlock` when none is waiting).
 pub(crate) fn recv_frame(socket: &impl AsRawFd, buf: &mut [u8]) -> io::Result<Received> {
-    // SAFETY: sockaddr_ll is plain data; all-zero is valid.
+    // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
     let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     let mut sll_len = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-    // SAFETY: buf and sll are valid for the lengths given. MSG_TRUNC: return the real length.
+    // SAFETY: the kernel writes at most buf.len() bytes into buf and at most sll_len bytes
+    // into sll, both valid for those lengths. MSG_TRUNC: return the frame's real length.
     let r = unsafe {
         libc::recvfrom(
             socket.as_raw_fd(),
@@ -89,7 +91,7 @@ pub(crate) fn take_drops(socket: &impl AsRawFd) -> io::Result<u64> {
         tp_drops: 0,
     };
     let mut len = size_of::<libc::tpacket_stats>() as libc::socklen_t;
-    // SAFETY: stats is valid for len bytes.
+    // SAFETY: the kernel writes at most len bytes into stats, which is that large.
     let r = unsafe {
         libc::getsockopt(
             socket.as_raw_fd(),
