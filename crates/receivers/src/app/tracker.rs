@@ -406,3 +406,99 @@ impl Tracker {
             .sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tapline_ebpf::app::Syscall;
+    use tapline_protocols::Status;
+
+    use super::*;
+
+    /// A data event of pid `pid` whose socket is `local` ↔ `remote`, from `start_ns` to
+    /// `start_ns + 100`.
+    fn data(
+        pid: u32,
+        local: &str,
+        remote: &str,
+        direction: Direction,
+        bytes: &[u8],
+        start_ns: u64,
+    ) -> AppEvent {
+        AppEvent::Data(DataEvent {
+            pid,
+            tid: pid,
+            fd: 3,
+            conn_id: 0xffff_8880_0000_1000 + pid as u64,
+            local: local.parse().unwrap(),
+            remote: remote.parse().unwrap(),
+            direction,
+            bytes: bytes.len() as i64,
+            start_ns,
+            end_ns: start_ns + 100,
+            role: Role::Unknown,
+            syscall: match direction {
+                Direction::Ingress => Syscall::Read,
+                Direction::Egress => Syscall::Write,
+            },
+            data: bytes.to_vec(),
+            payload_invisible: false,
+            comm: [0; 16],
+        })
+    }
+
+    /// Connections whose accept/connect was not seen and whose ports do not tell the ends
+    /// apart: the first head says which end the process is.
+    #[test]
+    fn the_first_head_tells_client_from_server() {
+        let (a, b) = ("10.0.0.1:8080", "10.0.0.2:9090");
+        let request = b"GET /x HTTP/1.1\r\nHost: b\r\n\r\n";
+        let response = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        let mut tracker = Tracker::new(16, false);
+        let mut out = Vec::new();
+        // pid 1 writes the request and reads the response: a client, timed from its write
+        tracker.on_event(&data(1, a, b, Direction::Egress, request, 1_000), &mut out);
+        tracker.on_event(
+            &data(1, a, b, Direction::Ingress, response, 5_000),
+            &mut out,
+        );
+        // pid 2 reads the request and writes the response: a server, timed from its read's end
+        tracker.on_event(&data(2, b, a, Direction::Ingress, request, 2_000), &mut out);
+        tracker.on_event(&data(2, b, a, Direction::Egress, response, 4_000), &mut out);
+        let seen: Vec<_> = out
+            .iter()
+            .map(|o| {
+                (
+                    o.pid,
+                    o.side,
+                    o.op.protocol,
+                    o.op.status,
+                    o.op.start_ns,
+                    o.op.end_ns,
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (
+                    1,
+                    Side::Client,
+                    Protocol::Http1,
+                    Status::Http(200),
+                    1_000,
+                    5_100
+                ),
+                (
+                    2,
+                    Side::Server,
+                    Protocol::Http1,
+                    Status::Http(200),
+                    2_100,
+                    4_100
+                ),
+            ]
+        );
+        assert_eq!(out[0].op.target.as_deref(), Some("/x"));
+        assert_eq!(out[0].op.response_size, 2);
+    }
+}
