@@ -70,7 +70,7 @@ agent_count() { metric_sum "http://127.0.0.1:$PROM/metrics" http_server_request_
 echo "nginx worker=$WORKER port=$PORT capture=$CAPTURE wrk -c$CONNS -d${SECS}s rounds=$ROUNDS"
 
 # run_wrk [PID]: one wrk run; writes "<req/s> <p99 ms> <requests> <cpu µs/req of nginx + wrk
-# + PID> <PID's cpu µs/req>" to $BENCH_DIR/run
+# + PID> <PID's cpu µs/req> <nginx worker's cpu µs/req>" to $BENCH_DIR/run
 run_wrk() {
   local extra=${1:-} n0 n1 e0=0 e1=0
   n0=$(cpu_ticks "$WORKER")
@@ -81,7 +81,7 @@ run_wrk() {
   awk -v t="$CLK_TCK" -v n=$((n1 - n0)) -v e=$((e1 - e0)) -v cpu="$(cat "$BENCH_DIR/wrk.cpu")" '
     function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
     /Requests\/sec/ {rps = $2} /requests in/ {reqs = $1} $1 == "99%" {p99 = ms($2)}
-    END {split(cpu, w, " "); printf "%s %s %s %.3f %.3f\n", rps, p99, reqs, ((n + e) / t + w[1] + w[2]) * 1e6 / reqs, e / t * 1e6 / reqs}' \
+    END {split(cpu, w, " "); printf "%s %s %s %.3f %.3f %.3f\n", rps, p99, reqs, ((n + e) / t + w[1] + w[2]) * 1e6 / reqs, e / t * 1e6 / reqs, n / t * 1e6 / reqs}' \
     "$BENCH_DIR/wrk.txt" > "$BENCH_DIR/run"
 }
 
@@ -90,7 +90,7 @@ run_wrk() {
 lost=0 missed=0
 for r in $(seq "$ROUNDS"); do
   run_wrk
-  read -r rps0 p990 _ cpu0 _ < "$BENCH_DIR/run"
+  read -r rps0 p990 _ cpu0 _ ngx0 < "$BENCH_DIR/run"
   echo "round $r without: $rps0 req/s, p99 $p990 ms, $cpu0 µs CPU/req"
   "${CMD[@]}" > "$BENCH_DIR/capture.out" 2> "$BENCH_DIR/capture.err" &
   CPID=$!
@@ -110,7 +110,7 @@ for r in $(seq "$ROUNDS"); do
   fi
   [[ ${STATS:-0} == 1 ]] && bpftool -j prog show > "$BENCH_DIR/stats.before"
   run_wrk "$CPID"
-  read -r rps1 p991 reqs cpu1 cpuc < "$BENCH_DIR/run"
+  read -r rps1 p991 reqs cpu1 cpuc ngx1 < "$BENCH_DIR/run"
   [[ ${STATS:-0} == 1 ]] && bpftool -j prog show > "$BENCH_DIR/stats.after"
   note=
   if ((AGENT_MODE)); then
@@ -128,7 +128,7 @@ for r in $(seq "$ROUNDS"); do
   kill -INT "$CPID"
   wait "$CPID" || true
   echo "round $r with:    $rps1 req/s, p99 $p991 ms, $cpu1 µs CPU/req (consumer $cpuc) $note"
-  echo "$rps0 $rps1 $p990 $p991 $cpu0 $cpu1 $cpuc" >> "$BENCH_DIR/rounds"
+  echo "$rps0 $rps1 $p990 $p991 $cpu0 $cpu1 $cpuc $ngx0 $ngx1" >> "$BENCH_DIR/rounds"
   if [[ ${STATS:-0} == 1 ]]; then
     python3 - "$BENCH_DIR/stats.before" "$BENCH_DIR/stats.after" "$reqs" >> "$BENCH_DIR/bpf_ns" << 'PY'
 import json, sys
@@ -157,6 +157,7 @@ while k + 1 <= n // 2 and coverage(k + 1) >= 0.90:
 note = f"{100 * coverage(k):.0f} % interval {pairs[k - 1]:.3f}..{pairs[n - k]:.3f} over {n} rounds"
 print(f"requests per second with / without, median of the rounds' ratios\t{statistics.median(pairs):.3f}\tratio\t\t{note}")
 print(f"CPU per request, nginx worker + wrk + consumer\t{med(5):.2f}\tµs\t{med(4):.2f}\t")
+print(f"CPU per request, nginx worker\t{med(8):.2f}\tµs\t{med(7):.2f}\t")
 print(f"CPU per request, the consumer alone\t{med(6):.2f}\tµs\t\t")
 print(f"p99 latency (median of rounds)\t{med(3):.3f}\tms\t{med(2):.3f}\t")
 PY

@@ -1,6 +1,6 @@
 # summary: flows tc programs' cost to traffic: iperf3 TCP throughput and a 64-byte UDP flood over a veth pair, rounds rotating nothing attached / the capture / an empty classifier (the hook alone)
 # needs: root, iperf3, clang
-# usage: [rounds=3] [seconds=5]
+# usage: [rounds=3] [seconds=5]   env: STATS=1 (also the programs' ns per run during the UDP flood, from bpf_stats, which adds its own clock reads to every run)
 ROUNDS=$(arg 1 3 1)
 SECS=$(arg 2 5 1)
 need_root
@@ -50,15 +50,32 @@ udp() {
     python3 -c 'import json,sys; s=json.load(sys.stdin)["end"]["sum"]; print((s["packets"]-s["lost_packets"])/s["seconds"])'
 }
 
+[[ ${STATS:-0} == 1 ]] && { need_tools bpftool; bpf_stats_on; }
+# prog_ns NAME_REGEX: total run_time_ns and run_cnt of the programs whose name matches
+prog_ns() {
+  bpftool -j prog show | python3 -c '
+import json, re, sys
+ps = [p for p in json.load(sys.stdin) if re.fullmatch(sys.argv[1], p.get("name", ""))]
+print(sum(p.get("run_time_ns", 0) for p in ps), sum(p.get("run_cnt", 0) for p in ps))' "$1"
+}
+PROGS=("" "tapline_tc_(in|out)" "empty")
 ARMS=(without capture empty)
 : > "$BENCH_DIR/rows"
+: > "$BENCH_DIR/stats"
 for r in $(seq "$ROUNDS"); do
   # rotate which arm goes first, so that a drift of the machine cancels
   case $((r % 3)) in 1) order="0 1 2" ;; 2) order="1 2 0" ;; 0) order="2 0 1" ;; esac
   for arm in $order; do
     [[ $arm != 0 ]] && attach "$arm"
     t=$(tcp)
-    u=$(udp)
+    if [[ ${STATS:-0} == 1 && $arm != 0 ]]; then
+      read -r ns0 runs0 < <(prog_ns "${PROGS[$arm]}")
+      u=$(udp)
+      read -r ns1 runs1 < <(prog_ns "${PROGS[$arm]}")
+      ((runs1 > runs0)) && echo "$arm $(calc "($ns1 - $ns0) / ($runs1 - $runs0)")" >> "$BENCH_DIR/stats"
+    else
+      u=$(udp)
+    fi
     [[ $arm != 0 ]] && detach "$arm"
     echo "round $r ${ARMS[$arm]}: tcp $(calc "$t / 1e9") Gbit/s, udp-64B $u pkt/s"
     echo "$r $arm $t $u" >> "$BENCH_DIR/rows"
@@ -78,3 +95,8 @@ for i, name, unit, scale in ((0, "TCP throughput", "Gbit/s", 1e-9), (1, "UDP 64-
     ratio = statistics.median(v[1][i] / v[0][i] for v in runs.values())
     print(f"{name}, capture/without (median of rounds)\t{ratio:.3f}\tratio\t")
 PY
+if [[ ${STATS:-0} == 1 ]]; then
+  cap=$(median $(awk '$1 == 1 {print $2}' "$BENCH_DIR/stats"))
+  empty=$(median $(awk '$1 == 2 {print $2}' "$BENCH_DIR/stats"))
+  emit "program run during the UDP flood, capture (bpf_stats, median of rounds)" "$cap" "ns per run" "$empty" "baseline: the empty classifier"
+fi
