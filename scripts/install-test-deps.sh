@@ -13,7 +13,7 @@ APT_PACKAGES=(
   dnsmasq                                # real DNS server for rdns
   redis-server postgresql mariadb-server mariadb-client  # real database peers
   openssl                                # self-signed certificates for TLS tests
-  gcc libc6-dev linux-perf               # scripts/bench: uprobe-trap-cost, app-nginx-profile
+  gcc libc6-dev linux-perf time          # scripts/bench: uprobe-trap-cost, app-nginx-profile, app-overhead
   python3 python3-pip
 )
 PIP_PACKAGES=(

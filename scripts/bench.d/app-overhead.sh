@@ -164,7 +164,6 @@ PY
 if ((AGENT_MODE)); then
   emit "events lost, all rounds" "$lost" "events"
   emit "requests wrk counted that the agent did not, worst round" "$missed" "requests"
-  ((missed == 0)) || die "the agent missed $missed requests in a round"
 fi
 if [[ ${STATS:-0} == 1 ]]; then
   emit "BPF time per request (bpf_stats, median of rounds)" "$(median $(cat "$BENCH_DIR/bpf_ns"))" "ns"
