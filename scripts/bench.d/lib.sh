@@ -64,7 +64,9 @@ run_cleanup() {
 trap run_cleanup EXIT
 
 # kill_wait PID: stop a process this benchmark started and reap it.
-kill_wait() { [[ -n ${1:-} ]] && kill "$1" 2> /dev/null && wait "$1" 2> /dev/null; return 0; }
+kill_wait() {
+  if [[ -n ${1:-} ]] && kill "$1" 2> /dev/null; then wait "$1" 2> /dev/null || true; fi
+}
 
 # BENCH_DIR: a fresh directory for this benchmark's files, removed on exit.
 BENCH_DIR=$(mktemp -d "/tmp/tapline-bench-$BENCH.XXXXXX")
