@@ -74,15 +74,25 @@ on_exit rm -rf "$BENCH_DIR"
 
 # ---- building ------------------------------------------------------------------------------
 
+# Every build is workspace-wide and includes the examples (which need the dev-dependencies),
+# so cargo resolves the same features as `cargo test --workspace --release` and reuses what
+# the test suite built: building one package alone resolves other features and recompiles
+# the dependencies.
+build_release() {
+  [[ -n ${BUILT:-} ]] && return 0
+  (cd "$ROOT" && cargo build -q --release --workspace --bins --examples)
+  BUILT=1
+}
+
 # release_bin: builds the agent (release) and prints its path.
 release_bin() {
-  (cd "$ROOT" && cargo build -q --release --bin tapline)
+  build_release
   echo "$TARGET/release/tapline"
 }
 
-# example PACKAGE NAME: builds a release example and prints its path.
+# example PACKAGE NAME: builds the release examples and prints the path of NAME (of PACKAGE).
 example() {
-  (cd "$ROOT" && cargo build -q --release -p "$1" --example "$2")
+  build_release
   echo "$TARGET/release/examples/$2"
 }
 
@@ -239,7 +249,7 @@ metric_sum() {
 
 # ---- criterion -----------------------------------------------------------------------------
 
-# criterion_bench PACKAGE BENCH [CRITERION_ARGS...]: runs one criterion bench target and emits
+# criterion_bench PACKAGE BENCH [CRITERION_ARGS...]: runs bench target BENCH (of PACKAGE) and emits
 # a figure per benchmark function. Full mode: the median time per iteration and, where the
 # bench declares a throughput, elements per second (from criterion's estimates). --quick runs
 # every function once (`--test`: it must not panic) and emits that it passed.
@@ -248,9 +258,11 @@ criterion_bench() {
   shift 2
   local args=("$@")
   [[ $QUICK == 1 ]] && args=(--test "$@")
-  if ! (cd "$ROOT" && cargo bench -q -p "$pkg" --bench "$target" -- "${args[@]}" "${BENCH_ARGS[@]}") 2>&1 |
+  # --workspace (bench names are unique in it): the features of the test suite's build, see
+  # build_release
+  if ! (cd "$ROOT" && cargo bench -q --workspace --bench "$target" -- "${args[@]}" "${BENCH_ARGS[@]}") 2>&1 |
     tee "$BENCH_DIR/criterion.log" >&2; then
-    die "cargo bench -p $pkg --bench $target failed"
+    die "cargo bench --bench $target (package $pkg) failed"
   fi
   python3 - "$BENCH_DIR/criterion.log" "$TARGET/criterion" "$QUICK" << 'PY' | while IFS=$'\t' read -r fig val unit; do emit "$fig" "$val" "$unit"; done
 import json, os, re, sys

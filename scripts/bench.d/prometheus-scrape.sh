@@ -2,7 +2,7 @@
 # needs: prometheus
 # usage: (none; the same in --quick: it takes seconds)
 need_tools prometheus
-(cd "$ROOT" && cargo test -q --release -p tapline-exporters --test prometheus a_scrape_of_100k_series_completes -- --exact --nocapture) 2>&1 |
+(cd "$ROOT" && cargo test -q --release --workspace --test prometheus a_scrape_of_100k_series_completes -- --exact --nocapture) 2>&1 |
   tee "$BENCH_DIR/test.log" >&2
 python3 - "$BENCH_DIR/test.log" << 'PY' | while IFS=$'\t' read -r fig val unit; do emit "$fig" "$val" "$unit"; done
 import re, sys
