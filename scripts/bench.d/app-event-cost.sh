@@ -82,8 +82,8 @@ base = statistics.median(diff["none"]) if "none" in diff else None
 for arm, d in diff.items():
     m = statistics.median(d)
     note = f"range {min(d):+.0f}..{max(d):+.0f} over {len(d)} rounds"
-    b = "" if base is None or arm == "none" else f"{base:.0f}"
+    b = "null" if base is None or arm == "none" else f"{base:.0f}"
     print(f"{arm}: traced minus untraced CPU per request\t{m:.0f}\tns\t{b}\t{note}")
     if arm != "none":
-        print(f"{arm}: per socket call (5 per request)\t{m / 5:.0f}\tns\t\t")
+        print(f"{arm}: per socket call (5 per request)\t{m / 5:.0f}\tns\tnull\t")
 PY

@@ -125,7 +125,7 @@ for r in $(seq "$ROUNDS"); do
     ((reqs - counted > missed)) && missed=$((reqs - counted))
     note="agent counted $counted of wrk's $reqs requests, lost events $l"
   fi
-  kill -INT "$CPID"
+  kill -TERM "$CPID"
   wait "$CPID" || true
   echo "round $r with:    $rps1 req/s, p99 $p991 ms, $cpu1 µs CPU/req (consumer $cpuc) $note"
   echo "$rps0 $rps1 $p990 $p991 $cpu0 $cpu1 $cpuc $ngx0 $ngx1" >> "$BENCH_DIR/rounds"
@@ -155,10 +155,10 @@ k = 1
 while k + 1 <= n // 2 and coverage(k + 1) >= 0.90:
     k += 1
 note = f"{100 * coverage(k):.0f} % interval {pairs[k - 1]:.3f}..{pairs[n - k]:.3f} over {n} rounds"
-print(f"requests per second with / without, median of the rounds' ratios\t{statistics.median(pairs):.3f}\tratio\t\t{note}")
+print(f"requests per second with / without, median of the rounds' ratios\t{statistics.median(pairs):.3f}\tratio\tnull\t{note}")
 print(f"CPU per request, nginx worker + wrk + consumer\t{med(5):.2f}\tµs\t{med(4):.2f}\t")
 print(f"CPU per request, nginx worker\t{med(8):.2f}\tµs\t{med(7):.2f}\t")
-print(f"CPU per request, the consumer alone\t{med(6):.2f}\tµs\t\t")
+print(f"CPU per request, the consumer alone\t{med(6):.2f}\tµs\tnull\t")
 print(f"p99 latency (median of rounds)\t{med(3):.3f}\tms\t{med(2):.3f}\t")
 PY
 if ((AGENT_MODE)); then

@@ -63,7 +63,8 @@ run_cleanup() {
 }
 trap run_cleanup EXIT
 
-# kill_wait PID: stop a process this benchmark started and reap it.
+# kill_wait PID: stop a process this benchmark started and reap it (SIGTERM: the background
+# processes of a script ignore SIGINT).
 kill_wait() {
   if [[ -n ${1:-} ]] && kill "$1" 2> /dev/null; then wait "$1" 2> /dev/null || true; fi
 }

@@ -26,7 +26,7 @@ run_with() {
   on_exit kill_wait "$pid"
   wait_line "$BENCH_DIR/bench.err" attached
   run_wrk
-  kill -INT "$pid"
+  kill -TERM "$pid"
   wait "$pid" || true
 }
 none=() capture=() tls=()
