@@ -31,8 +31,11 @@ for _ in $(seq "$PAIRS"); do
       wait_line "$BENCH_DIR/capture.err" attached
       sleep 2 # start-up work settled
     fi
-    perf record -F 4000 -t "$WORKER" -o "$BENCH_DIR/$run.perf" sleep "$SECS" > /dev/null 2>&1 &
+    # perf starts a second before wrk and stops a second after it: its start-up (reading the
+    # kernel's symbols) takes a while on a loaded machine, and the worker is idle outside wrk
+    perf record -F 4000 -t "$WORKER" -o "$BENCH_DIR/$run.perf" sleep $((SECS + 2)) > /dev/null 2>&1 &
     PERF=$!
+    sleep 1
     t0=$(cpu_ticks "$WORKER")
     reqs=$(wrk -t1 -c"$CONNS" -d"${SECS}s" "$URL" | awk '/requests in/ {print $1}')
     t1=$(cpu_ticks "$WORKER")
@@ -54,6 +57,9 @@ for line in open(sys.argv[1]):
         runs.add(run)
         reqs[arm] += int(r)
     samples[arm][sym] = samples[arm].get(sym, 0) + int(n)
+for arm in reqs:
+    if reqs[arm] == 0:
+        sys.exit(f"perf recorded no sample of nginx's worker in the runs {arm} the capture")
 ns = lambda arm, sym: samples[arm].get(sym, 0) * 250_000 / reqs[arm]
 capture = re.compile(r"bpf|ringbuf|copy_from_user_nofault|check_object_size|check_heap_object|"
                      r"virt_addr_valid|call_trace_sock|read_tsc|ktime_get_mono_fast|sk_storage|task_storage")

@@ -146,9 +146,11 @@ bpf_stats_on() {
   sysctl -qw kernel.bpf_stats_enabled=1
 }
 
-# Exits if an application capture is already attached: a stray agent or app_bench left from an
-# earlier run would trace both arms of a comparison.
+# Exits if an application capture is already attached: a stray agent or app_bench would trace
+# both arms of a comparison. ALLOW_OTHER_CAPTURE=1 runs anyway (a shared host where another
+# capture runs on purpose; both arms then carry its cost).
 refuse_if_capture_attached() {
+  [[ ${ALLOW_OTHER_CAPTURE:-0} == 1 ]] && return 0
   command -v bpftool > /dev/null || return 0
   if bpftool prog show 2> /dev/null | grep -q "name app_sock_send"; then
     pgrep -af "tapline|app_bench" >&2 || true
