@@ -2,7 +2,7 @@
 # needs: root, python3, curl
 # usage: [tapline binary=target/release/tapline (built)] [seconds=20]
 BIN=$(arg 1 "" "")
-SECS=$(arg 2 20 3)
+SECS=$(arg 2 20 6)
 need_root
 need_tools curl python3 ip
 [[ -n $BIN ]] || BIN=$(release_bin)
@@ -63,3 +63,4 @@ hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$PID/status")
 emit "agent peak resident memory (VmHWM), 5,000 active flows" "$(calc "$hwm / 1024")" "MiB"
 emit "agent resident memory (VmRSS), highest sample" "$(calc "$rss_max / 1024")" "MiB"
 emit "flow series served by the Prometheus exporter" "$series" "series"
+((series > 0)) || die "the Prometheus exporter served no flow series"
