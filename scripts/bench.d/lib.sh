@@ -34,12 +34,15 @@ die() { echo "$BENCH: $*" >&2; exit 1; }
 
 # arg N DEFAULT QUICK_DEFAULT: positional argument N of the benchmark, else its default for
 # this mode (--quick: seconds and tiny counts).
+# A numeric default makes the argument numeric: anything else is refused.
 arg() {
-  local n=$1 full=$2 quick=$3
-  if ((n <= ${#BENCH_ARGS[@]})); then echo "${BENCH_ARGS[n - 1]}"
-  elif [[ $QUICK == 1 ]]; then echo "$quick"
-  else echo "$full"
+  local n=$1 full=$2 quick=$3 v
+  if ((n <= ${#BENCH_ARGS[@]})); then v=${BENCH_ARGS[n - 1]}
+  elif [[ $QUICK == 1 ]]; then v=$quick
+  else v=$full
   fi
+  [[ $full =~ ^[0-9]+$ && ! $v =~ ^[0-9]+$ ]] && die "argument $n must be a whole number, not '$v' (scripts/bench list)"
+  echo "$v"
 }
 
 # ---- requirements --------------------------------------------------------------------------
