@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs everything the test suite needs on a fresh Debian machine (run as root).
+# Installs everything the test suite and `scripts/bench all --quick` need on a fresh Debian
+# machine (run as root).
 # Idempotent: packages already present are skipped by apt/pip.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
@@ -12,6 +13,7 @@ APT_PACKAGES=(
   dnsmasq                                # real DNS server for rdns
   redis-server postgresql mariadb-server mariadb-client  # real database peers
   openssl                                # self-signed certificates for TLS tests
+  gcc libc6-dev linux-perf time          # scripts/bench: uprobe-trap-cost, app-nginx-profile, app-overhead
   python3 python3-pip
 )
 PIP_PACKAGES=(

@@ -1,4 +1,4 @@
-//! Consumer used by `scripts/app_overhead.sh`: attaches the application capture, drains and
+//! Consumer used by `scripts/bench app-overhead`: attaches the application capture, drains and
 //! decodes every event for `seconds`, then prints one summary line:
 //! `events=<n> events_per_s=<r> data_events=<n> payload_bytes=<n> lost=<n> emitted=<n>
 //! tls_events=<n> tls_skipped=<n>`.
@@ -6,7 +6,7 @@
 //! `app_bench <seconds> [--only <pid>...] [--capture-bytes N] [--ring-bytes N] [--wakeup-bytes N] [--tls]`
 //! (`--tls`: also attach the libssl probes to every libssl mapped by a process, or with
 //! `--only` to the libssl of the selected processes, scoped to them; see
-//! `scripts/tls_overhead.sh`)
+//! `scripts/bench tls-overhead`)
 
 use std::time::{Duration, Instant};
 

@@ -1,4 +1,4 @@
-//! Measurement helper (`scripts/app_floor.sh`, `scripts/overhead.sh`): loads any eBPF object
+//! Measurement helper (`scripts/bench app-floor`, `scripts/bench flows-overhead`): loads any eBPF object
 //! and attaches its tracepoint and classifier programs for `seconds`, to measure what the
 //! hooks themselves cost.
 //!

@@ -1,5 +1,5 @@
 //! Attaches the flows capture to interfaces of the current network namespace and prints the
-//! evicted flows every interval. Used by `scripts/overhead.sh`; run it as root, e.g.
+//! evicted flows every interval. Used by `scripts/bench flows-overhead`; run it as root, e.g.
 //!
 //! ```text
 //! ip netns exec NS cargo run --release -p tapline-ebpf --example flows_attach -- \

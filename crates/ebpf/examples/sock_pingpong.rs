@@ -1,7 +1,7 @@
 //! One thread plays both ends of an HTTP/1.1 exchange over loopback TCP, in the shape nginx +
 //! wrk give the capture (5 socket calls per request: the client's `write`, the server's `read`,
 //! `writev` of the response head and `sendfile` of the body, the client's `read`), pinned to one
-//! CPU, and prints the CPU time per request. Used by `scripts/app_event_cost.sh`, which runs it
+//! CPU, and prints the CPU time per request. Used by `scripts/bench app-event-cost`, which runs it
 //! with and without the capture: on one CPU with nothing else to do, the difference is the
 //! capture's cost per traced call (programs and their indirect costs), without the noise of a
 //! two-process benchmark.

@@ -69,11 +69,11 @@ pub const APP_PROGRAMS: &[(&str, &str)] = &[
 pub const DEFAULT_CAPTURE_BYTES: u32 = 256;
 /// Default ring buffer size (8 MiB).
 pub const DEFAULT_RING_BUFFER_BYTES: u32 = 8 << 20;
-/// Default wakeup watermark (256 KiB). Against 64 KiB it cut the traced thread's cost per
+/// Default wakeup watermark (256 KiB). Against 64 KiB it cuts the traced thread's cost per
 /// socket call by ~15-25 % (the wakeup's self-IPI traps to the hypervisor on a VM); 512 KiB
-/// and 1 MiB were no cheaper (crates/ebpf/APP_PERFORMANCE.md, eighth session). Draining on a
-/// timer instead, with no kernel wakeups, woke the consumer on whichever CPU its timer was
-/// armed, often nginx's (seventh session).
+/// and 1 MiB are no cheaper (docs/ebpf-design.md, "The ring buffer and its wakeup watermark").
+/// Draining on a timer instead, with no kernel wakeups, wakes the consumer on whichever CPU
+/// its timer was armed, often the traced program's.
 pub const DEFAULT_WAKEUP_BYTES: u32 = 256 << 10;
 
 /// Which processes are traced.

@@ -1,4 +1,4 @@
-//! OTLP/gRPC load generator for the pass-through benchmark (`scripts/otlp_passthrough.sh`).
+//! OTLP/gRPC load generator for the pass-through benchmark (`scripts/bench otlp-passthrough`).
 //!
 //! Sends one pre-encoded `ExportTraceServiceRequest` of `--batch` spans over `--connections`
 //! concurrent streams for `--seconds`, as fast as the target acknowledges, and prints the

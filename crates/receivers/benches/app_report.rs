@@ -64,7 +64,7 @@ fn event_of(
     })
 }
 
-/// What `crates/ebpf/scripts/app_overhead.sh` produces, both ends traced: wrk writes
+/// What `scripts/bench app-overhead` produces, both ends traced: wrk writes
 /// `GET /`, nginx reads it, writes its head (writev) and sends a 612-byte file (sendfile), wrk
 /// reads head and body; 32 keep-alive connections, five events per request.
 fn nginx_wrk_workload(requests: usize) -> Vec<AppEvent> {

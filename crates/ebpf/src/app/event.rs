@@ -8,14 +8,17 @@ use super::raw::{self, RawAppEvent, RAW_APP_EVENT_SIZE};
 /// One record of the application capture.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AppEvent {
-    /// A successful (`ret > 0`) data syscall on a TCP socket.
+    /// Bytes a data syscall sent or received on a TCP socket, or the plaintext of a libssl
+    /// call.
     Data(DataEvent),
-    /// `accept`/`accept4` returned a new TCP connection: this process is its server side.
+    /// A connection whose handshake completed from `SYN_RECV` (this process is its server
+    /// side), reported just before this process's first data on it.
     Accept(ConnEvent),
-    /// `connect` on a TCP socket returned 0 or `EINPROGRESS`: this process is its client side.
+    /// A connection whose handshake completed from `SYN_SENT` (this process is its client
+    /// side), reported just before this process's first data on it.
     Connect(ConnEvent),
-    /// `close` of a TCP socket fd (reported on syscall enter; the socket may live on if the
-    /// fd was duplicated or shared with another process).
+    /// The connection ended (`close`'s FIN, or the socket reached `TCP_CLOSE`), reported to
+    /// the process that first sent or received data on it.
     Close(ConnEvent),
 }
 
@@ -62,12 +65,11 @@ pub enum Direction {
 /// Which end of the connection this process is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
-    /// Not known: the connection was opened before the capture started (or by a path that is
-    /// not traced, e.g. inherited through fork before the capture).
+    /// Not known: the handshake completed before the capture started.
     Unknown,
-    /// The socket came out of `accept`/`accept4`.
+    /// The handshake completed from `SYN_RECV`: the socket was accepted.
     Server,
-    /// The socket was `connect`ed.
+    /// The handshake completed from `SYN_SENT`: the socket was connected.
     Client,
 }
 
@@ -163,12 +165,13 @@ pub struct DataEvent {
     pub remote: SocketAddr,
     /// Read or write side.
     pub direction: Direction,
-    /// The syscall's return value: the number of bytes transferred (always > 0). Sizes are
-    /// computed from this, not from `data.len()`.
+    /// The number of bytes the call moved, as the socket layer (or libssl) reported it
+    /// (always > 0). Sizes are computed from this, not from `data.len()`.
     pub bytes: i64,
-    /// `CLOCK_MONOTONIC` ns at syscall enter.
+    /// `CLOCK_MONOTONIC` ns when the call started: a libssl call's entry; for syscalls, which
+    /// the capture sees when their bytes move, the same as `end_ns`.
     pub start_ns: u64,
-    /// `CLOCK_MONOTONIC` ns at syscall exit.
+    /// `CLOCK_MONOTONIC` ns when the bytes moved (syscalls) or the libssl call returned.
     pub end_ns: u64,
     /// Which end of the connection this process is.
     pub role: Role,
@@ -217,9 +220,10 @@ impl DataEvent {
 pub struct ConnEvent {
     /// Thread group id.
     pub pid: u32,
-    /// Thread id.
+    /// Thread id (0 for a close the kernel made outside the process's threads).
     pub tid: u32,
-    /// The socket's fd (for accept, the new fd).
+    /// The socket's fd in `pid`: the fd of the data call the event precedes (accept,
+    /// connect); -1 for close, which the kernel reports outside any syscall of the process.
     pub fd: i32,
     /// See [`DataEvent::conn_id`].
     pub conn_id: u64,
@@ -231,12 +235,12 @@ pub struct ConnEvent {
     pub role: Role,
     /// The syscall.
     pub syscall: Syscall,
-    /// Syscall return value (0 for close, which is reported on enter; `-EINPROGRESS` for a
-    /// non-blocking connect).
+    /// 0: connection events come from TCP state changes, not from a syscall's return.
     pub ret: i64,
-    /// `CLOCK_MONOTONIC` ns at syscall enter.
+    /// `CLOCK_MONOTONIC` ns when the handshake completed (accept, connect) or the connection
+    /// ended (close).
     pub start_ns: u64,
-    /// `CLOCK_MONOTONIC` ns at syscall exit (== `start_ns` for close).
+    /// The same as `start_ns`.
     pub end_ns: u64,
     /// See [`DataEvent::comm`].
     pub comm: [u8; 16],

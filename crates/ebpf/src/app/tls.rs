@@ -22,7 +22,7 @@
 //! - Statically linked OpenSSL/BoringSSL (not named `libssl.so*`) is not discovered by
 //!   [`AppCapture::rescan_ssl`]; [`AppCapture::attach_ssl`] takes any binary exporting the
 //!   symbols. Go's crypto/tls, rustls, GnuTLS, NSS are other libraries (not covered).
-//! - Each probed call costs an uprobe and an uretprobe trap (see APP_PERFORMANCE.md).
+//! - Each probed call costs an uprobe and an uretprobe trap (see docs/ebpf-design.md, "TLS and the SSL-call counter").
 //!
 //! [`DataEvent::tls_socket_unknown`]: super::DataEvent::tls_socket_unknown
 //!
