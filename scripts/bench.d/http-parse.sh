@@ -1,4 +1,4 @@
-# summary: app receiver userspace: HTTP/1 parsing, matching and reporting (routes, histograms, spans) of captured-event-shaped input, events per second on one core (criterion)
+# summary: the HTTP/1.x parser alone (tapline-protocols) on the same request mix as app-report, events per second on one core (criterion)
 # needs: package tapline-protocols
 # usage: [criterion arguments]
 criterion_bench tapline-protocols http_parse
