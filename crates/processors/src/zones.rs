@@ -198,8 +198,8 @@ impl ProcessorFactory for ZonesFactory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::k8s as fx;
-    use crate::testutil::{flow_batch, points};
+    use tapline_test_support::fixtures::k8s as fx;
+    use tapline_test_support::fixtures::{flow_batch, points};
     use tapline_core::data::Number;
 
     fn cache() -> Arc<K8sCache> {

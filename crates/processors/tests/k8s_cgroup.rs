@@ -13,7 +13,7 @@ use tapline_core::data::{
 };
 use tapline_core::pipeline::BatchFn;
 use tapline_processors::k8s::{K8sCache, K8sProcessor, PidContainers};
-use tapline_processors::testutil::k8s as fx;
+use tapline_test_support::fixtures::k8s as fx;
 
 /// Where cgroup2 is mounted, from this process's mount table.
 fn cgroup2_mount() -> PathBuf {

@@ -19,8 +19,8 @@ use tapline_core::data::Signal;
 use tapline_core::pipeline::BatchFn;
 use tapline_processors::k8s::watch::{self, ApiSource, WatchSettings};
 use tapline_processors::k8s::{K8sCache, K8sProcessor};
-use tapline_processors::testutil::k8s as fx;
-use tapline_processors::testutil::{first_point_attrs, flow_batch};
+use tapline_test_support::fixtures::k8s as fx;
+use tapline_test_support::fixtures::{first_point_attrs, flow_batch};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 

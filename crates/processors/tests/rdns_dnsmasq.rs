@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tapline_core::data::Signal;
 use tapline_core::pipeline::BatchFn;
 use tapline_processors::rdns::{NameCache, RdnsConfig, RdnsProcessor};
-use tapline_processors::testutil::{first_point_attrs, flow_batch, points};
+use tapline_test_support::fixtures::{first_point_attrs, flow_batch, points};
 
 struct Dnsmasq {
     child: Child,

@@ -20,7 +20,7 @@ use tapline_core::pipeline::BatchFn;
 use tapline_core::telemetry::Telemetry;
 use tapline_processors::rdns::sniff::{self, SniffCounters, SniffSettings};
 use tapline_processors::rdns::{NameCache, RdnsConfig, RdnsProcessor};
-use tapline_processors::testutil::{first_point_attrs, flow_batch};
+use tapline_test_support::fixtures::{first_point_attrs, flow_batch};
 use tokio_util::sync::CancellationToken;
 
 static SEQ: AtomicU32 = AtomicU32::new(0);

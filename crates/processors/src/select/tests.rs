@@ -1,5 +1,5 @@
 use super::*;
-use crate::testutil::{flow_attributes, flow_batch, points};
+use tapline_test_support::fixtures::{flow_attributes, flow_batch, points};
 use proptest::prelude::*;
 use tapline_core::data::{Number, Temporality, Value};
 
