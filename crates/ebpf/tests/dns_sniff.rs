@@ -1,13 +1,12 @@
 //! The DNS sniffer's socket filter on a real kernel (root required): only UDP from port 53
 //! reaches userspace, each datagram once (also on loopback, which delivers twice), over IPv4
 //! and IPv6, on the interfaces asked for; dropping the sniffer leaves nothing behind.
-mod flows_util;
 
 use std::future::Future;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use flows_util::*;
+use tapline_test_support::netns::*;
 use tapline_ebpf::dns::{udp_datagram, DnsSniffer, MAX_FRAME};
 
 /// Runs `f` on a current-thread runtime in a thread inside network namespace `ns`.

@@ -1,8 +1,7 @@
 //! Dropping a FlowCapture leaves nothing behind: no program, no TCX link, no tc filter, no
 //! packet socket (root required).
-mod flows_util;
 
-use flows_util::*;
+use tapline_test_support::netns::*;
 use tapline_ebpf::flows::{AttachDirection, FlowCapture, FlowSource, FlowsKernelConfig};
 
 #[test]

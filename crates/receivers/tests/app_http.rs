@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use app_util::*;
+use tapline_test_support::eventually;
 use tapline_core::data::*;
 
 // ---------- the graph and its sink (tests/app_util), seen as HTTP ----------
@@ -91,7 +92,7 @@ class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
 S(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 "#;
 
-fn python_server(port: u16) -> Proc {
+fn python_server(port: u16) -> ChildGuard {
     need("python3", "python3");
     let p = Command::new("python3")
         .args(["-c", PY_SERVER, &port.to_string()])
@@ -99,11 +100,11 @@ fn python_server(port: u16) -> Proc {
         .spawn()
         .expect("python3");
     wait_port(port, Duration::from_secs(10));
-    Proc(p)
+    ChildGuard::adopt("peer", p)
 }
 
 /// nginx with its own prefix in a temp dir; `root` has the files it serves.
-fn nginx(port: u16, dir: &Path) -> Proc {
+fn nginx(port: u16, dir: &Path) -> ChildGuard {
     need("nginx", "nginx-light");
     let root = dir.join("www");
     std::fs::create_dir_all(&root).unwrap();
@@ -122,14 +123,7 @@ fn nginx(port: u16, dir: &Path) -> Proc {
         .spawn()
         .expect("nginx");
     wait_port(port, Duration::from_secs(10));
-    Proc(p)
-}
-
-fn tempdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tapline-app-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    ChildGuard::adopt("peer", p)
 }
 
 /// One GET on a fresh connection; returns the status.
@@ -280,22 +274,22 @@ fn python_server_curl_client_counts_durations_spans() {
     assert_eq!(resp_body[&key("GET", "/users/{id}", 200, "")].sum, 100.0);
 
     let spans = sink.spans();
-    let port_spans: Vec<&(Arc<Resource>, Span)> = spans
+    let port_spans: Vec<&(Arc<Resource>, Str, Span)> = spans
         .iter()
-        .filter(|(_, s)| s.attributes.get("server.port") == Some(&Value::Int(port as i64)))
+        .filter(|(_, _, s)| s.attributes.get("server.port") == Some(&Value::Int(port as i64)))
         .collect();
     let named = |n: &str, k: SpanKind| {
         port_spans
             .iter()
-            .filter(|(_, s)| s.name == n && s.kind == k)
+            .filter(|(_, _, s)| s.name == n && s.kind == k)
             .count()
     };
     assert_eq!(named("GET /users/{id}", SpanKind::Server), 20);
     assert_eq!(named("GET /users/{id}", SpanKind::Client), 20);
     assert_eq!(named("GET /status/*", SpanKind::Server), 7);
-    let (res, traced) = port_spans
+    let (res, _, traced) = port_spans
         .iter()
-        .find(|(_, s)| s.name == "GET /traced" && s.kind == SpanKind::Server)
+        .find(|(_, _, s)| s.name == "GET /traced" && s.kind == SpanKind::Server)
         .expect("server span of /traced");
     let hex: String = traced.trace_id.iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(hex, tp_trace);
@@ -307,9 +301,9 @@ fn python_server_curl_client_counts_durations_spans() {
     assert!(res.attributes.get("process.pid").is_some());
     // most curls exit before tapline reads their /proc entry: named by the comm in the events
     // (not `unknown_service`)
-    for (res, s) in port_spans
+    for (res, _, s) in port_spans
         .iter()
-        .filter(|(_, s)| s.kind == SpanKind::Client)
+        .filter(|(_, _, s)| s.kind == SpanKind::Client)
     {
         let a = &res.attributes;
         assert_eq!(a.get_str("service.name"), Some("curl"), "{}", s.name);
@@ -321,7 +315,7 @@ fn python_server_curl_client_counts_durations_spans() {
         );
     }
     // sanitised: no query string anywhere by default
-    for (_, s) in &port_spans {
+    for (_, _, s) in &port_spans {
         assert!(s.attributes.get("url.query").is_none());
         assert!(s
             .attributes
@@ -333,7 +327,7 @@ fn python_server_curl_client_counts_durations_spans() {
     }
     let errors = port_spans
         .iter()
-        .filter(|(_, s)| s.status == StatusCode::Error && s.kind == SpanKind::Server)
+        .filter(|(_, _, s)| s.status == StatusCode::Error && s.kind == SpanKind::Server)
         .count();
     assert_eq!(errors, 3);
 }
@@ -417,7 +411,8 @@ fn pipelined_requests_in_one_write() {
 #[test]
 fn nginx_mib_response_sizes_and_keep_alive() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = tempdir("nginx-mib");
+    let tmp = tempdir("nginx-mib");
+    let dir = tmp.path().to_path_buf();
     let port = free_port();
     let _ng = nginx(port, &dir);
     let t = start_tapline("", port);
@@ -427,7 +422,6 @@ fn nginx_mib_response_sizes_and_keep_alive() {
     curl(&[&format!("http://127.0.0.1:{port}/index.html")]);
     curl(&[&format!("http://127.0.0.1:{port}/nope")]);
     let (sink, _) = t.stop();
-    let _ = std::fs::remove_dir_all(&dir);
     let sizes = http_counts(&sink, "http.server.response.body.size", port);
     let mib = sizes[&key("GET", "/mib.bin", 200, "")];
     assert_eq!(
@@ -461,7 +455,8 @@ print("done")
 #[test]
 fn server_and_connection_older_than_tapline() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = tempdir("old");
+    let tmp = tempdir("old");
+    let dir = tmp.path().to_path_buf();
     let port = free_port();
     let _srv = python_server(port);
     let (ready, go) = (dir.join("ready"), dir.join("go"));
@@ -472,19 +467,16 @@ fn server_and_connection_older_than_tapline() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let client = Proc(client);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !ready.exists() {
-        assert!(Instant::now() < deadline, "client never became ready");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let client = ChildGuard::adopt("peer", client);
+    eventually("the client to become ready", Duration::from_secs(10), || {
+        ready.exists()
+    });
     let t = start_tapline("", port);
     std::fs::write(&go, "").unwrap();
     let mut client = client;
-    let out = client.0.wait_with_output_ref();
+    let out = client.child().wait_with_output_ref();
     assert_eq!(out.trim(), "done");
     let (sink, _) = t.stop();
-    let _ = std::fs::remove_dir_all(&dir);
     let server = http_counts(&sink, "http.server.request.duration", port);
     assert_eq!(
         server[&key("GET", "/old/after", 200, "")].count,
@@ -575,7 +567,8 @@ print(sum(ok))
 #[test]
 fn two_hundred_concurrent_connections() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = tempdir("conc");
+    let tmp = tempdir("conc");
+    let dir = tmp.path().to_path_buf();
     let port = free_port();
     let _ng = nginx(port, &dir);
     let t = start_tapline("", port);
@@ -585,7 +578,6 @@ fn two_hundred_concurrent_connections() {
     );
     assert_eq!(out.trim(), "1000");
     let (sink, _) = t.stop();
-    let _ = std::fs::remove_dir_all(&dir);
     let server = http_counts(&sink, "http.server.request.duration", port);
     assert_eq!(
         server[&key("GET", "/conc/x", 404, "")].count,
@@ -604,7 +596,8 @@ fn two_hundred_concurrent_connections() {
 fn wrk_paced_load_against_nginx_matches_access_log() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     need("wrk", "wrk");
-    let dir = tempdir("wrk");
+    let tmp = tempdir("wrk");
+    let dir = tmp.path().to_path_buf();
     let port = free_port();
     let _ng = nginx(port, &dir);
     let t = start_tapline("", port);
@@ -627,7 +620,6 @@ fn wrk_paced_load_against_nginx_matches_access_log() {
     std::thread::sleep(Duration::from_millis(500));
     let (sink, telemetry) = t.stop();
     let logged = std::fs::read_to_string(&log).unwrap().lines().count() - before;
-    let _ = std::fs::remove_dir_all(&dir);
     let server = http_counts(&sink, "http.server.request.duration", port);
     let seen: u64 = server
         .iter()

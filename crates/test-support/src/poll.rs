@@ -33,16 +33,39 @@ impl<T, E: Display> Check<T> for Result<T, E> {
     }
 }
 
-/// The pause between polls: short at first (most conditions hold quickly), then longer so a
-/// slow condition does not burn the CPU the system under test needs.
-fn pause(attempt: u32) -> Duration {
-    Duration::from_millis((5u64 << attempt.min(5)).min(100))
+/// The time left for a condition, and the pause before its next poll: short at first (most
+/// conditions hold quickly), then longer so a slow one does not take the CPU the system under
+/// test needs.
+struct Deadline {
+    end: Instant,
+    within: Duration,
+    attempt: u32,
 }
 
-fn give_up(what: &str, within: Duration, last: Option<String>) -> ! {
-    match last {
-        Some(seen) => panic!("timed out after {within:?} waiting for {what}; last seen: {seen}"),
-        None => panic!("timed out after {within:?} waiting for {what}"),
+impl Deadline {
+    fn new(within: Duration) -> Deadline {
+        Deadline {
+            end: Instant::now() + within,
+            within,
+            attempt: 0,
+        }
+    }
+
+    /// After a poll that did not hold: the pause before the next one, or a panic naming `what`
+    /// and the `last` observation once the time is up.
+    fn missed(&mut self, what: &str, last: Option<String>) -> Duration {
+        if Instant::now() >= self.end {
+            let within = self.within;
+            match last {
+                Some(seen) => {
+                    panic!("timed out after {within:?} waiting for {what}; last seen: {seen}")
+                }
+                None => panic!("timed out after {within:?} waiting for {what}"),
+            }
+        }
+        let pause = Duration::from_millis((5u64 << self.attempt.min(5)).min(100));
+        self.attempt += 1;
+        pause
     }
 }
 
@@ -54,18 +77,12 @@ pub fn eventually<T, C: Check<T>>(
     within: Duration,
     mut condition: impl FnMut() -> C,
 ) -> T {
-    let deadline = Instant::now() + within;
-    let mut attempt = 0;
+    let mut deadline = Deadline::new(within);
     loop {
-        let last = match condition().check() {
+        match condition().check() {
             Ok(v) => return v,
-            Err(last) => last,
-        };
-        if Instant::now() >= deadline {
-            give_up(what, within, last);
+            Err(last) => std::thread::sleep(deadline.missed(what, last)),
         }
-        std::thread::sleep(pause(attempt));
-        attempt += 1;
     }
 }
 
@@ -76,18 +93,12 @@ pub async fn eventually_async<T, C: Check<T>>(
     within: Duration,
     mut condition: impl FnMut() -> C,
 ) -> T {
-    let deadline = Instant::now() + within;
-    let mut attempt = 0;
+    let mut deadline = Deadline::new(within);
     loop {
-        let last = match condition().check() {
+        match condition().check() {
             Ok(v) => return v,
-            Err(last) => last,
-        };
-        if Instant::now() >= deadline {
-            give_up(what, within, last);
+            Err(last) => tokio::time::sleep(deadline.missed(what, last)).await,
         }
-        tokio::time::sleep(pause(attempt)).await;
-        attempt += 1;
     }
 }
 
