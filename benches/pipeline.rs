@@ -48,7 +48,11 @@ fn one_run(rt: &tokio::runtime::Runtime) -> Duration {
         tokio::spawn(async move {
             let mut source = Synthetic::new(cfg);
             for _ in 0..BATCHES {
-                if tx.send(Signal::Metrics(source.metrics_batch())).await.is_err() {
+                if tx
+                    .send(Signal::Metrics(source.metrics_batch()))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }

@@ -312,14 +312,18 @@ fn sighup_reloads_and_a_bad_reload_keeps_the_old_config() {
     let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
     let batches_of_3 = || lines_starting(&read(&out_path), "debug metrics: 3 ");
     // Running (and so listening for SIGHUP) once the first batch is out.
-    eventually("the first configuration to run", Duration::from_secs(10), || {
-        batches_of_3() > 0
-    });
+    eventually(
+        "the first configuration to run",
+        Duration::from_secs(10),
+        || batches_of_3() > 0,
+    );
     std::fs::write(&path, "receivers: { synthetic: { bogus: 1 } }\n").unwrap();
     unsafe { libc::kill(pid, libc::SIGHUP) };
-    eventually("the bad reload to be refused", Duration::from_secs(10), || {
-        read(&err_path).contains("reload refused")
-    });
+    eventually(
+        "the bad reload to be refused",
+        Duration::from_secs(10),
+        || read(&err_path).contains("reload refused"),
+    );
     // The old pipeline goes on after the refusal.
     let refused_at = batches_of_3();
     eventually(
@@ -329,13 +333,17 @@ fn sighup_reloads_and_a_bad_reload_keeps_the_old_config() {
     );
     std::fs::write(&path, cfg(4)).unwrap();
     unsafe { libc::kill(pid, libc::SIGHUP) };
-    eventually("a batch of the reloaded configuration", Duration::from_secs(10), || {
-        lines_starting(&read(&out_path), "debug metrics: 4 ") > 0
-    });
+    eventually(
+        "a batch of the reloaded configuration",
+        Duration::from_secs(10),
+        || lines_starting(&read(&out_path), "debug metrics: 4 ") > 0,
+    );
     unsafe { libc::kill(pid, libc::SIGTERM) };
-    let status = eventually("tapline to exit after SIGTERM", Duration::from_secs(20), || {
-        tapline.exited()
-    });
+    let status = eventually(
+        "tapline to exit after SIGTERM",
+        Duration::from_secs(20),
+        || tapline.exited(),
+    );
     let (stdout, stderr) = (read(&out_path), read(&err_path));
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(

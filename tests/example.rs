@@ -64,9 +64,11 @@ fn custom_processor_example_tags_every_point() {
             .stderr(std::fs::File::create(&err_path).unwrap()),
     );
     let stdout = || std::fs::read_to_string(&out_path).unwrap_or_default();
-    eventually("the two batches to be printed", Duration::from_secs(20), || {
-        stdout().lines().filter(|l| l.starts_with("    {")).count() >= 6
-    });
+    eventually(
+        "the two batches to be printed",
+        Duration::from_secs(20),
+        || stdout().lines().filter(|l| l.starts_with("    {")).count() >= 6,
+    );
     // SAFETY: signalling our own child.
     unsafe { libc::kill(example.id() as i32, libc::SIGTERM) };
     let start = Instant::now();

@@ -103,9 +103,11 @@ service:
 
     in_netns(&pair.a, || ping4(B4.parse().unwrap(), 3, 56));
     // The flows are exported on the 500 ms active timeout: seen printed, they are counted.
-    eventually("the debug exporter to print the ICMP flows", Duration::from_secs(10), || {
-        std::fs::read_to_string(&out_path).is_ok_and(|out| out.contains("transport=icmp"))
-    });
+    eventually(
+        "the debug exporter to print the ICMP flows",
+        Duration::from_secs(10),
+        || std::fs::read_to_string(&out_path).is_ok_and(|out| out.contains("transport=icmp")),
+    );
 
     // SAFETY: plain syscall on our child.
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);

@@ -9,12 +9,12 @@ use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
 use app_support::*;
-use tapline_test_support::netns::{bpf_object_remains, require_root};
-use tapline_test_support::{free_port, tempdir, wait_port, ChildGuard};
 use tapline_ebpf::app::{
     AppCapture, AppCaptureConfig, AppEvent, ConnEvent, DataEvent, Direction, PidAction,
     PidFilterMode, Role, Syscall, DEFAULT_CAPTURE_BYTES,
 };
+use tapline_test_support::netns::{bpf_object_remains, require_root};
+use tapline_test_support::{free_port, tempdir};
 
 /// Parses curl's `-w '%{size_header} %{size_download}\n'` lines into the total response bytes.
 fn response_bytes(stdout: &[u8]) -> i64 {

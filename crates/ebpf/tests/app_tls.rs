@@ -12,12 +12,12 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use app_support::*;
-use tapline_test_support::netns::require_root;
-use tapline_test_support::{free_port, tempdir, wait_port, ChildGuard};
 use tapline_ebpf::app::{
     AppCapture, AppCaptureConfig, AppCaptureError, AppEvent, ConnEvent, DataEvent, Direction, Role,
     Syscall,
 };
+use tapline_test_support::netns::require_root;
+use tapline_test_support::{free_port, tempdir, wait_port, ChildGuard};
 
 /// A self-signed certificate + key for 127.0.0.1 in `dir` (`cert.pem`, `key.pem`).
 fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {

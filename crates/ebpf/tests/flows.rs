@@ -8,11 +8,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tapline_test_support::netns::*;
 use tapline_ebpf::flows::{
     ipproto, AttachDirection, Direction, FlowCapture, FlowKey, FlowRecord, FlowSource,
     FlowsKernelConfig, ProtocolFilter,
 };
+use tapline_test_support::netns::*;
 
 const TCP_BYTES: usize = 4 << 20;
 

@@ -4,11 +4,11 @@
 
 use std::collections::HashMap;
 
-use tapline_test_support::netns::*;
 use tapline_ebpf::flows::{
     ipproto, FlowCapture, FlowKey, FlowRecord, FlowSource, FlowsKernelConfig, FAMILY_IPV4,
     FAMILY_IPV6, FAMILY_OTHER,
 };
+use tapline_test_support::netns::*;
 
 const SRC_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 

@@ -20,7 +20,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use tapline_core::component::Exporter;
 use tapline_core::data::*;
-use tapline_core::telemetry::Telemetry;
 use tapline_exporters::otlp::{OtlpConfig, OtlpExporter, Protocol};
 
 const SPANS_PER_BATCH: usize = 1000;

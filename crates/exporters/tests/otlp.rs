@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 
 use support::*;
 use tapline_core::component::Exporter;
-use tapline_test_support::harness::build_context_with;
 use tapline_core::data::*;
 use tapline_core::telemetry::Telemetry;
 use tapline_core::Registry;
 use tapline_exporters::otlp::{OtlpConfig, OtlpExporter, OtlpFactory, Protocol};
+use tapline_test_support::{eventually_async, free_port, start_graph, Feed};
+use tapline_test_support::harness::build_context_with;
 
 fn resource() -> Arc<Resource> {
     Resource::new(

@@ -15,6 +15,8 @@ use tapline_core::data::*;
 use tapline_core::telemetry::Telemetry;
 use tapline_core::Registry;
 use tapline_exporters::prometheus::PrometheusFactory;
+use tapline_test_support::net::{http_get, url_encode};
+use tapline_test_support::{eventually_async, free_port, need, start_graph, ChildGuard, Feed};
 
 struct Prometheus {
     _peer: ChildGuard,

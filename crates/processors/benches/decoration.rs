@@ -19,9 +19,9 @@ use tapline_processors::cidr::{CidrConfig, CidrProcessor};
 use tapline_processors::k8s::{K8sCache, K8sProcessor};
 use tapline_processors::rdns::{NameCache, RdnsConfig, RdnsProcessor};
 use tapline_processors::select::{SelectConfig, SelectProcessor};
+use tapline_processors::zones::{ZonesConfig, ZonesProcessor};
 use tapline_test_support::fixtures::flow_metric;
 use tapline_test_support::fixtures::k8s as fx;
-use tapline_processors::zones::{ZonesConfig, ZonesProcessor};
 
 const PODS: usize = 10_000;
 const SERVICES: usize = 1_000;

@@ -198,9 +198,9 @@ impl ProcessorFactory for ZonesFactory {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tapline_core::data::Number;
     use tapline_test_support::fixtures::k8s as fx;
     use tapline_test_support::fixtures::{flow_batch, points};
-    use tapline_core::data::Number;
 
     fn cache() -> Arc<K8sCache> {
         let c = Arc::new(K8sCache::new());

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -19,8 +19,8 @@ use tapline_core::data::Signal;
 use tapline_core::pipeline::BatchFn;
 use tapline_processors::k8s::watch::{self, ApiSource, WatchSettings};
 use tapline_processors::k8s::{K8sCache, K8sProcessor};
-use tapline_test_support::fixtures::k8s as fx;
 use tapline_test_support::eventually_async;
+use tapline_test_support::fixtures::k8s as fx;
 use tapline_test_support::fixtures::{first_point_attrs, flow_batch};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;

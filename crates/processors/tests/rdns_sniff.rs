@@ -216,9 +216,11 @@ fn sniff_learns_exactly_the_answered_names_and_asks_nothing() {
     // Besides the readiness probes, dnsmasq saw the client's five queries and nothing else:
     // tapline asked nothing (no PTR, no repeat).
     let is_probe = |q: &String| q == "A] probe.example from 127.0.0.1";
-    eventually("dnsmasq to log the client's five queries", Duration::from_secs(5), || {
-        dns.queries().iter().filter(|q| !is_probe(q)).count() >= 5
-    });
+    eventually(
+        "dnsmasq to log the client's five queries",
+        Duration::from_secs(5),
+        || dns.queries().iter().filter(|q| !is_probe(q)).count() >= 5,
+    );
     // A query tapline should not have sent would be logged after the client's: give dnsmasq
     // the time to write it. Absence cannot be polled for; this window is the check.
     std::thread::sleep(Duration::from_millis(200));

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use app_util::*;
-use tapline_test_support::eventually;
 use tapline_core::data::*;
+use tapline_test_support::eventually;
 
 // ---------- the graph and its sink (tests/app_util), seen as HTTP ----------
 
@@ -54,7 +54,7 @@ fn start_tapline(extra: &str, warm_port: u16) -> Tapline {
     Tapline::start(
         extra,
         || {
-            let _ = http_get(warm_port, "/warmup");
+            let _ = http11_status(warm_port, "/warmup");
         },
         |sink| has_span(sink, "url.path", "/warmup"),
     )
@@ -126,8 +126,9 @@ fn nginx(port: u16, dir: &Path) -> ChildGuard {
     ChildGuard::adopt("peer", p)
 }
 
-/// One GET on a fresh connection; returns the status.
-fn http_get(port: u16, path: &str) -> std::io::Result<u16> {
+/// One HTTP/1.1 GET on a fresh connection (`Connection: close`, as a browser's last request
+/// would be); returns the status.
+fn http11_status(port: u16, path: &str) -> std::io::Result<u16> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     write!(
@@ -468,9 +469,11 @@ fn server_and_connection_older_than_tapline() {
         .spawn()
         .unwrap();
     let client = ChildGuard::adopt("peer", client);
-    eventually("the client to become ready", Duration::from_secs(10), || {
-        ready.exists()
-    });
+    eventually(
+        "the client to become ready",
+        Duration::from_secs(10),
+        || ready.exists(),
+    );
     let t = start_tapline("", port);
     std::fs::write(&go, "").unwrap();
     let mut client = client;

@@ -25,7 +25,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use app_util::*;
-use peers::{kafka_broker, mariadb, mariadb_client, pgbench, postgres, python_with_kafka, redis, script};
+use peers::{
+    kafka_broker, mariadb, mariadb_client, pgbench, postgres, python_with_kafka, redis, script,
+};
 use tapline_core::data::{SpanKind, Value};
 
 const DB_KEYS: [&str; 4] = [

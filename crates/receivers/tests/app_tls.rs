@@ -222,7 +222,8 @@ fn nginx(dir: &Path, plain: u16, tls: u16, cert: &(String, String)) -> ChildGuar
         k = cert.1,
     );
     std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-    let p = ChildGuard::adopt("peer", 
+    let p = ChildGuard::adopt(
+        "peer",
         Command::new("nginx")
             .args(["-p", &dir.display().to_string(), "-c"])
             .arg(dir.join("nginx.conf"))

@@ -40,9 +40,11 @@ fn interfaces_appearing_and_disappearing_are_followed() {
     udp_burst(&pair, 41000, 100, 200);
     // One eviction passes with the interface still there: its flows are exported.
     let f41000 = [("src.port", "41000"), ("transport", "udp")];
-    eventually("the flows of port 41000 to be exported", Duration::from_secs(10), || {
-        agent.exported().sum("collect", PACKETS, &f41000) == 100
-    });
+    eventually(
+        "the flows of port 41000 to be exported",
+        Duration::from_secs(10),
+        || agent.exported().sum("collect", PACKETS, &f41000) == 100,
+    );
 
     // Removed while attached (and while the kernel map may still hold its flows).
     udp_burst(&pair, 41001, 20, 200);

@@ -27,15 +27,25 @@ use tokio::sync::Semaphore;
 
 /// Starts the graph of `yaml` (the `otlp` receiver on `grpc` and `http`, feeding `collect`)
 /// and waits until the receiver listens on both ports: it binds in its own task.
-async fn start(yaml: &str, (grpc, http): (u16, u16), collect: &Collect, telemetry: &Telemetry) -> RunningGraph {
+async fn start(
+    yaml: &str,
+    (grpc, http): (u16, u16),
+    collect: &Collect,
+    telemetry: &Telemetry,
+) -> RunningGraph {
     let mut registry = Registry::new();
     registry
         .register_receiver(OtlpReceiverFactory)
         .register_exporter(collect.clone());
     let running = start_graph(yaml, &registry, telemetry).await.unwrap();
-    eventually_async("the otlp receiver to listen on both ports", Duration::from_secs(10), || {
-        TcpStream::connect(("127.0.0.1", grpc)).is_ok() && TcpStream::connect(("127.0.0.1", http)).is_ok()
-    })
+    eventually_async(
+        "the otlp receiver to listen on both ports",
+        Duration::from_secs(10),
+        || {
+            TcpStream::connect(("127.0.0.1", grpc)).is_ok()
+                && TcpStream::connect(("127.0.0.1", http)).is_ok()
+        },
+    )
     .await;
     running
 }
@@ -245,7 +255,13 @@ async fn sdk_round_trip(protocol: &str, compression: &str) {
     let (grpc, http) = (free_port(), free_port());
     let capture = Collect::new();
     let telemetry = Telemetry::new();
-    let running = start(&graph_yaml(grpc, http, ""), (grpc, http), &capture, &telemetry).await;
+    let running = start(
+        &graph_yaml(grpc, http, ""),
+        (grpc, http),
+        &capture,
+        &telemetry,
+    )
+    .await;
     let endpoint = match protocol {
         "grpc" => format!("http://127.0.0.1:{grpc}"),
         _ => format!("http://127.0.0.1:{http}"),
@@ -311,7 +327,13 @@ async fn python_sdk_over_tls_on_both_protocols() {
         );
         for protocol in ["grpc", "http"] {
             let capture = Collect::new();
-            let running = start(&graph_yaml(grpc, http, &tls), (grpc, http), &capture, &Telemetry::new()).await;
+            let running = start(
+                &graph_yaml(grpc, http, &tls),
+                (grpc, http),
+                &capture,
+                &Telemetry::new(),
+            )
+            .await;
             let port = if protocol == "grpc" { grpc } else { http };
             let sent = python_send(
                 protocol,

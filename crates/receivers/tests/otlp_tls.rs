@@ -91,7 +91,9 @@ fn serde_yaml_to_json(yaml: &str) -> serde_json::Value {
     // The config loader reads YAML; reuse it for the exporter's block alone.
     let text = format!(
         "exporters:\n  otlp:\n{}",
-        yaml.lines().map(|l| format!("    {l}\n")).collect::<String>()
+        yaml.lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>()
     );
     load_config(&text).unwrap().exporters["otlp"].clone()
 }

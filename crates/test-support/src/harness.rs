@@ -127,7 +127,9 @@ impl Agent {
             let _ = tx.send(());
         }
         match self.thread.take() {
-            Some(t) => t.join().map_err(|_| "the graph's thread panicked".to_string())?,
+            Some(t) => t
+                .join()
+                .map_err(|_| "the graph's thread panicked".to_string())?,
             None => Ok(()),
         }
     }

@@ -32,7 +32,10 @@ pub fn http_get(
     headers: &[(&str, &str)],
 ) -> std::io::Result<(u16, String)> {
     let target = addr.to_socket_addrs()?.next().ok_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{addr}: no address"))
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{addr}: no address"),
+        )
     })?;
     let mut s = TcpStream::connect_timeout(&target, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(60)))?;
@@ -72,7 +75,10 @@ mod tests {
 
     #[test]
     fn url_encode_keeps_unreserved_bytes_only() {
-        assert_eq!(url_encode("sum(rate(x[1m])) by (a.b)"), "sum%28rate%28x%5B1m%5D%29%29%20by%20%28a.b%29");
+        assert_eq!(
+            url_encode("sum(rate(x[1m])) by (a.b)"),
+            "sum%28rate%28x%5B1m%5D%29%29%20by%20%28a.b%29"
+        );
     }
 
     #[test]

@@ -89,7 +89,18 @@ fn address_and_neighbour(ns: &str, dev: &str, me: &str, peer: &str, peer_mac: &s
     }
     sh(&addr);
     sh(&[
-        "ip", "-n", ns, family, "neigh", "replace", peer, "lladdr", peer_mac, "dev", dev, "nud",
+        "ip",
+        "-n",
+        ns,
+        family,
+        "neigh",
+        "replace",
+        peer,
+        "lladdr",
+        peer_mac,
+        "dev",
+        dev,
+        "nud",
         "permanent",
     ]);
 }

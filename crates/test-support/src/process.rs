@@ -175,12 +175,19 @@ pub fn find_program(program: &str) -> Option<PathBuf> {
         let p = PathBuf::from(program);
         return p.is_file().then_some(p);
     }
-    std::env::var("PATH")
-        .unwrap_or_default()
+    // PostgreSQL's server programs live in a versioned directory off PATH.
+    let postgres_bins: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| d.flatten().map(|e| e.path().join("bin")).collect())
+        .unwrap_or_default();
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
         .split(':')
         .chain(["/usr/sbin", "/usr/local/sbin", "/usr/local/bin"])
-        .map(|dir| Path::new(dir).join(program))
-        .find(|p| p.is_file())
+        .map(PathBuf::from)
+        .chain(postgres_bins)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file());
+    found
 }
 
 /// Runs `cmd` to completion with no input, killing it after `within`; panics with its output

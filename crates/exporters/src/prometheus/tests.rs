@@ -153,11 +153,8 @@ fn bad_config_is_reported_at_its_path_and_rules_are_published() {
     use tapline_core::telemetry::Telemetry;
     use tapline_core::{ExporterFactory, SharedState};
     let shared = SharedState::default();
-    let ctx = tapline_test_support::harness::build_context_with(
-        "prometheus",
-        &Telemetry::new(),
-        &shared,
-    );
+    let ctx =
+        tapline_test_support::harness::build_context_with("prometheus", &Telemetry::new(), &shared);
     let bad = ComponentConfig::new(
         "exporters.prometheus",
         serde_json::json!({"path": "metrics", "histograms": [{"metrics": "x.*", "buckets": [1.0, 0.5]}]}),

@@ -8,9 +8,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::Duration;
 
-pub use tapline_test_support::net::{http_get, url_encode};
-pub use tapline_test_support::process::{find_program, need, ChildGuard};
-pub use tapline_test_support::{eventually_async, free_port, start_graph, Feed};
+use tapline_test_support::process::find_program;
+use tapline_test_support::{eventually_async, ChildGuard};
 
 /// A self-signed certificate for `127.0.0.1`/`localhost`, written as PEM files.
 pub fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {

@@ -124,7 +124,14 @@ pub fn mariadb() -> Peer {
 pub fn mariadb_client(port: u16, sql: &str) -> String {
     let bin = need("mariadb", "apt-get install mariadb-client");
     let mut child = Command::new(bin)
-        .args(["--no-defaults", "--skip-ssl", "-h", "127.0.0.1", "-u", "root"])
+        .args([
+            "--no-defaults",
+            "--skip-ssl",
+            "-h",
+            "127.0.0.1",
+            "-u",
+            "root",
+        ])
         .args(["--force", "-B", &format!("-P{port}")])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -153,7 +160,15 @@ pub fn redis() -> Peer {
     let port = free_port();
     let mut cmd = Command::new(bin);
     cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no", "--protected-mode", "no", "--dir"])
+        .args([
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "no",
+            "--dir",
+        ])
         .arg(dir.path());
     Peer::serve("redis-server", &mut cmd, port, dir, Duration::from_secs(10))
 }
@@ -181,7 +196,13 @@ pub fn script(name: &str) -> PathBuf {
 
 /// `kafka_broker.py` on `port`, telling clients to come back on `advertise_port`, answering
 /// as `profile`, refusing the topic `deny`, logging every request to `log`.
-pub fn kafka_broker(port: u16, advertise_port: u16, profile: &str, deny: &str, log: &Path) -> ChildGuard {
+pub fn kafka_broker(
+    port: u16,
+    advertise_port: u16,
+    profile: &str,
+    deny: &str,
+    log: &Path,
+) -> ChildGuard {
     let broker = ChildGuard::spawn(
         "kafka_broker.py",
         Command::new(python_with_kafka())

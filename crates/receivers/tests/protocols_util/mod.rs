@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use tapline_receivers::protocols::{Dir, Operation, Protocol, ProtocolParser, Segment, Session};
 pub use tapline_test_support::process::{need, run, ChildGuard};
 pub use tapline_test_support::{free_port, tempdir, wait_port};
-use tapline_receivers::protocols::{Dir, Operation, Protocol, ProtocolParser, Segment, Session};
 
 /// One read on one proxied connection.
 #[derive(Clone, Debug)]
