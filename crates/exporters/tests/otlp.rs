@@ -16,8 +16,8 @@ use tapline_core::data::*;
 use tapline_core::telemetry::Telemetry;
 use tapline_core::Registry;
 use tapline_exporters::otlp::{OtlpConfig, OtlpExporter, OtlpFactory, Protocol};
-use tapline_test_support::{eventually_async, free_port, start_graph, Feed};
 use tapline_test_support::harness::build_context_with;
+use tapline_test_support::{eventually_async, free_port, start_graph, Feed};
 
 fn resource() -> Arc<Resource> {
     Resource::new(

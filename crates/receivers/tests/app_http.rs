@@ -9,14 +9,14 @@ mod app_util;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use app_util::*;
 use tapline_core::data::*;
-use tapline_test_support::eventually;
+use tapline_test_support::{eventually, free_port, need, tempdir, wait_port, ChildGuard};
 
 // ---------- the graph and its sink (tests/app_util), seen as HTTP ----------
 

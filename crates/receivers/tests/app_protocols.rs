@@ -20,15 +20,14 @@ mod peers;
 
 use std::collections::HashMap;
 use std::io::BufRead;
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use app_util::*;
 use peers::{
     kafka_broker, mariadb, mariadb_client, pgbench, postgres, python_with_kafka, redis, script,
 };
 use tapline_core::data::{SpanKind, Value};
+use tapline_test_support::{free_port, need, tempdir, ChildGuard};
 
 const DB_KEYS: [&str; 4] = [
     "db.system.name",

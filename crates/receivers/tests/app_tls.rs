@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use app_util::*;
 use tapline_core::data::{SpanKind, Value};
+use tapline_test_support::{free_port, need, tempdir, wait_port, ChildGuard};
 
 /// A self-signed certificate and key made with the `openssl` CLI.
 fn make_cert(dir: &Path) -> (String, String) {
@@ -156,7 +157,7 @@ fn python_workload(base: &str) {
 fn python_https_server_and_curl_count_like_plain_text() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempdir("tls-py");
-    let cert = make_cert(&dir.path());
+    let cert = make_cert(dir.path());
     let (plain, tls) = (free_port(), free_port());
     let _p = python_server(plain, None);
     let _t = python_server(tls, Some(&cert));
@@ -239,9 +240,9 @@ fn nginx(dir: &Path, plain: u16, tls: u16, cert: &(String, String)) -> ChildGuar
 fn nginx_tls_and_curl_count_like_plain_text() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempdir("tls-nginx");
-    let cert = make_cert(&dir.path());
+    let cert = make_cert(dir.path());
     let (plain, tls) = (free_port(), free_port());
-    let _ng = nginx(&dir.path(), plain, tls, &cert);
+    let _ng = nginx(dir.path(), plain, tls, &cert);
     let t = start("", plain, tls);
     const N: usize = 50;
     for (scheme, port) in [("http", plain), ("https", tls)] {

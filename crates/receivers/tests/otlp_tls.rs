@@ -9,7 +9,7 @@ use std::time::Duration;
 use tapline_core::config::ComponentConfig;
 use tapline_core::data::*;
 use tapline_core::telemetry::Telemetry;
-use tapline_core::Registry;
+use tapline_core::{Exporter, Registry};
 use tapline_exporters::otlp::{OtlpConfig, OtlpExporter};
 use tapline_receivers::otlp::OtlpReceiverFactory;
 use tapline_test_support::harness::load_config;

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use protocols_util::*;
 use tapline_receivers::protocols::{Protocol, Status};
+use tapline_test_support::process::run;
+use tapline_test_support::{need, ChildGuard};
 
 const SERVER: &str = r#"
 import sys, grpc

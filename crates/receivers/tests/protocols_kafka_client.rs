@@ -16,13 +16,14 @@ mod peers;
 mod protocols_util;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use peers::{kafka_broker, python_with_kafka, script};
 use protocols_util::*;
 use tapline_receivers::protocols::{Dir, Protocol, Status};
+use tapline_test_support::process::run;
+use tapline_test_support::{free_port, tempdir};
 
 const PRODUCED: [(&str, usize); 2] = [("orders", 7), ("payments.v1", 4)];
 const DENIED: &str = "audit-log";

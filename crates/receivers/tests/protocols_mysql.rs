@@ -9,9 +9,6 @@
 mod peers;
 mod protocols_util;
 
-use std::process::Command;
-use std::time::Duration;
-
 use peers::{mariadb, mariadb_client as client};
 use protocols_util::*;
 use tapline_receivers::protocols::{Protocol, Status};

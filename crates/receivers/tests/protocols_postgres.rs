@@ -7,7 +7,6 @@
 mod peers;
 mod protocols_util;
 
-use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -15,6 +14,8 @@ use std::time::Duration;
 use peers::{pgbench, postgres};
 use protocols_util::*;
 use tapline_receivers::protocols::{Protocol, Status};
+use tapline_test_support::process::run;
+use tapline_test_support::{need, tempdir};
 
 /// One cluster at a time: the machine is small.
 static SERIAL: Mutex<()> = Mutex::new(());

@@ -15,6 +15,8 @@ use std::time::Duration;
 use peers::redis;
 use protocols_util::*;
 use tapline_receivers::protocols::{Protocol, Status};
+use tapline_test_support::need;
+use tapline_test_support::process::run;
 
 fn benchmark(proxy: &Proxy, n: usize, pipeline: usize) {
     let bench = need("redis-benchmark", "apt-get install redis-server");

@@ -13,9 +13,6 @@ use tapline_core::telemetry::Telemetry;
 use tapline_core::Registry;
 use tapline_test_support::{eventually, Agent, Collect};
 
-pub use tapline_test_support::process::{need, ChildGuard};
-pub use tapline_test_support::{free_port, tempdir, wait_port};
-
 /// One test at a time: they share the machine's two cores and the kernel's probes.
 pub static SERIAL: Mutex<()> = Mutex::new(());
 

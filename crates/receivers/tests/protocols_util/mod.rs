@@ -14,8 +14,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tapline_receivers::protocols::{Dir, Operation, Protocol, ProtocolParser, Segment, Session};
-pub use tapline_test_support::process::{need, run, ChildGuard};
-pub use tapline_test_support::{free_port, tempdir, wait_port};
 
 /// One read on one proxied connection.
 #[derive(Clone, Debug)]
