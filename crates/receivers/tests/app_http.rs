@@ -530,6 +530,8 @@ fn client_disconnecting_mid_response_is_one_error() {
     let t = start_tapline("", port);
     let out = python(DISCONNECT_CLIENT, &[port.to_string()]);
     assert_eq!(out.trim(), "gone");
+    // The server learns of the disconnect only when its next write fails; no event marks that
+    // for the test, so it gets this long before the capture's data is collected.
     std::thread::sleep(Duration::from_millis(500));
     let (sink, _) = t.stop();
     let server = http_counts(&sink, "http.server.request.duration", port);
@@ -620,6 +622,8 @@ fn wrk_paced_load_against_nginx_matches_access_log() {
         .expect("wrk");
     assert!(out.status.success(), "wrk: {out:?}");
     let wrk = String::from_utf8_lossy(&out.stdout).into_owned();
+    // wrk closes 50 connections at once when it ends; their last events reach the ring buffer
+    // after wrk exits, and nothing tells the test when the last one has.
     std::thread::sleep(Duration::from_millis(500));
     let (sink, telemetry) = t.stop();
     let logged = std::fs::read_to_string(&log).unwrap().lines().count() - before;

@@ -163,6 +163,10 @@ impl Tapline {
     /// Waits for the kernel events to be read and the last interval flushed, then stops.
     /// Returns the sink without the warm-up data (everything before `clear_sink`).
     pub fn stop(self) -> (Sink, Telemetry) {
+        // The receiver completes a request whose response ends by silence, not by length or
+        // close, only at its next 1 s metrics interval, and exports nothing at an interval
+        // without data: no event tells the test that the interval after its traffic has
+        // passed, and the kernel in the loop rules out a clock the test controls.
         std::thread::sleep(Duration::from_millis(1500));
         let telemetry = self.agent.stop();
         (self.sink, telemetry)
@@ -170,6 +174,7 @@ impl Tapline {
 
     /// Forgets what was exported so far (the warm-up), after the current interval is flushed.
     pub fn clear_sink(&self) {
+        // One metrics interval (1 s): see `stop` for why it cannot be polled for.
         std::thread::sleep(Duration::from_millis(1300));
         self.sink.clear();
     }
