@@ -3,63 +3,20 @@
 
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use tapline::core::config::{self, ComponentConfig, ConfigSource, Diagnostics, LoadOptions};
-use tapline::core::data::{Signal, SignalKind};
+use tapline::core::config::ComponentConfig;
+use tapline::core::data::Signal;
+use tapline::core::pipeline;
 use tapline::core::telemetry::Telemetry;
-use tapline::core::{
-    pipeline, BuildContext, FactoryInfo, Receiver, ReceiverContext, ReceiverFactory,
-};
 use tapline_receivers::synthetic::{Synthetic, SyntheticConfig};
+use tapline_test_support::harness::load_config;
+use tapline_test_support::Feed;
 
 const BATCHES: u64 = 200;
 const POINTS: usize = 1000;
 
-/// Sends `BATCHES` synthetic batches as fast as the pipeline takes them, then stops.
-struct Burst;
-impl FactoryInfo for Burst {
-    fn type_name(&self) -> &'static str {
-        "burst"
-    }
-    fn description(&self) -> &'static str {
-        "bench"
-    }
-    fn signals(&self) -> &'static [SignalKind] {
-        &[SignalKind::Metrics]
-    }
-}
-impl ReceiverFactory for Burst {
-    fn build(
-        &self,
-        _: &ComponentConfig,
-        _: &BuildContext,
-    ) -> Result<Box<dyn Receiver>, Diagnostics> {
-        Ok(Box::new(BurstReceiver))
-    }
-}
-struct BurstReceiver;
-#[async_trait]
-impl Receiver for BurstReceiver {
-    async fn run(self: Box<Self>, ctx: ReceiverContext) -> anyhow::Result<()> {
-        let cfg: SyntheticConfig = ComponentConfig::new(
-            "bench",
-            serde_json::json!({"points_per_batch": POINTS, "series": 50}),
-        )
-        .parse()
-        .unwrap();
-        let mut source = Synthetic::new(cfg);
-        for _ in 0..BATCHES {
-            ctx.output
-                .send(Signal::Metrics(source.metrics_batch()))
-                .await?;
-        }
-        Ok(())
-    }
-}
-
 const CONFIG: &str = "
-receivers: { burst: {} }
+receivers: { feed: {} }
 processors:
   attributes/a: { actions: [ { key: env, value: prod, action: insert } ] }
   attributes/b: { actions: [ { key: http.route, value: /x, action: update } ] }
@@ -67,25 +24,39 @@ processors:
 exporters: { nop: { queue: { size: 100000 } } }
 service:
   pipelines:
-    metrics: { receivers: [burst], processors: [attributes/a, attributes/b, attributes/c], exporters: [nop] }
+    metrics: { receivers: [feed], processors: [attributes/a, attributes/b, attributes/c], exporters: [nop] }
 ";
 
+/// Sends `BATCHES` synthetic batches through the `feed` receiver as fast as the pipeline
+/// takes them.
 fn one_run(rt: &tokio::runtime::Runtime) -> Duration {
+    let (feed, tx) = Feed::new();
     let mut registry = tapline::builtin_registry();
-    registry.register_receiver(Burst);
-    let loaded = config::load(&LoadOptions {
-        sources: vec![ConfigSource::Embedded {
-            name: "bench".into(),
-            text: CONFIG.into(),
-        }],
-        ..Default::default()
-    })
-    .unwrap();
+    registry.register_receiver(feed);
+    let loaded = load_config(CONFIG).unwrap();
     let telemetry = Telemetry::new();
     let graph = pipeline::build(&loaded, &registry, &telemetry).unwrap();
+    let cfg: SyntheticConfig = ComponentConfig::new(
+        "bench",
+        serde_json::json!({"points_per_batch": POINTS, "series": 50}),
+    )
+    .parse()
+    .unwrap();
     rt.block_on(async {
         let start = Instant::now();
         let running = pipeline::start(graph).await.unwrap();
+        tokio::spawn(async move {
+            let mut source = Synthetic::new(cfg);
+            for _ in 0..BATCHES {
+                if tx
+                    .send(Signal::Metrics(source.metrics_batch()))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
         let labels = [("kind", "exporter"), ("component", "nop")];
         let want = (BATCHES as i64) * POINTS as i64;
         while telemetry

@@ -2,8 +2,10 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use tapline_test_support::{eventually, ChildGuard};
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_tapline"))
@@ -15,29 +17,46 @@ fn config(text: &str) -> tempfile::NamedTempFile {
     f
 }
 
-/// Runs `tapline run`, sends `signal` after `after`, and waits (bounded) for the exit.
-fn run_then_signal(cfg: &std::path::Path, after: Duration, signal: i32) -> Output {
-    let child = Command::new(bin())
-        .args(["run", "--config"])
-        .arg(cfg)
-        .env_remove("TAPLINE_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id() as i32;
-    std::thread::sleep(after);
-    unsafe { libc::kill(pid, signal) };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let waiter = std::thread::spawn(move || child.wait_with_output().unwrap());
-    while !waiter.is_finished() {
-        assert!(
-            Instant::now() < deadline,
-            "tapline did not exit within 20s of the signal"
-        );
-        std::thread::sleep(Duration::from_millis(20));
+/// Runs `tapline run` with its output in files, sends `signal` once its stdout shows
+/// `ready`, and waits (bounded) for the exit.
+fn run_then_signal(
+    cfg: &std::path::Path,
+    ready: (&str, impl Fn(&str) -> bool),
+    signal: i32,
+) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let (out_path, err_path) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let mut tapline = ChildGuard::spawn(
+        "tapline",
+        Command::new(bin())
+            .args(["run", "--config"])
+            .arg(cfg)
+            .env_remove("TAPLINE_LOG")
+            .stdout(std::fs::File::create(&out_path).unwrap())
+            .stderr(std::fs::File::create(&err_path).unwrap()),
+    );
+    let read = |p: &std::path::Path| std::fs::read(p).unwrap_or_default();
+    let (what, condition) = ready;
+    eventually(what, Duration::from_secs(20), || {
+        condition(&String::from_utf8_lossy(&read(&out_path)))
+    });
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(tapline.id() as i32, signal) };
+    let status = eventually(
+        "tapline to exit within 20s of the signal",
+        Duration::from_secs(20),
+        || tapline.exited(),
+    );
+    Output {
+        status,
+        stdout: read(&out_path),
+        stderr: read(&err_path),
     }
-    waiter.join().unwrap()
+}
+
+/// The count of stdout lines starting with `prefix`.
+fn lines_starting(stdout: &str, prefix: &str) -> usize {
+    stdout.lines().filter(|l| l.starts_with(prefix)).count()
 }
 
 /// The `totals` line the agent logs at shutdown, for one component: (accepted, dropped, sent).
@@ -94,7 +113,15 @@ service:
     logs: { level: info, format: text }
 ",
     );
-    let out = run_then_signal(cfg.path(), Duration::from_millis(1500), libc::SIGTERM);
+    let every_batch = |out: &str| {
+        lines_starting(out, "debug metrics: 7 data points in 1 metrics") == 5
+            && lines_starting(out, "debug traces: 3 spans") == 5
+    };
+    let out = run_then_signal(
+        cfg.path(),
+        ("the five metric and five trace batches", every_batch),
+        libc::SIGTERM,
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "stderr:\n{stderr}");
@@ -143,7 +170,9 @@ service:
 ",
     );
     for signal in [libc::SIGTERM, libc::SIGINT] {
-        let out = run_then_signal(cfg.path(), Duration::from_millis(800), signal);
+        // Mid-stream: the source never stops on its own, and a few hundred batches are out.
+        let streaming = |out: &str| lines_starting(out, "debug metrics: ") >= 300;
+        let out = run_then_signal(cfg.path(), ("300 batches printed", streaming), signal);
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "stderr:\n{stderr}");
@@ -270,38 +299,52 @@ fn sighup_reloads_and_a_bad_reload_keeps_the_old_config() {
         )
     };
     std::fs::write(&path, cfg(3)).unwrap();
-    let mut child = Command::new(bin())
-        .args(["run", "--config"])
-        .arg(&path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id() as i32;
-    std::thread::sleep(Duration::from_millis(500));
+    let (out_path, err_path) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let mut tapline = ChildGuard::spawn(
+        "tapline",
+        Command::new(bin())
+            .args(["run", "--config"])
+            .arg(&path)
+            .stdout(std::fs::File::create(&out_path).unwrap())
+            .stderr(std::fs::File::create(&err_path).unwrap()),
+    );
+    let pid = tapline.id() as i32;
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+    let batches_of_3 = || lines_starting(&read(&out_path), "debug metrics: 3 ");
+    // Running (and so listening for SIGHUP) once the first batch is out.
+    eventually(
+        "the first configuration to run",
+        Duration::from_secs(10),
+        || batches_of_3() > 0,
+    );
     std::fs::write(&path, "receivers: { synthetic: { bogus: 1 } }\n").unwrap();
     unsafe { libc::kill(pid, libc::SIGHUP) };
-    std::thread::sleep(Duration::from_millis(500));
+    eventually(
+        "the bad reload to be refused",
+        Duration::from_secs(10),
+        || read(&err_path).contains("reload refused"),
+    );
+    // The old pipeline goes on after the refusal.
+    let refused_at = batches_of_3();
+    eventually(
+        "15 more batches of the running configuration",
+        Duration::from_secs(10),
+        || batches_of_3() >= refused_at + 15,
+    );
     std::fs::write(&path, cfg(4)).unwrap();
     unsafe { libc::kill(pid, libc::SIGHUP) };
-    std::thread::sleep(Duration::from_millis(700));
+    eventually(
+        "a batch of the reloaded configuration",
+        Duration::from_secs(10),
+        || lines_starting(&read(&out_path), "debug metrics: 4 ") > 0,
+    );
     unsafe { libc::kill(pid, libc::SIGTERM) };
-    let status = child.wait().unwrap();
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    use std::io::Read;
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let status = eventually(
+        "tapline to exit after SIGTERM",
+        Duration::from_secs(20),
+        || tapline.exited(),
+    );
+    let (stdout, stderr) = (read(&out_path), read(&err_path));
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(
         stderr.contains(

@@ -13,13 +13,14 @@
 //!   nothing, and a tripwire fails once a receiver starts producing them.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tapline_test_support::eventually;
+use tapline_test_support::net::{free_port, http_get, url_encode};
+use tapline_test_support::process::Processes;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const DASHBOARDS: [&str; 2] = ["network.json", "application.json"];
@@ -316,93 +317,16 @@ fn grep_dir(dir: &Path, needle: &str) -> Option<PathBuf> {
 
 // ---- The live test ----
 
-/// Children killed (and reaped) when the test ends, also on failure.
-struct Procs(Vec<(&'static str, Child)>);
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for (_, c) in self.0.iter_mut().rev() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Procs {
-    fn spawn(&mut self, name: &'static str, cmd: &mut Command) {
-        let child = cmd
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
-        self.0.push((name, child));
-    }
-    fn check_alive(&mut self, log_dir: &Path) {
-        for (name, c) in &mut self.0 {
-            if let Ok(Some(status)) = c.try_wait() {
-                let log = std::fs::read_to_string(log_dir.join(format!("{name}.log")))
-                    .unwrap_or_default();
-                panic!("{name} exited early ({status}):\n{log}");
-            }
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn log_file(dir: &Path, name: &str) -> std::fs::File {
-    std::fs::File::create(dir.join(format!("{name}.log"))).unwrap()
-}
-
-/// A plain HTTP/1.0 GET; (status, body).
-fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf)?;
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|x| x.1)
-        .unwrap_or("")
-        .to_string();
-    Ok((status, body))
-}
-
-fn wait_ok(addr: &str, path: &str, deadline: Instant, what: &str, procs: &mut Procs, dir: &Path) {
-    loop {
-        if matches!(http_get(addr, path), Ok((200, _))) {
-            return;
-        }
-        procs.check_alive(dir);
-        assert!(
-            Instant::now() < deadline,
-            "{what} never answered 200 on {path}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+/// Waits until `GET path` on `addr` answers 200, failing early when a process has exited.
+fn wait_ok(addr: &str, path: &str, what: &str, procs: &mut Processes) {
+    eventually(
+        &format!("{what} to answer 200 on {path}"),
+        Duration::from_secs(30),
+        || {
+            procs.check_alive();
+            matches!(http_get(addr, path, &[]), Ok((200, _)))
+        },
+    );
 }
 
 enum Outcome {
@@ -412,8 +336,8 @@ enum Outcome {
 }
 
 fn run_query(prometheus: &str, expr: &str) -> Outcome {
-    let path = format!("/api/v1/query?query={}", percent_encode(expr));
-    match http_get(prometheus, &path) {
+    let path = format!("/api/v1/query?query={}", url_encode(expr));
+    match http_get(prometheus, &path, &[]) {
         Err(e) => Outcome::Error(e.to_string()),
         Ok((_, body)) => {
             let v: Value = match serde_json::from_str(&body) {
@@ -545,7 +469,7 @@ service:
     .unwrap();
 
     let started = Instant::now();
-    let mut procs = Procs(Vec::new());
+    let mut procs = Processes::new(d);
     procs.spawn(
         "server",
         Command::new("python3")
@@ -557,26 +481,20 @@ service:
                 "127.0.0.2",
             ])
             .arg("--directory")
-            .arg(d.join("www"))
-            .stdout(log_file(d, "server"))
-            .stderr(log_file(d, "server")),
+            .arg(d.join("www")),
     );
     procs.spawn(
         "redis",
         Command::new(redis_bin)
             .args(["--port", &redis_port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(log_file(d, "redis"))
-            .stderr(log_file(d, "redis")),
+            .args(["--save", "", "--appendonly", "no"]),
     );
     procs.spawn(
         "tapline",
         Command::new(env!("CARGO_BIN_EXE_tapline"))
             .args(["run", "--config"])
             .arg(d.join("tapline.yaml"))
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .stdout(log_file(d, "tapline"))
-            .stderr(log_file(d, "tapline")),
+            .env_remove("KUBERNETES_SERVICE_HOST"),
     );
     procs.spawn(
         "prometheus",
@@ -586,38 +504,24 @@ service:
                 d.join("prometheus.yml").display()
             ))
             .arg(format!("--storage.tsdb.path={}", d.join("tsdb").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(log_file(d, "prometheus"))
-            .stderr(log_file(d, "prometheus")),
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}")),
     );
-    let startup = Instant::now() + Duration::from_secs(30);
     let telemetry = format!("127.0.0.1:{telemetry_port}");
     let prometheus = format!("127.0.0.1:{prom_port}");
-    wait_ok(&telemetry, "/readyz", startup, "tapline", &mut procs, d);
-    wait_ok(
-        &prometheus,
-        "/-/ready",
-        startup,
-        "prometheus",
-        &mut procs,
-        d,
-    );
+    wait_ok(&telemetry, "/readyz", "tapline", &mut procs);
+    wait_ok(&prometheus, "/-/ready", "prometheus", &mut procs);
     wait_ok(
         &format!("127.0.0.2:{server_port}"),
         "/index.html",
-        startup,
         "http.server",
         &mut procs,
-        d,
     );
     // A long-lived client, so that discovery (1 s) instruments it: client metrics.
     procs.spawn(
         "client",
         Command::new("python3")
             .args(["-c", CLIENT, "127.0.0.2", &server_port.to_string(), "150"])
-            .arg(redis_port.to_string())
-            .stdout(log_file(d, "client"))
-            .stderr(log_file(d, "client")),
+            .arg(redis_port.to_string()),
     );
 
     let mut all = Vec::new();
@@ -633,7 +537,7 @@ service:
     }
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        procs.check_alive(d);
+        procs.check_alive();
         let mut missing = Vec::new();
         for (ctx, expr, pending) in &all {
             match (run_query(&prometheus, expr), pending) {
@@ -654,7 +558,7 @@ service:
             break;
         }
         if Instant::now() > deadline {
-            let metrics = http_get(&format!("127.0.0.1:{metrics_port}"), "/metrics")
+            let metrics = http_get(format!("127.0.0.1:{metrics_port}"), "/metrics", &[])
                 .map(|r| r.1)
                 .unwrap_or_default();
             let names: BTreeSet<&str> = metrics
@@ -669,6 +573,7 @@ service:
                 std::fs::read_to_string(d.join("tapline.log")).unwrap_or_default()
             );
         }
+        // The poll interval: each round asks Prometheus (scraping every second) once per panel.
         std::thread::sleep(Duration::from_secs(2));
     }
     drop(procs);

@@ -7,11 +7,13 @@
 //! Runs as root (the eBPF receivers); needs `python3` and `curl`. The Kubernetes processors
 //! are in every example with `enable: auto`, which is off outside a cluster.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use tapline_test_support::eventually;
+use tapline_test_support::net::{free_port, http_get};
+use tapline_test_support::process::Processes;
 
 const EXAMPLES: [&str; 5] = [
     "cardinality.yaml",
@@ -76,68 +78,33 @@ fn every_example_validates() {
 
 // ---- Running the examples ----
 
-/// Children killed (and reaped) when the test ends, also on failure.
+/// The test's processes, logging into its temporary directory; stopped when the test ends,
+/// also on failure.
 struct Procs {
+    processes: Processes,
     dir: tempfile::TempDir,
-    children: Vec<(String, Child)>,
 }
 
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for (_, c) in self.children.iter_mut().rev() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+impl std::ops::Deref for Procs {
+    type Target = Processes;
+    fn deref(&self) -> &Processes {
+        &self.processes
+    }
+}
+
+impl std::ops::DerefMut for Procs {
+    fn deref_mut(&mut self) -> &mut Processes {
+        &mut self.processes
     }
 }
 
 impl Procs {
     fn new() -> Procs {
+        let dir = tempfile::tempdir().unwrap();
         Procs {
-            dir: tempfile::tempdir().unwrap(),
-            children: Vec::new(),
+            processes: Processes::new(dir.path()),
+            dir,
         }
-    }
-
-    fn log_path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(format!("{name}.log"))
-    }
-
-    /// Starts `cmd` with stdout and stderr in `<name>.log`.
-    fn spawn(&mut self, name: &str, cmd: &mut Command) {
-        let log = std::fs::File::create(self.log_path(name)).unwrap();
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
-        self.children.push((name.to_string(), child));
-    }
-
-    fn log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.log_path(name)).unwrap_or_default()
-    }
-
-    /// Panics with the logs when a child has exited.
-    fn check_alive(&mut self) {
-        let mut dead = None;
-        for (name, c) in &mut self.children {
-            if let Ok(Some(status)) = c.try_wait() {
-                dead = Some((name.clone(), status));
-            }
-        }
-        if let Some((name, status)) = dead {
-            panic!("{name} exited early ({status}):\n{}", self.all_logs());
-        }
-    }
-
-    fn all_logs(&self) -> String {
-        self.children
-            .iter()
-            .map(|(n, _)| format!("---- {n}.log\n{}", self.log(n)))
-            .collect::<Vec<_>>()
-            .join("\n")
     }
 
     /// Starts the python web server on 127.0.0.1:`port` and waits until it answers.
@@ -164,16 +131,17 @@ impl Procs {
 
     /// Waits until `GET path` on 127.0.0.1:`port` answers 200.
     fn wait_http(&mut self, port: u16, path: &str, what: &str) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !matches!(http_get(port, path), Ok((200, _))) {
-            self.check_alive();
-            assert!(
-                Instant::now() < deadline,
-                "{what} never answered 200 on {path}:\n{}",
-                self.all_logs()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        eventually(
+            &format!("{what} to answer 200 on {path}"),
+            Duration::from_secs(30),
+            || {
+                self.check_alive();
+                match http_get(format!("127.0.0.1:{port}"), path, &[]) {
+                    Ok((200, _)) => Ok(()),
+                    other => Err(format!("{other:?}\n{}", self.all_logs())),
+                }
+            },
+        );
     }
 
     /// Sends requests with curl (200s and 404s) until `done` says so or the deadline passes;
@@ -198,34 +166,10 @@ impl Procs {
                 "the expected data never arrived:\n{}",
                 self.all_logs()
             );
+            // Traffic in rounds, as a client would send it: pacing, not waiting for a result.
             std::thread::sleep(Duration::from_millis(500));
         }
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A plain HTTP/1.0 GET to 127.0.0.1:`port`; (status, body).
-fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n")?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf)?;
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
-    Ok((status, body.to_string()))
 }
 
 /// The scraped series of `metric` (exact name) as (labels, value).
@@ -260,7 +204,7 @@ fn label<'a>(labels: &'a [(String, String)], key: &str) -> Option<&'a str> {
 }
 
 fn scrape(port: u16) -> String {
-    match http_get(port, "/metrics") {
+    match http_get(format!("127.0.0.1:{port}"), "/metrics", &[]) {
         Ok((200, body)) => body,
         _ => String::new(),
     }

@@ -1,13 +1,12 @@
 //! The real `tapline` binary with the `flows` receiver: SIGTERM → exit 0, and nothing it
 //! loaded or attached stays behind (programs, TCX links, tc filters). Root required.
 
-#[path = "../crates/ebpf/tests/support/netns.rs"]
-mod net;
-
+use std::io::Read;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use net::*;
+use tapline_test_support::netns::*;
+use tapline_test_support::{eventually, ChildGuard};
 
 /// (program ids, link ids) held by `pid`'s file descriptors.
 fn bpf_objects(pid: u32) -> (Vec<u32>, Vec<u32>) {
@@ -36,6 +35,15 @@ fn bpf_objects(pid: u32) -> (Vec<u32>, Vec<u32>) {
     (progs, links)
 }
 
+/// What the child wrote to its (piped) stderr; read once it has exited.
+fn stderr(child: &mut ChildGuard) -> String {
+    let mut err = String::new();
+    if let Some(mut e) = child.child().stderr.take() {
+        e.read_to_string(&mut err).unwrap();
+    }
+    err
+}
+
 #[test]
 fn sigterm_exits_0_and_leaves_nothing_attached() {
     require_root();
@@ -53,55 +61,36 @@ service:
     )
     .unwrap();
     let out_path = dir.path().join("stdout");
-    let mut child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &pair.a,
-            env!("CARGO_BIN_EXE_tapline"),
-            "run",
-            "--config",
-        ])
-        .arg(&cfg)
-        .stdout(std::fs::File::create(&out_path).unwrap())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut tapline = ChildGuard::spawn(
+        "tapline",
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &pair.a,
+                env!("CARGO_BIN_EXE_tapline"),
+                "run",
+                "--config",
+            ])
+            .arg(&cfg)
+            .stdout(std::fs::File::create(&out_path).unwrap())
+            .stderr(Stdio::piped()),
+    );
     // `ip netns exec` execs the program: the child's pid is tapline's.
-    let pid = child.id();
-    struct Kill(u32);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            // SAFETY: plain syscall; harmless if the process is gone.
-            unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
-        }
-    }
-    let _guard = Kill(pid);
+    let pid = tapline.id();
 
     // Attached: two programs (tc ingress/egress) and their two TCX links.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (progs, links) = loop {
+    let (progs, links) = eventually("tapline to attach", Duration::from_secs(20), || {
+        if let Some(status) = tapline.exited() {
+            panic!("tapline exited early ({status}): {}", stderr(&mut tapline));
+        }
         let (p, l) = bpf_objects(pid);
         if p.len() >= 2 && l.len() >= 2 {
-            break (p, l);
+            Ok((p, l))
+        } else {
+            Err(format!("programs {p:?}, links {l:?}"))
         }
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            use std::io::Read;
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
-            panic!("tapline exited early ({status}): {err}");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "tapline did not attach: {p:?} {l:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    });
     let names = Command::new("bpftool")
         .args(["prog", "show", "id", &progs[0].to_string()])
         .output()
@@ -113,29 +102,21 @@ service:
     assert!(link.contains("tcx") || link.contains("type 11"), "{link}");
 
     in_netns(&pair.a, || ping4(B4.parse().unwrap(), 3, 56));
-    std::thread::sleep(Duration::from_millis(700));
+    // The flows are exported on the 500 ms active timeout: seen printed, they are counted.
+    eventually(
+        "the debug exporter to print the ICMP flows",
+        Duration::from_secs(10),
+        || std::fs::read_to_string(&out_path).is_ok_and(|out| out.contains("transport=icmp")),
+    );
 
     // SAFETY: plain syscall on our child.
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "tapline did not exit within 15 s of SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut err = String::new();
-    use std::io::Read;
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let status = eventually(
+        "tapline to exit within 15 s of SIGTERM",
+        Duration::from_secs(15),
+        || tapline.exited(),
+    );
+    let err = stderr(&mut tapline);
     assert_eq!(status.code(), Some(0), "exit status; stderr:\n{err}");
 
     for id in &progs {

@@ -13,6 +13,8 @@ use tapline_ebpf::app::{
     AppCapture, AppCaptureConfig, AppEvent, ConnEvent, DataEvent, Direction, PidAction,
     PidFilterMode, Role, Syscall, DEFAULT_CAPTURE_BYTES,
 };
+use tapline_test_support::netns::{bpf_object_remains, require_root};
+use tapline_test_support::{free_port, tempdir};
 
 /// Parses curl's `-w '%{size_header} %{size_download}\n'` lines into the total response bytes.
 fn response_bytes(stdout: &[u8]) -> i64 {
@@ -194,8 +196,8 @@ fn check_exchange(
 fn python_http_server_and_curl() {
     require_root();
     let _serial = serial();
-    let dir = tempdir("py");
-    let _rm = RmOnDrop(dir.clone());
+    let tmp = tempdir("py");
+    let dir = tmp.path().to_path_buf();
     write_file(&dir.join("small.txt"), 1000);
     write_file(&dir.join("big.bin"), 1 << 20);
     let port = free_port();
@@ -203,7 +205,7 @@ fn python_http_server_and_curl() {
     let mut cap = AppCapture::load(&AppCaptureConfig::default()).unwrap();
     cap.attach().unwrap();
     let server = python_server(&dir, port);
-    let server_pid = server.0.id();
+    let server_pid = server.id();
 
     let w = "%{size_header} %{size_download}\n";
     let small = format!("http://127.0.0.1:{port}/small.txt");
@@ -297,8 +299,8 @@ fn python_http_server_and_curl() {
 fn nginx_writev_and_sendfile() {
     require_root();
     let _serial = serial();
-    let dir = tempdir("nginx");
-    let _rm = RmOnDrop(dir.clone());
+    let tmp = tempdir("nginx");
+    let dir = tmp.path().to_path_buf();
     std::fs::create_dir_all(dir.join("www")).unwrap();
     write_file(&dir.join("www/page.html"), 5000);
     write_file(&dir.join("www/big.bin"), 1 << 20);
@@ -344,7 +346,7 @@ fn nginx_writev_and_sendfile() {
     );
     for (pid, line, total) in &runs {
         let (worker, conn) = check_exchange(&events, port, *pid, None, line, 1, *total);
-        assert_ne!(worker, server.0.id(), "the worker, not the master, serves");
+        assert_ne!(worker, server.id(), "the worker, not the master, serves");
         let comm = std::fs::read_to_string(format!("/proc/{worker}/comm")).unwrap();
         assert_eq!(comm.trim(), "nginx");
         // headers through writev (captured), body through sendfile (counted, not captured)
@@ -428,14 +430,14 @@ fn connection_older_than_the_capture() {
 fn pid_filter_include_and_exclude() {
     require_root();
     let _serial = serial();
-    let dir = tempdir("pidf");
-    let _rm = RmOnDrop(dir.clone());
+    let tmp = tempdir("pidf");
+    let dir = tmp.path().to_path_buf();
     write_file(&dir.join("f.txt"), 100);
     let port = free_port();
     let mut cap = AppCapture::load(&AppCaptureConfig::default()).unwrap();
     cap.attach().unwrap();
     let server = python_server(&dir, port);
-    let spid = server.0.id();
+    let spid = server.id();
     let url = format!("http://127.0.0.1:{port}/f.txt");
 
     let round = |cap: &mut AppCapture| -> (u32, Vec<AppEvent>) {
@@ -510,8 +512,8 @@ fn pid_filter_include_and_exclude() {
 fn no_events_for_non_tcp_fds() {
     require_root();
     let _serial = serial();
-    let dir = tempdir("nontcp");
-    let _rm = RmOnDrop(dir.clone());
+    let tmp = tempdir("nontcp");
+    let dir = tmp.path().to_path_buf();
     let mut cap = capture_this_process(DEFAULT_CAPTURE_BYTES);
     let mut events = Vec::new();
 

@@ -16,6 +16,8 @@ use tapline_ebpf::app::{
     AppCapture, AppCaptureConfig, AppCaptureError, AppEvent, ConnEvent, DataEvent, Direction, Role,
     Syscall,
 };
+use tapline_test_support::netns::require_root;
+use tapline_test_support::{free_port, tempdir, wait_port, ChildGuard};
 
 /// A self-signed certificate + key for 127.0.0.1 in `dir` (`cert.pem`, `key.pem`).
 fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
@@ -45,7 +47,7 @@ fn python_https_server(
     cert: &Path,
     key: &Path,
     env: &[(&str, &str)],
-) -> KillOnDrop {
+) -> ChildGuard {
     let code = format!(
         "import functools, ssl, http.server as h\n\
          h.SimpleHTTPRequestHandler.protocol_version = 'HTTP/1.1'\n\
@@ -69,13 +71,13 @@ fn python_https_server(
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn python3");
-    let child = KillOnDrop(child);
-    wait_listening(port, Duration::from_secs(10));
+    let child = ChildGuard::adopt("server", child);
+    wait_port(port, Duration::from_secs(10));
     child
 }
 
 /// nginx (1 worker) serving `dir/www` over TLS on 127.0.0.1:`port`.
-fn nginx_https_server(dir: &Path, port: u16, cert: &Path, key: &Path) -> KillOnDrop {
+fn nginx_https_server(dir: &Path, port: u16, cert: &Path, key: &Path) -> ChildGuard {
     let d = dir.display();
     for sub in ["www", "tmp"] {
         std::fs::create_dir_all(dir.join(sub)).unwrap();
@@ -118,8 +120,8 @@ fn nginx_https_server(dir: &Path, port: u16, cert: &Path, key: &Path) -> KillOnD
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn nginx (apt-get install nginx-light)");
-    let child = KillOnDrop(child);
-    wait_listening(port, Duration::from_secs(10));
+    let child = ChildGuard::adopt("server", child);
+    wait_port(port, Duration::from_secs(10));
     child
 }
 
@@ -358,8 +360,8 @@ fn collect_responses(cap: &mut AppCapture, runs: &[(u32, i64)]) -> Vec<AppEvent>
 fn python_https_server_with_curl_and_python_clients() {
     require_root();
     let _serial = serial();
-    let dir = tempdir("tls-py");
-    let _rm = RmOnDrop(dir.clone());
+    let tmp = tempdir("tls-py");
+    let dir = tmp.path().to_path_buf();
     let (cert, key) = self_signed(&dir);
     write_file(&dir.join("small.txt"), 1000);
     write_file(&dir.join("big.bin"), 200_000);
@@ -401,7 +403,7 @@ fn python_https_server_with_curl_and_python_clients() {
 
     let events = collect_responses(&mut cap, &[(curl1, resp1), (curl2, resp2), (py, resp3)]);
     let events = on_port(&events, port);
-    let spid = server.0.id();
+    let spid = server.id();
     for (client, sys, line, n, resp) in [
         (
             curl1,
@@ -432,8 +434,8 @@ fn python_https_server_with_curl_and_python_clients() {
 fn nginx_https_with_curl() {
     require_root();
     let _serial = serial();
-    let dir = tempdir("tls-nginx");
-    let _rm = RmOnDrop(dir.clone());
+    let tmp = tempdir("tls-nginx");
+    let dir = tmp.path().to_path_buf();
     let (cert, key) = self_signed(&dir);
     std::fs::create_dir_all(dir.join("www")).unwrap();
     write_file(&dir.join("www/page.html"), 5000);
@@ -469,7 +471,7 @@ fn nginx_https_with_curl() {
             1,
             *total,
         );
-        assert_ne!(worker, server.0.id(), "the worker, not the master, serves");
+        assert_ne!(worker, server.id(), "the worker, not the master, serves");
         let comm = std::fs::read_to_string(format!("/proc/{worker}/comm")).unwrap();
         assert_eq!(comm.trim(), "nginx");
     }
@@ -481,8 +483,8 @@ fn nginx_https_with_curl() {
 fn rescan_covers_a_library_loaded_later() {
     require_root();
     let _serial = serial();
-    let dir = tempdir("tls-rescan");
-    let _rm = RmOnDrop(dir.clone());
+    let tmp = tempdir("tls-rescan");
+    let dir = tmp.path().to_path_buf();
     let (cert, key) = self_signed(&dir);
     write_file(&dir.join("small.txt"), 700);
     let mut cap = tls_capture();
@@ -510,7 +512,7 @@ fn rescan_covers_a_library_loaded_later() {
         &key,
         &[("LD_LIBRARY_PATH", libdir.to_str().unwrap())],
     );
-    let spid = _server.0.id();
+    let spid = _server.id();
     let maps = std::fs::read_to_string(format!("/proc/{spid}/maps")).unwrap();
     assert!(
         maps.contains(copy.to_str().unwrap()),
@@ -567,8 +569,8 @@ fn rescan_covers_a_library_loaded_later() {
 fn no_tls_events_without_libssl() {
     require_root();
     let _serial = serial();
-    let dir = tempdir("tls-plain");
-    let _rm = RmOnDrop(dir.clone());
+    let tmp = tempdir("tls-plain");
+    let dir = tmp.path().to_path_buf();
     write_file(&dir.join("a.txt"), 800);
     let port = free_port();
     let _server = python_server(&dir, port);
@@ -627,8 +629,8 @@ fn wait_ssl_calls(cap: &AppCapture, want: i64) -> i64 {
 fn ssl_calls_in_flight_follow_blocked_and_killed_threads() {
     require_root();
     let _serial = serial();
-    let dir = tempdir("tls-inflight");
-    let _rm = RmOnDrop(dir.clone());
+    let tmp = tempdir("tls-inflight");
+    let dir = tmp.path().to_path_buf();
     write_file(&dir.join("a.txt"), 300);
     let (cert, key) = self_signed(&dir);
     let port = free_port();
@@ -665,15 +667,14 @@ fn ssl_calls_in_flight_follow_blocked_and_killed_threads() {
         &mut line,
     )
     .unwrap();
-    let _client = KillOnDrop(client);
+    let _client = ChildGuard::adopt("client", client);
     assert_eq!(line.trim(), "done", "the TLS request did not complete");
     assert_eq!(
         wait_ssl_calls(&cap, base + 1),
         base + 1,
         "the server thread blocked in SSL_read"
     );
-    server.0.kill().unwrap();
-    server.0.wait().unwrap();
+    server.kill();
     assert_eq!(
         wait_ssl_calls(&cap, base),
         base,
@@ -726,13 +727,13 @@ fn tls_connection_older_than_the_capture() {
     use std::io::{BufRead, BufReader, Write};
     require_root();
     let _serial = serial();
-    let dir = tempdir("tls-old");
-    let _rm = RmOnDrop(dir.clone());
+    let tmp = tempdir("tls-old");
+    let dir = tmp.path().to_path_buf();
     let (cert, key) = self_signed(&dir);
     write_file(&dir.join("o.txt"), 300);
     let port = free_port();
     let _server = python_https_server(&dir, port, &cert, &key, &[]);
-    let spid = _server.0.id();
+    let spid = _server.id();
     // handshake now, print the local port, then one request per stdin line
     let code = format!(
         "import socket, ssl, sys\n\
@@ -761,10 +762,10 @@ fn tls_connection_older_than_the_capture() {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let mut client = KillOnDrop(child);
-    let cpid = client.0.id();
-    let mut stdin = client.0.stdin.take().unwrap();
-    let mut lines = BufReader::new(client.0.stdout.take().unwrap()).lines();
+    let mut client = ChildGuard::adopt("server", child);
+    let cpid = client.id();
+    let mut stdin = client.child().stdin.take().unwrap();
+    let mut lines = BufReader::new(client.child().stdout.take().unwrap()).lines();
     let client_port: u16 = lines.next().unwrap().unwrap().trim().parse().unwrap();
 
     let mut cap = tls_capture();
@@ -834,13 +835,13 @@ fn tls_connection_older_than_the_capture() {
 fn pid_filter_applies_to_tls() {
     require_root();
     let _serial = serial();
-    let dir = tempdir("tls-filter");
-    let _rm = RmOnDrop(dir.clone());
+    let tmp = tempdir("tls-filter");
+    let dir = tmp.path().to_path_buf();
     let (cert, key) = self_signed(&dir);
     write_file(&dir.join("f.txt"), 100);
     let port = free_port();
     let server = python_https_server(&dir, port, &cert, &key, &[]);
-    let spid = server.0.id();
+    let spid = server.id();
     let cfg = AppCaptureConfig {
         filter_mode: tapline_ebpf::app::PidFilterMode::Only,
         include_pids: vec![spid],
@@ -874,13 +875,13 @@ fn pid_filter_applies_to_tls() {
 fn per_process_probes() {
     require_root();
     let _serial = serial();
-    let dir = tempdir("tls-scoped");
-    let _rm = RmOnDrop(dir.clone());
+    let tmp = tempdir("tls-scoped");
+    let dir = tmp.path().to_path_buf();
     let (cert, key) = self_signed(&dir);
     write_file(&dir.join("p.txt"), 400);
     let port = free_port();
     let server = python_https_server(&dir, port, &cert, &key, &[]);
-    let spid = server.0.id();
+    let spid = server.id();
     let mut cap = AppCapture::load(&AppCaptureConfig::default()).unwrap();
     cap.attach().unwrap();
     let scan = cap.rescan_ssl_for_pids(&[spid]);

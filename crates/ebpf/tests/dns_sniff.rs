@@ -1,31 +1,12 @@
 //! The DNS sniffer's socket filter on a real kernel (root required): only UDP from port 53
 //! reaches userspace, each datagram once (also on loopback, which delivers twice), over IPv4
 //! and IPv6, on the interfaces asked for; dropping the sniffer leaves nothing behind.
-mod flows_util;
 
-use std::future::Future;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use flows_util::*;
 use tapline_ebpf::dns::{udp_datagram, DnsSniffer, MAX_FRAME};
-
-/// Runs `f` on a current-thread runtime in a thread inside network namespace `ns`.
-fn in_ns_runtime<T, F>(ns: &str, f: impl FnOnce() -> F + Send + 'static) -> T
-where
-    T: Send + 'static,
-    F: Future<Output = T>,
-{
-    spawn_in_netns(ns, move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(f())
-    })
-    .join()
-    .expect("test thread panicked")
-}
+use tapline_test_support::netns::*;
 
 /// Every datagram the sniffer passes until it stays quiet for 300 ms (at most 5 s), as
 /// (source, destination, payload).
@@ -49,7 +30,7 @@ async fn collect(sniffer: &mut DnsSniffer) -> Vec<(SocketAddr, SocketAddr, Vec<u
 fn only_udp_from_port_53_reaches_userspace_once() {
     require_root();
     let pair = NetPair::new("dns", true);
-    let got = in_ns_runtime(&pair.a, || async {
+    let got = block_on_in_netns(&pair.a, || async {
         let mut sniffer = DnsSniffer::open(None).expect("open sniffer");
         for host in ["127.0.0.1", "[::1]"] {
             let dns = UdpSocket::bind(format!("{host}:53")).unwrap();
@@ -96,7 +77,7 @@ fn interfaces_limit_what_is_seen_and_drop_leaves_nothing() {
     require_root();
     let pair = NetPair::new("dnsif", false);
     let (a, b) = (pair.a.clone(), pair.b.clone());
-    let id = in_ns_runtime(&pair.b, move || async move {
+    let id = block_on_in_netns(&pair.b, move || async move {
         let mut sniffer = DnsSniffer::open(Some(&["vb".to_owned()])).expect("open sniffer");
         let id = sniffer.program_id().expect("program id");
         let progs = sh_out(&["bpftool", "prog", "show", "id", &id.to_string()]);

@@ -1,6 +1,5 @@
 //! Real-kernel tests of the flows capture (root required; each test builds its own pair of
 //! network namespaces and sends traffic only between them).
-mod flows_util;
 
 use std::{
     collections::HashMap,
@@ -9,13 +8,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use flows_util::*;
 use tapline_ebpf::flows::{
     ipproto, AttachDirection, Direction, FlowCapture, FlowKey, FlowRecord, FlowSource,
     FlowsKernelConfig, ProtocolFilter,
 };
+use tapline_test_support::netns::*;
 
 const TCP_BYTES: usize = 4 << 20;
+
+/// How long `va` must stay still for the traffic of a test (and its final ACKs) to have crossed.
+const SETTLED: Duration = Duration::from_millis(100);
 
 struct Run {
     records: Vec<FlowRecord>,
@@ -41,7 +43,7 @@ fn capture(
             })
             .collect()
     });
-    let ifindex = ifindex_a(pair);
+    let ifindex = ifindex(&pair.a, "va");
     pair.wait_quiet("va");
     let mut overflowed = vec![0usize; caps.len()];
     // Start from empty maps: drop what link-up chatter left.
@@ -52,7 +54,7 @@ fn capture(
     }
     let before = pair.counters("va");
     traffic(&mut caps, &mut overflowed);
-    std::thread::sleep(Duration::from_millis(300));
+    pair.wait_still("va", SETTLED);
     let after = pair.counters("va");
     let mut runs = Vec::new();
     for (i, c) in caps.iter_mut().enumerate() {
@@ -161,7 +163,6 @@ fn tcp_volume(ipv6: bool, tag: &str) {
     let mut port = 0;
     let run = capture(&pair, &[FlowsKernelConfig::default()], |_, _| {
         port = tcp_transfer(&pair, b);
-        std::thread::sleep(Duration::from_millis(200)); // final ACKs
     })
     .remove(0);
     assert_totals_match(&run);
@@ -234,6 +235,7 @@ fn udp_ipv4_volume_matches_interface_counters() {
             for i in 0..1000 {
                 s.send_to(&[7u8; 500], (B4, 9000)).unwrap();
                 if i % 100 == 99 {
+                    // Paced so the capture keeps up, as real traffic would be.
                     std::thread::sleep(Duration::from_millis(2));
                 }
             }
@@ -256,7 +258,6 @@ fn icmp_echo_flows() {
     let pair = NetPair::new("icmp", false);
     let run = capture(&pair, &[FlowsKernelConfig::default()], |_, _| {
         in_netns(&pair.a, || ping4(B4.parse::<Ipv4Addr>().unwrap(), 5, 56));
-        std::thread::sleep(Duration::from_millis(100));
     })
     .remove(0);
     assert_totals_match(&run);
@@ -292,12 +293,13 @@ fn more_flows_than_the_map_go_through_the_ring_buffer() {
                 s.send_to(&[1u8; 32], (B4, 9000)).unwrap();
                 sent += 1;
                 if i % 200 == 199 {
+                    // Paced so the capture keeps up, as real traffic would be.
                     std::thread::sleep(Duration::from_millis(2));
                     overflowed[0] += caps[0].drain_overflow(&mut pending);
                     assert!(Instant::now() < deadline, "sending took too long");
                 }
             }
-            std::thread::sleep(Duration::from_millis(100));
+            pair.wait_still("va", SETTLED);
             overflowed[0] += caps[0].drain_overflow(&mut pending);
             // Keep them: they are part of the result.
             EXTRA.with(|o| o.borrow_mut().extend(pending));
@@ -336,6 +338,7 @@ fn evictions_during_traffic_lose_and_repeat_nothing() {
                     .send_to(&[5u8; 64], (B4, 9003))
                     .unwrap();
                 if i % 100 == 99 {
+                    // Paced so the capture keeps up, as real traffic would be.
                     std::thread::sleep(Duration::from_millis(2));
                 }
             }
@@ -373,7 +376,7 @@ fn with_extra(run: Run, pair: &NetPair) -> Run {
         records.extend(
             e.borrow_mut()
                 .drain(..)
-                .filter(|r| r.key.ifindex == ifindex_a(pair)),
+                .filter(|r| r.key.ifindex == ifindex(&pair.a, "va")),
         )
     });
     Run { records, ..run }
@@ -400,7 +403,6 @@ fn socket_filter_gives_the_same_totals_as_tc() {
                 s.send_to(&[3u8; 100], (B4, 9001)).unwrap();
             }
         });
-        std::thread::sleep(Duration::from_millis(200));
     });
     for run in &runs {
         assert_totals_match(run);
@@ -439,6 +441,7 @@ fn filters_sampling_protocols_directions() {
             for i in 0..5000 {
                 s.send_to(&[3u8; 100], (B4, 9002)).unwrap();
                 if i % 100 == 99 {
+                    // Paced so the capture keeps up, as real traffic would be.
                     std::thread::sleep(Duration::from_millis(1));
                 }
             }

@@ -1,15 +1,14 @@
 //! The flows programs run on prepared packets with `BPF_PROG_TEST_RUN` (root required, no
 //! network needed): the fast parser against the general one, and the exactness of the flow
 //! cache (slot collisions, hash map, ring buffer, lost counter) across epochs.
-mod flows_util;
 
 use std::collections::HashMap;
 
-use flows_util::*;
 use tapline_ebpf::flows::{
     ipproto, FlowCapture, FlowKey, FlowRecord, FlowSource, FlowsKernelConfig, FAMILY_IPV4,
     FAMILY_IPV6, FAMILY_OTHER,
 };
+use tapline_test_support::netns::*;
 
 const SRC_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 

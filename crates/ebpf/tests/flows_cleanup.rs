@@ -1,9 +1,8 @@
 //! Dropping a FlowCapture leaves nothing behind: no program, no TCX link, no tc filter, no
 //! packet socket (root required).
-mod flows_util;
 
-use flows_util::*;
 use tapline_ebpf::flows::{AttachDirection, FlowCapture, FlowSource, FlowsKernelConfig};
+use tapline_test_support::netns::*;
 
 #[test]
 fn drop_detaches_and_unloads_everything() {

@@ -18,9 +18,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use tapline_core::component::{BuildContext, ComponentId, Exporter, SharedState};
+use tapline_core::component::Exporter;
 use tapline_core::data::*;
-use tapline_core::telemetry::Telemetry;
 use tapline_exporters::otlp::{OtlpConfig, OtlpExporter, Protocol};
 
 const SPANS_PER_BATCH: usize = 1000;
@@ -133,11 +132,7 @@ fn exporter(protocol: Protocol, addr: SocketAddr) -> OtlpExporter {
         endpoint: Some(format!("http://{addr}")),
         ..Default::default()
     };
-    let ctx = BuildContext::new(
-        ComponentId::parse("otlp/bench").unwrap(),
-        Telemetry::new(),
-        SharedState::default(),
-    );
+    let ctx = tapline_test_support::build_context("otlp/bench");
     OtlpExporter::new(&cfg, "exporters.otlp/bench", &ctx, &|_| None).unwrap()
 }
 

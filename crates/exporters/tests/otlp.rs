@@ -11,11 +11,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::*;
-use tapline_core::component::{BuildContext, ComponentId, Exporter, SharedState};
+use tapline_core::component::Exporter;
 use tapline_core::data::*;
 use tapline_core::telemetry::Telemetry;
 use tapline_core::Registry;
 use tapline_exporters::otlp::{OtlpConfig, OtlpExporter, OtlpFactory, Protocol};
+use tapline_test_support::harness::build_context_with;
+use tapline_test_support::{eventually_async, free_port, start_graph, Feed};
 
 fn resource() -> Arc<Resource> {
     Resource::new(
@@ -138,7 +140,7 @@ async fn deliver_to_rotel(protocol: &str, compression: &str) {
         "grpc" => format!("127.0.0.1:{}", rotel.grpc),
         _ => format!("http://127.0.0.1:{}", rotel.http),
     };
-    let (feed, tx) = FeedFactory::new();
+    let (feed, tx) = Feed::new();
     let mut registry = Registry::new();
     registry
         .register_receiver(feed)
@@ -165,7 +167,7 @@ service:
     tx.send(counter(4, "/a")).await.unwrap();
     tx.send(mixed_metrics()).await.unwrap();
     tx.send(spans(3, "first")).await.unwrap();
-    let items = eventually("rotel to log everything", Duration::from_secs(20), || {
+    let items = eventually_async("rotel to log everything", Duration::from_secs(20), || {
         let items = rotel.items();
         (items.iter().filter(|i| i.kind == "span").count() >= 3
             && items.iter().filter(|i| i.kind != "span").count() >= 4)
@@ -282,7 +284,7 @@ async fn an_outage_is_retried_through_and_drops_are_counted_exactly() {
     tokio::time::timeout(Duration::from_secs(120), async {
         let dir = tempfile::tempdir().unwrap();
         let (grpc, http) = (free_port(), free_port());
-        let (feed, tx) = FeedFactory::new();
+        let (feed, tx) = Feed::new();
         let mut registry = Registry::new();
         registry.register_receiver(feed).register_exporter(OtlpFactory);
         let yaml = format!(
@@ -307,9 +309,9 @@ service:
 
         // 1. The receiver is down at start: the exporter retries, and delivers once it is up.
         tx.send(spans(1, "early")).await.unwrap();
-        eventually("retries while rotel is down", Duration::from_secs(10), || (retries() >= 2).then_some(())).await;
+        eventually_async("retries while rotel is down", Duration::from_secs(10), || (retries() >= 2).then_some(())).await;
         let mut rotel = Rotel::start(dir.path(), grpc, http, "rotel-1.log").await;
-        eventually("the early span after rotel came up", Duration::from_secs(10), || {
+        eventually_async("the early span after rotel came up", Duration::from_secs(10), || {
             rotel.items().iter().any(|i| i.field("Name") == Some("early 0")).then_some(())
         })
         .await;
@@ -318,13 +320,15 @@ service:
         // 2. The receiver goes down mid-run. Batches of 1, 2, 4, 8 and 16 spans arrive while it
         // is away; with a queue of 2 and 3s of retrying, some are lost. Every span is either
         // delivered after it returns or counted as dropped: exactly.
-        rotel.peer.stop();
+        rotel.peer.kill();
         let before_outage = retries();
         let sizes = [1usize, 2, 4, 8, 16];
         let tags = ["b1", "b2", "b4", "b8", "b16"];
         let mut max_queue = 0;
         for (n, tag) in sizes.iter().zip(tags) {
             tx.send(spans(*n, tag)).await.unwrap();
+            // Batches arrive spread over the outage, as a receiver's traffic would: pacing
+            // the scenario, not waiting for a result.
             tokio::time::sleep(Duration::from_millis(300)).await;
             let q = telemetry
                 .value("tapline_exporter_queue_size", &[("component", "otlp")])
@@ -332,11 +336,11 @@ service:
             max_queue = max_queue.max(q);
         }
         // Let the first batch exhaust its retries, then bring the receiver back.
-        eventually("a batch to be given up", Duration::from_secs(10), || (dropped() > 0).then_some(())).await;
+        eventually_async("a batch to be given up", Duration::from_secs(10), || (dropped() > 0).then_some(())).await;
         assert!(retries() > before_outage, "no retries during the outage");
         let rotel2 = Rotel::start(dir.path(), grpc, http, "rotel-2.log").await;
         let sent_total: usize = sizes.iter().sum();
-        let delivered = eventually("every batch to be delivered or dropped", Duration::from_secs(30), || {
+        let delivered = eventually_async("every batch to be delivered or dropped", Duration::from_secs(30), || {
             let delivered: usize = tags
                 .iter()
                 .zip(sizes)
@@ -359,7 +363,7 @@ service:
         assert!(max_queue <= 2, "queue held {max_queue} batches");
         // Data sent after the receiver returned arrives as well.
         tx.send(spans(2, "after")).await.unwrap();
-        eventually("data sent after the outage", Duration::from_secs(10), || {
+        eventually_async("data sent after the outage", Duration::from_secs(10), || {
             (rotel2.items().iter().filter(|i| i.attributes.contains(&"batch: Str(after)".to_string())).count() == 2).then_some(())
         })
         .await;
@@ -393,11 +397,7 @@ fn exporter(
         ..Default::default()
     };
     let telemetry = Telemetry::new();
-    let ctx = BuildContext::new(
-        ComponentId::parse("otlp").unwrap(),
-        telemetry.clone(),
-        SharedState::default(),
-    );
+    let ctx = build_context_with("otlp", &telemetry, &Default::default());
     (
         OtlpExporter::new(&cfg, "exporters.otlp", &ctx, &|_| None).unwrap(),
         telemetry,

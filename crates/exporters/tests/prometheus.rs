@@ -15,19 +15,18 @@ use tapline_core::data::*;
 use tapline_core::telemetry::Telemetry;
 use tapline_core::Registry;
 use tapline_exporters::prometheus::PrometheusFactory;
+use tapline_test_support::net::{http_get, url_encode};
+use tapline_test_support::{eventually_async, free_port, need, start_graph, ChildGuard, Feed};
 
 struct Prometheus {
-    _peer: Peer,
+    _peer: ChildGuard,
     addr: SocketAddr,
     _dir: tempfile::TempDir,
 }
 
 /// Starts Prometheus with `scrape_configs` (YAML list items, already indented by 2).
 async fn prometheus(scrape_configs: &str, dir: tempfile::TempDir) -> Prometheus {
-    let bin = require(
-        "/usr/bin/prometheus",
-        "prometheus (apt-get install prometheus)",
-    );
+    let bin = need("/usr/bin/prometheus", "apt-get install prometheus");
     let port = free_port();
     let cfg = dir.path().join("prometheus.yml");
     std::fs::write(
@@ -35,7 +34,7 @@ async fn prometheus(scrape_configs: &str, dir: tempfile::TempDir) -> Prometheus 
         format!("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n{scrape_configs}"),
     )
     .unwrap();
-    let peer = Peer::spawn(
+    let peer = ChildGuard::spawn_logged(
         "prometheus",
         Command::new(bin)
             .arg(format!("--config.file={}", cfg.display()))
@@ -48,13 +47,10 @@ async fn prometheus(scrape_configs: &str, dir: tempfile::TempDir) -> Prometheus 
         &dir.path().join("prometheus.log"),
     );
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let log = dir.path().join("prometheus.log");
-    eventually("prometheus to be ready", Duration::from_secs(30), || {
-        std::net::TcpStream::connect(addr).ok()?;
-        (http_get(addr, "/-/ready", &[]).0 == 200).then_some(())
+    eventually_async("prometheus to be ready", Duration::from_secs(30), || {
+        http_get(addr, "/-/ready", &[]).is_ok_and(|(status, _)| status == 200)
     })
     .await;
-    let _ = log;
     Prometheus {
         _peer: peer,
         addr,
@@ -69,7 +65,8 @@ impl Prometheus {
             self.addr,
             &format!("/api/v1/query?query={}", url_encode(promql)),
             &[],
-        );
+        )
+        .unwrap();
         assert_eq!(status, 200, "query {promql}: {body}");
         let v: Json = serde_json::from_str(&body).unwrap();
         v["data"]["result"]
@@ -165,7 +162,7 @@ async fn prometheus_scrapes_exact_values_in_both_formats_and_over_tls() {
         let dir = tempfile::tempdir().unwrap();
         let (cert, key) = self_signed(dir.path());
         let (plain, text_only, secure) = (free_port(), free_port(), free_port());
-        let (feed, tx) = FeedFactory::new();
+        let (feed, tx) = Feed::new();
         let mut registry = Registry::new();
         registry.register_receiver(feed).register_exporter(PrometheusFactory);
         let yaml = format!(
@@ -200,8 +197,8 @@ service:
 
         // Our own view first: a wrong password is refused; the right one is served.
         let plain_addr: SocketAddr = ([127, 0, 0, 1], plain).into();
-        let text = eventually("tapline to serve the fed data", Duration::from_secs(10), || {
-            let (s, body) = http_get(plain_addr, "/metrics", &[]);
+        let text = eventually_async("tapline to serve the fed data", Duration::from_secs(10), || {
+            let (s, body) = http_get(plain_addr, "/metrics", &[]).ok()?;
             (s == 200 && body.contains("shop_requests_total") && body.contains("} 7\n")).then_some(body)
         })
         .await;
@@ -211,9 +208,9 @@ service:
             "Accept",
             "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
         )];
-        let (_, om) = http_get(plain_addr, "/metrics", &om_accept);
+        let (_, om) = http_get(plain_addr, "/metrics", &om_accept).unwrap();
         assert!(om.ends_with("# EOF\n") && om.contains("# TYPE shop_requests counter\n"), "{om}");
-        let (_, txt) = http_get(([127, 0, 0, 1], text_only).into(), "/metrics", &om_accept);
+        let (_, txt) = http_get(SocketAddr::from(([127, 0, 0, 1], text_only)), "/metrics", &om_accept).unwrap();
         assert!(!txt.contains("# EOF") && txt.contains("# TYPE shop_requests_total counter\n"), "{txt}");
 
         let secure_dir = tempfile::tempdir().unwrap();
@@ -242,7 +239,7 @@ service:
 
         for job in ["openmetrics", "text", "secure"] {
             // Every job scraped successfully (a format Prometheus cannot parse gives up=0).
-            eventually(&format!("job {job} to be up"), Duration::from_secs(20), || {
+            eventually_async(&format!("job {job} to be up"), Duration::from_secs(20), || {
                 (prom.scalar(&format!("up{{job=\"{job}\"}}")) == Some(1.0)).then_some(())
             })
             .await;
@@ -280,7 +277,7 @@ service:
             );
         }
         // Its first scrape may come after the other jobs' ones: wait for it, then require a failure.
-        let wrong = eventually("job wrong_password to be scraped", Duration::from_secs(20), || {
+        let wrong = eventually_async("job wrong_password to be scraped", Duration::from_secs(20), || {
             prom.scalar("up{job=\"wrong_password\"}")
         })
         .await;
@@ -298,7 +295,7 @@ async fn a_scrape_of_100k_series_completes() {
     tokio::time::timeout(Duration::from_secs(180), async {
         const SERIES: usize = 100_000;
         let port = free_port();
-        let (feed, tx) = FeedFactory::new();
+        let (feed, tx) = Feed::new();
         let mut registry = Registry::new();
         registry.register_receiver(feed).register_exporter(PrometheusFactory);
         let yaml = format!(
@@ -353,9 +350,9 @@ service:
             .unwrap();
         }
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let (elapsed, body) = eventually("all series to be served", Duration::from_secs(60), || {
+        let (elapsed, body) = eventually_async("all series to be served", Duration::from_secs(60), || {
             let t = Instant::now();
-            let (s, body) = http_get(addr, "/metrics", &[]);
+            let (s, body) = http_get(addr, "/metrics", &[]).ok()?;
             let elapsed = t.elapsed();
             (s == 200 && body.matches("flow_bytes_total{").count() == SERIES).then_some((elapsed, body))
         })
@@ -374,7 +371,7 @@ service:
             dir,
         )
         .await;
-        let scraped = eventually("prometheus to scrape the 100k series", Duration::from_secs(60), || {
+        let scraped = eventually_async("prometheus to scrape the 100k series", Duration::from_secs(60), || {
             prom.scalar("scrape_samples_scraped{job=\"big\"}").filter(|v| *v > 0.0)
         })
         .await;
@@ -394,7 +391,7 @@ service:
 async fn a_taken_port_fails_startup_naming_the_endpoint() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let (feed, _tx) = FeedFactory::new();
+    let (feed, _tx) = Feed::new();
     let mut registry = Registry::new();
     registry
         .register_receiver(feed)

@@ -19,9 +19,9 @@ use tapline_processors::cidr::{CidrConfig, CidrProcessor};
 use tapline_processors::k8s::{K8sCache, K8sProcessor};
 use tapline_processors::rdns::{NameCache, RdnsConfig, RdnsProcessor};
 use tapline_processors::select::{SelectConfig, SelectProcessor};
-use tapline_processors::testutil::flow_metric;
-use tapline_processors::testutil::k8s as fx;
 use tapline_processors::zones::{ZonesConfig, ZonesProcessor};
+use tapline_test_support::fixtures::flow_metric;
+use tapline_test_support::fixtures::k8s as fx;
 
 const PODS: usize = 10_000;
 const SERVICES: usize = 1_000;
@@ -223,7 +223,7 @@ fn chain(c: &mut Criterion) {
             ..m.resource_metrics[0].clone()
         }],
     });
-    for a in tapline_processors::testutil::points(&flows) {
+    for a in tapline_test_support::fixtures::points(&flows) {
         assert!(
             a.get("k8s.src.owner.name").is_some() && a.get("src.zone").is_some(),
             "{a:?}"

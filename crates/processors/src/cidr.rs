@@ -233,9 +233,9 @@ definitions:
     #[test]
     fn no_catch_all_leaves_unknown_addresses_alone() {
         let p = processor("definitions: [10.0.0.0/8]").unwrap();
-        let mut batch = crate::testutil::flow_batch(&[("10.0.0.1", "8.8.8.8", 10)]);
+        let mut batch = tapline_test_support::fixtures::flow_batch(&[("10.0.0.1", "8.8.8.8", 10)]);
         p.apply(&mut batch);
-        let attrs: &Attributes = crate::testutil::first_point_attrs(&batch);
+        let attrs: &Attributes = tapline_test_support::fixtures::first_point_attrs(&batch);
         assert_eq!(attrs.get_str("src.cidr"), Some("10.0.0.0/8"));
         assert_eq!(attrs.get("dst.cidr"), None);
     }
@@ -258,13 +258,13 @@ definitions:
     #[test]
     fn existing_cidr_attribute_is_kept() {
         let p = processor("definitions: [0.0.0.0/0]").unwrap();
-        let mut batch = crate::testutil::flow_batch(&[("10.0.0.1", "10.0.0.2", 1)]);
+        let mut batch = tapline_test_support::fixtures::flow_batch(&[("10.0.0.1", "10.0.0.2", 1)]);
         if let Signal::Metrics(m) = &mut batch {
             m.metrics_mut()
                 .for_each(|x| x.data.for_each_attributes(|a| a.push("src.cidr", "mine")));
         }
         p.apply(&mut batch);
-        let attrs = crate::testutil::first_point_attrs(&batch);
+        let attrs = tapline_test_support::fixtures::first_point_attrs(&batch);
         assert_eq!(attrs.get_str("src.cidr"), Some("mine"));
         assert_eq!(attrs.get_str("dst.cidr"), Some("0.0.0.0/0"));
     }

@@ -7,8 +7,6 @@ pub mod k8s;
 pub mod net;
 pub mod rdns;
 pub mod select;
-#[doc(hidden)]
-pub mod testutil;
 pub mod zones;
 
 use tapline_core::Registry;

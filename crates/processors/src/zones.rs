@@ -199,9 +199,9 @@ impl ProcessorFactory for ZonesFactory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::k8s as fx;
-    use crate::testutil::{flow_batch, points};
     use tapline_core::data::Number;
+    use tapline_test_support::fixtures::k8s as fx;
+    use tapline_test_support::fixtures::{flow_batch, points};
 
     fn cache() -> Arc<K8sCache> {
         let c = Arc::new(K8sCache::new());

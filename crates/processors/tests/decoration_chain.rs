@@ -18,9 +18,9 @@ use tapline_processors::cidr::{CidrConfig, CidrProcessor};
 use tapline_processors::k8s::{K8sCache, K8sProcessor};
 use tapline_processors::rdns::{NameCache, RdnsConfig, RdnsProcessor};
 use tapline_processors::select::{SelectConfig, SelectProcessor};
-use tapline_processors::testutil::bytes_sum;
-use tapline_processors::testutil::k8s as fx;
 use tapline_processors::zones::{ZonesConfig, ZonesProcessor};
+use tapline_test_support::fixtures::bytes_sum;
+use tapline_test_support::fixtures::k8s as fx;
 
 const ADDRESSES: &[&str] = &[
     "10.244.0.1",

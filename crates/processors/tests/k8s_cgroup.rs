@@ -4,7 +4,7 @@
 //! Needs root and a cgroup v2 mount (`/sys/fs/cgroup` or `/sys/fs/cgroup/unified`).
 
 use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +13,8 @@ use tapline_core::data::{
 };
 use tapline_core::pipeline::BatchFn;
 use tapline_processors::k8s::{K8sCache, K8sProcessor, PidContainers};
-use tapline_processors::testutil::k8s as fx;
+use tapline_test_support::fixtures::k8s as fx;
+use tapline_test_support::ChildGuard;
 
 /// Where cgroup2 is mounted, from this process's mount table.
 fn cgroup2_mount() -> PathBuf {
@@ -28,15 +29,15 @@ fn cgroup2_mount() -> PathBuf {
         .expect("no cgroup2 mount on this machine (looked for /sys/fs/cgroup or /sys/fs/cgroup/unified in /proc/self/mountinfo)")
 }
 
+/// A process in a container-like cgroup; the cgroups are removed once it is gone.
 struct InCgroup {
-    child: Child,
+    child: ChildGuard,
     dirs: Vec<PathBuf>,
 }
 
 impl Drop for InCgroup {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.kill();
         for d in self.dirs.iter().rev() {
             // The kernel needs a moment to notice the group is empty.
             for _ in 0..50 {
@@ -55,7 +56,7 @@ fn process_in_container_cgroup(id: &str) -> InCgroup {
     let scope = parent.join(format!("cri-containerd-{id}.scope"));
     std::fs::create_dir_all(&scope)
         .unwrap_or_else(|e| panic!("cannot create cgroup {} (needs root): {e}", scope.display()));
-    let child = Command::new("sleep").arg("30").spawn().unwrap();
+    let child = ChildGuard::spawn("sleep", Command::new("sleep").arg("30"));
     let guard = InCgroup {
         child,
         dirs: vec![parent, scope.clone()],

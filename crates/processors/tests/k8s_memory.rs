@@ -7,7 +7,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
 use tapline_processors::k8s::K8sCache;
-use tapline_processors::testutil::k8s as fx;
+use tapline_test_support::fixtures::k8s as fx;
 
 struct Counting;
 static LIVE: AtomicIsize = AtomicIsize::new(0);

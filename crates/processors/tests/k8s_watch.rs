@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -19,8 +19,9 @@ use tapline_core::data::Signal;
 use tapline_core::pipeline::BatchFn;
 use tapline_processors::k8s::watch::{self, ApiSource, WatchSettings};
 use tapline_processors::k8s::{K8sCache, K8sProcessor};
-use tapline_processors::testutil::k8s as fx;
-use tapline_processors::testutil::{first_point_attrs, flow_batch};
+use tapline_test_support::eventually_async;
+use tapline_test_support::fixtures::k8s as fx;
+use tapline_test_support::fixtures::{first_point_attrs, flow_batch};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -432,16 +433,19 @@ impl Harness {
         ))
     }
 
+    /// Polls `ok` until it holds; a timeout shows the requests the fake API server got.
     async fn eventually(&self, what: &str, mut ok: impl FnMut(&Self) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !ok(self) {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for: {what}; requests: {:#?}",
-                self.api.state.lock().unwrap().requests
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually_async(what, Duration::from_secs(20), || {
+            if ok(self) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "requests: {:#?}",
+                    self.api.state.lock().unwrap().requests
+                ))
+            }
+        })
+        .await
     }
 }
 
@@ -670,18 +674,15 @@ async fn restrict_local_node_watches_only_this_nodes_pods() {
 #[test]
 fn validate_builds_without_contacting_the_api() {
     use tapline_core::config::ComponentConfig;
-    use tapline_core::{BuildContext, ComponentId, ProcessorFactory, SharedState};
+    use tapline_core::{ProcessorFactory, SharedState};
+    use tapline_test_support::harness::build_context_with;
     let rt = tokio::runtime::Runtime::new().unwrap();
     let api = FakeApi::new();
     let addr = rt.block_on(start_server(api.clone()));
     let kc = kubeconfig(addr);
     let shared = SharedState::default();
     for _pipeline in 0..2 {
-        let ctx = BuildContext::new(
-            ComponentId::parse("k8s").unwrap(),
-            tapline_core::telemetry::Telemetry::new(),
-            shared.clone(),
-        );
+        let ctx = build_context_with("k8s", &tapline_core::telemetry::Telemetry::new(), &shared);
         let cfg = ComponentConfig::new(
             "processors.k8s",
             json!({"kubeconfig": kc.path().to_str().unwrap()}),
@@ -690,6 +691,8 @@ fn validate_builds_without_contacting_the_api() {
             .build(&cfg, tapline_core::data::SignalKind::Metrics, &ctx)
             .unwrap();
     }
+    // A watcher wrongly started at build time would call the API within this window; absence
+    // cannot be polled for, so the window is the check.
     std::thread::sleep(Duration::from_millis(300));
     assert!(api.state.lock().unwrap().requests.is_empty());
     // One cache for every pipeline.
@@ -700,11 +703,7 @@ fn validate_builds_without_contacting_the_api() {
         "processors.k8s",
         json!({"kubeconfig": "/nonexistent/kubeconfig"}),
     );
-    let ctx = BuildContext::new(
-        ComponentId::parse("k8s").unwrap(),
-        tapline_core::telemetry::Telemetry::new(),
-        shared,
-    );
+    let ctx = build_context_with("k8s", &tapline_core::telemetry::Telemetry::new(), &shared);
     let err = tapline_processors::k8s::K8sFactory
         .build(&bad, tapline_core::data::SignalKind::Metrics, &ctx)
         .err()

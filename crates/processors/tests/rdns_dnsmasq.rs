@@ -3,26 +3,20 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, UdpSocket};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tapline_core::data::Signal;
 use tapline_core::pipeline::BatchFn;
 use tapline_processors::rdns::{NameCache, RdnsConfig, RdnsProcessor};
-use tapline_processors::testutil::{first_point_attrs, flow_batch, points};
+use tapline_test_support::fixtures::{first_point_attrs, flow_batch, points};
+use tapline_test_support::{eventually_async, need, ChildGuard};
 
 struct Dnsmasq {
-    child: Child,
+    _child: ChildGuard,
     port: u16,
     log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn free_udp_port() -> u16 {
@@ -31,15 +25,6 @@ fn free_udp_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn dnsmasq_path() -> String {
-    for p in ["/usr/sbin/dnsmasq", "/usr/bin/dnsmasq"] {
-        if std::path::Path::new(p).exists() {
-            return p.to_string();
-        }
-    }
-    panic!("dnsmasq is not installed: these tests need the `dnsmasq` package (apt-get install dnsmasq)");
 }
 
 /// A query for `name` (PTR), answered or not within 200 ms.
@@ -59,7 +44,7 @@ fn answers(port: u16) -> bool {
 }
 
 fn start_dnsmasq() -> Dnsmasq {
-    let bin = dnsmasq_path();
+    let bin = need("dnsmasq", "apt-get install dnsmasq");
     for _attempt in 0..5 {
         let port = free_udp_port();
         let mut child = Command::new(&bin)
@@ -82,7 +67,7 @@ fn start_dnsmasq() -> Dnsmasq {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
         let log = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().unwrap();
         let sink = log.clone();
@@ -94,7 +79,11 @@ fn start_dnsmasq() -> Dnsmasq {
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if answers(port) {
-                return Dnsmasq { child, port, log };
+                return Dnsmasq {
+                    _child: ChildGuard::adopt("dnsmasq", child),
+                    port,
+                    log,
+                };
             }
             if child.try_wait().unwrap().is_some() {
                 break; // port taken between our probe and its bind: try another
@@ -135,14 +124,6 @@ fn names(p: &RdnsProcessor, src: &str, dst: &str) -> (String, String) {
     )
 }
 
-async fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn names_arrive_without_holding_batches() {
     let dns = start_dnsmasq();
@@ -152,7 +133,7 @@ async fn names_arrive_without_holding_batches() {
         names(&p, "10.0.0.5", "10.0.0.6"),
         ("10.0.0.5".into(), "10.0.0.6".into())
     );
-    eventually("PTR answers", || {
+    eventually_async("PTR answers", Duration::from_secs(5), || {
         names(&p, "10.0.0.5", "10.0.0.6") == ("web.example".into(), "db.example".into())
     })
     .await;
@@ -170,11 +151,11 @@ async fn nxdomain_is_cached_negatively() {
     let dns = start_dnsmasq();
     let p = processor(format!("127.0.0.1:{}", dns.port), 16, "2s");
     assert_eq!(names(&p, "10.0.0.7", "10.0.0.5").0, "10.0.0.7");
-    eventually("both lookups done", || {
+    eventually_async("both lookups done", Duration::from_secs(5), || {
         p.in_flight() == 0 && dns.queries_for("7.0.0.10.in-addr.arpa") == 1
     })
     .await;
-    eventually("the named one", || {
+    eventually_async("the named one", Duration::from_secs(5), || {
         names(&p, "10.0.0.7", "10.0.0.5").1 == "web.example"
     })
     .await;
@@ -184,6 +165,8 @@ async fn nxdomain_is_cached_negatively() {
             ("10.0.0.7".into(), "web.example".into())
         );
     }
+    // A repeated query would reach dnsmasq's log within this window; absence cannot be
+    // polled for, so the window is the check.
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(dns.queries_for("7.0.0.10.in-addr.arpa"), 1);
     assert_eq!(p.in_flight(), 0);
@@ -216,7 +199,7 @@ async fn dead_server_does_not_stall_the_pipeline() {
         assert_eq!(a.get_str("src.name"), Some(src.as_str()));
     }
     // The stuck lookups time out and are remembered as unnamed; batches stay fast meanwhile.
-    eventually("timeouts", || p.in_flight() == 0).await;
+    eventually_async("timeouts", Duration::from_secs(5), || p.in_flight() == 0).await;
     let started = Instant::now();
     for _ in 0..10 {
         let mut batch = flow_batch(&refs);

@@ -3,104 +3,39 @@
 //! a client there asks for a few names, and the processor learns exactly those names from the
 //! answers it sees, without sending a query of its own.
 
-#[path = "../../ebpf/tests/support/netns.rs"]
-mod netns;
-
-use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use netns::{bpf_object_remains, require_root, sh, sh_out, spawn_in_netns};
 use tapline_core::data::Signal;
 use tapline_core::pipeline::BatchFn;
 use tapline_core::telemetry::Telemetry;
 use tapline_processors::rdns::sniff::{self, SniffCounters, SniffSettings};
 use tapline_processors::rdns::{NameCache, RdnsConfig, RdnsProcessor};
-use tapline_processors::testutil::{first_point_attrs, flow_batch};
+use tapline_test_support::fixtures::{first_point_attrs, flow_batch};
+use tapline_test_support::netns::{bpf_object_remains, require_root, sh_out, Namespace};
+use tapline_test_support::temp::TempDir;
+use tapline_test_support::{eventually, eventually_async, need, tempdir, ChildGuard};
 use tokio_util::sync::CancellationToken;
-
-static SEQ: AtomicU32 = AtomicU32::new(0);
-
-/// A network namespace with loopback up (IPv4 and IPv6), deleted on drop.
-struct Netns(String);
-
-impl Netns {
-    fn new(tag: &str) -> Netns {
-        let name = format!(
-            "tlr-{tag}-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        );
-        sh(&["ip", "netns", "add", &name]);
-        let ns = Netns(name);
-        sh(&[
-            "ip",
-            "netns",
-            "exec",
-            &ns.0,
-            "sysctl",
-            "-qw",
-            "net.ipv6.conf.all.disable_ipv6=0",
-            "net.ipv6.conf.default.disable_ipv6=0",
-        ]);
-        sh(&["ip", "-n", &ns.0, "link", "set", "lo", "up"]);
-        ns
-    }
-
-    /// Runs `f` on a runtime whose threads all live in this namespace.
-    fn run<T, F>(&self, f: impl FnOnce() -> F + Send + 'static) -> T
-    where
-        T: Send + 'static,
-        F: Future<Output = T>,
-    {
-        spawn_in_netns(&self.0, move || {
-            // Built inside the namespace: its worker threads inherit it.
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(f())
-        })
-        .join()
-        .unwrap_or_else(|e| std::panic::resume_unwind(e))
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
 
 /// dnsmasq on port 53 of the namespace's loopback (IPv4 and IPv6), logging every query to a
 /// file; killed on drop.
 struct Dnsmasq {
-    child: Child,
+    _child: ChildGuard,
     log: PathBuf,
-}
-
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.log);
-    }
+    _dir: TempDir,
 }
 
 impl Dnsmasq {
-    fn start(ns: &Netns) -> Dnsmasq {
-        let bin = ["/usr/sbin/dnsmasq", "/usr/bin/dnsmasq"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists())
-            .expect("dnsmasq is not installed: apt-get install dnsmasq");
-        let log = std::env::temp_dir().join(format!("{}-dnsmasq.log", ns.0));
-        let child = Command::new("ip")
-            .args(["netns", "exec", &ns.0, bin])
+    fn start(ns: &Namespace) -> Dnsmasq {
+        let bin = need("dnsmasq", "apt-get install dnsmasq");
+        let dir = tempdir("dnsmasq");
+        let log = dir.path().join("dnsmasq.log");
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &ns.name])
+            .arg(bin)
             .args([
                 "--conf-file=/dev/null",
                 "--keep-in-foreground",
@@ -121,10 +56,12 @@ impl Dnsmasq {
                 "--cname=www.example,cdn.example",
             ])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting dnsmasq");
-        Dnsmasq { child, log }
+            .stderr(Stdio::null());
+        Dnsmasq {
+            _child: ChildGuard::spawn("dnsmasq", &mut cmd),
+            log,
+            _dir: dir,
+        }
     }
 
     /// The `query[TYPE] name from client` lines logged so far.
@@ -172,14 +109,6 @@ async fn ask(server: SocketAddr, id: u16, name: &str, qtype: u16) -> Option<(u8,
         .then(|| (buf[3] & 0x0f, u16::from_be_bytes([buf[6], buf[7]])))
 }
 
-async fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 fn settings(telemetry: &Telemetry) -> SniffSettings {
     SniffSettings {
         id: "rdns".into(),
@@ -212,12 +141,12 @@ fn sniffing_processor() -> (RdnsProcessor, Arc<NameCache>) {
 #[test]
 fn sniff_learns_exactly_the_answered_names_and_asks_nothing() {
     require_root();
-    let ns = Netns::new("sniff");
+    let ns = Namespace::new("sniff", true);
     let dns = Dnsmasq::start(&ns);
     let v4: SocketAddr = "127.0.0.1:53".parse().unwrap();
     let v6: SocketAddr = "[::1]:53".parse().unwrap();
-    let ns_name = ns.0.clone();
-    let (probes_sent, program_id) = ns.run(move || async move {
+    let ns_name = ns.name.clone();
+    let (probes_sent, program_id) = ns.block_on(move || async move {
         // dnsmasq is ready when it answers (this probe happens before the sniffer opens).
         let mut probes = 0;
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -242,7 +171,7 @@ fn sniff_learns_exactly_the_answered_names_and_asks_nothing() {
         ] {
             assert_eq!(ask(server, id, name, qtype).await, Some(want), "{name}");
         }
-        eventually("the five answers", || {
+        eventually_async("the five answers", Duration::from_secs(5), || {
             counter(&telemetry, "tapline_rdns_sniffed_answers_total") == 5
         })
         .await;
@@ -287,10 +216,13 @@ fn sniff_learns_exactly_the_answered_names_and_asks_nothing() {
     // Besides the readiness probes, dnsmasq saw the client's five queries and nothing else:
     // tapline asked nothing (no PTR, no repeat).
     let is_probe = |q: &String| q == "A] probe.example from 127.0.0.1";
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while dns.queries().iter().filter(|q| !is_probe(q)).count() < 5 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(
+        "dnsmasq to log the client's five queries",
+        Duration::from_secs(5),
+        || dns.queries().iter().filter(|q| !is_probe(q)).count() >= 5,
+    );
+    // A query tapline should not have sent would be logged after the client's: give dnsmasq
+    // the time to write it. Absence cannot be polled for; this window is the check.
     std::thread::sleep(Duration::from_millis(200));
     let queries = dns.queries();
     let probes = queries.iter().filter(|q| is_probe(q)).count();
@@ -321,8 +253,8 @@ fn answer(name: &str, addr: [u8; 4]) -> Vec<u8> {
 #[test]
 fn sniff_ignores_what_is_not_a_dns_answer() {
     require_root();
-    let ns = Netns::new("junk");
-    ns.run(|| async {
+    let ns = Namespace::new("junk", true);
+    ns.block_on(|| async {
         let telemetry = Telemetry::new();
         let (p, cache) = sniffing_processor();
         let s = settings(&telemetry);
@@ -352,7 +284,7 @@ fn sniff_ignores_what_is_not_a_dns_answer() {
             .send_to(&answer("spoof.example", [10, 0, 0, 11]), to)
             .unwrap();
         server.send_to(&good, to).unwrap();
-        eventually("the good answer", || {
+        eventually_async("the good answer", Duration::from_secs(5), || {
             cache.get(&IpAddr::from([10, 0, 0, 10])).is_some()
         })
         .await;

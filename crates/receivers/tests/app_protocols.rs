@@ -16,15 +16,18 @@
 //! `pip install grpcio grpcio-tools kafka-python`.
 
 mod app_util;
+mod peers;
 
 use std::collections::HashMap;
 use std::io::BufRead;
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use app_util::*;
+use peers::{
+    kafka_broker, mariadb, mariadb_client, pgbench, postgres, python_with_kafka, redis, script,
+};
 use tapline_core::data::{SpanKind, Value};
+use tapline_test_support::{free_port, need, tempdir, ChildGuard};
 
 const DB_KEYS: [&str; 4] = [
     "db.system.name",
@@ -43,27 +46,13 @@ fn db_counts(sink: &Sink, port: u16) -> HashMap<Vec<String>, u64> {
 /// Starts tapline; `poke` makes traffic until a client span of `system` shows up.
 fn start_db(extra: &str, system: &'static str, poke: impl Fn()) -> Tapline {
     Tapline::start(extra, poke, move |s| {
-        s.spans().iter().any(|(_, sp)| {
+        s.spans().iter().any(|(_, _, sp)| {
             sp.kind == SpanKind::Client && sp.attributes.get_str("db.system.name") == Some(system)
         })
     })
 }
 
 // ---------- Redis ----------
-
-fn redis_server(port: u16) -> Proc {
-    let bin = need("redis-server", "apt-get install redis-server");
-    let p = Proc(
-        Command::new(bin)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server"),
-    );
-    wait_port(port, Duration::from_secs(10));
-    p
-}
 
 fn redis_cli(port: u16, args: &[&str]) -> String {
     let bin = need("redis-cli", "apt-get install redis-server");
@@ -74,9 +63,8 @@ fn redis_cli(port: u16, args: &[&str]) -> String {
 fn redis_benchmark_plain_and_pipelined_count_exactly() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     const N: usize = 2000;
-    let (plain, piped) = (free_port(), free_port());
-    let _a = redis_server(plain);
-    let _b = redis_server(piped);
+    let (redis_plain, redis_piped) = (redis(), redis());
+    let (plain, piped) = (redis_plain.port, redis_piped.port);
     let t = start_db("    capture_bytes: 4096", "redis", || {
         let _ = redis_cli(plain, &["PING"]);
     });
@@ -114,8 +102,8 @@ fn redis_benchmark_plain_and_pipelined_count_exactly() {
     let spans = sink.spans();
     let lpush: Vec<_> = spans
         .iter()
-        .filter(|(_, s)| s.name == "LPUSH")
-        .map(|(_, s)| s)
+        .filter(|(_, _, s)| s.name == "LPUSH")
+        .map(|(_, _, s)| s)
         .collect();
     assert_eq!(lpush.len(), 1);
     assert_eq!(lpush[0].kind, SpanKind::Client);
@@ -128,64 +116,6 @@ fn redis_benchmark_plain_and_pipelined_count_exactly() {
 
 // ---------- PostgreSQL ----------
 
-struct Pg {
-    port: u16,
-    _guard: Proc,
-    _dir: TempDir,
-}
-
-fn postgres_ids() -> (u32, u32) {
-    let id = |flag: &str| -> u32 {
-        let out = Command::new("id")
-            .args([flag, "postgres"])
-            .output()
-            .expect("id");
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .expect("no `postgres` user: apt-get install postgresql")
-    };
-    (id("-u"), id("-g"))
-}
-
-fn start_pg() -> Pg {
-    let initdb = need("initdb", "apt-get install postgresql");
-    let postgres = need("postgres", "apt-get install postgresql");
-    let (uid, gid) = postgres_ids();
-    let dir = TempDir::new("pg");
-    let data = dir.0.join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    for p in [&dir.0, &data] {
-        std::os::unix::fs::chown(p, Some(uid), Some(gid)).unwrap();
-    }
-    run(Command::new(&initdb)
-        .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
-        .arg(&data)
-        .uid(uid)
-        .gid(gid)
-        .env("LC_ALL", "C"));
-    let port = free_port();
-    let child = Command::new(postgres)
-        .arg("-D")
-        .arg(&data)
-        .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
-        .args(["-c", "fsync=off", "-c", "ssl=off", "-k"])
-        .arg(&dir.0)
-        .uid(uid)
-        .gid(gid)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start postgres");
-    let guard = Proc(child);
-    wait_port(port, Duration::from_secs(30));
-    Pg {
-        port,
-        _guard: guard,
-        _dir: dir,
-    }
-}
-
 fn psql(port: u16, sql: &str) -> std::process::Output {
     let bin = need("psql", "apt-get install postgresql");
     Command::new(bin)
@@ -196,20 +126,11 @@ fn psql(port: u16, sql: &str) -> std::process::Output {
         .expect("psql")
 }
 
-fn pgbench(port: u16, args: &[&str]) {
-    let bin = need("pgbench", "apt-get install postgresql");
-    run(Command::new(bin)
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
-        .args(args)
-        .arg("postgres")
-        .env("PGSSLMODE", "disable"));
-}
-
 #[test]
 fn postgres_psql_and_pgbench_simple_and_extended_count_exactly() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     const N: usize = 500;
-    let pg = start_pg();
+    let pg = postgres();
     pgbench(pg.port, &["-i", "-q", "-s", "1"]);
     assert!(psql(pg.port, "CREATE TABLE items (id int, name text)")
         .status
@@ -253,7 +174,7 @@ fn postgres_psql_and_pgbench_simple_and_extended_count_exactly() {
                 "opt-in only"
             );
             let spans = sink.spans();
-            assert!(spans.iter().any(|(_, s)| s.name == "INSERT items"
+            assert!(spans.iter().any(|(_, _, s)| s.name == "INSERT items"
                 && s.kind == SpanKind::Client
                 && s.attributes.get("db.query.text").is_none()));
         }
@@ -264,7 +185,7 @@ fn postgres_psql_and_pgbench_simple_and_extended_count_exactly() {
 #[test]
 fn postgres_query_text_is_opt_in_and_sanitized() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let pg = start_pg();
+    let pg = postgres();
     assert!(psql(pg.port, "CREATE TABLE items (id int, name text)")
         .status
         .success());
@@ -305,61 +226,9 @@ fn postgres_query_text_is_opt_in_and_sanitized() {
 fn mariadb_client_queries_count_exactly() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     const N: usize = 200;
-    let install = need("mariadb-install-db", "apt-get install mariadb-server");
-    let server = need("mariadbd", "apt-get install mariadb-server");
-    let dir = TempDir::new("maria");
-    let data = dir.0.join("data");
-    run(Command::new(install)
-        .args(["--no-defaults", "--user=root", "--skip-test-db"])
-        .arg("--auth-root-authentication-method=normal")
-        .arg(format!("--datadir={}", data.display())));
-    let port = free_port();
-    let _server = Proc(
-        Command::new(server)
-            .arg("--no-defaults")
-            .arg(format!("--datadir={}", data.display()))
-            .arg(format!("--socket={}", dir.0.join("sock").display()))
-            .arg(format!("--pid-file={}", dir.0.join("pid").display()))
-            .args(["--user=root", "--bind-address=127.0.0.1", "--skip-log-bin"])
-            .args(["--innodb-buffer-pool-size=16M", "--skip-name-resolve"])
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mariadbd"),
-    );
-    wait_port(port, Duration::from_secs(60));
-    let client = |sql: &str| -> String {
-        let bin = need("mariadb", "apt-get install mariadb-client");
-        let mut child = Command::new(bin)
-            .args([
-                "--no-defaults",
-                "--skip-ssl",
-                "-h",
-                "127.0.0.1",
-                "-u",
-                "root",
-            ])
-            .args(["--force", "-B", &format!("-P{port}")])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("mariadb");
-        let mut stdin = child.stdin.take().unwrap();
-        let sql = sql.to_string();
-        let w = std::thread::spawn(move || {
-            use std::io::Write;
-            let _ = stdin.write_all(sql.as_bytes());
-        });
-        let out = child.wait_with_output().unwrap();
-        let _ = w.join();
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    };
+    let maria = mariadb();
+    let port = maria.port;
+    let client = |sql: &str| mariadb_client(port, sql);
     client("CREATE DATABASE shop; CREATE TABLE shop.items (id INT PRIMARY KEY, name TEXT)");
     let t = start_db("", "mysql", || {
         client("SELECT 1");
@@ -455,7 +324,7 @@ fn grpcio_unary_error_and_streaming_calls_count_exactly() {
     std::io::BufReader::new(server.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let _server = Proc(server);
+    let _server = ChildGuard::adopt("peer", server);
     assert_eq!(line.trim(), "ready");
     let mut client = Command::new(&python)
         .args([
@@ -470,7 +339,7 @@ fn grpcio_unary_error_and_streaming_calls_count_exactly() {
         .expect("grpc client");
     let stdin = std::sync::Mutex::new(client.stdin.take().unwrap());
     let mut out = std::io::BufReader::new(client.stdout.take().unwrap());
-    let client = Proc(client);
+    let client = ChildGuard::adopt("peer", client);
     let t = Tapline::start(
         "    capture_bytes: 4096",
         || {
@@ -481,7 +350,7 @@ fn grpcio_unary_error_and_streaming_calls_count_exactly() {
         },
         |s| {
             [SpanKind::Server, SpanKind::Client].iter().all(|kind| {
-                s.spans().iter().any(|(_, sp)| {
+                s.spans().iter().any(|(_, _, sp)| {
                     sp.kind == *kind
                         && sp.attributes.get_str("rpc.method") == Some("shop.v1.Catalog/Warm")
                 })
@@ -544,7 +413,7 @@ fn grpcio_unary_error_and_streaming_calls_count_exactly() {
     let spans = sink.spans();
     let echo_server = spans
         .iter()
-        .filter(|(_, s)| s.name == "shop.v1.Catalog/Echo" && s.kind == SpanKind::Server)
+        .filter(|(_, _, s)| s.name == "shop.v1.Catalog/Echo" && s.kind == SpanKind::Server)
         .count();
     assert_eq!(echo_server, N);
     assert_eq!(lost(&telemetry), 0);
@@ -561,37 +430,14 @@ fn kafka_python_produce_and_consume_count_exactly() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     const TOPICS: [(&str, u64); 2] = [("orders", 7), ("payments.v1", 4)];
     const DENIED: &str = "audit-log";
-    let python = need("python3", "apt-get install python3");
-    let ok = Command::new(&python)
-        .args(["-c", "import kafka"])
-        .output()
-        .unwrap();
-    assert!(
-        ok.status.success(),
-        "python module `kafka` missing: pip install kafka-python"
-    );
-    let tests = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
-    let dir = TempDir::new("kafka");
-    let log = dir.0.join("requests.jsonl");
+    let python = python_with_kafka();
+    let dir = tempdir("kafka");
+    let log = dir.path().join("requests.jsonl");
     let port = free_port();
-    let _broker = Proc(
-        Command::new(&python)
-            .arg(tests.join("kafka_broker.py"))
-            .args([
-                "--port",
-                &port.to_string(),
-                "--advertise-port",
-                &port.to_string(),
-            ])
-            .args(["--profile", "flexible", "--deny", DENIED, "--log"])
-            .arg(&log)
-            .spawn()
-            .expect("kafka_broker.py"),
-    );
-    wait_port(port, Duration::from_secs(10));
+    let _broker = kafka_broker(port, port, "flexible", DENIED, &log);
     let client = |topics: &[(&str, u64)], denied: bool| {
         let mut c = Command::new(&python);
-        c.arg(tests.join("kafka_client.py"))
+        c.arg(script("kafka_client.py"))
             .args(["--bootstrap", &format!("127.0.0.1:{port}")]);
         for (t, n) in topics {
             c.args(["--topic", &format!("{t}={n}")]);
@@ -609,7 +455,7 @@ fn kafka_python_produce_and_consume_count_exactly() {
             client(&[(&format!("warmup{pokes}"), 1)], false);
         },
         |s| {
-            s.spans().iter().any(|(_, sp)| {
+            s.spans().iter().any(|(_, _, sp)| {
                 sp.kind == SpanKind::Client
                     && sp
                         .attributes
@@ -685,8 +531,8 @@ fn kafka_python_produce_and_consume_count_exactly() {
     let spans = sink.spans();
     let sends: Vec<_> = spans
         .iter()
-        .filter(|(_, s)| s.name == "send orders")
-        .map(|(_, s)| s)
+        .filter(|(_, _, s)| s.name == "send orders")
+        .map(|(_, _, s)| s)
         .collect();
     assert_eq!(sends.len(), 7);
     assert!(sends.iter().all(|s| s.kind == SpanKind::Client

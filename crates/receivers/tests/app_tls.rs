@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use app_util::*;
 use tapline_core::data::{SpanKind, Value};
+use tapline_test_support::{free_port, need, tempdir, wait_port, ChildGuard};
 
 /// A self-signed certificate and key made with the `openssl` CLI.
 fn make_cert(dir: &Path) -> (String, String) {
@@ -57,14 +58,14 @@ if len(sys.argv) > 2:
 srv.serve_forever()
 "#;
 
-fn python_server(port: u16, tls: Option<&(String, String)>) -> Proc {
+fn python_server(port: u16, tls: Option<&(String, String)>) -> ChildGuard {
     need("python3", "apt-get install python3");
     let mut cmd = Command::new("python3");
     cmd.args(["-c", PY_SERVER, &port.to_string()]);
     if let Some((cert, key)) = tls {
         cmd.args([cert, key]);
     }
-    let p = Proc(cmd.spawn().expect("python3"));
+    let p = ChildGuard::adopt("peer", cmd.spawn().expect("python3"));
     wait_port(port, Duration::from_secs(10));
     p
 }
@@ -120,7 +121,7 @@ fn start(extra: &str, plain: u16, tls: u16) -> Tapline {
         [("http", plain), ("https", tls)]
             .iter()
             .all(|(scheme, port)| {
-                spans.iter().any(|(_, sp)| {
+                spans.iter().any(|(_, _, sp)| {
                     sp.kind == SpanKind::Server
                         && sp.attributes.get_str("url.path") == Some("/warmup")
                         && sp.attributes.get_str("url.scheme") == Some(scheme)
@@ -155,8 +156,8 @@ fn python_workload(base: &str) {
 #[test]
 fn python_https_server_and_curl_count_like_plain_text() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = TempDir::new("tls-py");
-    let cert = make_cert(&dir.0);
+    let dir = tempdir("tls-py");
+    let cert = make_cert(dir.path());
     let (plain, tls) = (free_port(), free_port());
     let _p = python_server(plain, None);
     let _t = python_server(tls, Some(&cert));
@@ -193,7 +194,7 @@ fn python_https_server_and_curl_count_like_plain_text() {
     let tls_spans = sink
         .spans()
         .into_iter()
-        .filter(|(_, s)| {
+        .filter(|(_, _, s)| {
             s.attributes.get("server.port") == Some(&Value::Int(tls as i64))
                 && s.attributes.get_str("url.path") != Some("/warmup")
         })
@@ -207,7 +208,7 @@ fn python_https_server_and_curl_count_like_plain_text() {
 }
 
 /// nginx serving the same files on a plain and a TLS port.
-fn nginx(dir: &Path, plain: u16, tls: u16, cert: &(String, String)) -> Proc {
+fn nginx(dir: &Path, plain: u16, tls: u16, cert: &(String, String)) -> ChildGuard {
     need("nginx", "apt-get install nginx-light");
     let root = dir.join("www");
     std::fs::create_dir_all(&root).unwrap();
@@ -222,7 +223,8 @@ fn nginx(dir: &Path, plain: u16, tls: u16, cert: &(String, String)) -> Proc {
         k = cert.1,
     );
     std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-    let p = Proc(
+    let p = ChildGuard::adopt(
+        "peer",
         Command::new("nginx")
             .args(["-p", &dir.display().to_string(), "-c"])
             .arg(dir.join("nginx.conf"))
@@ -237,10 +239,10 @@ fn nginx(dir: &Path, plain: u16, tls: u16, cert: &(String, String)) -> Proc {
 #[test]
 fn nginx_tls_and_curl_count_like_plain_text() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = TempDir::new("tls-nginx");
-    let cert = make_cert(&dir.0);
+    let dir = tempdir("tls-nginx");
+    let cert = make_cert(dir.path());
     let (plain, tls) = (free_port(), free_port());
-    let _ng = nginx(&dir.0, plain, tls, &cert);
+    let _ng = nginx(dir.path(), plain, tls, &cert);
     let t = start("", plain, tls);
     const N: usize = 50;
     for (scheme, port) in [("http", plain), ("https", tls)] {

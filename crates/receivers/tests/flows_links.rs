@@ -17,6 +17,7 @@ fn udp_burst(pair: &NetPair, sport: u16, n: usize, len: usize) {
         let s = UdpSocket::bind((A2, sport)).unwrap();
         for _ in 0..n {
             s.send_to(&vec![9u8; len], (B2, 9100)).unwrap();
+            // Paced like real traffic, so no datagram is dropped on the way.
             std::thread::sleep(Duration::from_micros(200));
         }
     });
@@ -37,13 +38,20 @@ fn interfaces_appearing_and_disappearing_are_followed() {
     add_veth(&pair.a, &pair.b, "tlh0", "tlh1", None, (A2, B2), None);
     agent.wait_attached("flows", 1);
     udp_burst(&pair, 41000, 100, 200);
-    // Let one eviction pass with the interface still there.
-    std::thread::sleep(Duration::from_millis(800));
+    // One eviction passes with the interface still there: its flows are exported.
+    let f41000 = [("src.port", "41000"), ("transport", "udp")];
+    eventually(
+        "the flows of port 41000 to be exported",
+        Duration::from_secs(10),
+        || agent.exported().sum("collect", PACKETS, &f41000) == 100,
+    );
 
     // Removed while attached (and while the kernel map may still hold its flows).
     udp_burst(&pair, 41001, 20, 200);
     sh(&["ip", "-n", &pair.a, "link", "del", "tlh0"]);
     agent.wait_attached("flows", 0);
+    // Evictions go on after the removal (every 500 ms): a receiver failing on the removed
+    // interface would stop within this window. Survival cannot be polled for.
     std::thread::sleep(Duration::from_millis(700));
     assert!(agent.is_running(), "the receiver survived the removal");
 
@@ -61,6 +69,8 @@ fn interfaces_appearing_and_disappearing_are_followed() {
         ("10.79.2.1", "10.79.2.2"),
         None,
     );
+    // A receiver wrongly attaching `other0` would do it within this window; absence cannot be
+    // polled for.
     std::thread::sleep(Duration::from_millis(300));
     agent.wait_attached("flows", 1);
     let got = agent.stop();
@@ -133,11 +143,13 @@ service:
         let s = UdpSocket::bind((B2, 42001)).unwrap();
         for _ in 0..200 {
             s.send_to(&[1u8; 100], (A2, 9200)).unwrap();
+            // Paced like real traffic, so no datagram is dropped on the way.
             std::thread::sleep(Duration::from_micros(200));
         }
     });
     drop(server);
-    std::thread::sleep(Duration::from_millis(300));
+    pair.wait_still("va", Duration::from_millis(100));
+    pair.wait_still("tlbr0", Duration::from_millis(100));
     let (va1, br1) = (pair.counters("va"), pair.counters("tlbr0"));
     let got = agent.stop();
     let d = |a: [u64; 5], b: [u64; 5]| -> [u64; 5] { std::array::from_fn(|i| b[i] - a[i]) };

@@ -60,7 +60,7 @@ fn run(
     }
     let before = pair.counters("va");
     traffic();
-    std::thread::sleep(Duration::from_millis(300));
+    pair.wait_still("va", Duration::from_millis(100));
     let after = pair.counters("va");
     let got = agent.stop();
     (got, std::array::from_fn(|i| after[i] - before[i]))
@@ -204,6 +204,7 @@ fn udp_exact_volume_and_roles() {
             for i in 0..1000 {
                 s.send_to(&[7u8; 500], (B4, 9000)).unwrap();
                 if i % 100 == 99 {
+                    // Paced so the capture keeps up, as real traffic would be.
                     std::thread::sleep(Duration::from_millis(2));
                 }
             }
@@ -270,6 +271,7 @@ fn twenty_thousand_flows_through_a_5000_flow_cache() {
                 let s = UdpSocket::bind((A4, 20000 + i)).unwrap();
                 s.send_to(&[1u8; 32], (B4, 9000)).unwrap();
                 if i % 200 == 199 {
+                    // Paced so the capture keeps up, as real traffic would be.
                     std::thread::sleep(Duration::from_millis(2));
                     assert!(Instant::now() < deadline, "sending took too long");
                 }

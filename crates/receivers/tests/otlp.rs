@@ -7,10 +7,9 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
@@ -18,108 +17,36 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1 as pm;
 use opentelemetry_proto::tonic::trace::v1 as pt;
 use prost::Message;
-use tapline_core::config::{ComponentConfig, ConfigSource, Diagnostics, LoadOptions};
 use tapline_core::data::*;
 use tapline_core::pipeline::RunningGraph;
 use tapline_core::telemetry::Telemetry;
-use tapline_core::{BuildContext, ExportError, Exporter, ExporterFactory, FactoryInfo, Registry};
+use tapline_core::Registry;
 use tapline_receivers::otlp::OtlpReceiverFactory;
+use tapline_test_support::{eventually_async, free_port, start_graph, Collect};
 use tokio::sync::Semaphore;
 
-/// `capture`: keeps every batch; optionally holds each export until the test lets it go.
-#[derive(Clone, Default)]
-struct Capture {
-    batches: Arc<Mutex<Vec<SharedSignal>>>,
-    gate: Option<Arc<Semaphore>>,
-}
-
-impl FactoryInfo for Capture {
-    fn type_name(&self) -> &'static str {
-        "capture"
-    }
-    fn description(&self) -> &'static str {
-        "test capture"
-    }
-    fn signals(&self) -> &'static [SignalKind] {
-        &[SignalKind::Metrics, SignalKind::Traces]
-    }
-}
-
-impl ExporterFactory for Capture {
-    fn build(
-        &self,
-        _: &ComponentConfig,
-        _: &BuildContext,
-    ) -> Result<Box<dyn Exporter>, Diagnostics> {
-        Ok(Box::new(self.clone()))
-    }
-}
-
-#[async_trait]
-impl Exporter for Capture {
-    async fn export(&mut self, batch: SharedSignal) -> Result<(), ExportError> {
-        if let Some(g) = &self.gate {
-            g.acquire().await.unwrap().forget();
-        }
-        self.batches.lock().unwrap().push(batch);
-        Ok(())
-    }
-}
-
-impl Capture {
-    fn spans(&self) -> Vec<(Arc<Resource>, Str, Span)> {
-        let mut out = Vec::new();
-        for b in self.batches.lock().unwrap().iter() {
-            if let Signal::Traces(t) = &**b {
-                for rs in &t.resource_spans {
-                    for s in &rs.spans {
-                        out.push((rs.resource.clone(), rs.scope.clone(), s.clone()));
-                    }
-                }
-            }
-        }
-        out
-    }
-    fn metrics(&self) -> Vec<(Arc<Resource>, Str, Metric)> {
-        let mut out = Vec::new();
-        for b in self.batches.lock().unwrap().iter() {
-            if let Signal::Metrics(m) = &**b {
-                for rm in &m.resource_metrics {
-                    for x in &rm.metrics {
-                        out.push((rm.resource.clone(), rm.scope.clone(), x.clone()));
-                    }
-                }
-            }
-        }
-        out
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn start(yaml: &str, capture: &Capture, telemetry: &Telemetry) -> RunningGraph {
+/// Starts the graph of `yaml` (the `otlp` receiver on `grpc` and `http`, feeding `collect`)
+/// and waits until the receiver listens on both ports: it binds in its own task.
+async fn start(
+    yaml: &str,
+    (grpc, http): (u16, u16),
+    collect: &Collect,
+    telemetry: &Telemetry,
+) -> RunningGraph {
     let mut registry = Registry::new();
     registry
         .register_receiver(OtlpReceiverFactory)
-        .register_exporter(capture.clone());
-    let config = tapline_core::config::load(&LoadOptions {
-        sources: vec![ConfigSource::Embedded {
-            name: "test.yaml".into(),
-            text: yaml.into(),
-        }],
-        ..Default::default()
-    })
-    .unwrap();
-    let graph = tapline_core::pipeline::build(&config, &registry, telemetry).unwrap();
-    let running = tapline_core::pipeline::start(graph).await.unwrap();
-    // The receiver binds in its task: wait until it listens.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+        .register_exporter(collect.clone());
+    let running = start_graph(yaml, &registry, telemetry).await.unwrap();
+    eventually_async(
+        "the otlp receiver to listen on both ports",
+        Duration::from_secs(10),
+        || {
+            TcpStream::connect(("127.0.0.1", grpc)).is_ok()
+                && TcpStream::connect(("127.0.0.1", http)).is_ok()
+        },
+    )
+    .await;
     running
 }
 
@@ -132,11 +59,11 @@ receivers:
       grpc: {{endpoint: "127.0.0.1:{grpc}"{extra}}}
       http: {{endpoint: "127.0.0.1:{http}"{extra}}}
 exporters:
-  capture: {{}}
+  collect: {{}}
 service:
   pipelines:
-    metrics: {{receivers: [otlp], exporters: [capture]}}
-    traces: {{receivers: [otlp], exporters: [capture]}}
+    metrics: {{receivers: [otlp], exporters: [collect]}}
+    traces: {{receivers: [otlp], exporters: [collect]}}
 "#
     )
 }
@@ -204,7 +131,7 @@ async fn python_send(
     sent
 }
 
-fn check_sdk_data(capture: &Capture, sent: &serde_json::Value) {
+fn check_sdk_data(capture: &Collect, sent: &serde_json::Value) {
     // Spans: ids, names, kinds, status, attributes of every type, resource and scope.
     let spans = capture.spans();
     assert_eq!(spans.len(), 2, "{spans:#?}");
@@ -326,9 +253,15 @@ fn check_sdk_data(capture: &Capture, sent: &serde_json::Value) {
 
 async fn sdk_round_trip(protocol: &str, compression: &str) {
     let (grpc, http) = (free_port(), free_port());
-    let capture = Capture::default();
+    let capture = Collect::new();
     let telemetry = Telemetry::new();
-    let running = start(&graph_yaml(grpc, http, ""), &capture, &telemetry).await;
+    let running = start(
+        &graph_yaml(grpc, http, ""),
+        (grpc, http),
+        &capture,
+        &telemetry,
+    )
+    .await;
     let endpoint = match protocol {
         "grpc" => format!("http://127.0.0.1:{grpc}"),
         _ => format!("http://127.0.0.1:{http}"),
@@ -393,8 +326,14 @@ async fn python_sdk_over_tls_on_both_protocols() {
             k.display()
         );
         for protocol in ["grpc", "http"] {
-            let capture = Capture::default();
-            let running = start(&graph_yaml(grpc, http, &tls), &capture, &Telemetry::new()).await;
+            let capture = Collect::new();
+            let running = start(
+                &graph_yaml(grpc, http, &tls),
+                (grpc, http),
+                &capture,
+                &Telemetry::new(),
+            )
+            .await;
             let port = if protocol == "grpc" { grpc } else { http };
             let sent = python_send(
                 protocol,
@@ -463,8 +402,8 @@ fn span_request(n: usize) -> ExportTraceServiceRequest {
 async fn malformed_oversized_and_unsupported_requests_are_refused_and_serving_goes_on() {
     tokio::time::timeout(Duration::from_secs(60), async {
         let (grpc, http) = (free_port(), free_port());
-        let capture = Capture::default();
-        let running = start(&graph_yaml(grpc, http, ", max_recv_msg_size: 64KiB"), &capture, &Telemetry::new()).await;
+        let capture = Collect::new();
+        let running = start(&graph_yaml(grpc, http, ", max_recv_msg_size: 64KiB"), (grpc, http), &capture, &Telemetry::new()).await;
         let addr: SocketAddr = ([127, 0, 0, 1], http).into();
 
         // Not protobuf at all.
@@ -550,16 +489,17 @@ async fn a_full_pipeline_refuses_with_retryable_statuses_and_counts_them() {
     tokio::time::timeout(Duration::from_secs(60), async {
         let (grpc, http) = (free_port(), free_port());
         let gate = Arc::new(Semaphore::new(0));
-        let capture = Capture {
-            gate: Some(gate.clone()),
-            ..Default::default()
-        };
+        let held = gate.clone();
+        let capture = Collect::new().before_export(move |_| {
+            let held = held.clone();
+            async move { held.acquire().await.unwrap().forget() }
+        });
         let telemetry = Telemetry::new();
         let yaml = graph_yaml(grpc, http, "").replace(
-            "capture: {}",
-            "capture: {queue: {size: 1, when_full: block}}",
+            "collect: {}",
+            "collect: {queue: {size: 1, when_full: block}}",
         );
-        let running = start(&yaml, &capture, &telemetry).await;
+        let running = start(&yaml, (grpc, http), &capture, &telemetry).await;
         let addr: SocketAddr = ([127, 0, 0, 1], http).into();
         let body = span_request(1).encode_to_vec();
         // The exporter holds its batch, the queue and then the pipeline channel fill up.
@@ -604,6 +544,7 @@ async fn a_full_pipeline_refuses_with_retryable_statuses_and_counts_them() {
             assert_eq!(e.code(), tonic::Code::Unavailable, "{e}");
             tries += 1;
             assert!(tries < 100, "still refused after the gate opened");
+            // The sender's backoff between retries: part of the scenario, not a wait.
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         running.shutdown(Duration::from_secs(10)).await;

@@ -2,50 +2,18 @@
 //! mutual TLS with client certificates, `insecure_skip_verify`, and refusals when trust is
 //! missing. Certificates are made by the test (rcgen): a CA, a server and a client cert.
 
-use std::sync::{Arc, Mutex};
+use std::net::TcpStream;
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use tapline_core::config::{ComponentConfig, ConfigSource, Diagnostics, LoadOptions};
+use tapline_core::config::ComponentConfig;
 use tapline_core::data::*;
 use tapline_core::telemetry::Telemetry;
-use tapline_core::{
-    BuildContext, ComponentId, ExportError, Exporter, ExporterFactory, FactoryInfo, Registry,
-    SharedState,
-};
+use tapline_core::{Exporter, Registry};
 use tapline_exporters::otlp::{OtlpConfig, OtlpExporter};
 use tapline_receivers::otlp::OtlpReceiverFactory;
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<SharedSignal>>>);
-
-impl FactoryInfo for Capture {
-    fn type_name(&self) -> &'static str {
-        "capture"
-    }
-    fn description(&self) -> &'static str {
-        "test capture"
-    }
-    fn signals(&self) -> &'static [SignalKind] {
-        &[SignalKind::Metrics, SignalKind::Traces]
-    }
-}
-impl ExporterFactory for Capture {
-    fn build(
-        &self,
-        _: &ComponentConfig,
-        _: &BuildContext,
-    ) -> Result<Box<dyn Exporter>, Diagnostics> {
-        Ok(Box::new(self.clone()))
-    }
-}
-#[async_trait]
-impl Exporter for Capture {
-    async fn export(&mut self, batch: SharedSignal) -> Result<(), ExportError> {
-        self.0.lock().unwrap().push(batch);
-        Ok(())
-    }
-}
+use tapline_test_support::harness::load_config;
+use tapline_test_support::{build_context, eventually_async, free_port, start_graph, Collect};
 
 struct Pki {
     dir: tempfile::TempDir,
@@ -90,14 +58,6 @@ impl Pki {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn spans(tag: &'static str) -> SharedSignal {
     Arc::new(Signal::Traces(Traces {
         resource_spans: vec![ResourceSpans {
@@ -124,30 +84,18 @@ fn exporter(yaml: &str) -> OtlpExporter {
     let cfg: OtlpConfig = ComponentConfig::new("exporters.otlp", value)
         .parse()
         .unwrap();
-    let ctx = BuildContext::new(
-        ComponentId::parse("otlp").unwrap(),
-        Telemetry::new(),
-        SharedState::default(),
-    );
-    OtlpExporter::new(&cfg, "exporters.otlp", &ctx, &|_| None).unwrap()
+    OtlpExporter::new(&cfg, "exporters.otlp", &build_context("otlp"), &|_| None).unwrap()
 }
 
 fn serde_yaml_to_json(yaml: &str) -> serde_json::Value {
     // The config loader reads YAML; reuse it for the exporter's block alone.
-    let loaded = tapline_core::config::load(&LoadOptions {
-        sources: vec![ConfigSource::Embedded {
-            name: "x".into(),
-            text: format!(
-                "exporters:\n  otlp:\n{}",
-                yaml.lines()
-                    .map(|l| format!("    {l}\n"))
-                    .collect::<String>()
-            ),
-        }],
-        ..Default::default()
-    })
-    .unwrap();
-    loaded.exporters["otlp"].clone()
+    let text = format!(
+        "exporters:\n  otlp:\n{}",
+        yaml.lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>()
+    );
+    load_config(&text).unwrap().exporters["otlp"].clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,7 +103,7 @@ async fn exporter_and_receiver_speak_tls_and_mutual_tls() {
     tokio::time::timeout(Duration::from_secs(90), async {
         let pki = Pki::new();
         let (grpc, http) = (free_port(), free_port());
-        let capture = Capture::default();
+        let capture = Collect::new();
         let mut registry = Registry::new();
         registry.register_receiver(OtlpReceiverFactory).register_exporter(capture.clone());
         // gRPC requires client certificates signed by the CA; HTTP is server-TLS only.
@@ -170,26 +118,20 @@ receivers:
       http:
         endpoint: 127.0.0.1:{http}
         tls: {{cert_file: {s}, key_file: {sk}}}
-exporters: {{capture: {{}}}}
+exporters: {{collect: {{}}}}
 service:
   pipelines:
-    traces: {{receivers: [otlp], exporters: [capture]}}
+    traces: {{receivers: [otlp], exporters: [collect]}}
 "#,
             s = pki.path("server.pem"),
             sk = pki.path("server-key.pem"),
             ca = pki.path("ca.pem"),
         );
-        let config = tapline_core::config::load(&LoadOptions {
-            sources: vec![ConfigSource::Embedded { name: "t".into(), text: yaml }],
-            ..Default::default()
+        let running = start_graph(&yaml, &registry, &Telemetry::new()).await.unwrap();
+        eventually_async("the otlp receiver to listen on both ports", Duration::from_secs(10), || {
+            TcpStream::connect(("127.0.0.1", grpc)).is_ok() && TcpStream::connect(("127.0.0.1", http)).is_ok()
         })
-        .unwrap();
-        let running = tapline_core::pipeline::start(
-            tapline_core::pipeline::build(&config, &registry, &Telemetry::new()).unwrap(),
-        )
-        .await
-        .unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        .await;
 
         let (ca, cert, key) = (pki.path("ca.pem"), pki.path("client.pem"), pki.path("client-key.pem"));
         let fast_fail = "retry: {initial_interval: 50ms, max_interval: 100ms, max_elapsed_time: 500ms}";
@@ -228,9 +170,7 @@ service:
 
         running.shutdown(Duration::from_secs(5)).await;
         let mut names: Vec<String> = capture
-            .0
-            .lock()
-            .unwrap()
+            .batches()
             .iter()
             .flat_map(|b| match &**b {
                 Signal::Traces(t) => t.resource_spans[0].spans.iter().map(|s| s.name.to_string()).collect(),

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use protocols_util::*;
 use tapline_protocols::{Protocol, Status};
+use tapline_test_support::process::run;
+use tapline_test_support::{need, ChildGuard};
 
 const SERVER: &str = r#"
 import sys, grpc
@@ -76,7 +78,7 @@ fn grpcio_unary_calls_count_exactly() {
             .read_line(&mut line)
             .unwrap();
     }
-    let _guard = Guard(server);
+    let _guard = ChildGuard::adopt("peer", server);
     let port: u16 = line.trim().parse().expect("server port");
     let proxy = Proxy::start(format!("127.0.0.1:{port}").parse().unwrap());
     run(

@@ -12,37 +12,21 @@
 //! `cargo test -p tapline-receivers --test protocols_kafka_client`. Needs
 //! `pip install kafka-python` (scripts/install-test-deps.sh).
 
+mod peers;
 mod protocols_util;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use peers::{kafka_broker, python_with_kafka, script};
 use protocols_util::*;
 use tapline_protocols::{Dir, Protocol, Status};
+use tapline_test_support::process::run;
+use tapline_test_support::{free_port, tempdir};
 
 const PRODUCED: [(&str, usize); 2] = [("orders", 7), ("payments.v1", 4)];
 const DENIED: &str = "audit-log";
-
-fn python_with_kafka() -> PathBuf {
-    let python = need("python3", "apt-get install python3");
-    let ok = Command::new(&python)
-        .args(["-c", "import kafka"])
-        .output()
-        .expect("run python3");
-    assert!(
-        ok.status.success(),
-        "python module `kafka` missing: pip install kafka-python (scripts/install-test-deps.sh)"
-    );
-    python
-}
-
-fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join(name)
-}
 
 /// One request as the broker logged it.
 #[derive(Debug)]
@@ -63,21 +47,11 @@ struct Run {
 /// Broker (with `profile`) behind a recording proxy, the client script through the proxy.
 fn run_client(profile: &str) -> Run {
     let python = python_with_kafka();
-    let dir = TempDir::new("kafka");
-    let log_path = dir.0.join("requests.jsonl");
+    let dir = tempdir("kafka");
+    let log_path = dir.path().join("requests.jsonl");
     let broker_port = free_port();
     let proxy = Proxy::start(format!("127.0.0.1:{broker_port}").parse().unwrap());
-    let broker = Guard(
-        Command::new(&python)
-            .arg(script("kafka_broker.py"))
-            .args(["--port", &broker_port.to_string()])
-            .args(["--advertise-port", &proxy.port.to_string()])
-            .args(["--profile", profile, "--deny", DENIED, "--log"])
-            .arg(&log_path)
-            .spawn()
-            .expect("start kafka_broker.py"),
-    );
-    wait_port(broker_port, Duration::from_secs(10));
+    let broker = kafka_broker(broker_port, proxy.port, profile, DENIED, &log_path);
     let mut client = Command::new(&python);
     client
         .arg(script("kafka_client.py"))

@@ -6,101 +6,17 @@
 //! `cargo test -p tapline-receivers --test protocols_mysql` as root. Needs
 //! `apt-get install mariadb-server mariadb-client`.
 
+mod peers;
 mod protocols_util;
 
-use std::process::Command;
-use std::time::Duration;
-
+use peers::{mariadb, mariadb_client as client};
 use protocols_util::*;
 use tapline_protocols::{Protocol, Status};
-
-struct Maria {
-    port: u16,
-    _guard: Guard,
-    _dir: TempDir,
-}
-
-fn start_mariadb() -> Maria {
-    let install = need("mariadb-install-db", "apt-get install mariadb-server");
-    let server = need("mariadbd", "apt-get install mariadb-server");
-    let dir = TempDir::new("maria");
-    let data = dir.0.join("data");
-    run(
-        Command::new(install)
-            .args([
-                "--no-defaults",
-                "--user=root",
-                "--auth-root-authentication-method=normal",
-                "--skip-test-db",
-            ])
-            .arg(format!("--datadir={}", data.display())),
-        Duration::from_secs(180),
-    );
-    let port = free_port();
-    let child = Command::new(server)
-        .arg("--no-defaults")
-        .arg(format!("--datadir={}", data.display()))
-        .arg(format!("--socket={}", dir.0.join("sock").display()))
-        .arg(format!("--pid-file={}", dir.0.join("pid").display()))
-        .args([
-            "--user=root",
-            "--bind-address=127.0.0.1",
-            "--skip-log-bin",
-            "--innodb-buffer-pool-size=16M",
-            "--skip-name-resolve",
-        ])
-        .arg(format!("--port={port}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start mariadbd");
-    let guard = Guard(child);
-    wait_port(port, Duration::from_secs(60));
-    Maria {
-        port,
-        _guard: guard,
-        _dir: dir,
-    }
-}
-
-fn client(port: u16, sql: &str) -> String {
-    let bin = need("mariadb", "apt-get install mariadb-client");
-    let mut cmd = Command::new(bin);
-    cmd.args([
-        "--no-defaults",
-        "--skip-ssl",
-        "-h",
-        "127.0.0.1",
-        "-u",
-        "root",
-        "--force",
-        "-B",
-    ])
-    .arg(format!("-P{port}"));
-    // the script on stdin, --force: keep going after errors (the output reports them)
-    cmd.stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().expect("run mariadb");
-    let mut stdin = child.stdin.take().unwrap();
-    let sql = sql.to_string();
-    let writer = std::thread::spawn(move || {
-        use std::io::Write;
-        let _ = stdin.write_all(sql.as_bytes());
-    });
-    let out = child.wait_with_output().expect("run mariadb");
-    let _ = writer.join();
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 #[test]
 fn mariadb_client_queries_count_exactly() {
     const N: usize = 300;
-    let maria = start_mariadb();
+    let maria = mariadb();
     client(maria.port, "CREATE DATABASE shop; CREATE TABLE shop.items (id INT PRIMARY KEY, name VARCHAR(64), blob_col LONGTEXT)");
     let proxy = Proxy::start(format!("127.0.0.1:{}", maria.port).parse().unwrap());
     let mut script = String::new();

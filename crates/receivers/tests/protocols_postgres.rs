@@ -4,101 +4,28 @@
 //! `cargo test -p tapline-receivers --test protocols_postgres` as root (the server runs as the
 //! `postgres` user). Needs `apt-get install postgresql` (initdb, postgres, pgbench, psql).
 
+mod peers;
 mod protocols_util;
 
-use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use peers::{pgbench, postgres};
 use protocols_util::*;
 use tapline_protocols::{Protocol, Status};
+use tapline_test_support::process::run;
+use tapline_test_support::{need, tempdir};
 
 /// One cluster at a time: the machine is small.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-struct Pg {
-    port: u16,
-    _guard: Guard,
-    _dir: TempDir,
-}
-
-fn ids(user: &str) -> (u32, u32) {
-    let id = |flag: &str| -> u32 {
-        let out = Command::new("id").args([flag, user]).output().expect("id");
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("no `{user}` user: install `apt-get install postgresql`"))
-    };
-    (id("-u"), id("-g"))
-}
-
-fn start_pg() -> Pg {
-    let initdb = need("initdb", "apt-get install postgresql");
-    let postgres = need("postgres", "apt-get install postgresql");
-    let (uid, gid) = ids("postgres");
-    let dir = TempDir::new("pg");
-    let data = dir.0.join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    for p in [&dir.0, &data] {
-        std::os::unix::fs::chown(p, Some(uid), Some(gid)).unwrap();
-    }
-    run(
-        Command::new(&initdb)
-            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
-            .arg(&data)
-            .uid(uid)
-            .gid(gid)
-            .env("LC_ALL", "C"),
-        Duration::from_secs(120),
-    );
-    let port = free_port();
-    let child = Command::new(postgres)
-        .arg("-D")
-        .arg(&data)
-        .args([
-            "-p",
-            &port.to_string(),
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
-            "fsync=off",
-            "-c",
-            "ssl=off",
-        ])
-        .arg("-k")
-        .arg(&dir.0)
-        .uid(uid)
-        .gid(gid)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start postgres");
-    let guard = Guard(child);
-    wait_port(port, Duration::from_secs(30));
-    Pg {
-        port,
-        _guard: guard,
-        _dir: dir,
-    }
-}
-
-fn pgbench(port: u16, args: &[&str]) {
-    let bin = need("pgbench", "apt-get install postgresql");
-    let mut cmd = Command::new(bin);
-    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
-        .args(args)
-        .arg("postgres");
-    run(&mut cmd, Duration::from_secs(300));
-}
 
 #[test]
 fn pgbench_all_protocols_count_exactly() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     const T: usize = 150;
     const C: usize = 2;
-    let pg = start_pg();
+    let pg = postgres();
     pgbench(pg.port, &["-i", "-q", "-s", "1"]);
     for mode in ["simple", "extended", "prepared"] {
         let proxy = Proxy::start(format!("127.0.0.1:{}", pg.port).parse().unwrap());
@@ -161,11 +88,11 @@ fn pgbench_all_protocols_count_exactly() {
 #[test]
 fn psql_errors_and_multi_statement_queries() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let pg = start_pg();
+    let pg = postgres();
     let psql = need("psql", "apt-get install postgresql-client");
     let proxy = Proxy::start(format!("127.0.0.1:{}", pg.port).parse().unwrap());
-    let dir = TempDir::new("psql");
-    let script = dir.0.join("s.sql");
+    let dir = tempdir("psql");
+    let script = dir.path().join("s.sql");
     std::fs::write(
         &script,
         "CREATE TABLE items (id int primary key, name text);\n\

@@ -4,6 +4,7 @@
 //! `cargo test -p tapline-receivers --test protocols_redis`. Needs `apt-get install redis-server`
 //! (redis-server, redis-benchmark).
 
+mod peers;
 mod protocols_util;
 
 use std::io::{Read, Write};
@@ -11,43 +12,11 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
+use peers::redis;
 use protocols_util::*;
 use tapline_protocols::{Protocol, Status};
-
-struct Redis {
-    port: u16,
-    _guard: Guard,
-    _dir: TempDir,
-}
-
-fn start_redis() -> Redis {
-    let bin = need("redis-server", "apt-get install redis-server");
-    let dir = TempDir::new("redis");
-    let port = free_port();
-    let child = Command::new(bin)
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-        ])
-        .arg(&dir.0)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("start redis-server");
-    let guard = Guard(child);
-    wait_port(port, Duration::from_secs(10));
-    Redis {
-        port,
-        _guard: guard,
-        _dir: dir,
-    }
-}
+use tapline_test_support::need;
+use tapline_test_support::process::run;
 
 fn benchmark(proxy: &Proxy, n: usize, pipeline: usize) {
     let bench = need("redis-benchmark", "apt-get install redis-server");
@@ -74,7 +43,7 @@ fn benchmark(proxy: &Proxy, n: usize, pipeline: usize) {
 #[test]
 fn redis_benchmark_counts_exactly() {
     const N: usize = 2000;
-    let redis = start_redis();
+    let redis = redis();
     let proxy = Proxy::start(format!("127.0.0.1:{}", redis.port).parse().unwrap());
     benchmark(&proxy, N, 1);
     let reads = proxy.finish();
@@ -97,7 +66,7 @@ fn redis_benchmark_counts_exactly() {
 #[test]
 fn redis_benchmark_pipelined_counts_exactly() {
     const N: usize = 4000;
-    let redis = start_redis();
+    let redis = redis();
     let proxy = Proxy::start(format!("127.0.0.1:{}", redis.port).parse().unwrap());
     benchmark(&proxy, N, 16);
     let reads = proxy.finish();
@@ -117,7 +86,7 @@ fn redis_benchmark_pipelined_counts_exactly() {
 
 #[test]
 fn errors_large_values_and_resp3() {
-    let redis = start_redis();
+    let redis = redis();
     let proxy = Proxy::start(format!("127.0.0.1:{}", redis.port).parse().unwrap());
     let mut c = TcpStream::connect(proxy.addr()).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();

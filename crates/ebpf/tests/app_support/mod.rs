@@ -1,18 +1,13 @@
 //! Shared helpers of the application capture tests (real kernel, root).
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tapline_ebpf::app::{AppCapture, AppEvent, DataEvent, Direction};
-
-#[path = "../support/netns.rs"]
-mod netns;
-#[allow(unused_imports)] // not every test binary that includes this module checks cleanup
-pub use netns::bpf_object_remains;
+use tapline_test_support::{wait_port, ChildGuard};
 
 /// The captures see every process: run the tests of one binary one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -21,62 +16,8 @@ pub fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-pub fn require_root() {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "the application capture tests load eBPF programs: run them as root"
-    );
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-pub fn wait_listening(port: u16, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if TcpStream::connect_timeout(
-            &SocketAddr::from(([127, 0, 0, 1], port)),
-            Duration::from_millis(200),
-        )
-        .is_ok()
-        {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("nothing listens on 127.0.0.1:{port} after {timeout:?}");
-}
-
-/// A child process killed on drop.
-pub struct KillOnDrop(pub Child);
-
-impl Drop for KillOnDrop {
-    /// SIGTERM first (an nginx master then stops its workers; SIGKILL would orphan them),
-    /// SIGKILL after 3 s.
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// python3 ThreadingHTTPServer speaking HTTP/1.1 (keep-alive), serving `dir`.
-pub fn python_server(dir: &Path, port: u16) -> KillOnDrop {
+pub fn python_server(dir: &Path, port: u16) -> ChildGuard {
     let code = format!(
         "import functools, http.server as h\n\
          h.SimpleHTTPRequestHandler.protocol_version = 'HTTP/1.1'\n\
@@ -93,8 +34,8 @@ pub fn python_server(dir: &Path, port: u16) -> KillOnDrop {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn python3");
-    let child = KillOnDrop(child);
-    wait_listening(port, Duration::from_secs(10));
+    let child = ChildGuard::adopt("server", child);
+    wait_port(port, Duration::from_secs(10));
     child
 }
 
@@ -186,26 +127,8 @@ pub fn write_file(path: &Path, len: usize) {
     std::fs::write(path, body).unwrap();
 }
 
-pub fn tempdir(tag: &str) -> std::path::PathBuf {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("tapline-app-{tag}-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Removes a directory on drop.
-pub struct RmOnDrop(pub std::path::PathBuf);
-
-impl Drop for RmOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// nginx (master + 1 worker, `user root`, sendfile on) serving `dir/www` on 127.0.0.1:`port`.
-pub fn nginx_server(dir: &Path, port: u16) -> KillOnDrop {
+pub fn nginx_server(dir: &Path, port: u16) -> ChildGuard {
     let d = dir.display();
     for sub in ["www", "tmp"] {
         std::fs::create_dir_all(dir.join(sub)).unwrap();
@@ -241,7 +164,7 @@ pub fn nginx_server(dir: &Path, port: u16) -> KillOnDrop {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn nginx");
-    let child = KillOnDrop(child);
-    wait_listening(port, Duration::from_secs(10));
+    let child = ChildGuard::adopt("server", child);
+    wait_port(port, Duration::from_secs(10));
     child
 }

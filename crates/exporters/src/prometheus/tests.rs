@@ -151,13 +151,10 @@ fn series_expire_after_ttl() {
 fn bad_config_is_reported_at_its_path_and_rules_are_published() {
     use tapline_core::config::ComponentConfig;
     use tapline_core::telemetry::Telemetry;
-    use tapline_core::{BuildContext, ComponentId, ExporterFactory, SharedState};
+    use tapline_core::{ExporterFactory, SharedState};
     let shared = SharedState::default();
-    let ctx = BuildContext::new(
-        ComponentId::parse("prometheus").unwrap(),
-        Telemetry::new(),
-        shared.clone(),
-    );
+    let ctx =
+        tapline_test_support::harness::build_context_with("prometheus", &Telemetry::new(), &shared);
     let bad = ComponentConfig::new(
         "exporters.prometheus",
         serde_json::json!({"path": "metrics", "histograms": [{"metrics": "x.*", "buckets": [1.0, 0.5]}]}),

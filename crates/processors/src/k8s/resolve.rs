@@ -109,7 +109,7 @@ impl Drop for Resolver<'_> {
 mod tests {
     use super::*;
     use crate::k8s::K8sCache;
-    use crate::testutil::k8s as fx;
+    use tapline_test_support::fixtures::k8s as fx;
 
     #[test]
     fn a_cache_change_is_seen_by_the_next_resolver() {

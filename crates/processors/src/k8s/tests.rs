@@ -1,10 +1,10 @@
 use super::*;
-use crate::testutil::k8s as fx;
-use crate::testutil::{first_point_attrs, flow_batch};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use tapline_core::data::{ResourceSpans, Span, SpanKind, StatusCode, Traces};
+use tapline_test_support::fixtures::k8s as fx;
+use tapline_test_support::fixtures::{first_point_attrs, flow_batch};
 
 fn obj<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
     serde_json::from_value(v).unwrap()

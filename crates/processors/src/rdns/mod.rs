@@ -503,7 +503,7 @@ impl ProcessorFactory for RdnsFactory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{first_point_attrs, flow_batch};
+    use tapline_test_support::fixtures::{first_point_attrs, flow_batch};
 
     #[test]
     fn nameserver_forms() {

@@ -1,7 +1,7 @@
 use super::*;
-use crate::testutil::{flow_attributes, flow_batch, points};
 use proptest::prelude::*;
 use tapline_core::data::{Number, Temporality, Value};
+use tapline_test_support::fixtures::{flow_attributes, flow_batch, points};
 
 fn processor(yaml: &str) -> SelectProcessor {
     let cfg: SelectConfig = serde_yaml::from_str(yaml).unwrap();

@@ -1,14 +1,13 @@
 //! Shared by the `protocols_*` tests: a recording TCP proxy between a real client and a real
 //! server, and the replay of what it recorded through the parsers, as the kernel capture would
 //! deliver it (each read is one segment: its size, and only its first `capture` bytes).
+//! The peers the proxy stands in front of are in `peers`.
 
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -229,119 +228,4 @@ pub fn count(ops: &[Operation], name: &str, target: Option<&str>) -> usize {
     ops.iter()
         .filter(|o| o.name == name && o.target.as_deref() == target)
         .count()
-}
-
-/// A program the test needs; fails naming the package when it is missing.
-pub fn need(program: &str, package: &str) -> PathBuf {
-    for dir in std::env::var("PATH").unwrap_or_default().split(':').chain([
-        "/usr/sbin",
-        "/usr/lib/postgresql/15/bin",
-        "/usr/local/bin",
-    ]) {
-        let p = Path::new(dir).join(program);
-        if p.is_file() {
-            return p;
-        }
-    }
-    panic!("`{program}` not found: install it with `{package}`");
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-pub fn wait_port(port: u16, within: Duration) {
-    let deadline = Instant::now() + within;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "nothing listens on port {port} after {within:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A child process killed (SIGTERM, then SIGKILL) when dropped.
-pub struct Guard(pub Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        unsafe {
-            libc::kill(self.0.id() as i32, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Runs a command to completion within `timeout`, panicking with its output on failure.
-pub fn run(cmd: &mut Command, timeout: Duration) -> String {
-    let child = cmd
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let pid = child.id() as i32;
-    let done = Arc::new(AtomicBool::new(false));
-    let d = done.clone();
-    let killer = std::thread::spawn(move || {
-        let deadline = Instant::now() + timeout;
-        while !d.load(Ordering::Relaxed) {
-            if Instant::now() > deadline {
-                unsafe {
-                    libc::kill(pid, libc::SIGKILL);
-                }
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    });
-    let out = child.wait_with_output().unwrap();
-    done.store(true, Ordering::Relaxed);
-    let _ = killer.join();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{text}",
-        out.status
-    );
-    text
-}
-
-/// A fresh temporary directory removed when dropped.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "tapline-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

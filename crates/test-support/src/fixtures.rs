@@ -1,4 +1,5 @@
-//! Batches shaped like the flows receiver's output, for tests and benchmarks.
+//! Batches shaped like the flows receiver's output, and Kubernetes objects shaped like the API
+//! server's, for tests and benchmarks.
 
 use tapline_core::data::{
     Attributes, Metric, MetricData, Metrics, Number, NumberPoint, Resource, ResourceMetrics,

@@ -1,9 +1,7 @@
 //! Test networks: two fresh network namespaces joined by a veth pair (`va` in A, `vb` in B)
 //! with private addresses, static neighbours and no IPv6 chatter unless asked, removed on drop
-//! (also when the test fails). Only std and libc, so that every crate's real-kernel tests can
-//! include it through `#[path]`: tapline-ebpf's `tests/flows_util`, tapline-receivers'
-//! `tests/flows_util` and the root package's `tests/flows_exit.rs`.
-#![allow(dead_code)]
+//! (also when the test fails); running code inside a namespace; raw ICMP; and asking the
+//! kernel whether a BPF object is gone.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -17,15 +15,17 @@ pub fn require_root() {
     let euid = unsafe { libc::geteuid() };
     assert_eq!(
         euid, 0,
-        "these tests load eBPF programs and create network namespaces: run them as root (CI \
+        "these tests load eBPF programs or create network namespaces: run them as root (CI \
          does); they are not skipped"
     );
 }
 
+/// Runs a command (`args[0]` with the rest as arguments); panics with its stderr on failure.
 pub fn sh(args: &[&str]) {
     sh_out(args);
 }
 
+/// [`sh`], returning stdout.
 pub fn sh_out(args: &[&str]) -> String {
     let out = Command::new(args[0])
         .args(&args[1..])
@@ -72,10 +72,37 @@ fn quiet_netns(ns: &str, ipv6: bool) {
     sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
 }
 
+/// The MAC address of `dev` in namespace `ns`.
 pub fn mac(ns: &str, dev: &str) -> String {
     let out = sh_out(&["ip", "-n", ns, "-o", "link", "show", dev]);
     let i = out.find("link/ether ").expect("link has a MAC") + 11;
     out[i..i + 17].to_owned()
+}
+
+/// Gives `dev` in `ns` the address `me` (with its prefix length) and a permanent neighbour
+/// entry for `peer` at `peer_mac`: no ARP or neighbour discovery on the test link. IPv6
+/// addresses skip duplicate address detection, so they are usable at once.
+fn address_and_neighbour(ns: &str, dev: &str, me: &str, peer: &str, peer_mac: &str, family: &str) {
+    let mut addr = vec!["ip", "-n", ns, "addr", "add", me, "dev", dev];
+    if family == "-6" {
+        addr.push("nodad");
+    }
+    sh(&addr);
+    sh(&[
+        "ip",
+        "-n",
+        ns,
+        family,
+        "neigh",
+        "replace",
+        peer,
+        "lladdr",
+        peer_mac,
+        "dev",
+        dev,
+        "nud",
+        "permanent",
+    ]);
 }
 
 /// Creates veth `dev_a` (in `a`) <-> `dev_b` (in `b`), addresses `a4`/`b4` (+ `a6`/`b6`),
@@ -104,57 +131,9 @@ pub fn add_veth(
         (a, addr_dev_a, a4, b4, &mac_b, v6),
         (b, dev_b, b4, a4, &mac_a, v6.map(|(x, y)| (y, x))),
     ] {
-        sh(&[
-            "ip",
-            "-n",
-            ns,
-            "addr",
-            "add",
-            &format!("{me4}/24"),
-            "dev",
-            dev,
-        ]);
-        sh(&[
-            "ip",
-            "-n",
-            ns,
-            "neigh",
-            "replace",
-            peer4,
-            "lladdr",
-            peer_mac,
-            "dev",
-            dev,
-            "nud",
-            "permanent",
-        ]);
+        address_and_neighbour(ns, dev, &format!("{me4}/24"), peer4, peer_mac, "-4");
         if let Some((me6, peer6)) = six {
-            sh(&[
-                "ip",
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{me6}/64"),
-                "dev",
-                dev,
-                "nodad",
-            ]);
-            sh(&[
-                "ip",
-                "-n",
-                ns,
-                "-6",
-                "neigh",
-                "replace",
-                peer6,
-                "lladdr",
-                peer_mac,
-                "dev",
-                dev,
-                "nud",
-                "permanent",
-            ]);
+            address_and_neighbour(ns, dev, &format!("{me6}/64"), peer6, peer_mac, "-6");
         }
     }
     sh(&["ip", "-n", a, "link", "set", dev_a, "up"]);
@@ -215,16 +194,23 @@ impl NetPair {
     /// Waits (bounded, 8 s) until no packet crossed `dev` for 1.2 s: link-up chatter is over
     /// (IPv6 repeats its unsolicited MLD reports up to 1 s apart).
     pub fn wait_quiet(&self, dev: &str) {
+        self.wait_still(dev, Duration::from_millis(1200));
+    }
+
+    /// Waits (bounded, 8 s) until the counters of `dev` in A stay unchanged for `window`: the
+    /// traffic a test sent (and the kernel's own replies to it, final ACKs) has crossed.
+    pub fn wait_still(&self, dev: &str, window: Duration) {
         let deadline = Instant::now() + Duration::from_secs(8);
+        let poll = (window / 5).min(Duration::from_millis(100));
         let mut last = self.counters(dev);
         let mut since = Instant::now();
         while Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(poll);
             let now = self.counters(dev);
             if now != last {
                 last = now;
                 since = Instant::now();
-            } else if since.elapsed() >= Duration::from_millis(1200) {
+            } else if since.elapsed() >= window {
                 return;
             }
         }
@@ -233,10 +219,63 @@ impl NetPair {
 
 impl Drop for NetPair {
     fn drop(&mut self) {
-        for ns in [&self.a, &self.b] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
+        delete_netns(&self.a);
+        delete_netns(&self.b);
     }
+}
+
+fn delete_netns(ns: &str) {
+    let _ = Command::new("ip").args(["netns", "del", ns]).status();
+}
+
+/// One fresh network namespace with only loopback, up; deleted on drop.
+pub struct Namespace {
+    pub name: String,
+}
+
+impl Namespace {
+    pub fn new(tag: &str, ipv6: bool) -> Namespace {
+        let n = SEQ.fetch_add(1, Ordering::Relaxed);
+        let ns = Namespace {
+            name: format!("tlr-{tag}-{}-{n}", std::process::id()),
+        };
+        quiet_netns(&ns.name, ipv6);
+        ns
+    }
+
+    /// Runs the future `f` makes on a runtime whose threads all live in this namespace.
+    pub fn block_on<T, F>(&self, f: impl FnOnce() -> F + Send + 'static) -> T
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = T>,
+    {
+        block_on_in_netns(&self.name, f)
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        delete_netns(&self.name);
+    }
+}
+
+/// Runs the future `f` makes on a tokio runtime (two workers) built in a thread inside `ns`,
+/// so that every thread of the runtime lives in that namespace; a panic in it is the caller's.
+pub fn block_on_in_netns<T, F>(ns: &str, f: impl FnOnce() -> F + Send + 'static) -> T
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = T>,
+{
+    spawn_in_netns(ns, move || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime")
+            .block_on(f())
+    })
+    .join()
+    .unwrap_or_else(|e| std::panic::resume_unwind(e))
 }
 
 /// Runs `f` with the calling thread inside network namespace `ns`, then moves it back.
@@ -258,6 +297,15 @@ pub fn in_netns<T>(ns: &str, f: impl FnOnce() -> T) -> T {
     }
     let _back = Back(orig);
     f()
+}
+
+/// The index of interface `dev` in namespace `ns`.
+pub fn ifindex(ns: &str, dev: &str) -> u32 {
+    let name = std::ffi::CString::new(dev).expect("an interface name has no NUL");
+    // SAFETY: a valid C string.
+    let index = in_netns(ns, || unsafe { libc::if_nametoindex(name.as_ptr()) });
+    assert_ne!(index, 0, "no interface {dev} in namespace {ns}");
+    index
 }
 
 /// Spawns a thread inside `ns` running `f`.
@@ -287,7 +335,8 @@ pub fn checksum(data: &[u8]) -> u16 {
 }
 
 /// Sends `count` ICMP echo requests of `payload` bytes to `dst` from the calling thread's
-/// namespace through a raw socket, 10 ms apart.
+/// namespace through a raw socket, 10 ms apart (paced like a real ping, so that a test
+/// counting packets sees each one as it is sent).
 pub fn ping4(dst: std::net::Ipv4Addr, count: u16, payload: usize) {
     // SAFETY: plain syscalls on a socket we own.
     unsafe {
