@@ -90,6 +90,9 @@ pub struct PipelineConfig {
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
+    /// The extensions to build and start, by id (declared under `extensions:`).
+    #[serde(default)]
+    pub extensions: Vec<String>,
     #[serde(default)]
     pub pipelines: BTreeMap<String, PipelineConfig>,
     #[serde(default)]
@@ -165,6 +168,7 @@ pub enum LogFormat {
 /// The merged configuration, before components parse their own parts.
 #[derive(Clone, Debug)]
 pub struct LoadedConfig {
+    pub extensions: BTreeMap<String, serde_json::Value>,
     pub receivers: BTreeMap<String, serde_json::Value>,
     pub processors: BTreeMap<String, serde_json::Value>,
     pub exporters: BTreeMap<String, serde_json::Value>,
@@ -268,6 +272,8 @@ pub fn load(opts: &LoadOptions) -> Result<LoadedConfig, Diagnostics> {
     #[serde(deny_unknown_fields)]
     struct Root {
         #[serde(default)]
+        extensions: BTreeMap<String, serde_json::Value>,
+        #[serde(default)]
         receivers: BTreeMap<String, serde_json::Value>,
         #[serde(default)]
         processors: BTreeMap<String, serde_json::Value>,
@@ -306,6 +312,7 @@ pub fn load(opts: &LoadOptions) -> Result<LoadedConfig, Diagnostics> {
         }
     };
     Ok(LoadedConfig {
+        extensions: root.extensions,
         receivers: root.receivers,
         processors: root.processors,
         exporters: root.exporters,

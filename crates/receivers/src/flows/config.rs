@@ -155,6 +155,12 @@ pub enum FlowAttribute {
     TaplineIp,
 }
 
+impl Default for FlowsConfig {
+    fn default() -> Self {
+        serde_json::from_value(serde_json::json!({})).expect("defaults parse")
+    }
+}
+
 impl FlowAttribute {
     pub const ALL: [FlowAttribute; 12] = [
         FlowAttribute::SrcAddress,
