@@ -34,7 +34,7 @@ pub struct SyntheticConfig {
 
 impl Default for SyntheticConfig {
     fn default() -> Self {
-        serde_json::from_value(serde_json::json!({})).expect("defaults parse")
+        tapline_core::config::all_defaults()
     }
 }
 

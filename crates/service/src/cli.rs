@@ -134,7 +134,7 @@ pub fn components_table(registry: &Registry) -> String {
             .collect::<Vec<_>>()
             .join(",");
         out.push_str(&format!(
-            "{:<10} {:<14} {:<16} {}\n",
+            "{:<10} {:<18} {:<16} {}\n",
             l.kind.as_str(),
             l.type_name,
             signals,

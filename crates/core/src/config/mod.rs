@@ -75,6 +75,15 @@ impl ComponentConfig {
     }
 }
 
+/// A config struct with every field at its serde default: what an empty config block parses
+/// to, and the usual `Default` of a component's config.
+///
+/// Panics when a field has no serde default: a mistake in that struct, not in user input.
+pub fn all_defaults<T: DeserializeOwned>() -> T {
+    serde_json::from_value(serde_json::Value::Object(Default::default()))
+        .unwrap_or_else(|e| panic!("{}: a field has no default: {e}", std::any::type_name::<T>()))
+}
+
 /// `service.pipelines.<signal>[/<name>]`
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

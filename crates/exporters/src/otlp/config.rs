@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tapline_core::config::types::duration;
 use tapline_core::data::SignalKind;
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]

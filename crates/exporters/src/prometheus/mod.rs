@@ -72,7 +72,7 @@ fn yes() -> bool {
 
 impl Default for PrometheusConfig {
     fn default() -> Self {
-        serde_json::from_value(serde_json::json!({})).expect("defaults parse")
+        tapline_core::config::all_defaults()
     }
 }
 

@@ -39,7 +39,7 @@
 //! the asynchronous part is the lookup tasks (or the sniffer task) beside it.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -120,7 +120,7 @@ pub struct RdnsConfig {
 
 impl Default for RdnsConfig {
     fn default() -> Self {
-        serde_json::from_value(serde_json::json!({})).expect("defaults parse")
+        tapline_core::config::all_defaults()
     }
 }
 
@@ -550,7 +550,7 @@ pub struct DnsNamesConfig {
 
 impl Default for DnsNamesConfig {
     fn default() -> Self {
-        serde_json::from_value(serde_json::json!({})).expect("defaults parse")
+        tapline_core::config::all_defaults()
     }
 }
 

@@ -167,7 +167,7 @@ pub struct CaptureSection {
 
 impl Default for AppConfig {
     fn default() -> Self {
-        serde_json::from_value(serde_json::json!({})).expect("defaults parse")
+        tapline_core::config::all_defaults()
     }
 }
 

@@ -157,7 +157,7 @@ pub enum FlowAttribute {
 
 impl Default for FlowsConfig {
     fn default() -> Self {
-        serde_json::from_value(serde_json::json!({})).expect("defaults parse")
+        tapline_core::config::all_defaults()
     }
 }
 

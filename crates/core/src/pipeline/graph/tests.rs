@@ -210,8 +210,8 @@ service:
     for expected in [
         "error: service.extensions[1] (test.yaml:11): extension \"counter\" is listed twice",
         "error: service.extensions[2] (test.yaml:11): extension \"nothing\" is not declared under extensions",
-        "error: processors.tally/a.extension (test.yaml:6): extension \"counter/off\" is declared but not enabled",
-        "error: processors.tally/b.extension (test.yaml:7): extension \"countr\" is not declared under extensions (did you mean \"counter\"?)",
+        "error: processors.tally/a.extension (test.yaml:7): extension \"counter/off\" is declared but not enabled",
+        "error: processors.tally/b.extension (test.yaml:8): extension \"countr\" is not declared under extensions (did you mean \"counter\"?)",
         "warning: extensions.counter/off (test.yaml:4): extension \"counter/off\" is not enabled",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
