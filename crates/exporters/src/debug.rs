@@ -37,7 +37,11 @@ impl Component for DebugFactory {
 }
 
 impl ExporterComponent for DebugFactory {
-    fn build(&self, cfg: DebugConfig, ctx: &BuildContext) -> Result<Box<dyn Exporter>, ConfigErrors> {
+    fn build(
+        &self,
+        cfg: DebugConfig,
+        ctx: &BuildContext,
+    ) -> Result<Box<dyn Exporter>, ConfigErrors> {
         Ok(Box::new(DebugExporter {
             id: ctx.id.to_string(),
             verbosity: cfg.verbosity,

@@ -22,7 +22,11 @@ impl Component for NopFactory {
 }
 
 impl ExporterComponent for NopFactory {
-    fn build(&self, _cfg: NopConfig, _ctx: &BuildContext) -> Result<Box<dyn Exporter>, ConfigErrors> {
+    fn build(
+        &self,
+        _cfg: NopConfig,
+        _ctx: &BuildContext,
+    ) -> Result<Box<dyn Exporter>, ConfigErrors> {
         Ok(Box::new(NopExporter))
     }
 }

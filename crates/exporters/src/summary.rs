@@ -54,7 +54,11 @@ impl Component for SummaryFactory {
 }
 
 impl ExporterComponent for SummaryFactory {
-    fn build(&self, cfg: SummaryConfig, _ctx: &BuildContext) -> Result<Box<dyn Exporter>, ConfigErrors> {
+    fn build(
+        &self,
+        cfg: SummaryConfig,
+        _ctx: &BuildContext,
+    ) -> Result<Box<dyn Exporter>, ConfigErrors> {
         if cfg.interval.is_zero() || cfg.top == 0 {
             return Err(ConfigErrors::at(
                 "",

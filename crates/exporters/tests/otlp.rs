@@ -11,10 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::*;
-use tapline_core::component::{BuildContext, ComponentId, Exporter, SharedState};
+use tapline_core::component::{BuildContext, ComponentId, SharedState};
 use tapline_core::data::*;
-use tapline_core::telemetry::Telemetry;
 use tapline_core::pipeline::RetryingExporter;
+use tapline_core::telemetry::Telemetry;
 use tapline_core::Registry;
 use tapline_exporters::otlp::{OtlpConfig, OtlpExporter, OtlpFactory, Protocol};
 

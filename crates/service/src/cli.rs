@@ -10,9 +10,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use tapline_core::config::{
-    self, ConfigSource, Diagnostics, LoadOptions, LoadedConfig, LogFormat,
-};
+use tapline_core::config::{self, ConfigSource, Diagnostics, LoadOptions, LoadedConfig, LogFormat};
 use tapline_core::pipeline;
 use tapline_core::registry::Registry;
 use tapline_core::telemetry::Telemetry;
@@ -204,8 +202,7 @@ async fn run(registry: Registry, opts: LoadOptions) -> ExitCode {
     }
     let server_stop = CancellationToken::new();
     if let Some(addr) = loaded.service.telemetry.metrics.endpoint {
-        if let Err(e) = crate::server::serve(telemetry.clone(), addr, server_stop.clone()).await
-        {
+        if let Err(e) = crate::server::serve(telemetry.clone(), addr, server_stop.clone()).await {
             error!("{e:#}");
             return ExitCode::from(EXIT_RUNTIME);
         }

@@ -46,8 +46,11 @@ pub trait ReceiverComponent: Component {
 /// the returned layer, so state kept in it (a cache, a watcher started through
 /// [`BuildContext::spawn_on_start`]) exists once.
 pub trait ProcessorComponent: Component {
-    fn build(&self, config: Self::Config, ctx: &BuildContext)
-        -> Result<ProcessorLayer, ConfigErrors>;
+    fn build(
+        &self,
+        config: Self::Config,
+        ctx: &BuildContext,
+    ) -> Result<ProcessorLayer, ConfigErrors>;
 }
 
 pub trait ExporterComponent: Component {

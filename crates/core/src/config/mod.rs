@@ -80,8 +80,12 @@ impl ComponentConfig {
 ///
 /// Panics when a field has no serde default: a mistake in that struct, not in user input.
 pub fn all_defaults<T: DeserializeOwned>() -> T {
-    serde_json::from_value(serde_json::Value::Object(Default::default()))
-        .unwrap_or_else(|e| panic!("{}: a field has no default: {e}", std::any::type_name::<T>()))
+    serde_json::from_value(serde_json::Value::Object(Default::default())).unwrap_or_else(|e| {
+        panic!(
+            "{}: a field has no default: {e}",
+            std::any::type_name::<T>()
+        )
+    })
 }
 
 /// `service.pipelines.<signal>[/<name>]`

@@ -573,7 +573,10 @@ impl<'a> Builder<'a> {
                 id: d.id.clone(),
                 receiver,
                 output: ReceiverOutput {
-                    inputs: feeds.iter().filter_map(|p| inputs.get(p).cloned()).collect(),
+                    inputs: feeds
+                        .iter()
+                        .filter_map(|p| inputs.get(p).cloned())
+                        .collect(),
                     counters: self.telemetry.component(ComponentKind::Receiver, &d.id),
                 },
             });

@@ -31,9 +31,9 @@ use tapline_core::{
 };
 
 pub use config::{OtlpConfig, Protocol, TemporalityPreference};
+use cumulative::Accumulator;
 /// The `retry:` block, owned by the framework's exporter helper.
 pub use tapline_core::pipeline::RetryConfig;
-use cumulative::Accumulator;
 use transport::{Outcome, Request, Transport};
 
 pub struct OtlpFactory;
@@ -47,7 +47,11 @@ impl Component for OtlpFactory {
 }
 
 impl ExporterComponent for OtlpFactory {
-    fn build(&self, cfg: OtlpConfig, ctx: &BuildContext) -> Result<Box<dyn Exporter>, ConfigErrors> {
+    fn build(
+        &self,
+        cfg: OtlpConfig,
+        ctx: &BuildContext,
+    ) -> Result<Box<dyn Exporter>, ConfigErrors> {
         let env = |k: &str| std::env::var(k).ok();
         // The checks name the field inside their message (`exporters.otlp.endpoint: ...`).
         let exporter = OtlpExporter::new(&cfg, &ctx.path, ctx, &env)?;
@@ -71,6 +75,9 @@ pub struct OtlpExporter {
     temporality: TemporalityPreference,
     /// Shared by the forks, so cumulative series stay one series.
     accumulator: Arc<Mutex<Accumulator>>,
+    /// The batch being attempted and its request, until it is delivered or fails for good: a
+    /// retry sends the same bytes (encoding the batch again would accumulate its deltas twice).
+    pending: Option<(SharedSignal, Request)>,
     counters: Counters,
 }
 
@@ -113,6 +120,7 @@ impl OtlpExporter {
             path: path.to_string(),
             temporality: cfg.temporality,
             accumulator: Default::default(),
+            pending: None,
         })
     }
 
@@ -184,8 +192,18 @@ impl OtlpExporter {
 impl Exporter for OtlpExporter {
     async fn export(&mut self, batch: SharedSignal) -> Result<(), ExportError> {
         let kind = batch.kind();
-        let req = self.encode(&batch);
-        self.send(kind, &req).await
+        let req = match self.pending.take() {
+            Some((previous, req)) if Arc::ptr_eq(&previous, &batch) => req,
+            _ => self.encode(&batch),
+        };
+        // Kept until the batch is delivered or failed for good: an attempt the exporter helper
+        // abandons at its timeout never returns here.
+        self.pending = Some((batch, req.clone()));
+        let result = self.send(kind, &req).await;
+        if !matches!(&result, Err(e) if e.retryable) {
+            self.pending = None;
+        }
+        result
     }
 
     fn attempt_timeout(&self, kind: SignalKind) -> Option<Duration> {
@@ -201,6 +219,7 @@ impl Exporter for OtlpExporter {
             path: self.path.clone(),
             temporality: self.temporality,
             accumulator: self.accumulator.clone(),
+            pending: None,
             counters: self.counters.clone(),
         }))
     }

@@ -51,9 +51,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tapline_core::data::{Attributes, MetricData, Resource, Signal, SignalKind, Str, Value};
 use tapline_core::pipeline::{BatchFn, BatchLayer, ProcessorLayer};
-use tapline_core::{
-    BuildContext, Component, ConfigErrors, ExtensionComponent, ProcessorComponent,
-};
+use tapline_core::{BuildContext, Component, ConfigErrors, ExtensionComponent, ProcessorComponent};
 
 use crate::net::{End, EndSlots, Layouts};
 pub use cgroup::PidContainers;

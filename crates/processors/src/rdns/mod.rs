@@ -51,9 +51,7 @@ use serde::Deserialize;
 use tapline_core::config::types::duration;
 use tapline_core::data::{Attributes, Signal, SignalKind, Str};
 use tapline_core::pipeline::{BatchFn, BatchLayer, ProcessorLayer};
-use tapline_core::{
-    BuildContext, Component, ConfigErrors, ExtensionComponent, ProcessorComponent,
-};
+use tapline_core::{BuildContext, Component, ConfigErrors, ExtensionComponent, ProcessorComponent};
 
 pub mod sniff;
 pub mod wire;

@@ -220,10 +220,7 @@ impl ReceiverComponent for AppFactory {
         let mut d = ConfigErrors::new();
         let max = tapline_ebpf::app::raw::APP_MAX_CAPTURE;
         if cfg.capture_bytes > max {
-            d.push(
-                "capture_bytes",
-                format!("must be at most {max}"),
-            );
+            d.push("capture_bytes", format!("must be at most {max}"));
         }
         let rb = cfg.ring_buffer_size.0;
         if !rb.is_power_of_two() || !(4096..=(1 << 30)).contains(&rb) {
@@ -252,23 +249,20 @@ impl ReceiverComponent for AppFactory {
                 );
             }
         }
-        let patterns = compile(
-            "routes.patterns",
-            &cfg.routes.patterns,
-            &mut d,
-        );
+        let patterns = compile("routes.patterns", &cfg.routes.patterns, &mut d);
         let ignored = compile(
             "routes.ignored_patterns",
             &cfg.routes.ignored_patterns,
             &mut d,
         );
-        let buckets = match HistogramBuckets::for_component(ctx, "extension", cfg.extension.as_deref()) {
-            Ok(b) => Some(b),
-            Err(e) => {
-                d.extend(e);
-                None
-            }
-        };
+        let buckets =
+            match HistogramBuckets::for_component(ctx, "extension", cfg.extension.as_deref()) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    d.extend(e);
+                    None
+                }
+            };
         let Some(buckets) = buckets.filter(|_| d.is_empty()) else {
             return Err(d);
         };

@@ -106,11 +106,7 @@ impl Component for OtlpReceiverFactory {
 }
 
 impl ReceiverComponent for OtlpReceiverFactory {
-    fn build(
-        &self,
-        raw: RawConfig,
-        ctx: &BuildContext,
-    ) -> Result<Box<dyn Receiver>, ConfigErrors> {
+    fn build(&self, raw: RawConfig, ctx: &BuildContext) -> Result<Box<dyn Receiver>, ConfigErrors> {
         let protocols = raw.protocols.unwrap_or(ProtocolsConfig {
             grpc: Some(Default::default()),
             http: Some(Default::default()),

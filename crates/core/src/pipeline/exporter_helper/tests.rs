@@ -143,8 +143,11 @@ async fn retrying_stops_at_max_elapsed_time_and_permanent_failures_are_not_retri
 
     let exp = Scripted::new(vec![Step::FailPermanently]);
     let retries = Counter::default();
-    let mut helper =
-        RetryingExporter::new(Box::new(exp.clone()), retry(100, 200, 1000), retries.clone());
+    let mut helper = RetryingExporter::new(
+        Box::new(exp.clone()),
+        retry(100, 200, 1000),
+        retries.clone(),
+    );
     assert_eq!(
         helper.export(batch()).await.unwrap_err().message,
         "bad request"
@@ -202,7 +205,8 @@ impl Exporter for Slow {
         Ok(())
     }
     fn fork(&self) -> Option<Box<dyn Exporter>> {
-        self.forkable.then(|| Box::new(self.clone()) as Box<dyn Exporter>)
+        self.forkable
+            .then(|| Box::new(self.clone()) as Box<dyn Exporter>)
     }
 }
 
@@ -230,17 +234,24 @@ async fn concurrency_exports_that_many_batches_at_once() {
     }
     queue.close();
     let started = Instant::now();
-    let drains = workers(Box::new(slow.clone()), 3).unwrap().into_iter().map(|w| {
-        drain_queue(
-            "slow".into(),
-            RetryingExporter::new(w, RetryConfig::default(), Counter::default()),
-            queue.clone(),
-        )
-    });
+    let drains = workers(Box::new(slow.clone()), 3)
+        .unwrap()
+        .into_iter()
+        .map(|w| {
+            drain_queue(
+                "slow".into(),
+                RetryingExporter::new(w, RetryConfig::default(), Counter::default()),
+                queue.clone(),
+            )
+        });
     futures::future::join_all(drains).await;
     assert_eq!(slow.done.load(Ordering::SeqCst), 6);
     assert_eq!(slow.most.load(Ordering::SeqCst), 3);
-    assert_eq!(started.elapsed(), Duration::from_secs(2), "6 batches, 3 at a time");
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(2),
+        "6 batches, 3 at a time"
+    );
 
     let err = workers(Box::new(Slow::default()), 2).err().unwrap();
     assert!(err.contains("one batch at a time"), "{err}");
