@@ -19,12 +19,15 @@ pub type BackgroundTask = Box<dyn FnOnce(CancellationToken) -> BoxFuture<'static
 
 type AnyArc = Arc<dyn Any + Send + Sync>;
 
+/// A value as stored: its type's id and name (to refuse another type), and the value.
+type Stored = (TypeId, &'static str, AnyArc);
+
 /// Values created on first use and shared by every component of one graph, by key: what a
 /// component falls back to when its config names no extension (the one Kubernetes cache that
 /// `k8s` and `zones` share). A key holds one type; asking for it as another is an error.
 #[derive(Clone, Default)]
 pub struct SharedState {
-    inner: Arc<Mutex<HashMap<String, (TypeId, &'static str, AnyArc)>>>,
+    inner: Arc<Mutex<HashMap<String, Stored>>>,
 }
 
 impl SharedState {

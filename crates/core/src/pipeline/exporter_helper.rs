@@ -210,9 +210,11 @@ pub(crate) fn workers(
     for _ in 1..concurrency {
         match exporter.fork() {
             Some(f) => out.push(f),
-            None => return Err(format!(
+            None => {
+                return Err(format!(
                 "this exporter sends one batch at a time; queue.concurrency {concurrency} needs 1"
-            )),
+            ))
+            }
         }
     }
     out.insert(0, exporter);

@@ -42,10 +42,13 @@ struct TallyConfig {
     extension: Option<String>,
 }
 
-/// A processor noting, per build, its id and the counter it was given.
+/// Per build: the processor id and the counter it was given.
+type Builds = Vec<(String, Arc<AtomicU64>)>;
+
+/// A processor noting each of its builds.
 #[derive(Clone, Default)]
 struct Tally {
-    built: Arc<Mutex<Vec<(String, Arc<AtomicU64>)>>>,
+    built: Arc<Mutex<Builds>>,
 }
 
 impl Component for Tally {
