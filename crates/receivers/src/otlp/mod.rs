@@ -70,6 +70,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<ProtocolOver
     ))
 }
 
+/// `receivers.otlp` as written; [`OtlpReceiverConfig`] is what it resolves to.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
