@@ -41,5 +41,5 @@ fn main() -> ExitCode {
             })
         },
     );
-    tapline::core::cli::main(registry, tapline::DEFAULT_CONFIG)
+    tapline::service::main(registry, tapline::DEFAULT_CONFIG)
 }

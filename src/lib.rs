@@ -2,6 +2,7 @@
 //! own binary with extra components (see `examples/custom_processor.rs`).
 
 pub use tapline_core as core;
+pub use tapline_service as service;
 
 /// A registry holding every built-in receiver, processor and exporter.
 pub fn builtin_registry() -> tapline_core::Registry {
@@ -13,7 +14,7 @@ pub fn builtin_registry() -> tapline_core::Registry {
 }
 
 /// The embedded default configuration, as `tapline run` uses it without `--config`.
-pub const DEFAULT_CONFIG: tapline_core::cli::DefaultConfig = tapline_core::cli::DefaultConfig {
+pub const DEFAULT_CONFIG: tapline_service::DefaultConfig = tapline_service::DefaultConfig {
     name: "configs/default.yaml (embedded)",
     text: include_str!("../configs/default.yaml"),
     overlays: &[(

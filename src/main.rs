@@ -3,5 +3,5 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    tapline_core::cli::main(tapline::builtin_registry(), tapline::DEFAULT_CONFIG)
+    tapline_service::main(tapline::builtin_registry(), tapline::DEFAULT_CONFIG)
 }

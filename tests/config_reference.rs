@@ -93,7 +93,21 @@ fn every_config_field_is_documented() {
         let mut fields = Vec::new();
         discover(l.kind, l.type_name, Vec::new(), &mut fields);
         if l.kind == ComponentKind::Exporter {
-            fields.extend(["queue", "queue.size", "queue.when_full"].map(String::from));
+            // The exporter helper's blocks, taken before the exporter parses its config.
+            fields.extend(
+                [
+                    "queue",
+                    "queue.size",
+                    "queue.when_full",
+                    "queue.concurrency",
+                    "retry",
+                    "retry.enabled",
+                    "retry.initial_interval",
+                    "retry.max_interval",
+                    "retry.max_elapsed_time",
+                ]
+                .map(String::from),
+            );
         }
         if print {
             println!("{} {}: {}", l.kind.as_str(), l.type_name, fields.join(", "));

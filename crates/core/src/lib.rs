@@ -1,7 +1,8 @@
 //! tapline's pipeline framework: the telemetry data model, configuration loading and
-//! validation, the component registry, the pipeline runtime, self-telemetry and the CLI.
+//! validation, the component traits and registry, the pipeline runtime and self-telemetry
+//! counters. What a component author compiles against; the command line and the
+//! self-telemetry HTTP server live in `tapline-service`.
 
-pub mod cli;
 pub mod component;
 pub mod config;
 pub mod data;

@@ -10,13 +10,14 @@ use serde::de::DeserializeOwned;
 use crate::component::*;
 use crate::config::{ComponentConfig, Diagnostics};
 use crate::data::{Signal, SignalKind};
-use crate::pipeline::{BatchFn, BatchLayer, ProcessorLayer};
+use crate::pipeline::{BatchFn, BatchLayer, ExporterSettings, ProcessorLayer};
 
 #[derive(Clone, Default)]
 pub struct Registry {
     pub(crate) receivers: BTreeMap<&'static str, Arc<dyn ReceiverFactory>>,
     pub(crate) processors: BTreeMap<&'static str, Arc<dyn ProcessorFactory>>,
     pub(crate) exporters: BTreeMap<&'static str, Arc<dyn ExporterFactory>>,
+    pub(crate) extensions: BTreeMap<&'static str, Arc<dyn ExtensionFactory>>,
 }
 
 /// One line of `tapline components`.
@@ -46,9 +47,14 @@ impl Registry {
         self.exporters.insert(f.type_name(), Arc::new(f));
         self
     }
+    pub fn register_extension(&mut self, f: impl ExtensionFactory + 'static) -> &mut Self {
+        self.extensions.insert(f.type_name(), Arc::new(f));
+        self
+    }
 
     /// Registers a processor written as a plain function: `make` turns the typed config `C`
-    /// into a `FnMut`-free batch function, which the generic adapter lifts into a tower layer.
+    /// into a batch function, which the generic adapter lifts into a tower layer. `make` runs
+    /// once per component id; pipelines listing the id share the function.
     pub fn register_fn_processor<C, F, M>(
         &mut self,
         type_name: &'static str,
@@ -82,6 +88,11 @@ impl Registry {
         }
         let mut out = Vec::new();
         out.extend(
+            self.extensions
+                .values()
+                .map(|f| list(ComponentKind::Extension, &**f)),
+        );
+        out.extend(
             self.receivers
                 .values()
                 .map(|f| list(ComponentKind::Receiver, &**f)),
@@ -112,7 +123,8 @@ impl Registry {
             d.error(config.path.clone(), e);
             d
         })?;
-        let ctx = BuildContext::new(id, crate::telemetry::Telemetry::new(), Default::default());
+        let ctx = BuildContext::new(id, crate::telemetry::Telemetry::new(), Default::default())
+            .at(config.path.clone());
         let missing = || {
             let mut d = Diagnostics::default();
             d.error(
@@ -122,6 +134,12 @@ impl Registry {
             d
         };
         match kind {
+            ComponentKind::Extension => self
+                .extensions
+                .get(type_name)
+                .ok_or_else(missing)?
+                .build(config, &ctx)
+                .map(drop),
             ComponentKind::Receiver => self
                 .receivers
                 .get(type_name)
@@ -130,22 +148,20 @@ impl Registry {
                 .map(drop),
             ComponentKind::Exporter => {
                 let mut config = config.clone();
-                // The queue block belongs to the framework; validate it the same way.
-                if let Some(q) = config.take("queue") {
-                    ComponentConfig::new(format!("{}.queue", config.path), q)
-                        .parse::<crate::pipeline::QueueConfig>()?;
-                }
+                // The queue and retry blocks belong to the exporter helper; checked the same way.
+                ExporterSettings::take_from(&mut config)?;
                 self.exporters
                     .get(type_name)
                     .ok_or_else(missing)?
                     .build(&config, &ctx)
                     .map(drop)
             }
-            ComponentKind::Processor => {
-                let f = self.processors.get(type_name).ok_or_else(missing)?;
-                let signal = f.signals().first().copied().unwrap_or(SignalKind::Metrics);
-                f.build(config, signal, &ctx).map(drop)
-            }
+            ComponentKind::Processor => self
+                .processors
+                .get(type_name)
+                .ok_or_else(missing)?
+                .build(config, &ctx)
+                .map(drop),
         }
     }
 
@@ -154,6 +170,7 @@ impl Registry {
             ComponentKind::Receiver => self.receivers.keys().copied().collect(),
             ComponentKind::Processor => self.processors.keys().copied().collect(),
             ComponentKind::Exporter => self.exporters.keys().copied().collect(),
+            ComponentKind::Extension => self.extensions.keys().copied().collect(),
         }
     }
 
@@ -166,6 +183,7 @@ impl Registry {
             ComponentKind::Receiver => self.receivers.get(type_name).map(|f| f.signals()),
             ComponentKind::Processor => self.processors.get(type_name).map(|f| f.signals()),
             ComponentKind::Exporter => self.exporters.get(type_name).map(|f| f.signals()),
+            ComponentKind::Extension => self.extensions.get(type_name).map(|f| f.signals()),
         }
     }
 }
@@ -203,7 +221,6 @@ where
     fn build(
         &self,
         config: &ComponentConfig,
-        _signal: SignalKind,
         ctx: &BuildContext,
     ) -> Result<ProcessorLayer, Diagnostics> {
         let cfg: C = config.parse()?;

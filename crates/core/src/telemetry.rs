@@ -1,4 +1,5 @@
-//! tapline's own metrics (`tapline_*`), served with `/healthz` and `/readyz`.
+//! tapline's own metrics (`tapline_*`); `tapline-service` serves them with `/healthz` and
+//! `/readyz`.
 //!
 //! Every component gets the same four counters (accepted, refused, dropped, sent items) so an
 //! operator can follow data through any pipeline and see exactly where it was lost.
@@ -6,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -265,53 +265,6 @@ pub fn escape_label(v: &str) -> String {
         }
     }
     out
-}
-
-/// Serves `/metrics`, `/healthz` and `/readyz` until `shutdown` fires.
-pub async fn serve(
-    telemetry: Telemetry,
-    addr: SocketAddr,
-    shutdown: tokio_util::sync::CancellationToken,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    use axum::http::StatusCode;
-    use axum::routing::get;
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-        anyhow::anyhow!("service.telemetry.metrics.endpoint: cannot listen on {addr}: {e}")
-    })?;
-    let t1 = telemetry.clone();
-    let t2 = telemetry.clone();
-    let app = axum::Router::new()
-        .route(
-            "/metrics",
-            get(move || {
-                let t = t1.clone();
-                async move {
-                    (
-                        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
-                        t.render(),
-                    )
-                }
-            }),
-        )
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route(
-            "/readyz",
-            get(move || {
-                let ready = t2.is_ready();
-                async move {
-                    if ready {
-                        (StatusCode::OK, "ready\n")
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
-                    }
-                }
-            }),
-        );
-    Ok(tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
-    }))
 }
 
 #[cfg(test)]

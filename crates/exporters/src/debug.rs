@@ -6,9 +6,10 @@ use std::io::Write as _;
 
 use async_trait::async_trait;
 use serde::Deserialize;
-use tapline_core::config::{ComponentConfig, Diagnostics};
 use tapline_core::data::*;
-use tapline_core::{BuildContext, ExportError, Exporter, ExporterFactory, FactoryInfo};
+use tapline_core::{
+    BuildContext, Component, ConfigErrors, ExportError, Exporter, ExporterComponent,
+};
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -27,25 +28,20 @@ pub struct DebugConfig {
 
 pub struct DebugFactory;
 
-impl FactoryInfo for DebugFactory {
-    fn type_name(&self) -> &'static str {
-        "debug"
-    }
-    fn description(&self) -> &'static str {
-        "Writes received telemetry to stdout (basic: a line per batch; detailed: every item)"
-    }
-    fn signals(&self) -> &'static [SignalKind] {
-        &[SignalKind::Metrics, SignalKind::Traces]
-    }
+impl Component for DebugFactory {
+    type Config = DebugConfig;
+    const TYPE_NAME: &'static str = "debug";
+    const DESCRIPTION: &'static str =
+        "Writes received telemetry to stdout (basic: a line per batch; detailed: every item)";
+    const SIGNALS: &'static [SignalKind] = &[SignalKind::Metrics, SignalKind::Traces];
 }
 
-impl ExporterFactory for DebugFactory {
+impl ExporterComponent for DebugFactory {
     fn build(
         &self,
-        config: &ComponentConfig,
+        cfg: DebugConfig,
         ctx: &BuildContext,
-    ) -> Result<Box<dyn Exporter>, Diagnostics> {
-        let cfg: DebugConfig = config.parse()?;
+    ) -> Result<Box<dyn Exporter>, ConfigErrors> {
         Ok(Box::new(DebugExporter {
             id: ctx.id.to_string(),
             verbosity: cfg.verbosity,

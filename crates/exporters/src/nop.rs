@@ -2,35 +2,31 @@
 
 use async_trait::async_trait;
 use serde::Deserialize;
-use tapline_core::config::{ComponentConfig, Diagnostics};
 use tapline_core::data::{SharedSignal, SignalKind};
-use tapline_core::{BuildContext, ExportError, Exporter, ExporterFactory, FactoryInfo};
+use tapline_core::{
+    BuildContext, Component, ConfigErrors, ExportError, Exporter, ExporterComponent,
+};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NopConfig {}
+pub struct NopConfig {}
 
 pub struct NopFactory;
 
-impl FactoryInfo for NopFactory {
-    fn type_name(&self) -> &'static str {
-        "nop"
-    }
-    fn description(&self) -> &'static str {
-        "Discards everything (benchmarks, pipelines under construction)"
-    }
-    fn signals(&self) -> &'static [SignalKind] {
-        &[SignalKind::Metrics, SignalKind::Traces]
-    }
+impl Component for NopFactory {
+    type Config = NopConfig;
+    const TYPE_NAME: &'static str = "nop";
+    const DESCRIPTION: &'static str =
+        "Discards everything (benchmarks, pipelines under construction)";
+    const SIGNALS: &'static [SignalKind] = &[SignalKind::Metrics, SignalKind::Traces];
 }
 
-impl ExporterFactory for NopFactory {
+impl ExporterComponent for NopFactory {
     fn build(
         &self,
-        config: &ComponentConfig,
+        _cfg: NopConfig,
         _ctx: &BuildContext,
-    ) -> Result<Box<dyn Exporter>, Diagnostics> {
-        let _: NopConfig = config.parse()?;
+    ) -> Result<Box<dyn Exporter>, ConfigErrors> {
         Ok(Box::new(NopExporter))
     }
 }

@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde::Deserialize;
 use tapline_core::config::types::duration;
-use tapline_core::config::{ComponentConfig, Diagnostics};
 use tapline_core::data::*;
-use tapline_core::{BuildContext, ExportError, Exporter, ExporterFactory, FactoryInfo};
+use tapline_core::{
+    BuildContext, Component, ConfigErrors, ExportError, Exporter, ExporterComponent,
+};
 use tapline_semconv::{attr, metric};
 use tokio_util::sync::CancellationToken;
 
@@ -28,6 +29,15 @@ pub struct SummaryConfig {
     pub top: usize,
 }
 
+impl Default for SummaryConfig {
+    fn default() -> Self {
+        SummaryConfig {
+            interval: default_interval(),
+            top: default_top(),
+        }
+    }
+}
+
 fn default_interval() -> Duration {
     Duration::from_secs(10)
 }
@@ -37,32 +47,24 @@ fn default_top() -> usize {
 
 pub struct SummaryFactory;
 
-impl FactoryInfo for SummaryFactory {
-    fn type_name(&self) -> &'static str {
-        "summary"
-    }
-    fn description(&self) -> &'static str {
-        "Prints top talkers and the busiest operations (rate, errors, p50/p99) to stdout periodically"
-    }
-    fn signals(&self) -> &'static [SignalKind] {
-        &[SignalKind::Metrics]
-    }
+impl Component for SummaryFactory {
+    type Config = SummaryConfig;
+    const TYPE_NAME: &'static str = "summary";
+    const DESCRIPTION: &'static str = "Prints top talkers and the busiest operations (rate, errors, p50/p99) to stdout periodically";
+    const SIGNALS: &'static [SignalKind] = &[SignalKind::Metrics];
 }
 
-impl ExporterFactory for SummaryFactory {
+impl ExporterComponent for SummaryFactory {
     fn build(
         &self,
-        config: &ComponentConfig,
+        cfg: SummaryConfig,
         _ctx: &BuildContext,
-    ) -> Result<Box<dyn Exporter>, Diagnostics> {
-        let cfg: SummaryConfig = config.parse()?;
+    ) -> Result<Box<dyn Exporter>, ConfigErrors> {
         if cfg.interval.is_zero() || cfg.top == 0 {
-            let mut d = Diagnostics::default();
-            d.error(
-                config.path.clone(),
+            return Err(ConfigErrors::at(
+                "",
                 "interval and top must be greater than zero",
-            );
-            return Err(d);
+            ));
         }
         Ok(Box::new(SummaryExporter {
             cfg,

@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::*;
-use tapline_core::component::Exporter;
 use tapline_core::data::*;
+use tapline_core::pipeline::RetryingExporter;
 use tapline_core::telemetry::Telemetry;
 use tapline_core::Registry;
 use tapline_exporters::otlp::{OtlpConfig, OtlpExporter, OtlpFactory, Protocol};
@@ -380,26 +380,33 @@ service:
 
 // ---- status handling against servers that answer exactly what is under test ----
 
+/// The exporter behind the framework's exporter helper, which does the retrying.
 fn exporter(
     protocol: Protocol,
     endpoint: String,
     max_elapsed: Duration,
-) -> (OtlpExporter, Telemetry) {
+) -> (RetryingExporter, Telemetry) {
     let cfg = OtlpConfig {
         protocol: Some(protocol),
         endpoint: Some(endpoint),
-        retry: tapline_exporters::otlp::RetryConfig {
-            enabled: true,
-            initial_interval: Duration::from_millis(50),
-            max_interval: Duration::from_millis(100),
-            max_elapsed_time: max_elapsed,
-        },
         ..Default::default()
+    };
+    let retry = tapline_exporters::otlp::RetryConfig {
+        enabled: true,
+        initial_interval: Duration::from_millis(50),
+        max_interval: Duration::from_millis(100),
+        max_elapsed_time: max_elapsed,
     };
     let telemetry = Telemetry::new();
     let ctx = build_context_with("otlp", &telemetry, &Default::default());
+    let retries = telemetry.counter(
+        "tapline_exporter_retries_total",
+        "Export attempts that failed in a retryable way and were retried.",
+        &[("component", "otlp")],
+    );
+    let otlp = OtlpExporter::new(&cfg, "exporters.otlp", &ctx, &|_| None).unwrap();
     (
-        OtlpExporter::new(&cfg, "exporters.otlp", &ctx, &|_| None).unwrap(),
+        RetryingExporter::new(Box::new(otlp), retry, retries),
         telemetry,
     )
 }

@@ -11,7 +11,7 @@ pub mod zones;
 
 use tapline_core::Registry;
 
-/// Registers every built-in processor.
+/// Registers every built-in processor and the extensions they share.
 pub fn register(registry: &mut Registry) {
     registry.register_fn_processor(
         "attributes",
@@ -25,6 +25,9 @@ pub fn register(registry: &mut Registry) {
         cidr::SIGNALS,
         cidr::CidrProcessor::new,
     );
+    registry
+        .register_extension(k8s::K8sMetadataExtension)
+        .register_extension(rdns::DnsNamesExtension);
     registry.register_processor(k8s::K8sFactory);
     registry.register_processor(zones::ZonesFactory);
     registry.register_processor(rdns::RdnsFactory);

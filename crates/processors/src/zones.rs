@@ -6,12 +6,13 @@
 //!     cidrs:                       # optional static map, for what Kubernetes does not know
 //!       eu-west-1a: [10.0.0.0/20]
 //!       eu-west-1b: [10.0.16.0/20]
+//!     extension: k8s_metadata      # optional: the cache of this `k8s_metadata` extension
 //! ```
 //!
 //! - A pod's zone is its node's `topology.kubernetes.io/zone` label, and a node IP's zone is the
-//!   node's. Those come from the Kubernetes cache that a `k8s` processor (anywhere in the
-//!   config) fills; this processor shares it through [`crate::k8s::K8S_CACHE_KEY`] and never
-//!   starts watchers of its own. Otherwise, or when Kubernetes does not know the address, the
+//!   node's. Those come from a Kubernetes cache: the `k8s_metadata` extension named by
+//!   `extension`, or else the graph's default cache that `k8s` processors naming no extension
+//!   fill ([`crate::k8s::K8sMetadata`]); this processor never starts watchers of its own. Otherwise, or when Kubernetes does not know the address, the
 //!   narrowest `cidrs` entry decides.
 //! - Writes `src.zone` / `dst.zone` on data points and spans.
 //! - For every `tapline.network.flow.bytes` point whose two ends are in different known zones,
@@ -23,13 +24,12 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 use serde::Deserialize;
-use tapline_core::config::{ComponentConfig, Diagnostics};
 use tapline_core::data::{Metric, MetricData, Signal, SignalKind, Str};
 use tapline_core::pipeline::{BatchFn, BatchLayer, ProcessorLayer};
-use tapline_core::{BuildContext, FactoryInfo, ProcessorFactory};
+use tapline_core::{BuildContext, Component, ConfigErrors, ProcessorComponent};
 
 use crate::cidr::CidrTable;
-use crate::k8s::{K8sCache, Resolver, K8S_CACHE_KEY};
+use crate::k8s::{K8sCache, K8sMetadata, K8sMetadataExtension, Resolver};
 use crate::net::{self, End, EndSlots, Layouts};
 use tapline_semconv::metric;
 
@@ -43,6 +43,9 @@ pub struct ZonesConfig {
     /// zone → CIDRs.
     #[serde(default)]
     pub cidrs: BTreeMap<String, Vec<String>>,
+    /// A `k8s_metadata` extension whose cache gives node zones.
+    #[serde(default)]
+    pub extension: Option<String>,
 }
 
 pub struct ZonesProcessor {
@@ -166,32 +169,21 @@ impl BatchFn for ZonesProcessor {
 
 pub struct ZonesFactory;
 
-impl FactoryInfo for ZonesFactory {
-    fn type_name(&self) -> &'static str {
-        "zones"
-    }
-    fn description(&self) -> &'static str {
-        "Adds src.zone/dst.zone (Kubernetes node zones or static CIDRs) and counts inter-zone bytes"
-    }
-    fn signals(&self) -> &'static [SignalKind] {
-        SIGNALS
-    }
+impl Component for ZonesFactory {
+    type Config = ZonesConfig;
+    const TYPE_NAME: &'static str = "zones";
+    const DESCRIPTION: &'static str =
+        "Adds src.zone/dst.zone (Kubernetes node zones or static CIDRs) and counts inter-zone bytes";
+    const SIGNALS: &'static [SignalKind] = SIGNALS;
 }
 
-impl ProcessorFactory for ZonesFactory {
-    fn build(
-        &self,
-        config: &ComponentConfig,
-        _signal: SignalKind,
-        ctx: &BuildContext,
-    ) -> Result<ProcessorLayer, Diagnostics> {
-        let cfg: ZonesConfig = config.parse()?;
-        let cache = ctx.shared.get_or_init(K8S_CACHE_KEY, K8sCache::new);
-        let p = ZonesProcessor::new(cfg, cache).map_err(|(field, msg)| {
-            let mut d = Diagnostics::default();
-            d.error(format!("{}.{field}", config.path), msg);
-            d
-        })?;
+impl ProcessorComponent for ZonesFactory {
+    fn build(&self, cfg: ZonesConfig, ctx: &BuildContext) -> Result<ProcessorLayer, ConfigErrors> {
+        let metadata = match &cfg.extension {
+            Some(name) => ctx.extension::<K8sMetadataExtension>("extension", name)?,
+            None => K8sMetadata::default_for(ctx)?,
+        };
+        let p = ZonesProcessor::new(cfg, metadata.cache.clone())?;
         Ok(BatchLayer::boxed(p, &ctx.id, &ctx.telemetry))
     }
 }

@@ -675,37 +675,39 @@ async fn restrict_local_node_watches_only_this_nodes_pods() {
 fn validate_builds_without_contacting_the_api() {
     use tapline_core::config::ComponentConfig;
     use tapline_core::{ProcessorFactory, SharedState};
+    use tapline_processors::k8s::K8sMetadata;
     use tapline_test_support::harness::build_context_with;
     let rt = tokio::runtime::Runtime::new().unwrap();
     let api = FakeApi::new();
     let addr = rt.block_on(start_server(api.clone()));
     let kc = kubeconfig(addr);
     let shared = SharedState::default();
-    for _pipeline in 0..2 {
+    for _id in ["k8s", "k8s/second"] {
         let ctx = build_context_with("k8s", &tapline_core::telemetry::Telemetry::new(), &shared);
         let cfg = ComponentConfig::new(
             "processors.k8s",
             json!({"kubeconfig": kc.path().to_str().unwrap()}),
         );
         tapline_processors::k8s::K8sFactory
-            .build(&cfg, tapline_core::data::SignalKind::Metrics, &ctx)
+            .build(&cfg, &ctx)
             .unwrap();
     }
     // A watcher wrongly started at build time would call the API within this window; absence
     // cannot be polled for, so the window is the check.
     std::thread::sleep(Duration::from_millis(300));
     assert!(api.state.lock().unwrap().requests.is_empty());
-    // One cache for every pipeline.
-    let a = shared.get_or_init(tapline_processors::k8s::K8S_CACHE_KEY, K8sCache::new);
-    let b = shared.get_or_init(tapline_processors::k8s::K8S_CACHE_KEY, K8sCache::new);
-    assert!(Arc::ptr_eq(&a, &b));
+    // One default cache for every k8s processor that names no extension (and for zones).
+    let ctx = build_context_with("zones", &tapline_core::telemetry::Telemetry::new(), &shared);
+    let a = K8sMetadata::default_for(&ctx).unwrap();
+    let b = K8sMetadata::default_for(&ctx).unwrap();
+    assert!(Arc::ptr_eq(&a.cache, &b.cache));
     let bad = ComponentConfig::new(
         "processors.k8s",
         json!({"kubeconfig": "/nonexistent/kubeconfig"}),
     );
     let ctx = build_context_with("k8s", &tapline_core::telemetry::Telemetry::new(), &shared);
     let err = tapline_processors::k8s::K8sFactory
-        .build(&bad, tapline_core::data::SignalKind::Metrics, &ctx)
+        .build(&bad, &ctx)
         .err()
         .unwrap();
     let text = format!("{err:?}");

@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Deserialize;
-use tapline_core::config::{types::duration, ComponentConfig, Diagnostics};
+use tapline_core::config::types::duration;
 use tapline_core::data::*;
-use tapline_core::{BuildContext, FactoryInfo, Receiver, ReceiverContext, ReceiverFactory};
+use tapline_core::{
+    BuildContext, Component, ConfigErrors, Receiver, ReceiverComponent, ReceiverContext,
+};
 use tapline_semconv::attr;
 
 #[derive(Clone, Debug, Deserialize)]
@@ -31,6 +33,12 @@ pub struct SyntheticConfig {
     pub series: usize,
 }
 
+impl Default for SyntheticConfig {
+    fn default() -> Self {
+        tapline_core::config::all_defaults()
+    }
+}
+
 fn default_interval() -> Duration {
     Duration::from_millis(100)
 }
@@ -46,32 +54,22 @@ fn default_series() -> usize {
 
 pub struct SyntheticFactory;
 
-impl FactoryInfo for SyntheticFactory {
-    fn type_name(&self) -> &'static str {
-        "synthetic"
-    }
-    fn description(&self) -> &'static str {
-        "Generated metrics and spans at a fixed rate (test support)"
-    }
-    fn signals(&self) -> &'static [SignalKind] {
-        &[SignalKind::Metrics, SignalKind::Traces]
-    }
-    fn hidden(&self) -> bool {
-        true
-    }
+impl Component for SyntheticFactory {
+    type Config = SyntheticConfig;
+    const TYPE_NAME: &'static str = "synthetic";
+    const DESCRIPTION: &'static str = "Generated metrics and spans at a fixed rate (test support)";
+    const SIGNALS: &'static [SignalKind] = &[SignalKind::Metrics, SignalKind::Traces];
+    const HIDDEN: bool = true;
 }
 
-impl ReceiverFactory for SyntheticFactory {
+impl ReceiverComponent for SyntheticFactory {
     fn build(
         &self,
-        config: &ComponentConfig,
+        cfg: SyntheticConfig,
         _ctx: &BuildContext,
-    ) -> Result<Box<dyn Receiver>, Diagnostics> {
-        let cfg: SyntheticConfig = config.parse()?;
+    ) -> Result<Box<dyn Receiver>, ConfigErrors> {
         if cfg.series == 0 {
-            let mut d = Diagnostics::default();
-            d.error(format!("{}.series", config.path), "must be at least 1");
-            return Err(d);
+            return Err(ConfigErrors::at("series", "must be at least 1"));
         }
         Ok(Box::new(Synthetic::new(cfg)))
     }

@@ -75,6 +75,19 @@ impl ComponentConfig {
     }
 }
 
+/// A config struct with every field at its serde default: what an empty config block parses
+/// to, and the usual `Default` of a component's config.
+///
+/// Panics when a field has no serde default: a mistake in that struct, not in user input.
+pub fn all_defaults<T: DeserializeOwned>() -> T {
+    serde_json::from_value(serde_json::Value::Object(Default::default())).unwrap_or_else(|e| {
+        panic!(
+            "{}: a field has no default: {e}",
+            std::any::type_name::<T>()
+        )
+    })
+}
+
 /// `service.pipelines.<signal>[/<name>]`
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -90,6 +103,9 @@ pub struct PipelineConfig {
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
+    /// The extensions to build and start, by id (declared under `extensions:`).
+    #[serde(default)]
+    pub extensions: Vec<String>,
     #[serde(default)]
     pub pipelines: BTreeMap<String, PipelineConfig>,
     #[serde(default)]
@@ -165,6 +181,7 @@ pub enum LogFormat {
 /// The merged configuration, before components parse their own parts.
 #[derive(Clone, Debug)]
 pub struct LoadedConfig {
+    pub extensions: BTreeMap<String, serde_json::Value>,
     pub receivers: BTreeMap<String, serde_json::Value>,
     pub processors: BTreeMap<String, serde_json::Value>,
     pub exporters: BTreeMap<String, serde_json::Value>,
@@ -268,6 +285,8 @@ pub fn load(opts: &LoadOptions) -> Result<LoadedConfig, Diagnostics> {
     #[serde(deny_unknown_fields)]
     struct Root {
         #[serde(default)]
+        extensions: BTreeMap<String, serde_json::Value>,
+        #[serde(default)]
         receivers: BTreeMap<String, serde_json::Value>,
         #[serde(default)]
         processors: BTreeMap<String, serde_json::Value>,
@@ -306,6 +325,7 @@ pub fn load(opts: &LoadOptions) -> Result<LoadedConfig, Diagnostics> {
         }
     };
     Ok(LoadedConfig {
+        extensions: root.extensions,
         receivers: root.receivers,
         processors: root.processors,
         exporters: root.exporters,

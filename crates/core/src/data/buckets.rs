@@ -1,15 +1,20 @@
-//! Histogram bucket boundaries: the defaults every receiver uses, and the per-metric choice
-//! that an exporter's configuration makes (the `prometheus` exporter's `histograms:` rules).
+//! Histogram bucket boundaries: the defaults every receiver uses, and per-metric rules.
 //!
 //! Receivers aggregate histograms themselves, so the cheapest exact way to honour a configured
-//! set of boundaries is for the receiver to record into those boundaries in the first place:
-//! exporters publish their rules in [`SharedState`](crate::SharedState) under
-//! [`HistogramBuckets::SHARED_KEY`] (exporters are built before receivers), and receivers ask
-//! [`HistogramBuckets::bounds_for`] which boundaries a metric should use.
+//! set of boundaries is for the receiver to record into those boundaries in the first place.
+//! The rules are the `histogram_buckets` extension ([`HistogramBucketsExtension`]): the
+//! `prometheus` exporter and the receivers that record histograms name it with `extension:`.
+//! Without one, the `prometheus` exporter's own `histograms:` rules become the graph's default
+//! extension (exporters are built before receivers), which receivers naming no extension use;
+//! they ask [`HistogramBuckets::bounds_for`] which boundaries a metric should use.
 
 use std::sync::Arc;
 
+use serde::Deserialize;
+
+use crate::component::{BuildContext, Component, ConfigErrors, ExtensionComponent};
 use crate::config::types::Glob;
+use crate::data::SignalKind;
 
 pub use tapline_semconv::buckets::{
     default_for_unit as default_bounds_for_unit, DURATION_SECONDS as DURATION_SECONDS_BUCKETS,
@@ -30,8 +35,35 @@ pub struct HistogramBuckets {
 }
 
 impl HistogramBuckets {
-    /// Where exporters publish their rules for receivers to read.
-    pub const SHARED_KEY: &'static str = "tapline.histogram_buckets";
+    /// Compiles configured rules; problems are reported at `field[i].buckets`.
+    pub fn from_rules(rules: &[HistogramRuleConfig], field: &str) -> Result<Self, ConfigErrors> {
+        let mut errors = ConfigErrors::new();
+        let mut out = Vec::new();
+        for (i, r) in rules.iter().enumerate() {
+            match validate_bounds(&r.buckets) {
+                Ok(()) => out.push(BucketRule {
+                    pattern: r.metrics.clone(),
+                    bounds: r.buckets.clone().into(),
+                }),
+                Err(e) => errors.push(format!("{field}[{i}].buckets"), e),
+            }
+        }
+        errors.or_ok(HistogramBuckets { rules: out })
+    }
+
+    /// The rules a component records into: the `histogram_buckets` extension its config field
+    /// `field` names, or else the graph's default (the `prometheus` exporter's rules, if any).
+    pub fn for_component(
+        ctx: &BuildContext,
+        field: &str,
+        reference: Option<&str>,
+    ) -> Result<Arc<HistogramBuckets>, ConfigErrors> {
+        ctx.extension_or_default::<HistogramBucketsExtension>(
+            field,
+            reference,
+            HistogramBuckets::default,
+        )
+    }
 
     /// The configured boundaries for `name`, if a rule matches.
     pub fn configured(&self, name: &str) -> Option<&Arc<[f64]>> {
@@ -46,6 +78,47 @@ impl HistogramBuckets {
         self.configured(name)
             .cloned()
             .unwrap_or_else(|| default_bounds_for_unit(unit).into())
+    }
+}
+
+/// One configured rule: metrics matching the glob record into these boundaries.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistogramRuleConfig {
+    /// A glob over OpenTelemetry metric names (`http.server.*`).
+    pub metrics: Glob,
+    pub buckets: Vec<f64>,
+}
+
+/// `extensions.histogram_buckets`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistogramBucketsConfig {
+    /// Bucket boundaries per metric-name glob; the first match wins.
+    #[serde(default)]
+    pub histograms: Vec<HistogramRuleConfig>,
+}
+
+/// The `histogram_buckets` extension: bucket rules shared by the receivers that record
+/// histograms and the `prometheus` exporter that serves them.
+pub struct HistogramBucketsExtension;
+
+impl Component for HistogramBucketsExtension {
+    type Config = HistogramBucketsConfig;
+    const TYPE_NAME: &'static str = "histogram_buckets";
+    const DESCRIPTION: &'static str =
+        "Histogram bucket boundaries per metric, for receivers to record into and exporters to serve";
+    const SIGNALS: &'static [SignalKind] = &[];
+}
+
+impl ExtensionComponent for HistogramBucketsExtension {
+    type Extension = HistogramBuckets;
+    fn build(
+        &self,
+        config: HistogramBucketsConfig,
+        _ctx: &BuildContext,
+    ) -> Result<HistogramBuckets, ConfigErrors> {
+        HistogramBuckets::from_rules(&config.histograms, "histograms")
     }
 }
 

@@ -1,5 +1,10 @@
 //! Builds the whole component graph from a loaded configuration, without starting anything.
 //! `validate` stops here; `run` hands the result to the runtime.
+//!
+//! [`build`] runs named steps in order: declare every component, check the pipelines' and
+//! `service.extensions`' references, build the extensions, then the exporters, the
+//! processors (once per id), the pipelines, and the receivers. Every step records what it
+//! finds wrong and goes on, so one run reports every problem of a configuration.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -7,11 +12,12 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tower::Layer;
 
+use super::exporter_helper::{workers, ExporterSettings, RetryingExporter};
 use super::output::PipelineInput;
-use super::queue::{ExporterQueue, FanOut, QueueConfig};
-use super::{PipelineService, ReceiverOutput};
+use super::queue::{ExporterQueue, FanOut};
+use super::{PipelineService, ProcessorLayer, ReceiverOutput};
 use crate::component::*;
-use crate::config::{closest, ComponentConfig, Diagnostics, LoadedConfig};
+use crate::config::{closest, ComponentConfig, Diagnostics, LoadedConfig, PipelineConfig};
 use crate::data::{Signal, SignalKind};
 use crate::registry::Registry;
 use crate::telemetry::Telemetry;
@@ -34,7 +40,8 @@ pub struct BuiltPipeline {
 
 pub struct BuiltExporter {
     pub id: ComponentId,
-    pub exporter: Box<dyn Exporter>,
+    /// One per unit of `queue.concurrency`; the first is the original, the rest its forks.
+    pub workers: Vec<RetryingExporter>,
     pub queue: Arc<ExporterQueue>,
 }
 
@@ -43,60 +50,539 @@ pub struct Graph {
     pub receivers: Vec<BuiltReceiver>,
     pub pipelines: Vec<BuiltPipeline>,
     pub exporters: Vec<BuiltExporter>,
+    /// The enabled extensions' tasks, started before anything else.
+    pub extension_background: Vec<(String, BackgroundTask)>,
     pub background: Vec<(String, BackgroundTask)>,
     /// Problems that do not stop the graph (an unused component).
     pub warnings: Diagnostics,
 }
 
+/// Builds every component. Returns every error found, not just the first.
+pub fn build(
+    config: &LoadedConfig,
+    registry: &Registry,
+    telemetry: &Telemetry,
+) -> Result<Graph, Diagnostics> {
+    let mut b = Builder {
+        config,
+        registry,
+        telemetry,
+        shared: SharedState::default(),
+        extensions: Extensions::default(),
+        diags: Diagnostics::default(),
+        extension_background: Vec::new(),
+        background: Vec::new(),
+    };
+    let declared = b.declare_all();
+    let plan = b.check_pipelines();
+    b.check_service_extensions();
+    b.warn_unused(&declared, &plan);
+    b.build_extensions(&declared.extensions);
+    let exporters = b.build_exporters(&declared.exporters, &plan);
+    let processors = b.build_processors(&declared.processors, &plan);
+    let (pipelines, inputs) = b.assemble_pipelines(&plan, &processors, &exporters);
+    let receivers = b.build_receivers(&declared.receivers, &plan, &inputs);
+
+    let mut diags = b.diags;
+    diags.locate(&config.locations);
+    if diags.has_errors() {
+        return Err(diags);
+    }
+    Ok(Graph {
+        receivers,
+        pipelines,
+        exporters: exporters.into_values().collect(),
+        extension_background: b.extension_background,
+        background: b.background,
+        warnings: diags,
+    })
+}
+
+/// One entry of a config section whose type is registered.
 struct Declared {
     id: ComponentId,
-    path: String,
     config: ComponentConfig,
 }
 
-/// Parses the ids of one config section and checks their types exist.
-fn declare(
-    kind: ComponentKind,
-    section: &BTreeMap<String, serde_json::Value>,
-    registry: &Registry,
-    diags: &mut Diagnostics,
-) -> BTreeMap<String, Declared> {
-    let mut out = BTreeMap::new();
-    let known = registry.type_names(kind);
-    for (raw_id, value) in section {
-        let path = format!("{}.{raw_id}", kind.section());
-        let id = match ComponentId::parse(raw_id) {
-            Ok(id) => id,
-            Err(e) => {
-                diags.error(path, e);
+/// Each section's entries by id, as written.
+#[derive(Default)]
+struct DeclaredAll {
+    extensions: BTreeMap<String, Declared>,
+    receivers: BTreeMap<String, Declared>,
+    processors: BTreeMap<String, Declared>,
+    exporters: BTreeMap<String, Declared>,
+}
+
+/// The pipelines' references, checked.
+#[derive(Default)]
+struct Plan<'a> {
+    /// Every (kind, id) some pipeline lists.
+    used: BTreeSet<(ComponentKind, String)>,
+    /// Receiver id → the pipelines it feeds.
+    receiver_pipelines: BTreeMap<String, Vec<String>>,
+    /// Pipelines with a signal, in order; `false` when a reference was wrong.
+    pipelines: Vec<(String, SignalKind, &'a PipelineConfig, bool)>,
+}
+
+struct Builder<'a> {
+    config: &'a LoadedConfig,
+    registry: &'a Registry,
+    telemetry: &'a Telemetry,
+    shared: SharedState,
+    extensions: Extensions,
+    diags: Diagnostics,
+    extension_background: Vec<(String, BackgroundTask)>,
+    background: Vec<(String, BackgroundTask)>,
+}
+
+impl<'a> Builder<'a> {
+    fn section(&self, kind: ComponentKind) -> &'a BTreeMap<String, serde_json::Value> {
+        let config = self.config;
+        match kind {
+            ComponentKind::Extension => &config.extensions,
+            ComponentKind::Receiver => &config.receivers,
+            ComponentKind::Processor => &config.processors,
+            ComponentKind::Exporter => &config.exporters,
+        }
+    }
+
+    fn context(&self, d: &Declared) -> BuildContext {
+        BuildContext::new(d.id.clone(), self.telemetry.clone(), self.shared.clone())
+            .at(d.config.path.clone())
+            .with_extensions(self.extensions.clone())
+    }
+
+    /// Adds `e`, leaving out problems already reported (a component built twice).
+    fn report(&mut self, e: Diagnostics) {
+        for item in e.items {
+            if !self.diags.items.contains(&item) {
+                self.diags.items.push(item);
+            }
+        }
+    }
+
+    /// Step 1: parses the ids of every section and checks their types exist.
+    fn declare_all(&mut self) -> DeclaredAll {
+        DeclaredAll {
+            extensions: self.declare(ComponentKind::Extension),
+            receivers: self.declare(ComponentKind::Receiver),
+            processors: self.declare(ComponentKind::Processor),
+            exporters: self.declare(ComponentKind::Exporter),
+        }
+    }
+
+    fn declare(&mut self, kind: ComponentKind) -> BTreeMap<String, Declared> {
+        let mut out = BTreeMap::new();
+        let known = self.registry.type_names(kind);
+        for (raw_id, value) in self.section(kind) {
+            let path = format!("{}.{raw_id}", kind.section());
+            let id = match ComponentId::parse(raw_id) {
+                Ok(id) => id,
+                Err(e) => {
+                    self.diags.error(path, e);
+                    continue;
+                }
+            };
+            if !known.contains(&id.type_name.as_str()) {
+                let hint = closest(&id.type_name, known.iter().copied())
+                    .map(|c| format!(" (did you mean {c:?}?)"))
+                    .unwrap_or_default();
+                self.diags.error(
+                    path,
+                    format!(
+                        "unknown {} type {:?}{hint}; known: {}",
+                        kind.as_str(),
+                        id.type_name,
+                        known.join(", ")
+                    ),
+                );
                 continue;
             }
-        };
-        if !known.contains(&id.type_name.as_str()) {
-            let hint = closest(&id.type_name, known.iter().copied())
-                .map(|c| format!(" (did you mean {c:?}?)"))
-                .unwrap_or_default();
-            diags.error(
-                path,
-                format!(
-                    "unknown {} type {:?}{hint}; known: {}",
-                    kind.as_str(),
-                    id.type_name,
-                    known.join(", ")
-                ),
+            out.insert(
+                raw_id.clone(),
+                Declared {
+                    id,
+                    config: ComponentConfig::new(path, value.clone()),
+                },
             );
-            continue;
         }
-        out.insert(
-            raw_id.clone(),
-            Declared {
-                id,
-                config: ComponentConfig::new(path.clone(), value.clone()),
-                path,
-            },
+        out
+    }
+
+    /// An error for a reference at `path` to an id that `kind`'s section does not declare.
+    fn undeclared(&mut self, kind: ComponentKind, id: &str, path: String) {
+        let hint = closest(id, self.section(kind).keys().map(String::as_str))
+            .map(|c| format!(" (did you mean {c:?}?)"))
+            .unwrap_or_default();
+        self.diags.error(
+            path,
+            format!(
+                "{} {id:?} is not declared under {}{hint}",
+                kind.as_str(),
+                kind.section()
+            ),
         );
     }
-    out
+
+    /// Step 2: every pipeline's signal, references, and the signals its components support.
+    fn check_pipelines(&mut self) -> Plan<'a> {
+        let config = self.config;
+        let mut plan = Plan::default();
+        if config.service.pipelines.is_empty() {
+            self.diags.error(
+                "service.pipelines",
+                "no pipeline is defined: nothing would run",
+            );
+        }
+        for (pname, p) in &config.service.pipelines {
+            let ppath = format!("service.pipelines.{pname}");
+            let signal = match signal_of_pipeline(pname) {
+                Ok(s) => s,
+                Err(e) => {
+                    self.diags.error(ppath, e);
+                    continue;
+                }
+            };
+            if p.receivers.is_empty() {
+                self.diags.error(
+                    format!("{ppath}.receivers"),
+                    "a pipeline needs at least one receiver",
+                );
+            }
+            if p.exporters.is_empty() {
+                self.diags.error(
+                    format!("{ppath}.exporters"),
+                    "a pipeline needs at least one exporter",
+                );
+            }
+            let mut ok = true;
+            for (kind, list, field) in [
+                (ComponentKind::Receiver, &p.receivers, "receivers"),
+                (ComponentKind::Processor, &p.processors, "processors"),
+                (ComponentKind::Exporter, &p.exporters, "exporters"),
+            ] {
+                for (i, id) in list.iter().enumerate() {
+                    let path = format!("{ppath}.{field}[{i}]");
+                    if self.check_reference(kind, list, i, signal, path) {
+                        plan.used.insert((kind, id.clone()));
+                    } else {
+                        ok = false;
+                    }
+                }
+            }
+            if ok {
+                for r in &p.receivers {
+                    plan.receiver_pipelines
+                        .entry(r.clone())
+                        .or_default()
+                        .push(pname.clone());
+                }
+            }
+            plan.pipelines.push((pname.clone(), signal, p, ok));
+        }
+        plan
+    }
+
+    /// Checks `list[i]` of a pipeline: listed once, declared, supports the signal.
+    fn check_reference(
+        &mut self,
+        kind: ComponentKind,
+        list: &[String],
+        i: usize,
+        signal: SignalKind,
+        path: String,
+    ) -> bool {
+        let id = &list[i];
+        if list[..i].contains(id) {
+            self.diags
+                .error(path, format!("{} {id:?} is listed twice", kind.as_str()));
+            return false;
+        }
+        // Ids that failed to declare still exist as far as references are concerned: their
+        // error is already reported, and "undeclared" would only add noise.
+        if !self.section(kind).contains_key(id) {
+            self.undeclared(kind, id, path);
+            return false;
+        }
+        let type_name = id.split('/').next().unwrap_or(id);
+        if let Some(signals) = self.registry.signals_of(kind, type_name) {
+            if !signals.contains(&signal) {
+                self.diags.error(
+                    path,
+                    format!(
+                        "{} {id:?} does not support {signal} (it supports: {})",
+                        kind.as_str(),
+                        signals
+                            .iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Step 3: `service.extensions` lists declared extensions, each once.
+    fn check_service_extensions(&mut self) {
+        let config = self.config;
+        let list = &config.service.extensions;
+        for (i, id) in list.iter().enumerate() {
+            let path = format!("service.extensions[{i}]");
+            if list[..i].contains(id) {
+                self.diags
+                    .error(path, format!("extension {id:?} is listed twice"));
+            } else if !config.extensions.contains_key(id) {
+                self.undeclared(ComponentKind::Extension, id, path);
+            }
+        }
+    }
+
+    /// Step 4: a warning for every component nothing uses.
+    fn warn_unused(&mut self, declared: &DeclaredAll, plan: &Plan) {
+        let config = self.config;
+        for (kind, map) in [
+            (ComponentKind::Receiver, &declared.receivers),
+            (ComponentKind::Processor, &declared.processors),
+            (ComponentKind::Exporter, &declared.exporters),
+        ] {
+            for (raw, d) in map {
+                if !plan.used.contains(&(kind, raw.clone())) {
+                    self.diags.warning(
+                        d.config.path.clone(),
+                        format!("{} {raw:?} is used by no pipeline", kind.as_str()),
+                    );
+                }
+            }
+        }
+        for (raw, d) in &declared.extensions {
+            if !config.service.extensions.contains(raw) {
+                self.diags.warning(
+                    d.config.path.clone(),
+                    format!("extension {raw:?} is not enabled: list it in service.extensions"),
+                );
+            }
+        }
+    }
+
+    /// Step 5: every declared extension is built (so `validate` reports its errors); the
+    /// enabled ones become visible to every component built after.
+    fn build_extensions(&mut self, declared: &BTreeMap<String, Declared>) {
+        let registry = self.registry;
+        self.extensions.declared = self.config.extensions.keys().cloned().collect();
+        let mut built = BTreeMap::new();
+        for (raw, d) in declared {
+            let ctx = self.context(d);
+            let factory = &registry.extensions[d.id.type_name.as_str()];
+            match factory.build(&d.config, &ctx) {
+                Ok(_) if !self.config.service.extensions.contains(raw) => {}
+                Ok(value) => {
+                    self.extension_background.extend(ctx.take_background());
+                    built.insert(
+                        raw.clone(),
+                        BuiltExtension {
+                            type_name: factory.type_name(),
+                            value,
+                        },
+                    );
+                }
+                Err(e) => self.diags.extend(e),
+            }
+        }
+        self.extensions.built = built;
+    }
+
+    /// Step 6: exporters, once each (shared by every pipeline that lists them), with the
+    /// helper's queue and retry around them. They are built before receivers because, without
+    /// a `histogram_buckets` extension, the `prometheus` exporter publishes its bucket rules
+    /// for receivers to record into.
+    fn build_exporters(
+        &mut self,
+        declared: &BTreeMap<String, Declared>,
+        plan: &Plan,
+    ) -> BTreeMap<String, BuiltExporter> {
+        let registry = self.registry;
+        let mut built = BTreeMap::new();
+        // Every declared component is built, used or not, so that `validate` reports its errors.
+        for (raw, d) in declared {
+            let mut config = d.config.clone();
+            let settings = match ExporterSettings::take_from(&mut config) {
+                Ok(s) => s,
+                Err(e) => {
+                    self.diags.extend(e);
+                    continue;
+                }
+            };
+            let ctx = self.context(d);
+            let factory = &registry.exporters[d.id.type_name.as_str()];
+            let exporter = match factory.build(&config, &ctx) {
+                Ok(e) => e,
+                Err(e) => {
+                    self.diags.extend(e);
+                    continue;
+                }
+            };
+            let handles = match workers(exporter, settings.queue.concurrency) {
+                Ok(w) => w,
+                Err(e) => {
+                    self.diags
+                        .error(format!("{}.queue.concurrency", d.config.path), e);
+                    continue;
+                }
+            };
+            if !plan.used.contains(&(ComponentKind::Exporter, raw.clone())) {
+                continue;
+            }
+            self.background.extend(ctx.take_background());
+            built.insert(raw.clone(), self.exporter_helper(&d.id, settings, handles));
+        }
+        built
+    }
+
+    /// The queue, its gauges and the retrying workers of one exporter.
+    fn exporter_helper(
+        &self,
+        id: &ComponentId,
+        settings: ExporterSettings,
+        handles: Vec<Box<dyn Exporter>>,
+    ) -> BuiltExporter {
+        let id_s = id.to_string();
+        let labels = [("component", id_s.as_str())];
+        let queue = ExporterQueue::new(
+            settings.queue,
+            self.telemetry.component(ComponentKind::Exporter, id),
+            self.telemetry.gauge(
+                "tapline_exporter_queue_size",
+                "Batches waiting in an exporter's queue.",
+                &labels,
+            ),
+        );
+        self.telemetry
+            .gauge(
+                "tapline_exporter_queue_capacity",
+                "Batches an exporter's queue holds.",
+                &labels,
+            )
+            .set(settings.queue.size as i64);
+        let retries = self.telemetry.counter(
+            "tapline_exporter_retries_total",
+            "Export attempts that failed in a retryable way and were retried.",
+            &labels,
+        );
+        BuiltExporter {
+            id: id.clone(),
+            workers: handles
+                .into_iter()
+                .map(|h| RetryingExporter::new(h, settings.retry.clone(), retries.clone()))
+                .collect(),
+            queue,
+        }
+    }
+
+    /// Step 7: every processor, once per id; pipelines listing it share the layer.
+    fn build_processors(
+        &mut self,
+        declared: &BTreeMap<String, Declared>,
+        plan: &Plan,
+    ) -> BTreeMap<String, ProcessorLayer> {
+        let registry = self.registry;
+        let mut built = BTreeMap::new();
+        for (raw, d) in declared {
+            let ctx = self.context(d);
+            let factory = &registry.processors[d.id.type_name.as_str()];
+            match factory.build(&d.config, &ctx) {
+                Ok(_) if !plan.used.contains(&(ComponentKind::Processor, raw.clone())) => {}
+                Ok(layer) => {
+                    self.background.extend(ctx.take_background());
+                    built.insert(raw.clone(), layer);
+                }
+                Err(e) => self.report(e),
+            }
+        }
+        built
+    }
+
+    /// Step 8: each pipeline: channel → processors → fan-out to its exporters' queues.
+    fn assemble_pipelines(
+        &mut self,
+        plan: &Plan,
+        processors: &BTreeMap<String, ProcessorLayer>,
+        exporters: &BTreeMap<String, BuiltExporter>,
+    ) -> (Vec<BuiltPipeline>, BTreeMap<String, PipelineInput>) {
+        let mut pipelines = Vec::new();
+        let mut inputs = BTreeMap::new();
+        for (pname, signal, p, ok) in &plan.pipelines {
+            if !ok {
+                continue;
+            }
+            let queues = p
+                .exporters
+                .iter()
+                .filter_map(|e| exporters.get(e).map(|b| b.queue.clone()))
+                .collect();
+            let mut service = PipelineService::new(FanOut::new(queues));
+            for id in p.processors.iter().rev() {
+                if let Some(layer) = processors.get(id) {
+                    service = layer.layer(service);
+                }
+            }
+            let (tx, rx) = mpsc::channel(PIPELINE_CHANNEL_BATCHES);
+            inputs.insert(
+                pname.clone(),
+                PipelineInput {
+                    signal: *signal,
+                    tx,
+                },
+            );
+            pipelines.push(BuiltPipeline {
+                name: pname.clone(),
+                signal: *signal,
+                service,
+                input: rx,
+            });
+        }
+        (pipelines, inputs)
+    }
+
+    /// Step 9: receivers, wired to the inputs of the pipelines they feed.
+    fn build_receivers(
+        &mut self,
+        declared: &BTreeMap<String, Declared>,
+        plan: &Plan,
+        inputs: &BTreeMap<String, PipelineInput>,
+    ) -> Vec<BuiltReceiver> {
+        let registry = self.registry;
+        let mut built = Vec::new();
+        for (raw, d) in declared {
+            let ctx = self.context(d);
+            let factory = &registry.receivers[d.id.type_name.as_str()];
+            let receiver = match factory.build(&d.config, &ctx) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.diags.extend(e);
+                    continue;
+                }
+            };
+            let Some(feeds) = plan.receiver_pipelines.get(raw) else {
+                continue;
+            };
+            self.background.extend(ctx.take_background());
+            built.push(BuiltReceiver {
+                id: d.id.clone(),
+                receiver,
+                output: ReceiverOutput {
+                    inputs: feeds
+                        .iter()
+                        .filter_map(|p| inputs.get(p).cloned())
+                        .collect(),
+                    counters: self.telemetry.component(ComponentKind::Receiver, &d.id),
+                },
+            });
+        }
+        built
+    }
 }
 
 fn signal_of_pipeline(id: &str) -> Result<SignalKind, String> {
@@ -110,324 +596,5 @@ fn signal_of_pipeline(id: &str) -> Result<SignalKind, String> {
     }
 }
 
-/// Builds every component. Returns every error found, not just the first.
-pub fn build(
-    config: &LoadedConfig,
-    registry: &Registry,
-    telemetry: &Telemetry,
-) -> Result<Graph, Diagnostics> {
-    let mut diags = Diagnostics::default();
-    let shared = SharedState::default();
-    let receivers = declare(
-        ComponentKind::Receiver,
-        &config.receivers,
-        registry,
-        &mut diags,
-    );
-    let processors = declare(
-        ComponentKind::Processor,
-        &config.processors,
-        registry,
-        &mut diags,
-    );
-    let exporters = declare(
-        ComponentKind::Exporter,
-        &config.exporters,
-        registry,
-        &mut diags,
-    );
-    // Ids that failed to declare still exist as far as references are concerned: their error
-    // is already reported, and "undeclared" would only add noise.
-    let exists = |kind: ComponentKind, id: &str| match kind {
-        ComponentKind::Receiver => config.receivers.contains_key(id),
-        ComponentKind::Processor => config.processors.contains_key(id),
-        ComponentKind::Exporter => config.exporters.contains_key(id),
-    };
-
-    if config.service.pipelines.is_empty() {
-        diags.error(
-            "service.pipelines",
-            "no pipeline is defined: nothing would run",
-        );
-    }
-
-    // Check every pipeline's references and signals.
-    let mut used: BTreeSet<(ComponentKind, String)> = BTreeSet::new();
-    let mut receiver_signals: BTreeMap<String, Vec<(String, SignalKind)>> = BTreeMap::new();
-    let mut exporter_pipelines: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut valid_pipelines = Vec::new();
-    for (pname, p) in &config.service.pipelines {
-        let ppath = format!("service.pipelines.{pname}");
-        let signal = match signal_of_pipeline(pname) {
-            Ok(s) => s,
-            Err(e) => {
-                diags.error(ppath, e);
-                continue;
-            }
-        };
-        if p.receivers.is_empty() {
-            diags.error(
-                format!("{ppath}.receivers"),
-                "a pipeline needs at least one receiver",
-            );
-        }
-        if p.exporters.is_empty() {
-            diags.error(
-                format!("{ppath}.exporters"),
-                "a pipeline needs at least one exporter",
-            );
-        }
-        let mut ok = true;
-        for (kind, list, field) in [
-            (ComponentKind::Receiver, &p.receivers, "receivers"),
-            (ComponentKind::Processor, &p.processors, "processors"),
-            (ComponentKind::Exporter, &p.exporters, "exporters"),
-        ] {
-            let mut seen = BTreeSet::new();
-            for (i, id) in list.iter().enumerate() {
-                let path = format!("{ppath}.{field}[{i}]");
-                if !seen.insert(id) {
-                    diags.error(path, format!("{} {id:?} is listed twice", kind.as_str()));
-                    ok = false;
-                    continue;
-                }
-                if !exists(kind, id) {
-                    let declared: Vec<&str> = match kind {
-                        ComponentKind::Receiver => {
-                            config.receivers.keys().map(String::as_str).collect()
-                        }
-                        ComponentKind::Processor => {
-                            config.processors.keys().map(String::as_str).collect()
-                        }
-                        ComponentKind::Exporter => {
-                            config.exporters.keys().map(String::as_str).collect()
-                        }
-                    };
-                    let hint = closest(id, declared.iter().copied())
-                        .map(|c| format!(" (did you mean {c:?}?)"))
-                        .unwrap_or_default();
-                    diags.error(
-                        path,
-                        format!(
-                            "{} {id:?} is not declared under {}{hint}",
-                            kind.as_str(),
-                            kind.section()
-                        ),
-                    );
-                    ok = false;
-                    continue;
-                }
-                used.insert((kind, id.clone()));
-                let type_name = id.split('/').next().unwrap_or(id);
-                if let Some(signals) = registry.signals_of(kind, type_name) {
-                    if !signals.contains(&signal) {
-                        diags.error(
-                            path,
-                            format!(
-                                "{} {id:?} does not support {signal} (it supports: {})",
-                                kind.as_str(),
-                                signals
-                                    .iter()
-                                    .map(|s| s.as_str())
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            ),
-                        );
-                        ok = false;
-                    }
-                }
-            }
-        }
-        if ok {
-            for r in &p.receivers {
-                receiver_signals
-                    .entry(r.clone())
-                    .or_default()
-                    .push((pname.clone(), signal));
-            }
-            for e in &p.exporters {
-                exporter_pipelines
-                    .entry(e.clone())
-                    .or_default()
-                    .push(pname.clone());
-            }
-        }
-        valid_pipelines.push((pname.clone(), signal, p, ok));
-    }
-
-    for (kind, map) in [
-        (ComponentKind::Receiver, &receivers),
-        (ComponentKind::Processor, &processors),
-        (ComponentKind::Exporter, &exporters),
-    ] {
-        for (raw, d) in map {
-            if !used.contains(&(kind, raw.clone())) {
-                diags.warning(
-                    d.path.clone(),
-                    format!("{} {raw:?} is used by no pipeline", kind.as_str()),
-                );
-            }
-        }
-    }
-
-    // Build exporters once each (shared by every pipeline that lists them).
-    let mut built_exporters = BTreeMap::new();
-    let mut background = Vec::new();
-    // Every declared component is built, used or not, so that `validate` reports its errors.
-    for (raw, d) in &exporters {
-        let mut cfg = d.config.clone();
-        let queue_cfg = match cfg.take("queue") {
-            None => QueueConfig::default(),
-            Some(v) => {
-                match ComponentConfig::new(format!("{}.queue", d.path), v).parse::<QueueConfig>() {
-                    Ok(q) => q,
-                    Err(e) => {
-                        diags.extend(e);
-                        continue;
-                    }
-                }
-            }
-        };
-        let ctx = BuildContext::new(d.id.clone(), telemetry.clone(), shared.clone());
-        let factory = &registry.exporters[d.id.type_name.as_str()];
-        match factory.build(&cfg, &ctx) {
-            Ok(_) if !used.contains(&(ComponentKind::Exporter, raw.clone())) => {}
-            Ok(exporter) => {
-                let id_s = d.id.to_string();
-                let queue = ExporterQueue::new(
-                    queue_cfg,
-                    telemetry.component(ComponentKind::Exporter, &d.id),
-                    telemetry.gauge(
-                        "tapline_exporter_queue_size",
-                        "Batches waiting in an exporter's queue.",
-                        &[("component", id_s.as_str())],
-                    ),
-                );
-                telemetry
-                    .gauge(
-                        "tapline_exporter_queue_capacity",
-                        "Batches an exporter's queue holds.",
-                        &[("component", id_s.as_str())],
-                    )
-                    .set(queue_cfg.size as i64);
-                background.extend(ctx.take_background());
-                built_exporters.insert(raw.clone(), (d.id.clone(), exporter, queue));
-            }
-            Err(e) => diags.extend(e),
-        }
-    }
-
-    // Pipelines: channel → processors (one instance per pipeline) → fan-out.
-    let mut built_pipelines = Vec::new();
-    let mut inputs: BTreeMap<String, PipelineInput> = BTreeMap::new();
-    let mut built_processors = BTreeSet::new();
-    for (pname, signal, p, ok) in valid_pipelines {
-        let mut layers = Vec::new();
-        for id in &p.processors {
-            let Some(d) = processors.get(id) else {
-                continue;
-            };
-            if !registry
-                .signals_of(ComponentKind::Processor, &d.id.type_name)
-                .is_some_and(|s| s.contains(&signal))
-            {
-                continue;
-            }
-            built_processors.insert(id.clone());
-            let ctx = BuildContext::new(d.id.clone(), telemetry.clone(), shared.clone());
-            let factory = &registry.processors[d.id.type_name.as_str()];
-            match factory.build(&d.config, signal, &ctx) {
-                Ok(l) => {
-                    background.extend(ctx.take_background());
-                    layers.push(l);
-                }
-                Err(e) => {
-                    // The same processor in several pipelines would repeat its error.
-                    for item in e.items {
-                        if !diags.items.contains(&item) {
-                            diags.items.push(item);
-                        }
-                    }
-                }
-            }
-        }
-        if !ok {
-            continue;
-        }
-        let queues: Vec<_> = p
-            .exporters
-            .iter()
-            .filter_map(|e| built_exporters.get(e).map(|(_, _, q)| q.clone()))
-            .collect();
-        let mut service = PipelineService::new(FanOut::new(queues));
-        for layer in layers.into_iter().rev() {
-            service = layer.layer(service);
-        }
-        let (tx, rx) = mpsc::channel(PIPELINE_CHANNEL_BATCHES);
-        inputs.insert(pname.clone(), PipelineInput { signal, tx });
-        built_pipelines.push(BuiltPipeline {
-            name: pname,
-            signal,
-            service,
-            input: rx,
-        });
-    }
-
-    for (raw, d) in &processors {
-        if built_processors.contains(raw) {
-            continue;
-        }
-        let factory = &registry.processors[d.id.type_name.as_str()];
-        let ctx = BuildContext::new(d.id.clone(), telemetry.clone(), shared.clone());
-        if let Some(signal) = factory.signals().first() {
-            if let Err(e) = factory.build(&d.config, *signal, &ctx) {
-                diags.extend(e);
-            }
-        }
-    }
-
-    let mut built_receivers = Vec::new();
-    for (raw, d) in &receivers {
-        let feeds = receiver_signals.get(raw);
-        let ctx = BuildContext::new(d.id.clone(), telemetry.clone(), shared.clone());
-        let factory = &registry.receivers[d.id.type_name.as_str()];
-        match factory.build(&d.config, &ctx) {
-            Ok(_) if feeds.is_none() => {}
-            Ok(receiver) => {
-                let feeds = feeds.expect("checked above");
-                background.extend(ctx.take_background());
-                built_receivers.push(BuiltReceiver {
-                    id: d.id.clone(),
-                    receiver,
-                    output: ReceiverOutput {
-                        inputs: feeds
-                            .iter()
-                            .filter_map(|(p, _)| inputs.get(p).cloned())
-                            .collect(),
-                        counters: telemetry.component(ComponentKind::Receiver, &d.id),
-                    },
-                });
-            }
-            Err(e) => diags.extend(e),
-        }
-    }
-
-    diags.locate(&config.locations);
-    if diags.has_errors() {
-        return Err(diags);
-    }
-    Ok(Graph {
-        receivers: built_receivers,
-        pipelines: built_pipelines,
-        exporters: built_exporters
-            .into_values()
-            .map(|(id, exporter, queue)| BuiltExporter {
-                id,
-                exporter,
-                queue,
-            })
-            .collect(),
-        background,
-        warnings: diags,
-    })
-}
+#[cfg(test)]
+mod tests;

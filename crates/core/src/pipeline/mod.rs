@@ -2,12 +2,14 @@
 //! See `docs/ARCHITECTURE.md` for the picture.
 
 mod batch_layer;
+pub mod exporter_helper;
 pub mod graph;
 mod output;
 mod queue;
 pub mod runtime;
 
 pub use batch_layer::{BatchFn, BatchLayer, BatchService};
+pub use exporter_helper::{ExporterSettings, RetryConfig, RetryingExporter};
 pub use graph::{build, Graph};
 pub use output::{ReceiverOutput, SendError};
 pub use queue::{ExporterQueue, FanOut, QueueConfig, WhenFull};

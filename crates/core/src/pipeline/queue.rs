@@ -1,4 +1,4 @@
-//! The bounded queue in front of each exporter, and the fan-out stage that fills the queues
+//! The bounded queue in front of each exporter (part of the exporter helper), and the fan-out stage that fills the queues
 //! of a pipeline's exporters.
 //!
 //! A full queue either drops its oldest batch (counted) or, with `when_full: block`, makes the
@@ -35,10 +35,18 @@ pub struct QueueConfig {
     pub size: usize,
     #[serde(default)]
     pub when_full: WhenFull,
+    /// Batches exported at once. 1 (the default) keeps them in order; more needs an exporter
+    /// that can send several at a time (`otlp`).
+    #[serde(default = "one")]
+    pub concurrency: usize,
 }
 
 fn default_size() -> usize {
     1000
+}
+
+fn one() -> usize {
+    1
 }
 
 impl Default for QueueConfig {
@@ -46,6 +54,7 @@ impl Default for QueueConfig {
         QueueConfig {
             size: default_size(),
             when_full: WhenFull::default(),
+            concurrency: one(),
         }
     }
 }

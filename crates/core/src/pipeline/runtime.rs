@@ -1,4 +1,4 @@
-//! Runs a built [`Graph`]: exporters start first and receivers last; at shutdown receivers
+//! Runs a built [`Graph`]: extensions start first, then exporters, and receivers last; at shutdown receivers
 //! stop first and everything they produced drains through the pipelines into the exporters.
 
 use std::time::Duration;
@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tower::{Service, ServiceExt};
 use tracing::{debug, error, info, warn};
 
+use super::exporter_helper::drain_queue;
 use super::graph::Graph;
 use crate::component::ReceiverContext;
 
@@ -16,6 +17,7 @@ use crate::component::ReceiverContext;
 pub struct RunningGraph {
     stop_receivers: CancellationToken,
     stop_background: CancellationToken,
+    stop_extensions: CancellationToken,
     receivers: Vec<(String, JoinHandle<()>)>,
     pipelines: Vec<JoinHandle<()>>,
     exporters: Vec<(String, JoinHandle<()>)>,
@@ -31,6 +33,7 @@ pub async fn start(graph: Graph) -> anyhow::Result<RunningGraph> {
     let mut running = RunningGraph {
         stop_receivers: CancellationToken::new(),
         stop_background: CancellationToken::new(),
+        stop_extensions: CancellationToken::new(),
         receivers: Vec::new(),
         pipelines: Vec::new(),
         exporters: Vec::new(),
@@ -39,36 +42,39 @@ pub async fn start(graph: Graph) -> anyhow::Result<RunningGraph> {
         failures,
     };
 
-    let mut started = Vec::new();
+    // Extensions first: the components that use them may need them from their first batch.
+    for (owner, task) in graph.extension_background {
+        let token = running.stop_extensions.child_token();
+        debug!(extension = %owner, "starting extension task");
+        running.background.push(tokio::spawn(task(token)));
+    }
+
+    let mut started: Vec<super::graph::BuiltExporter> = Vec::new();
     for mut e in graph.exporters {
-        if let Err(err) = e.exporter.start().await {
+        if let Err(err) = e.workers[0].exporter.start().await {
             let id = e.id.to_string();
-            for (_, mut prev, _) in started {
-                let _ = Box::<dyn crate::component::Exporter>::as_mut(&mut prev)
-                    .shutdown()
-                    .await;
+            for mut prev in started {
+                let _ = prev.workers[0].exporter.shutdown().await;
             }
+            running.stop_extensions.cancel();
             return Err(err.context(format!("exporter {id} failed to start")));
         }
-        started.push((e.id, e.exporter, e.queue));
+        started.push(e);
     }
-    for (id, mut exporter, queue) in started {
-        running.queues.push(queue.clone());
-        let name = id.to_string();
+    for e in started {
+        running.queues.push(e.queue.clone());
+        let name = e.id.to_string();
+        let queue = e.queue;
+        let workers = e.workers;
         running.exporters.push((
             name.clone(),
             tokio::spawn(async move {
-                while let Some(batch) = queue.pop().await {
-                    let n = batch.item_count() as u64;
-                    match exporter.export(batch).await {
-                        Ok(()) => queue.counters().sent.add(n),
-                        Err(e) => {
-                            queue.counters().dropped.add(n);
-                            warn!(exporter = %name, items = n, error = %e, "export failed; items dropped");
-                        }
-                    }
-                }
-                if let Err(e) = exporter.shutdown().await {
+                let drains = workers
+                    .into_iter()
+                    .map(|w| drain_queue(name.clone(), w, queue.clone()));
+                let mut done = futures::future::join_all(drains).await;
+                // Only the original is started and shut down; the others are its forks.
+                if let Err(e) = done[0].exporter.shutdown().await {
                     warn!(exporter = %name, error = %e, "exporter shutdown failed");
                 }
                 debug!(exporter = %name, "exporter stopped");
@@ -165,6 +171,8 @@ impl RunningGraph {
             for (_, h) in self.exporters.drain(..) {
                 let _ = h.await;
             }
+            // Extensions last: everything else may use them until it stops.
+            self.stop_extensions.cancel();
             for h in self.background.drain(..) {
                 let _ = h.await;
             }
@@ -191,6 +199,7 @@ impl Drop for RunningGraph {
     fn drop(&mut self) {
         self.stop_receivers.cancel();
         self.stop_background.cancel();
+        self.stop_extensions.cancel();
         for (_, h) in self.receivers.iter().chain(self.exporters.iter()) {
             h.abort();
         }

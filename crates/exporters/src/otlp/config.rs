@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tapline_core::config::types::duration;
 use tapline_core::data::SignalKind;
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -81,44 +80,6 @@ impl TlsClientConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct RetryConfig {
-    #[serde(default = "yes")]
-    pub enabled: bool,
-    #[serde(default = "default_initial", with = "duration")]
-    pub initial_interval: Duration,
-    #[serde(default = "default_max_interval", with = "duration")]
-    pub max_interval: Duration,
-    /// Gives a batch up once retrying it has taken this long.
-    #[serde(default = "default_max_elapsed", with = "duration")]
-    pub max_elapsed_time: Duration,
-}
-
-fn yes() -> bool {
-    true
-}
-fn default_initial() -> Duration {
-    Duration::from_secs(1)
-}
-fn default_max_interval() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_max_elapsed() -> Duration {
-    Duration::from_secs(300)
-}
-
-impl Default for RetryConfig {
-    fn default() -> Self {
-        RetryConfig {
-            enabled: true,
-            initial_interval: default_initial(),
-            max_interval: default_max_interval(),
-            max_elapsed_time: default_max_elapsed(),
-        }
-    }
-}
-
 /// An optional humantime duration (`5s`), parsed like every other duration in the config.
 mod opt_duration {
     use serde::{Deserialize, Deserializer};
@@ -152,8 +113,6 @@ pub struct OtlpConfig {
     pub tls: TlsClientConfig,
     #[serde(default)]
     pub temporality: TemporalityPreference,
-    #[serde(default)]
-    pub retry: RetryConfig,
 }
 
 /// Everything one signal's client needs, after config and environment are combined.

@@ -3,10 +3,14 @@
 //! - Settings come from the config, then from the standard `OTEL_EXPORTER_OTLP_*` variables
 //!   (the signal's own variable first), then the OTLP defaults ([`config`]).
 //! - Failures the OTLP specification calls retryable (gRPC UNAVAILABLE and friends,
-//!   RESOURCE_EXHAUSTED with RetryInfo, HTTP 429/502/503/504) are retried with exponential
-//!   backoff, honouring RetryInfo and `Retry-After`, until `retry.max_elapsed_time`; anything
-//!   else fails the batch at once. A failed batch is counted as dropped by the framework,
-//!   whose bounded queue sits in front of this exporter and absorbs what arrives meanwhile.
+//!   RESOURCE_EXHAUSTED with RetryInfo, HTTP 429/502/503/504) are reported as retryable, with
+//!   RetryInfo's or `Retry-After`'s delay as the hint; the framework's exporter helper retries
+//!   them with exponential backoff until `retry.max_elapsed_time`, and bounds each attempt by
+//!   `timeout`. Anything else fails the batch at once. A failed batch is counted as dropped by
+//!   the framework, whose bounded queue sits in front of this exporter and absorbs what
+//!   arrives meanwhile.
+//! - Several batches may be in flight at once (`queue.concurrency`): each worker has its own
+//!   connection, and cumulative temporality is accumulated in one place for all of them.
 //! - With `temporality: cumulative` (the default) delta sums and histograms are accumulated
 //!   per series before they leave ([`cumulative`]).
 
@@ -15,55 +19,49 @@ pub mod cumulative;
 mod tls;
 pub mod transport;
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use rand::Rng;
-use tapline_core::config::{ComponentConfig, Diagnostics};
 use tapline_core::data::otlp::{encode_traces_request, metrics_to_proto};
 use tapline_core::data::{SharedSignal, Signal, SignalKind};
 use tapline_core::telemetry::Counter;
-use tapline_core::{BuildContext, ExportError, Exporter, ExporterFactory, FactoryInfo};
+use tapline_core::{
+    BuildContext, Component, ConfigErrors, ExportError, Exporter, ExporterComponent,
+};
 
-pub use config::{OtlpConfig, Protocol, RetryConfig, TemporalityPreference};
+pub use config::{OtlpConfig, Protocol, TemporalityPreference};
 use cumulative::Accumulator;
+/// The `retry:` block, owned by the framework's exporter helper.
+pub use tapline_core::pipeline::RetryConfig;
 use transport::{Outcome, Request, Transport};
 
 pub struct OtlpFactory;
 
-impl FactoryInfo for OtlpFactory {
-    fn type_name(&self) -> &'static str {
-        "otlp"
-    }
-    fn description(&self) -> &'static str {
-        "Sends metrics and traces over OTLP (gRPC or HTTP/protobuf), with retries"
-    }
-    fn signals(&self) -> &'static [SignalKind] {
-        &[SignalKind::Metrics, SignalKind::Traces]
-    }
+impl Component for OtlpFactory {
+    type Config = OtlpConfig;
+    const TYPE_NAME: &'static str = "otlp";
+    const DESCRIPTION: &'static str =
+        "Sends metrics and traces over OTLP (gRPC or HTTP/protobuf), with retries";
+    const SIGNALS: &'static [SignalKind] = &[SignalKind::Metrics, SignalKind::Traces];
 }
 
-impl ExporterFactory for OtlpFactory {
+impl ExporterComponent for OtlpFactory {
     fn build(
         &self,
-        config: &ComponentConfig,
+        cfg: OtlpConfig,
         ctx: &BuildContext,
-    ) -> Result<Box<dyn Exporter>, Diagnostics> {
-        let cfg: OtlpConfig = config.parse()?;
+    ) -> Result<Box<dyn Exporter>, ConfigErrors> {
         let env = |k: &str| std::env::var(k).ok();
-        OtlpExporter::new(&cfg, &config.path, ctx, &env)
-            .map(|e| Box::new(e) as Box<dyn Exporter>)
-            .map_err(|e| {
-                let mut d = Diagnostics::default();
-                d.error(config.path.clone(), e);
-                d
-            })
+        // The checks name the field inside their message (`exporters.otlp.endpoint: ...`).
+        let exporter = OtlpExporter::new(&cfg, &ctx.path, ctx, &env)?;
+        Ok(Box::new(exporter))
     }
 }
 
-/// Where the exporter reports on itself, besides the framework's item counters.
+/// Where the exporter reports on itself, besides the framework's item and retry counters.
+#[derive(Clone)]
 struct Counters {
-    retries: Counter,
     rejected: Counter,
 }
 
@@ -72,11 +70,14 @@ pub struct OtlpExporter {
     /// Built lazily on first use, so that clients are created inside the runtime.
     transports: [Option<Result<Transport, String>>; 2],
     settings: [config::SignalSettings; 2],
-    tls: Option<tls::ClientTls>,
+    tls: Option<Arc<tls::ClientTls>>,
     path: String,
     temporality: TemporalityPreference,
-    retry: RetryConfig,
-    accumulator: Accumulator,
+    /// Shared by the forks, so cumulative series stay one series.
+    accumulator: Arc<Mutex<Accumulator>>,
+    /// The batch being attempted and its request, until it is delivered or fails for good: a
+    /// retry sends the same bytes (encoding the batch again would accumulate its deltas twice).
+    pending: Option<(SharedSignal, Request)>,
     counters: Counters,
 }
 
@@ -98,25 +99,14 @@ impl OtlpExporter {
         let metrics = cfg.resolve(SignalKind::Metrics, path, env)?;
         let traces = cfg.resolve(SignalKind::Traces, path, env)?;
         let tls = if metrics.tls || traces.tls || cfg.tls.is_set() {
-            Some(tls::ClientTls::new(&cfg.tls, path)?)
+            Some(Arc::new(tls::ClientTls::new(&cfg.tls, path)?))
         } else {
             None
         };
-        let r = &cfg.retry;
-        if r.enabled && (r.initial_interval.is_zero() || r.max_interval < r.initial_interval) {
-            return Err(format!(
-                "{path}.retry: initial_interval must be above zero and at most max_interval"
-            ));
-        }
         let id = ctx.id.to_string();
         let labels = [("component", id.as_str())];
         Ok(OtlpExporter {
             counters: Counters {
-                retries: ctx.telemetry.counter(
-                    "tapline_exporter_retries_total",
-                    "Export attempts that failed in a retryable way and were retried.",
-                    &labels,
-                ),
                 rejected: ctx.telemetry.counter(
                     "tapline_exporter_rejected_items_total",
                     "Items a receiving server reported rejected (OTLP partial success).",
@@ -129,8 +119,8 @@ impl OtlpExporter {
             tls,
             path: path.to_string(),
             temporality: cfg.temporality,
-            retry: cfg.retry.clone(),
-            accumulator: Accumulator::default(),
+            accumulator: Default::default(),
+            pending: None,
         })
     }
 
@@ -139,7 +129,7 @@ impl OtlpExporter {
         if self.transports[i].is_none() {
             self.transports[i] = Some(Transport::new(
                 &self.settings[i],
-                self.tls.as_ref(),
+                self.tls.as_deref(),
                 &self.path,
             ));
         }
@@ -155,7 +145,10 @@ impl OtlpExporter {
             Signal::Metrics(m) => {
                 if self.temporality == TemporalityPreference::Cumulative {
                     let mut m = m.clone();
-                    self.accumulator.apply(&mut m, Instant::now());
+                    self.accumulator
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .apply(&mut m, Instant::now());
                     Request::metrics(&metrics_to_proto(&m))
                 } else {
                     Request::metrics(&metrics_to_proto(m))
@@ -168,61 +161,29 @@ impl OtlpExporter {
         }
     }
 
-    /// The wait before attempt `attempt + 1`: exponential with ±50% jitter, capped.
-    fn backoff(&self, attempt: u32) -> Duration {
-        let base = self
-            .retry
-            .initial_interval
-            .saturating_mul(1u32 << attempt.min(16))
-            .min(self.retry.max_interval);
-        let jitter: f64 = rand::rng().random_range(0.5..1.5);
-        base.mul_f64(jitter).min(self.retry.max_interval)
-    }
-
-    /// Sends one request, retrying what can be retried.
+    /// Sends one request once. Retryable failures come back as such, with the server's
+    /// hint of when to retry; the exporter helper does the retrying.
     pub async fn send(&mut self, kind: SignalKind, req: &Request) -> Result<(), ExportError> {
-        let started = Instant::now();
-        let mut attempt = 0u32;
         let url = self.settings[slot(kind)].url.clone();
-        loop {
-            let outcome = {
-                let t = self.transport(kind).map_err(ExportError::new)?;
-                t.send(req).await
-            };
-            match outcome {
-                Outcome::Delivered { rejected, message } => {
-                    if rejected > 0 {
-                        self.counters.rejected.add(rejected as u64);
-                        tracing::warn!(exporter = %self.id, %url, rejected, %message, "the server rejected part of a batch");
-                    }
-                    return Ok(());
+        let outcome = {
+            let t = self.transport(kind).map_err(ExportError::new)?;
+            t.send(req).await
+        };
+        match outcome {
+            Outcome::Delivered { rejected, message } => {
+                if rejected > 0 {
+                    self.counters.rejected.add(rejected as u64);
+                    tracing::warn!(exporter = %self.id, %url, rejected, %message, "the server rejected part of a batch");
                 }
-                Outcome::Permanent { message } => {
-                    return Err(ExportError::new(format!(
-                        "{kind} export to {url} failed permanently: {message}"
-                    )))
-                }
-                Outcome::Retryable { message, delay } => {
-                    if !self.retry.enabled {
-                        return Err(ExportError::new(format!(
-                            "{kind} export to {url} failed (retries disabled): {message}"
-                        )));
-                    }
-                    let wait = delay.unwrap_or_default().max(self.backoff(attempt));
-                    if started.elapsed() + wait > self.retry.max_elapsed_time {
-                        return Err(ExportError::new(format!(
-                            "{kind} export to {url} gave up after {} attempts in {:?} (retry.max_elapsed_time {:?}): {message}",
-                            attempt + 1,
-                            started.elapsed(),
-                            self.retry.max_elapsed_time
-                        )));
-                    }
-                    self.counters.retries.add(1);
-                    tracing::debug!(exporter = %self.id, %url, attempt, ?wait, %message, "retrying export");
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
+                Ok(())
             }
+            Outcome::Permanent { message } => Err(ExportError::new(format!(
+                "{kind} export to {url} failed permanently: {message}"
+            ))),
+            Outcome::Retryable { message, delay } => Err(ExportError::retryable(
+                format!("{kind} export to {url} failed: {message}"),
+                delay,
+            )),
         }
     }
 }
@@ -231,7 +192,35 @@ impl OtlpExporter {
 impl Exporter for OtlpExporter {
     async fn export(&mut self, batch: SharedSignal) -> Result<(), ExportError> {
         let kind = batch.kind();
-        let req = self.encode(&batch);
-        self.send(kind, &req).await
+        let req = match self.pending.take() {
+            Some((previous, req)) if Arc::ptr_eq(&previous, &batch) => req,
+            _ => self.encode(&batch),
+        };
+        // Kept until the batch is delivered or failed for good: an attempt the exporter helper
+        // abandons at its timeout never returns here.
+        self.pending = Some((batch, req.clone()));
+        let result = self.send(kind, &req).await;
+        if !matches!(&result, Err(e) if e.retryable) {
+            self.pending = None;
+        }
+        result
+    }
+
+    fn attempt_timeout(&self, kind: SignalKind) -> Option<Duration> {
+        Some(self.settings[slot(kind)].timeout)
+    }
+
+    fn fork(&self) -> Option<Box<dyn Exporter>> {
+        Some(Box::new(OtlpExporter {
+            id: self.id.clone(),
+            transports: [None, None],
+            settings: self.settings.clone(),
+            tls: self.tls.clone(),
+            path: self.path.clone(),
+            temporality: self.temporality,
+            accumulator: self.accumulator.clone(),
+            pending: None,
+            counters: self.counters.clone(),
+        }))
     }
 }

@@ -282,7 +282,6 @@ pub enum Transport {
         url: hyper::Uri,
         headers: Vec<(hyper::header::HeaderName, hyper::header::HeaderValue)>,
         gzip: bool,
-        timeout: Duration,
     },
 }
 
@@ -363,7 +362,6 @@ impl Transport {
                         .map_err(|e| format!("{path}.endpoint: {:?}: {e}", s.url))?,
                     headers,
                     gzip: s.compression == Compression::Gzip,
-                    timeout: s.timeout,
                 })
             }
         }
@@ -401,7 +399,6 @@ impl Transport {
                 url,
                 headers,
                 gzip: compress,
-                timeout,
             } => {
                 let body = if *compress {
                     Bytes::from(gzip(&req.body))
@@ -448,21 +445,18 @@ impl Transport {
                         .unwrap_or_default();
                     Ok::<_, String>((status, retry_after, body))
                 };
-                match tokio::time::timeout(*timeout, attempt).await {
-                    Err(_) => Outcome::Retryable {
-                        message: format!("no answer from {url} within {timeout:?}"),
-                        delay: None,
-                    },
-                    Ok(Err(message)) => Outcome::Retryable {
+                // The exporter helper bounds the attempt by `timeout`.
+                match attempt.await {
+                    Err(message) => Outcome::Retryable {
                         message,
                         delay: None,
                     },
-                    Ok(Ok((status, _, body))) if (200..300).contains(&status) => {
+                    Ok((status, _, body)) if (200..300).contains(&status) => {
                         let partial = req.partial(&body);
                         let (rejected, message) = partial.unwrap_or_default();
                         Outcome::Delivered { rejected, message }
                     }
-                    Ok(Ok((status, retry_after, body))) => {
+                    Ok((status, retry_after, body)) => {
                         judge_http(status, retry_after.as_deref(), &body)
                     }
                 }

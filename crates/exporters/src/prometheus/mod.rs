@@ -8,9 +8,10 @@
 //!   `service.name` and `service.namespace` become the labels `service_name` and
 //!   `service_namespace` of every series; the other resource attributes are served once per
 //!   service on `target_info`, keyed by those two labels.
-//! - `histograms:` chooses bucket boundaries per metric-name glob. The rules are published to
-//!   receivers (see [`tapline_core::data::buckets`]) so that tapline's own receivers record
-//!   into exactly these boundaries. Histograms that arrive with other boundaries (from the
+//! - `histograms:` (or the `histogram_buckets` extension named by `extension:`) chooses bucket
+//!   boundaries per metric-name glob. The rules are shared with receivers (see
+//!   [`tapline_core::data::buckets`]) so that tapline's own receivers record into exactly
+//!   these boundaries. Histograms that arrive with other boundaries (from the
 //!   `otlp` receiver) are re-bucketed when that is exact — every configured boundary is one of
 //!   the incoming boundaries — and served with their own boundaries otherwise (logged once).
 
@@ -26,12 +27,14 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde::Deserialize;
-use tapline_core::config::types::{duration, Glob};
-use tapline_core::config::{ComponentConfig, Diagnostics};
-use tapline_core::data::buckets::{validate_bounds, BucketRule, HistogramBuckets};
+use tapline_core::config::types::duration;
+pub use tapline_core::data::buckets::HistogramRuleConfig;
+use tapline_core::data::buckets::{HistogramBuckets, HistogramBucketsExtension};
 use tapline_core::data::{SharedSignal, Signal, SignalKind};
 use tapline_core::tls::{TlsListener, TlsServerConfig};
-use tapline_core::{BuildContext, ExportError, Exporter, ExporterFactory, FactoryInfo};
+use tapline_core::{
+    BuildContext, Component, ConfigErrors, ExportError, Exporter, ExporterComponent,
+};
 use tokio_util::sync::CancellationToken;
 
 pub use render::Format;
@@ -50,6 +53,9 @@ pub struct PrometheusConfig {
     /// Bucket boundaries per metric-name glob; the first match wins.
     #[serde(default)]
     pub histograms: Vec<HistogramRuleConfig>,
+    /// A `histogram_buckets` extension holding the rules instead of `histograms`.
+    #[serde(default)]
+    pub extension: Option<String>,
     #[serde(default)]
     pub tls: Option<TlsServerConfig>,
     #[serde(default)]
@@ -63,12 +69,10 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HistogramRuleConfig {
-    /// A glob over OpenTelemetry metric names (`http.server.*`).
-    pub metrics: Glob,
-    pub buckets: Vec<f64>,
+impl Default for PrometheusConfig {
+    fn default() -> Self {
+        tapline_core::config::all_defaults()
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -90,67 +94,73 @@ fn default_ttl() -> Duration {
 
 pub struct PrometheusFactory;
 
-impl FactoryInfo for PrometheusFactory {
-    fn type_name(&self) -> &'static str {
-        "prometheus"
-    }
-    fn description(&self) -> &'static str {
-        "Serves metrics for Prometheus to scrape (text format and OpenMetrics)"
-    }
-    fn signals(&self) -> &'static [SignalKind] {
-        &[SignalKind::Metrics]
-    }
+impl Component for PrometheusFactory {
+    type Config = PrometheusConfig;
+    const TYPE_NAME: &'static str = "prometheus";
+    const DESCRIPTION: &'static str =
+        "Serves metrics for Prometheus to scrape (text format and OpenMetrics)";
+    const SIGNALS: &'static [SignalKind] = &[SignalKind::Metrics];
 }
 
-impl ExporterFactory for PrometheusFactory {
+impl ExporterComponent for PrometheusFactory {
     fn build(
         &self,
-        config: &ComponentConfig,
+        cfg: PrometheusConfig,
         ctx: &BuildContext,
-    ) -> Result<Box<dyn Exporter>, Diagnostics> {
-        let cfg: PrometheusConfig = config.parse()?;
-        let mut diags = Diagnostics::default();
+    ) -> Result<Box<dyn Exporter>, ConfigErrors> {
+        let mut errors = ConfigErrors::new();
         if !cfg.path.starts_with('/') {
-            diags.error(
-                format!("{}.path", config.path),
-                format!("{:?} must start with `/`", cfg.path),
-            );
+            errors.push("path", format!("{:?} must start with `/`", cfg.path));
         }
         if cfg.ttl.is_zero() {
-            diags.error(format!("{}.ttl", config.path), "must be longer than zero");
+            errors.push("ttl", "must be longer than zero");
         }
-        let mut rules = Vec::new();
-        for (i, r) in cfg.histograms.iter().enumerate() {
-            match validate_bounds(&r.buckets) {
-                Ok(()) => rules.push(BucketRule {
-                    pattern: r.metrics.clone(),
-                    bounds: r.buckets.clone().into(),
-                }),
-                Err(e) => diags.error(format!("{}.histograms[{i}].buckets", config.path), e),
+        let buckets = match &cfg.extension {
+            Some(name) if !cfg.histograms.is_empty() => {
+                errors.push(
+                    "histograms",
+                    format!("the bucket rules come from the extension {name:?}: set them there, not here"),
+                );
+                None
             }
-        }
+            Some(name) => match ctx.extension::<HistogramBucketsExtension>("extension", name) {
+                Ok(b) => Some((*b).clone()),
+                Err(e) => {
+                    errors.extend(e);
+                    None
+                }
+            },
+            None => match HistogramBuckets::from_rules(&cfg.histograms, "histograms") {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    errors.extend(e);
+                    None
+                }
+            },
+        };
         let tls = match &cfg.tls {
-            Some(t) => match t.build(&format!("{}.tls", config.path), &[b"http/1.1"]) {
+            Some(t) => match t.build(&format!("{}.tls", ctx.path), &[b"http/1.1"]) {
                 Ok(c) => Some(c),
                 Err(e) => {
-                    diags.error(format!("{}.tls", config.path), e);
+                    errors.push("tls", e);
                     None
                 }
             },
             None => None,
         };
-        if diags.has_errors() {
-            return Err(diags);
-        }
-        let buckets = HistogramBuckets { rules };
-        // Receivers built after this exporter record their histograms into these bounds.
-        ctx.shared
-            .get_or_init(HistogramBuckets::SHARED_KEY, || buckets.clone());
+        let Some(buckets) = buckets.filter(|_| errors.is_empty()) else {
+            return Err(errors);
+        };
+        // Receivers naming no extension, built after this exporter, record their histograms
+        // into these bounds: they become the graph's default `histogram_buckets`.
+        ctx.extension_or_default::<HistogramBucketsExtension>("extension", None, || {
+            buckets.clone()
+        })?;
         Ok(Box::new(PrometheusExporter::new(
             cfg,
             buckets,
             tls,
-            format!("{}.endpoint", config.path),
+            format!("{}.endpoint", ctx.path),
         )))
     }
 }

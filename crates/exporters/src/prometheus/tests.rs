@@ -176,7 +176,7 @@ fn bad_config_is_reported_at_its_path_and_rules_are_published() {
     );
     assert!(super::PrometheusFactory.build(&good, &ctx).is_ok());
     // A receiver built afterwards finds the rules.
-    let rules = shared.get_or_init(HistogramBuckets::SHARED_KEY, HistogramBuckets::default);
+    let rules = HistogramBuckets::for_component(&ctx, "extension", None).unwrap();
     assert_eq!(&*rules.bounds_for("http.server.duration", "s"), &[0.1, 1.0]);
     assert_eq!(
         &*rules.bounds_for("dns.duration", "s"),

@@ -9,6 +9,19 @@
 //!     node_name: ""               # default: $NODE_NAME
 //! ```
 //!
+//! or, with the cache and its watchers in a `k8s_metadata` extension that `zones` shares:
+//!
+//! ```yaml
+//! extensions:
+//!   k8s_metadata:
+//!     enable: auto                # the four settings above move here
+//! processors:
+//!   k8s: { extension: k8s_metadata }
+//!   zones: { extension: k8s_metadata }
+//! service:
+//!   extensions: [k8s_metadata]
+//! ```
+//!
 //! - Flow data (points and spans with `src.address`/`dst.address`): an address that is a pod
 //!   IP, a service ClusterIP or a node IP gets `k8s.<end>.namespace`, `.name`, `.type`,
 //!   `.owner.name`, `.owner.type`, `.node.name`, `.node.ip`, and `<end>.name` when unnamed.
@@ -18,7 +31,9 @@
 //!   from the workload when the process set none (or set its executable name).
 //!
 //! The cache is filled by watchers (Pods, ReplicaSets, Jobs, Services, Nodes) that start when
-//! the pipelines run, never during `validate`, and is shared by every pipeline.
+//! the pipelines run, never during `validate`, and is shared by every pipeline. Without
+//! `extension`, the graph's default `k8s_metadata` cache is used (the one `zones` without
+//! `extension` reads too) and each `k8s` processor starts its own watchers into it.
 //!
 //! Testing note: no Kubernetes cluster is available to the test suite. The watchers are
 //! tested against an in-test HTTP server speaking the API's list/watch protocol (`tests/k8s.rs`),
@@ -34,15 +49,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tapline_core::config::{ComponentConfig, Diagnostics};
 use tapline_core::data::{Attributes, MetricData, Resource, Signal, SignalKind, Str, Value};
 use tapline_core::pipeline::{BatchFn, BatchLayer, ProcessorLayer};
-use tapline_core::{BuildContext, FactoryInfo, ProcessorFactory};
+use tapline_core::{BuildContext, Component, ConfigErrors, ExtensionComponent, ProcessorComponent};
 
 use crate::net::{End, EndSlots, Layouts};
 pub use cgroup::PidContainers;
 pub use resolve::{Resolved, Resolver};
-pub use store::{Endpoint, K8sCache, State, K8S_CACHE_KEY};
+pub use store::{Endpoint, K8sCache, State};
 use tapline_semconv::attr;
 use watch::{ApiSource, WatchSettings};
 
@@ -79,6 +93,10 @@ impl<'de> Deserialize<'de> for Enable {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct K8sConfig {
+    /// A `k8s_metadata` extension holding the cache and its watchers; the four watch
+    /// settings below then belong to the extension.
+    #[serde(default)]
+    pub extension: Option<String>,
     #[serde(default)]
     pub enable: Enable,
     pub kubeconfig: Option<PathBuf>,
@@ -89,6 +107,30 @@ pub struct K8sConfig {
     /// proc mounted there).
     #[serde(default = "default_proc_root")]
     pub proc_root: PathBuf,
+}
+
+impl K8sConfig {
+    /// The settings of the watchers, as a `k8s_metadata` extension would hold them.
+    fn watch_config(&self) -> K8sMetadataConfig {
+        K8sMetadataConfig {
+            enable: self.enable,
+            kubeconfig: self.kubeconfig.clone(),
+            restrict_local_node: self.restrict_local_node,
+            node_name: self.node_name.clone(),
+        }
+    }
+}
+
+/// `extensions.k8s_metadata`: what the watchers connect to and watch.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct K8sMetadataConfig {
+    #[serde(default)]
+    pub enable: Enable,
+    pub kubeconfig: Option<PathBuf>,
+    #[serde(default)]
+    pub restrict_local_node: bool,
+    pub node_name: Option<String>,
 }
 
 fn default_proc_root() -> PathBuf {
@@ -363,20 +405,15 @@ impl BatchFn for Disabled {
 
 pub struct K8sFactory;
 
-impl FactoryInfo for K8sFactory {
-    fn type_name(&self) -> &'static str {
-        "k8s"
-    }
-    fn description(&self) -> &'static str {
-        "Adds Kubernetes metadata (pod, namespace, owner, node, service) to flows and application telemetry"
-    }
-    fn signals(&self) -> &'static [SignalKind] {
-        SIGNALS
-    }
+impl Component for K8sFactory {
+    type Config = K8sConfig;
+    const TYPE_NAME: &'static str = "k8s";
+    const DESCRIPTION: &'static str = "Adds Kubernetes metadata (pod, namespace, owner, node, service) to flows and application telemetry";
+    const SIGNALS: &'static [SignalKind] = SIGNALS;
 }
 
 /// Decides whether the processor runs, from the config and the environment.
-pub fn is_enabled(cfg: &K8sConfig, in_cluster: bool) -> bool {
+pub fn is_enabled(cfg: &K8sMetadataConfig, in_cluster: bool) -> bool {
     match cfg.enable {
         Enable::On => true,
         Enable::Off => false,
@@ -384,87 +421,147 @@ pub fn is_enabled(cfg: &K8sConfig, in_cluster: bool) -> bool {
     }
 }
 
-impl ProcessorFactory for K8sFactory {
+/// What the watchers connect to and watch, or `None` when Kubernetes metadata is off.
+/// Problems are reported at the fields of `cfg`.
+fn watch_settings(
+    cfg: &K8sMetadataConfig,
+    ctx: &BuildContext,
+) -> Result<Option<WatchSettings>, ConfigErrors> {
+    let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+    if !is_enabled(cfg, in_cluster) {
+        if cfg.enable == Enable::Auto {
+            tracing::info!(
+                "{}: not in a Kubernetes cluster (KUBERNETES_SERVICE_HOST unset, no kubeconfig): Kubernetes decoration is off",
+                ctx.id
+            );
+        }
+        return Ok(None);
+    }
+    let source = match &cfg.kubeconfig {
+        Some(path) => {
+            let config = kube::config::Kubeconfig::read_from(path).map_err(|e| {
+                ConfigErrors::at(
+                    "kubeconfig",
+                    format!("cannot read kubeconfig {}: {e}", path.display()),
+                )
+            })?;
+            ApiSource::Kubeconfig {
+                path: path.clone(),
+                config: Box::new(config),
+            }
+        }
+        None if in_cluster => ApiSource::InCluster,
+        None => {
+            return Err(ConfigErrors::at(
+                "enable",
+                "enable: true outside a cluster needs `kubeconfig` (KUBERNETES_SERVICE_HOST is not set)",
+            ))
+        }
+    };
+    let local_node = if cfg.restrict_local_node {
+        let node = cfg
+            .node_name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .or_else(|| std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty()));
+        match node {
+            Some(n) => Some(n),
+            None => return Err(ConfigErrors::at(
+                "restrict_local_node",
+                "restrict_local_node needs this node's name: set `node_name`, or NODE_NAME from the downward API (fieldRef spec.nodeName)",
+            )),
+        }
+    } else {
+        None
+    };
+    Ok(Some(WatchSettings { source, local_node }))
+}
+
+/// Runs the watchers filling `cache` while the graph runs.
+fn start_watchers(ctx: &BuildContext, cache: Arc<K8sCache>, settings: WatchSettings) {
+    ctx.spawn_on_start(Box::new(move |cancel| {
+        Box::pin(watch::run(cache, settings, cancel))
+    }));
+}
+
+impl ProcessorComponent for K8sFactory {
+    fn build(&self, cfg: K8sConfig, ctx: &BuildContext) -> Result<ProcessorLayer, ConfigErrors> {
+        let cache = match &cfg.extension {
+            Some(name) => {
+                if cfg.watch_config() != K8sMetadataConfig::default() {
+                    return Err(ConfigErrors::at(
+                        "extension",
+                        format!("enable, kubeconfig, restrict_local_node and node_name belong to the extension {name:?} when one is named: set them there"),
+                    ));
+                }
+                let metadata = ctx.extension::<K8sMetadataExtension>("extension", name)?;
+                metadata.watched.then(|| metadata.cache.clone())
+            }
+            None => match watch_settings(&cfg.watch_config(), ctx)? {
+                None => None,
+                Some(settings) => {
+                    let metadata = K8sMetadata::default_for(ctx)?;
+                    start_watchers(ctx, metadata.cache.clone(), settings);
+                    Some(metadata.cache.clone())
+                }
+            },
+        };
+        Ok(match cache {
+            Some(cache) => BatchLayer::boxed(
+                K8sProcessor::new(cache, cfg.proc_root),
+                &ctx.id,
+                &ctx.telemetry,
+            ),
+            None => BatchLayer::boxed(Disabled, &ctx.id, &ctx.telemetry),
+        })
+    }
+}
+
+/// What a `k8s_metadata` extension gives the components that name it.
+pub struct K8sMetadata {
+    pub cache: Arc<K8sCache>,
+    /// `false` when the extension found Kubernetes off (`enable: auto` outside a cluster):
+    /// nothing fills the cache.
+    pub watched: bool,
+}
+
+impl K8sMetadata {
+    /// The graph's default cache, for components naming no extension. The `k8s` processors
+    /// naming none fill it with their own watchers.
+    pub fn default_for(ctx: &BuildContext) -> Result<Arc<K8sMetadata>, ConfigErrors> {
+        ctx.extension_or_default::<K8sMetadataExtension>("extension", None, || K8sMetadata {
+            cache: Arc::new(K8sCache::new()),
+            watched: true,
+        })
+    }
+}
+
+/// The `k8s_metadata` extension: the Kubernetes cache and the watchers that fill it, shared by
+/// the `k8s` and `zones` processors that name it.
+pub struct K8sMetadataExtension;
+
+impl Component for K8sMetadataExtension {
+    type Config = K8sMetadataConfig;
+    const TYPE_NAME: &'static str = "k8s_metadata";
+    const DESCRIPTION: &'static str =
+        "Kubernetes pods, services, nodes and owners, watched once for k8s and zones processors to share";
+    const SIGNALS: &'static [SignalKind] = &[];
+}
+
+impl ExtensionComponent for K8sMetadataExtension {
+    type Extension = K8sMetadata;
     fn build(
         &self,
-        config: &ComponentConfig,
-        _signal: SignalKind,
+        cfg: K8sMetadataConfig,
         ctx: &BuildContext,
-    ) -> Result<ProcessorLayer, Diagnostics> {
-        let cfg: K8sConfig = config.parse()?;
-        let err = |field: &str, msg: String| {
-            let mut d = Diagnostics::default();
-            d.error(format!("{}.{field}", config.path), msg);
-            d
-        };
-        let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
-        if !is_enabled(&cfg, in_cluster) {
-            if cfg.enable == Enable::Auto {
-                // Once per process, however many pipelines list the processor.
-                let said = ctx
-                    .shared
-                    .get_or_init("tapline.processors.k8s.auto-off-logged", || {
-                        std::sync::atomic::AtomicBool::new(false)
-                    });
-                if !said.swap(true, std::sync::atomic::Ordering::SeqCst) {
-                    tracing::info!(
-                        "{}: not in a Kubernetes cluster (KUBERNETES_SERVICE_HOST unset, no kubeconfig): Kubernetes decoration is off",
-                        ctx.id
-                    );
-                }
-            }
-            return Ok(BatchLayer::boxed(Disabled, &ctx.id, &ctx.telemetry));
+    ) -> Result<K8sMetadata, ConfigErrors> {
+        let cache = Arc::new(K8sCache::new());
+        let settings = watch_settings(&cfg, ctx)?;
+        let watched = settings.is_some();
+        if let Some(settings) = settings {
+            start_watchers(ctx, cache.clone(), settings);
         }
-        let source = match &cfg.kubeconfig {
-            Some(path) => {
-                let config = kube::config::Kubeconfig::read_from(path).map_err(|e| {
-                    err(
-                        "kubeconfig",
-                        format!("cannot read kubeconfig {}: {e}", path.display()),
-                    )
-                })?;
-                ApiSource::Kubeconfig {
-                    path: path.clone(),
-                    config: Box::new(config),
-                }
-            }
-            None if in_cluster => ApiSource::InCluster,
-            None => {
-                return Err(err(
-                    "enable",
-                    "enable: true outside a cluster needs `kubeconfig` (KUBERNETES_SERVICE_HOST is not set)".into(),
-                ))
-            }
-        };
-        let local_node = if cfg.restrict_local_node {
-            let node = cfg
-                .node_name
-                .clone()
-                .filter(|n| !n.is_empty())
-                .or_else(|| std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty()));
-            match node {
-                Some(n) => Some(n),
-                None => {
-                    return Err(err(
-                        "restrict_local_node",
-                        "restrict_local_node needs this node's name: set `node_name`, or NODE_NAME from the downward API (fieldRef spec.nodeName)".into(),
-                    ))
-                }
-            }
-        } else {
-            None
-        };
-        let cache = ctx.shared.get_or_init(K8S_CACHE_KEY, K8sCache::new);
-        let settings = WatchSettings { source, local_node };
-        let task_cache = cache.clone();
-        ctx.spawn_on_start(Box::new(move |cancel| {
-            Box::pin(watch::run(task_cache, settings, cancel))
-        }));
-        Ok(BatchLayer::boxed(
-            K8sProcessor::new(cache, cfg.proc_root),
-            &ctx.id,
-            &ctx.telemetry,
-        ))
+        Ok(K8sMetadata { cache, watched })
     }
 }
 

@@ -2,7 +2,8 @@
 //! decoration needs, indexed by IP address and container id.
 //!
 //! Objects arrive as full API objects from the watchers and are reduced here to small records;
-//! nothing else keeps them. One cache is shared by every pipeline (see [`K8S_CACHE_KEY`]).
+//! nothing else keeps them. One cache is shared by every pipeline and by the `zones`
+//! processor (see [`super::K8sMetadata`]).
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -16,10 +17,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use tapline_core::data::Str;
 
 use crate::net::{parse_ip, FastMap};
-
-/// The [`tapline_core::SharedState`] key of the one Kubernetes cache. Other processors (zones)
-/// look it up under this key; only the `k8s` processor starts the watchers that fill it.
-pub const K8S_CACHE_KEY: &str = "tapline.processors.k8s.cache";
 
 /// The zone label on nodes.
 pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";

@@ -227,7 +227,7 @@ fn process_outside_containers_is_untouched() {
 
 #[test]
 fn enable_modes() {
-    let mut cfg = K8sConfig::default();
+    let mut cfg = K8sMetadataConfig::default();
     assert!(!is_enabled(&cfg, false));
     assert!(is_enabled(&cfg, true));
     cfg.kubeconfig = Some("/k".into());

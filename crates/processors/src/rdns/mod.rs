@@ -11,6 +11,7 @@
 //!     max_in_flight: 256      # lookups running at once
 //!     timeout: 2s             # per lookup
 //!     interfaces: [eth0]      # sniff only; default: every interface
+//!     extension: dns_names    # optional: the names cache (and sniffer) of a `dns_names` extension
 //! ```
 //!
 //! `mode: resolve` (the default) asks a DNS server for PTR records.
@@ -28,11 +29,17 @@
 //! named by itself. The task runs once per component, from start to shutdown, which closes
 //! its sockets.
 //!
+//! The cache and the sniffer are what several components may share: the `dns_names`
+//! extension ([`DnsNamesExtension`]) holds both, and `rdns` processors naming it with
+//! `extension:` read (and, resolving, fill) its cache. Without `extension`, each `rdns`
+//! processor keeps its own cache (and, sniffing, its own sniffer), sized by its own
+//! `cache_size` and `interfaces`.
+//!
 //! This is a [`BatchFn`], not a hand-written async service, precisely because no batch waits:
 //! the asynchronous part is the lookup tasks (or the sniffer task) beside it.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -42,10 +49,9 @@ use hickory_resolver::proto::rr::RData;
 use hickory_resolver::TokioResolver;
 use serde::Deserialize;
 use tapline_core::config::types::duration;
-use tapline_core::config::{ComponentConfig, Diagnostics};
 use tapline_core::data::{Attributes, Signal, SignalKind, Str};
 use tapline_core::pipeline::{BatchFn, BatchLayer, ProcessorLayer};
-use tapline_core::{BuildContext, FactoryInfo, ProcessorFactory};
+use tapline_core::{BuildContext, Component, ConfigErrors, ExtensionComponent, ProcessorComponent};
 
 pub mod sniff;
 pub mod wire;
@@ -105,11 +111,14 @@ pub struct RdnsConfig {
     /// `mode: sniff` only: interfaces to read answers on; unset means every interface.
     #[serde(default)]
     pub interfaces: Option<Vec<String>>,
+    /// A `dns_names` extension whose cache (and sniffer) to use instead of its own.
+    #[serde(default)]
+    pub extension: Option<String>,
 }
 
 impl Default for RdnsConfig {
     fn default() -> Self {
-        serde_json::from_value(serde_json::json!({})).expect("defaults parse")
+        tapline_core::config::all_defaults()
     }
 }
 
@@ -447,56 +456,140 @@ impl BatchFn for RdnsProcessor {
 
 pub struct RdnsFactory;
 
-impl FactoryInfo for RdnsFactory {
-    fn type_name(&self) -> &'static str {
-        "rdns"
-    }
-    fn description(&self) -> &'static str {
-        "Names flow ends (src.name/dst.name) by reverse DNS or from DNS answers seen on the wire, from a bounded cache; never delays a batch"
-    }
-    fn signals(&self) -> &'static [SignalKind] {
-        SIGNALS
+impl Component for RdnsFactory {
+    type Config = RdnsConfig;
+    const TYPE_NAME: &'static str = "rdns";
+    const DESCRIPTION: &'static str = "Names flow ends (src.name/dst.name) by reverse DNS or from DNS answers seen on the wire, from a bounded cache; never delays a batch";
+    const SIGNALS: &'static [SignalKind] = SIGNALS;
+}
+
+impl ProcessorComponent for RdnsFactory {
+    fn build(&self, cfg: RdnsConfig, ctx: &BuildContext) -> Result<ProcessorLayer, ConfigErrors> {
+        let cache = match &cfg.extension {
+            Some(name) => shared_cache(&cfg, name, ctx)?,
+            None => {
+                let cache = Arc::new(NameCache::new(cfg.cache_size));
+                if cfg.mode == Mode::Sniff {
+                    start_sniffer(ctx, cache.clone(), cfg.interfaces.clone(), cfg.ttl);
+                }
+                cache
+            }
+        };
+        let p = RdnsProcessor::new(cfg, cache)?;
+        Ok(BatchLayer::boxed(p, &ctx.id, &ctx.telemetry))
     }
 }
 
-impl ProcessorFactory for RdnsFactory {
-    fn build(
-        &self,
-        config: &ComponentConfig,
-        _signal: SignalKind,
-        ctx: &BuildContext,
-    ) -> Result<ProcessorLayer, Diagnostics> {
-        let cfg: RdnsConfig = config.parse()?;
-        let cache = ctx
-            .shared
-            .get_or_init(&format!("tapline.processors.rdns.{}", ctx.id), || {
-                NameCache::new(cfg.cache_size)
-            });
-        let p = RdnsProcessor::new(cfg.clone(), cache.clone()).map_err(|(field, msg)| {
-            let mut d = Diagnostics::default();
-            d.error(format!("{}.{field}", config.path), msg);
-            d
-        })?;
-        if cfg.mode == Mode::Sniff {
-            // Built once per pipeline that lists it; one sniffer per component is enough.
-            let started = ctx.shared.get_or_init(
-                &format!("tapline.processors.rdns.{}.sniffer", ctx.id),
-                || AtomicBool::new(false),
-            );
-            if !started.swap(true, Ordering::SeqCst) {
-                let id = ctx.id.to_string();
-                let settings = sniff::SniffSettings {
-                    counters: sniff::SniffCounters::new(&ctx.telemetry, &id),
-                    id,
-                    interfaces: cfg.interfaces.clone(),
-                    max_ttl: cfg.ttl,
-                };
-                ctx.spawn_on_start(Box::new(move |cancel| {
-                    Box::pin(sniff::run(cache, settings, cancel))
-                }));
-            }
+/// The cache of the `dns_names` extension `name`, checked to suit `cfg`.
+fn shared_cache(
+    cfg: &RdnsConfig,
+    name: &str,
+    ctx: &BuildContext,
+) -> Result<Arc<NameCache>, ConfigErrors> {
+    let mut errors = ConfigErrors::new();
+    if cfg.cache_size != default_cache_size() {
+        errors.push(
+            "cache_size",
+            format!("the cache belongs to the extension {name:?}: set cache_size there"),
+        );
+    }
+    if cfg.interfaces.is_some() {
+        errors.push(
+            "interfaces",
+            format!("the sniffer belongs to the extension {name:?}: set interfaces there"),
+        );
+    }
+    let names = ctx.extension::<DnsNamesExtension>("extension", name)?;
+    if cfg.mode == Mode::Sniff && !names.sniffing {
+        errors.push(
+            "mode",
+            format!("mode: sniff reads the names the extension {name:?} sniffs: set `sniff: true` on it"),
+        );
+    }
+    errors.or_ok(names.cache.clone())
+}
+
+/// Runs a sniffer filling `cache` while the graph runs.
+fn start_sniffer(
+    ctx: &BuildContext,
+    cache: Arc<NameCache>,
+    interfaces: Option<Vec<String>>,
+    max_ttl: Duration,
+) {
+    let id = ctx.id.to_string();
+    let settings = sniff::SniffSettings {
+        counters: sniff::SniffCounters::new(&ctx.telemetry, &id),
+        id,
+        interfaces,
+        max_ttl,
+    };
+    ctx.spawn_on_start(Box::new(move |cancel| {
+        Box::pin(sniff::run(cache, settings, cancel))
+    }));
+}
+
+/// `extensions.dns_names`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsNamesConfig {
+    /// Addresses remembered.
+    #[serde(default = "default_cache_size")]
+    pub cache_size: usize,
+    /// Learn names from the DNS answers clients on this host receive (what `mode: sniff` reads).
+    #[serde(default)]
+    pub sniff: bool,
+    /// Interfaces to read answers on; unset means every interface.
+    #[serde(default)]
+    pub interfaces: Option<Vec<String>>,
+    /// The longest a sniffed name is trusted.
+    #[serde(default = "default_ttl", with = "duration")]
+    pub ttl: Duration,
+}
+
+impl Default for DnsNamesConfig {
+    fn default() -> Self {
+        tapline_core::config::all_defaults()
+    }
+}
+
+/// What a `dns_names` extension gives the `rdns` processors that name it.
+pub struct DnsNames {
+    pub cache: Arc<NameCache>,
+    /// A sniffer fills the cache.
+    pub sniffing: bool,
+}
+
+/// The `dns_names` extension: one bounded cache of address → name, optionally filled by a
+/// sniffer of DNS answers, shared by the `rdns` processors that name it.
+pub struct DnsNamesExtension;
+
+impl Component for DnsNamesExtension {
+    type Config = DnsNamesConfig;
+    const TYPE_NAME: &'static str = "dns_names";
+    const DESCRIPTION: &'static str =
+        "A cache of names for addresses, optionally filled from DNS answers seen on the wire, for rdns processors to share";
+    const SIGNALS: &'static [SignalKind] = &[];
+}
+
+impl ExtensionComponent for DnsNamesExtension {
+    type Extension = DnsNames;
+    fn build(&self, cfg: DnsNamesConfig, ctx: &BuildContext) -> Result<DnsNames, ConfigErrors> {
+        if cfg.cache_size == 0 {
+            return Err(ConfigErrors::at("cache_size", "must be at least 1"));
         }
-        Ok(BatchLayer::boxed(p, &ctx.id, &ctx.telemetry))
+        let cache = Arc::new(NameCache::new(cfg.cache_size));
+        if cfg.sniff {
+            start_sniffer(ctx, cache.clone(), cfg.interfaces, cfg.ttl);
+        } else if cfg.interfaces.is_some() {
+            return Err(ConfigErrors::at(
+                "interfaces",
+                "only used with `sniff: true`",
+            ));
+        }
+        Ok(DnsNames {
+            cache,
+            sniffing: cfg.sniff,
+        })
     }
 }
 

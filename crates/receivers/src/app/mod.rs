@@ -32,11 +32,12 @@ use anyhow::Context as _;
 use async_trait::async_trait;
 use serde::Deserialize;
 use tapline_core::config::types::{duration, ByteSize};
-use tapline_core::config::{ComponentConfig, Diagnostics};
 use tapline_core::data::buckets::HistogramBuckets;
 use tapline_core::data::{Signal, SignalKind};
 use tapline_core::telemetry::Counter;
-use tapline_core::{BuildContext, FactoryInfo, Receiver, ReceiverContext, ReceiverFactory};
+use tapline_core::{
+    BuildContext, Component, ConfigErrors, Receiver, ReceiverComponent, ReceiverContext,
+};
 use tapline_ebpf::app::{AppCapture, AppCaptureConfig, AppEvent, PidAction, PidFilterMode};
 use tapline_protocols::ParserConfig;
 use tracing::{debug, info, warn};
@@ -57,6 +58,10 @@ const SPAN_BATCH: usize = 2048;
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppConfig {
+    /// A `histogram_buckets` extension to record histograms into; without it, the bucket
+    /// rules of the `prometheus` exporter, if any, else the defaults.
+    #[serde(default)]
+    pub extension: Option<String>,
     /// Payload bytes captured per read/write (at most 4096).
     #[serde(default = "default_capture_bytes")]
     pub capture_bytes: u32,
@@ -155,6 +160,12 @@ pub struct CaptureSection {
     pub query: bool,
 }
 
+impl Default for AppConfig {
+    fn default() -> Self {
+        tapline_core::config::all_defaults()
+    }
+}
+
 fn default_capture_bytes() -> u32 {
     tapline_ebpf::app::DEFAULT_CAPTURE_BYTES
 }
@@ -179,87 +190,77 @@ fn default_max_connections() -> usize {
 
 pub struct AppFactory;
 
-impl FactoryInfo for AppFactory {
-    fn type_name(&self) -> &'static str {
-        "app"
-    }
-    fn description(&self) -> &'static str {
-        "RED metrics and spans of unmodified programs (HTTP/1, HTTP/2, gRPC, Redis, PostgreSQL, MySQL, Kafka; TLS via libssl), from eBPF"
-    }
-    fn signals(&self) -> &'static [SignalKind] {
-        &[SignalKind::Metrics, SignalKind::Traces]
-    }
+impl Component for AppFactory {
+    type Config = AppConfig;
+    const TYPE_NAME: &'static str = "app";
+    const DESCRIPTION: &'static str = "RED metrics and spans of unmodified programs (HTTP/1, HTTP/2, gRPC, Redis, PostgreSQL, MySQL, Kafka; TLS via libssl), from eBPF";
+    const SIGNALS: &'static [SignalKind] = &[SignalKind::Metrics, SignalKind::Traces];
 }
 
-fn compile(path: &str, list: &[String], d: &mut Diagnostics) -> Vec<Pattern> {
+fn compile(field: &str, list: &[String], d: &mut ConfigErrors) -> Vec<Pattern> {
     list.iter()
         .enumerate()
         .filter_map(|(i, p)| match Pattern::parse(p) {
             Ok(p) => Some(p),
             Err(e) => {
-                d.error(format!("{path}[{i}]"), e);
+                d.push(format!("{field}[{i}]"), e);
                 None
             }
         })
         .collect()
 }
 
-impl ReceiverFactory for AppFactory {
-    fn build(
-        &self,
-        config: &ComponentConfig,
-        ctx: &BuildContext,
-    ) -> Result<Box<dyn Receiver>, Diagnostics> {
-        let cfg: AppConfig = config.parse()?;
-        let p = &config.path;
-        let mut d = Diagnostics::default();
+impl ReceiverComponent for AppFactory {
+    fn build(&self, cfg: AppConfig, ctx: &BuildContext) -> Result<Box<dyn Receiver>, ConfigErrors> {
+        let mut d = ConfigErrors::new();
         let max = tapline_ebpf::app::raw::APP_MAX_CAPTURE;
         if cfg.capture_bytes > max {
-            d.error(
-                format!("{p}.capture_bytes"),
-                format!("must be at most {max}"),
-            );
+            d.push("capture_bytes", format!("must be at most {max}"));
         }
         let rb = cfg.ring_buffer_size.0;
         if !rb.is_power_of_two() || !(4096..=(1 << 30)).contains(&rb) {
-            d.error(
-                format!("{p}.ring_buffer_size"),
+            d.push(
+                "ring_buffer_size",
                 format!("{rb} bytes: must be a power of two between 4KiB and 1GiB"),
             );
         }
         if cfg.metrics_interval.is_zero() {
-            d.error(format!("{p}.metrics_interval"), "must be above zero");
+            d.push("metrics_interval", "must be above zero");
         }
         if cfg.discovery.poll_interval.is_zero() {
-            d.error(format!("{p}.discovery.poll_interval"), "must be above zero");
+            d.push("discovery.poll_interval", "must be above zero");
         }
         if cfg.routes.max_routes == 0 {
-            d.error(format!("{p}.routes.max_routes"), "must be at least 1");
+            d.push("routes.max_routes", "must be at least 1");
         }
         if cfg.max_connections == 0 {
-            d.error(format!("{p}.max_connections"), "must be at least 1");
+            d.push("max_connections", "must be at least 1");
         }
         for (i, s) in cfg.discovery.instrument.iter().enumerate() {
             if s.open_ports.is_none() && s.exe_path.is_none() {
-                d.error(
-                    format!("{p}.discovery.instrument[{i}]"),
+                d.push(
+                    format!("discovery.instrument[{i}]"),
                     "empty selector: give open_ports and/or exe_path",
                 );
             }
         }
-        let patterns = compile(
-            &format!("{p}.routes.patterns"),
-            &cfg.routes.patterns,
-            &mut d,
-        );
+        let patterns = compile("routes.patterns", &cfg.routes.patterns, &mut d);
         let ignored = compile(
-            &format!("{p}.routes.ignored_patterns"),
+            "routes.ignored_patterns",
             &cfg.routes.ignored_patterns,
             &mut d,
         );
-        if d.has_errors() {
+        let buckets =
+            match HistogramBuckets::for_component(ctx, "extension", cfg.extension.as_deref()) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    d.extend(e);
+                    None
+                }
+            };
+        let Some(buckets) = buckets.filter(|_| d.is_empty()) else {
             return Err(d);
-        }
+        };
         let id = ctx.id.to_string();
         let lost = ctx.telemetry.counter(
             "tapline_ebpf_events_lost_total",
@@ -277,9 +278,6 @@ impl ReceiverFactory for AppFactory {
             unmatched: cfg.routes.unmatched,
             max_routes: cfg.routes.max_routes,
         };
-        let buckets = ctx
-            .shared
-            .get_or_init(HistogramBuckets::SHARED_KEY, HistogramBuckets::default);
         Ok(Box::new(AppReceiver {
             buckets,
             cfg,

@@ -156,6 +156,12 @@ pub enum FlowAttribute {
     TaplineIp,
 }
 
+impl Default for FlowsConfig {
+    fn default() -> Self {
+        tapline_core::config::all_defaults()
+    }
+}
+
 impl FlowAttribute {
     pub const ALL: [FlowAttribute; 12] = [
         FlowAttribute::SrcAddress,

@@ -17,10 +17,11 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
-use tapline_core::config::{ComponentConfig, Diagnostics};
 use tapline_core::data::{Resource, Signal, SignalKind, Str, Value};
 use tapline_core::telemetry::{Counter, Gauge};
-use tapline_core::{BuildContext, FactoryInfo, Receiver, ReceiverContext, ReceiverFactory};
+use tapline_core::{
+    BuildContext, Component, ConfigErrors, Receiver, ReceiverComponent, ReceiverContext,
+};
 use tapline_ebpf::flows::FlowCapture;
 use tapline_ebpf::sys::host::{boot_offset_ns, first_host_address, hostname};
 use tapline_ebpf::sys::netlink::LinkWatcher;
@@ -35,28 +36,23 @@ pub use convert::{Converter, ConverterOptions, EvictionStats, Overflow};
 
 pub struct FlowsFactory;
 
-impl FactoryInfo for FlowsFactory {
-    fn type_name(&self) -> &'static str {
-        "flows"
-    }
-    fn description(&self) -> &'static str {
-        "Network flows seen by eBPF on the host's interfaces (tc or socket filter): bytes and packets per flow"
-    }
-    fn signals(&self) -> &'static [SignalKind] {
-        &[SignalKind::Metrics]
-    }
+impl Component for FlowsFactory {
+    type Config = FlowsConfig;
+    const TYPE_NAME: &'static str = "flows";
+    const DESCRIPTION: &'static str = "Network flows seen by eBPF on the host's interfaces (tc or socket filter): bytes and packets per flow";
+    const SIGNALS: &'static [SignalKind] = &[SignalKind::Metrics];
 }
 
-impl ReceiverFactory for FlowsFactory {
+impl ReceiverComponent for FlowsFactory {
     fn build(
         &self,
-        config: &ComponentConfig,
+        cfg: FlowsConfig,
         ctx: &BuildContext,
-    ) -> Result<Box<dyn Receiver>, Diagnostics> {
-        let cfg: FlowsConfig = config.parse()?;
-        let d = cfg.validate(&config.path);
+    ) -> Result<Box<dyn Receiver>, ConfigErrors> {
+        // The checks name nested fields (interfaces[2].name) themselves.
+        let d = cfg.validate(&ctx.path);
         if d.has_errors() {
-            return Err(d);
+            return Err(d.into());
         }
         for w in d.warnings() {
             warn!("{}: {}", w.path, w.message);
@@ -65,7 +61,7 @@ impl ReceiverFactory for FlowsFactory {
         let labels = [("receiver", id.as_str())];
         let t = &ctx.telemetry;
         Ok(Box::new(Flows {
-            path: config.path.clone(),
+            path: ctx.path.clone(),
             cfg,
             lost: t.counter(
                 "tapline_ebpf_events_lost_total",

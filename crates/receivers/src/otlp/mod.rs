@@ -19,12 +19,13 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use serde::Deserialize;
 use tapline_core::config::types::ByteSize;
-use tapline_core::config::{ComponentConfig, Diagnostics};
 use tapline_core::data::otlp::{metrics_from_proto, traces_from_proto};
 use tapline_core::data::{Signal, SignalKind};
 use tapline_core::pipeline::{ReceiverOutput, SendError};
 use tapline_core::tls::TlsServerConfig;
-use tapline_core::{BuildContext, FactoryInfo, Receiver, ReceiverContext, ReceiverFactory};
+use tapline_core::{
+    BuildContext, Component, ConfigErrors, Receiver, ReceiverComponent, ReceiverContext,
+};
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -69,9 +70,10 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<ProtocolOver
     ))
 }
 
+/// `receivers.otlp` as written; [`OtlpReceiverConfig`] is what it resolves to.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawConfig {
+pub struct RawConfig {
     /// Both protocols on their default endpoints when left out.
     #[serde(default)]
     protocols: Option<ProtocolsConfig>,
@@ -96,25 +98,16 @@ fn resolve(o: Option<ProtocolOverrides>, default_port: u16) -> Option<ProtocolCo
 
 pub struct OtlpReceiverFactory;
 
-impl FactoryInfo for OtlpReceiverFactory {
-    fn type_name(&self) -> &'static str {
-        "otlp"
-    }
-    fn description(&self) -> &'static str {
-        "Accepts OTLP metrics and traces over gRPC (4317) and HTTP/protobuf (4318)"
-    }
-    fn signals(&self) -> &'static [SignalKind] {
-        &[SignalKind::Metrics, SignalKind::Traces]
-    }
+impl Component for OtlpReceiverFactory {
+    type Config = RawConfig;
+    const TYPE_NAME: &'static str = "otlp";
+    const DESCRIPTION: &'static str =
+        "Accepts OTLP metrics and traces over gRPC (4317) and HTTP/protobuf (4318)";
+    const SIGNALS: &'static [SignalKind] = &[SignalKind::Metrics, SignalKind::Traces];
 }
 
-impl ReceiverFactory for OtlpReceiverFactory {
-    fn build(
-        &self,
-        config: &ComponentConfig,
-        _ctx: &BuildContext,
-    ) -> Result<Box<dyn Receiver>, Diagnostics> {
-        let raw: RawConfig = config.parse()?;
+impl ReceiverComponent for OtlpReceiverFactory {
+    fn build(&self, raw: RawConfig, ctx: &BuildContext) -> Result<Box<dyn Receiver>, ConfigErrors> {
         let protocols = raw.protocols.unwrap_or(ProtocolsConfig {
             grpc: Some(Default::default()),
             http: Some(Default::default()),
@@ -123,12 +116,9 @@ impl ReceiverFactory for OtlpReceiverFactory {
             grpc: resolve(protocols.grpc, 4317),
             http: resolve(protocols.http, 4318),
         };
-        let mut diags = Diagnostics::default();
+        let mut errors = ConfigErrors::new();
         if cfg.grpc.is_none() && cfg.http.is_none() {
-            diags.error(
-                format!("{}.protocols", config.path),
-                "enable at least one of grpc and http",
-            );
+            errors.push("protocols", "enable at least one of grpc and http");
         }
         let mut tls = [None, None];
         for (i, (name, p)) in [("grpc", &cfg.grpc), ("http", &cfg.http)]
@@ -136,9 +126,9 @@ impl ReceiverFactory for OtlpReceiverFactory {
             .enumerate()
         {
             let Some(p) = p else { continue };
-            let ppath = format!("{}.protocols.{name}", config.path);
+            let field = format!("protocols.{name}");
             if p.max_recv_msg_size.0 == 0 {
-                diags.error(format!("{ppath}.max_recv_msg_size"), "must be above zero");
+                errors.push(format!("{field}.max_recv_msg_size"), "must be above zero");
             }
             if let Some(t) = &p.tls {
                 let alpn: &[&[u8]] = if name == "grpc" {
@@ -146,22 +136,19 @@ impl ReceiverFactory for OtlpReceiverFactory {
                 } else {
                     &[b"http/1.1"]
                 };
-                match t.build(&format!("{ppath}.tls"), alpn) {
+                match t.build(&format!("{}.{field}.tls", ctx.path), alpn) {
                     Ok(c) => tls[i] = Some(c),
-                    Err(e) => diags.error(format!("{ppath}.tls"), e),
+                    Err(e) => errors.push(format!("{field}.tls"), e),
                 }
             }
         }
-        if diags.has_errors() {
-            return Err(diags);
-        }
         let [grpc_tls, http_tls] = tls;
-        Ok(Box::new(OtlpReceiver {
-            path: config.path.clone(),
+        errors.or_ok(Box::new(OtlpReceiver {
+            path: ctx.path.clone(),
             config: cfg,
             grpc_tls,
             http_tls,
-        }))
+        }) as Box<dyn Receiver>)
     }
 }
 

@@ -1,25 +1,34 @@
-//! The three kinds of component and the factories that build them.
+//! The four kinds of component and the factories that build them.
 //!
 //! Every component has the same shape: a factory (registered by type name) parses the typed
 //! config and builds the component without starting anything, so `validate` can build a whole
-//! graph safely; the runtime starts what was built.
+//! graph safely; the runtime starts what was built. Component authors implement one of the
+//! typed traits in [`typed`] (a config struct, a type name, `build`); the generic adapter there
+//! supplies the type-erased factory the registry stores, parses the config and prefixes every
+//! problem with the component's config path.
 
-use std::any::Any;
-use std::collections::HashMap;
+mod context;
+pub mod typed;
+
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::future::BoxFuture;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::{ComponentConfig, Diagnostics};
 use crate::data::{SharedSignal, SignalKind};
 use crate::pipeline::{ProcessorLayer, ReceiverOutput};
-use crate::telemetry::Telemetry;
+
+pub use context::{BackgroundTask, BuildContext, BuiltExtension, Extensions, SharedState};
+pub use typed::{
+    Component, ConfigErrors, ExporterComponent, ExtensionComponent, ProcessorComponent,
+    ReceiverComponent,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ComponentKind {
+    Extension,
     Receiver,
     Processor,
     Exporter,
@@ -29,6 +38,7 @@ impl ComponentKind {
     /// The top-level config section of this kind.
     pub fn section(self) -> &'static str {
         match self {
+            ComponentKind::Extension => "extensions",
             ComponentKind::Receiver => "receivers",
             ComponentKind::Processor => "processors",
             ComponentKind::Exporter => "exporters",
@@ -36,6 +46,7 @@ impl ComponentKind {
     }
     pub fn as_str(self) -> &'static str {
         match self {
+            ComponentKind::Extension => "extension",
             ComponentKind::Receiver => "receiver",
             ComponentKind::Processor => "processor",
             ComponentKind::Exporter => "exporter",
@@ -82,59 +93,6 @@ impl fmt::Display for ComponentId {
     }
 }
 
-/// A task that a component needs running while the graph runs (a cache watcher, a server),
-/// started after exporters and before receivers, cancelled at shutdown.
-pub type BackgroundTask = Box<dyn FnOnce(CancellationToken) -> BoxFuture<'static, ()> + Send>;
-
-/// State shared by every instance of one component across pipelines (a Kubernetes cache is
-/// built once, not once per pipeline).
-#[derive(Clone, Default)]
-pub struct SharedState {
-    inner: Arc<Mutex<HashMap<String, Arc<dyn Any + Send + Sync>>>>,
-}
-
-impl SharedState {
-    /// The value stored under `key`, created by `init` on first use.
-    pub fn get_or_init<T: Any + Send + Sync>(&self, key: &str, init: impl FnOnce() -> T) -> Arc<T> {
-        let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(v) = map.get(key).and_then(|v| v.clone().downcast::<T>().ok()) {
-            return v;
-        }
-        let v = Arc::new(init());
-        map.insert(key.to_string(), v.clone());
-        v
-    }
-}
-
-/// What a factory gets besides its config.
-pub struct BuildContext {
-    pub id: ComponentId,
-    pub telemetry: Telemetry,
-    pub shared: SharedState,
-    background: Arc<Mutex<Vec<(String, BackgroundTask)>>>,
-}
-
-impl BuildContext {
-    pub fn new(id: ComponentId, telemetry: Telemetry, shared: SharedState) -> Self {
-        BuildContext {
-            id,
-            telemetry,
-            shared,
-            background: Default::default(),
-        }
-    }
-    /// Registers a task to run while the graph runs. Nothing runs during `validate`.
-    pub fn spawn_on_start(&self, task: BackgroundTask) {
-        self.background
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((self.id.to_string(), task));
-    }
-    pub(crate) fn take_background(&self) -> Vec<(String, BackgroundTask)> {
-        std::mem::take(&mut *self.background.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-}
-
 /// What every factory tells the registry and `tapline components` about itself.
 pub trait FactoryInfo: Send + Sync {
     fn type_name(&self) -> &'static str;
@@ -156,9 +114,11 @@ pub trait Receiver: Send {
 pub struct ReceiverContext {
     pub id: ComponentId,
     pub output: ReceiverOutput,
-    pub shutdown: CancellationToken,
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
+/// The type-erased receiver factory the registry stores. Implement [`ReceiverComponent`]
+/// instead; it provides this.
 pub trait ReceiverFactory: FactoryInfo {
     fn build(
         &self,
@@ -167,51 +127,91 @@ pub trait ReceiverFactory: FactoryInfo {
     ) -> Result<Box<dyn Receiver>, Diagnostics>;
 }
 
-/// Processors are tower layers; see [`crate::pipeline::BatchLayer`] for the simple case.
+/// The type-erased processor factory. It builds a processor once per component id; every
+/// pipeline that lists the id gets a clone of the same layer, so what the processor holds (a
+/// cache, a watcher) exists once however many pipelines use it. Implement
+/// [`ProcessorComponent`] or use
+/// [`Registry::register_fn_processor`](crate::Registry::register_fn_processor) instead.
 pub trait ProcessorFactory: FactoryInfo {
-    /// Called once per pipeline that lists the processor.
     fn build(
         &self,
         config: &ComponentConfig,
-        signal: SignalKind,
         ctx: &BuildContext,
     ) -> Result<ProcessorLayer, Diagnostics>;
 }
 
-/// A destination. `export` is called with one batch at a time, in order; the runtime owns the
-/// queue in front of it and counts what it drops.
+/// A destination. `export` is called with one batch at a time, in order; the framework's
+/// exporter helper owns the queue in front of it, retries what the exporter reports as
+/// retryable, bounds each attempt by [`Exporter::attempt_timeout`], and counts what it drops.
 #[async_trait]
 pub trait Exporter: Send {
     /// Binds ports and connects; called before any receiver starts.
     async fn start(&mut self) -> anyhow::Result<()> {
         Ok(())
     }
+    /// One attempt at delivering `batch`.
     async fn export(&mut self, batch: SharedSignal) -> Result<(), ExportError>;
     /// Flushes what it buffers; called once the queue is drained.
     async fn shutdown(&mut self) -> anyhow::Result<()> {
         Ok(())
     }
+    /// How long one attempt at a batch of `kind` may take before it counts as a retryable
+    /// failure. `None`: as long as it takes.
+    fn attempt_timeout(&self, _kind: SignalKind) -> Option<Duration> {
+        None
+    }
+    /// Another handle on the same destination, for `queue.concurrency` above 1: each handle
+    /// exports one batch at a time. `None` (the default): this exporter sends one batch at a
+    /// time, and a higher concurrency is a configuration error.
+    fn fork(&self) -> Option<Box<dyn Exporter>> {
+        None
+    }
 }
 
-/// A failed export: the batch's items are counted as dropped.
+/// A failed export attempt. Permanent failures drop the batch at once (its items counted as
+/// dropped); retryable ones are retried by the exporter helper, no sooner than `retry_after`
+/// when the destination said when (gRPC RetryInfo, HTTP `Retry-After`).
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct ExportError {
     pub message: String,
+    pub retryable: bool,
+    pub retry_after: Option<Duration>,
 }
 
 impl ExportError {
+    /// A permanent failure.
     pub fn new(message: impl Into<String>) -> Self {
         ExportError {
             message: message.into(),
+            retryable: false,
+            retry_after: None,
+        }
+    }
+    /// A failure worth retrying, with the destination's hint of when, if it gave one.
+    pub fn retryable(message: impl Into<String>, retry_after: Option<Duration>) -> Self {
+        ExportError {
+            message: message.into(),
+            retryable: true,
+            retry_after,
         }
     }
 }
 
+/// The type-erased exporter factory. Implement [`ExporterComponent`] instead.
 pub trait ExporterFactory: FactoryInfo {
     fn build(
         &self,
         config: &ComponentConfig,
         ctx: &BuildContext,
     ) -> Result<Box<dyn Exporter>, Diagnostics>;
+}
+
+/// The type-erased extension factory. Implement [`ExtensionComponent`] instead.
+pub trait ExtensionFactory: FactoryInfo {
+    fn build(
+        &self,
+        config: &ComponentConfig,
+        ctx: &BuildContext,
+    ) -> Result<Arc<dyn std::any::Any + Send + Sync>, Diagnostics>;
 }

@@ -1,5 +1,5 @@
 //! The `tapline` command line, shared by the `tapline` binary and by any binary a library user
-//! builds with extra components: `tapline_core::cli::main(registry, default_config)`.
+//! builds with extra components: `tapline_service::main(registry, default_config)`.
 //!
 //! Exit codes: 0 ok, 1 runtime failure, 2 configuration error.
 
@@ -10,10 +10,10 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::config::{self, ConfigSource, Diagnostics, LoadOptions, LoadedConfig, LogFormat};
-use crate::pipeline;
-use crate::registry::Registry;
-use crate::telemetry::Telemetry;
+use tapline_core::config::{self, ConfigSource, Diagnostics, LoadOptions, LoadedConfig, LogFormat};
+use tapline_core::pipeline;
+use tapline_core::registry::Registry;
+use tapline_core::telemetry::Telemetry;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -42,7 +42,7 @@ enum Command {
     Run(ConfigArgs),
     /// Builds the whole pipeline graph without starting it and prints every problem.
     Validate(ConfigArgs),
-    /// Lists every component type with the signals it supports.
+    /// Lists every component and extension type with the signals it supports.
     Components,
 }
 
@@ -132,7 +132,7 @@ pub fn components_table(registry: &Registry) -> String {
             .collect::<Vec<_>>()
             .join(",");
         out.push_str(&format!(
-            "{:<10} {:<14} {:<16} {}\n",
+            "{:<10} {:<18} {:<16} {}\n",
             l.kind.as_str(),
             l.type_name,
             signals,
@@ -202,8 +202,7 @@ async fn run(registry: Registry, opts: LoadOptions) -> ExitCode {
     }
     let server_stop = CancellationToken::new();
     if let Some(addr) = loaded.service.telemetry.metrics.endpoint {
-        if let Err(e) = crate::telemetry::serve(telemetry.clone(), addr, server_stop.clone()).await
-        {
+        if let Err(e) = crate::server::serve(telemetry.clone(), addr, server_stop.clone()).await {
             error!("{e:#}");
             return ExitCode::from(EXIT_RUNTIME);
         }
