@@ -78,51 +78,13 @@ fn python_https_server(
 
 /// nginx (1 worker) serving `dir/www` over TLS on 127.0.0.1:`port`.
 fn nginx_https_server(dir: &Path, port: u16, cert: &Path, key: &Path) -> ChildGuard {
-    let d = dir.display();
-    for sub in ["www", "tmp"] {
-        std::fs::create_dir_all(dir.join(sub)).unwrap();
-    }
-    let conf = format!(
-        "worker_processes 1;\n\
-         user root;\n\
-         pid {d}/nginx.pid;\n\
-         error_log {d}/error.log;\n\
-         events {{ worker_connections 1024; }}\n\
-         http {{\n\
-           access_log off;\n\
-           sendfile on;\n\
-           default_type application/octet-stream;\n\
-           client_body_temp_path {d}/tmp/body;\n\
-           proxy_temp_path {d}/tmp/proxy;\n\
-           fastcgi_temp_path {d}/tmp/fastcgi;\n\
-           uwsgi_temp_path {d}/tmp/uwsgi;\n\
-           scgi_temp_path {d}/tmp/scgi;\n\
-           server {{\n\
-             listen 127.0.0.1:{port} ssl;\n\
-             ssl_certificate {};\n\
-             ssl_certificate_key {};\n\
-             root {d}/www;\n\
-           }}\n\
-         }}\n",
+    let block = format!(
+        "listen 127.0.0.1:{port} ssl; ssl_certificate {}; ssl_certificate_key {}; root {};",
         cert.display(),
-        key.display()
+        key.display(),
+        dir.join("www").display()
     );
-    let conf_path = dir.join("nginx.conf");
-    std::fs::write(&conf_path, conf).unwrap();
-    let child = Command::new("nginx")
-        .arg("-p")
-        .arg(dir)
-        .arg("-c")
-        .arg(&conf_path)
-        .args(["-g", "daemon off;"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn nginx (apt-get install nginx-light)");
-    let child = ChildGuard::adopt("server", child);
-    wait_port(port, Duration::from_secs(10));
-    child
+    nginx_with_server_block(dir, port, &block)
 }
 
 /// A python `ssl` client: `requests` keep-alive GETs of `path` on one connection; prints the

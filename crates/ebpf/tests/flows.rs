@@ -3,8 +3,7 @@
 
 use std::{
     collections::HashMap,
-    io::{Read, Write},
-    net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
+    net::{IpAddr, Ipv4Addr, UdpSocket},
     time::{Duration, Instant},
 };
 
@@ -118,40 +117,6 @@ fn within_1pct(a: u64, b: u64) -> bool {
     a.abs_diff(b) * 100 <= b
 }
 
-/// TCP transfer of TCP_BYTES from A to B:5001; returns the client's local port.
-fn tcp_transfer(pair: &NetPair, server: IpAddr) -> u16 {
-    let listener = in_netns(&pair.b, || {
-        TcpListener::bind(SocketAddr::new(server, 5001)).unwrap()
-    });
-    let srv = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let mut buf = vec![0u8; 65536];
-        let mut n = 0;
-        loop {
-            match s.read(&mut buf).unwrap() {
-                0 => break,
-                k => n += k,
-            }
-        }
-        n
-    });
-    let port = in_netns(&pair.a, || {
-        let mut c =
-            TcpStream::connect_timeout(&SocketAddr::new(server, 5001), Duration::from_secs(5))
-                .unwrap();
-        let chunk = vec![0x5au8; 65536];
-        for _ in 0..TCP_BYTES / chunk.len() {
-            c.write_all(&chunk).unwrap();
-        }
-        let port = c.local_addr().unwrap().port();
-        c.shutdown(std::net::Shutdown::Both).unwrap();
-        port
-    });
-    assert_eq!(srv.join().unwrap(), TCP_BYTES);
-    port
-}
-
 fn tcp_volume(ipv6: bool, tag: &str) {
     require_root();
     let pair = NetPair::new(tag, ipv6);
@@ -162,7 +127,7 @@ fn tcp_volume(ipv6: bool, tag: &str) {
     };
     let mut port = 0;
     let run = capture(&pair, &[FlowsKernelConfig::default()], |_, _| {
-        port = tcp_transfer(&pair, b);
+        port = tcp_transfer(&pair, b, TCP_BYTES);
     })
     .remove(0);
     assert_totals_match(&run);
@@ -396,7 +361,7 @@ fn socket_filter_gives_the_same_totals_as_tc() {
         ..Default::default()
     };
     let runs = capture(&pair, &[FlowsKernelConfig::default(), sock_cfg], |_, _| {
-        tcp_transfer(&pair, B4.parse().unwrap());
+        tcp_transfer(&pair, B4.parse().unwrap(), TCP_BYTES);
         in_netns(&pair.a, || {
             let s = UdpSocket::bind((A4, 40001)).unwrap();
             for _ in 0..200 {

@@ -3,47 +3,12 @@
 //! exported is compared with what the interface counted.
 mod flows_util;
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
 use flows_util::*;
 
 const TCP_BYTES: usize = 4 << 20;
-
-/// TCP transfer of TCP_BYTES from A (client) to B:5001; returns the client's port.
-fn tcp_transfer(pair: &NetPair, server: IpAddr) -> u16 {
-    let listener = in_netns(&pair.b, || {
-        TcpListener::bind(SocketAddr::new(server, 5001)).unwrap()
-    });
-    let srv = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let mut buf = vec![0u8; 65536];
-        let mut n = 0;
-        loop {
-            match s.read(&mut buf).unwrap() {
-                0 => break,
-                k => n += k,
-            }
-        }
-        n
-    });
-    let port = in_netns(&pair.a, || {
-        let mut c =
-            TcpStream::connect_timeout(&SocketAddr::new(server, 5001), Duration::from_secs(5))
-                .unwrap();
-        let chunk = vec![0x5au8; 65536];
-        for _ in 0..TCP_BYTES / chunk.len() {
-            c.write_all(&chunk).unwrap();
-        }
-        let port = c.local_addr().unwrap().port();
-        c.shutdown(std::net::Shutdown::Both).unwrap();
-        port
-    });
-    assert_eq!(srv.join().unwrap(), TCP_BYTES);
-    port
-}
 
 /// Starts an agent on `va`, waits for link-up chatter to end, runs `traffic`, stops the agent;
 /// returns what it exported and the deltas of `va`'s counters.
@@ -114,7 +79,7 @@ fn tcp(ipv6: bool) {
     ));
     let mut port = 0;
     let (got, delta) = run(&pair, &yaml, &["flows"], || {
-        port = tcp_transfer(&pair, b.parse().unwrap());
+        port = tcp_transfer(&pair, b.parse().unwrap(), TCP_BYTES);
     });
     assert_totals(&got, "collect", a, delta);
     let port_s = port.to_string();
@@ -319,7 +284,7 @@ service:
 "
     );
     let (got, delta) = run(&pair, &yaml, &["flows/tc", "flows/sock"], || {
-        tcp_transfer(&pair, B4.parse().unwrap());
+        tcp_transfer(&pair, B4.parse().unwrap(), TCP_BYTES);
         let server = in_netns(&pair.b, || UdpSocket::bind((B4, 9001)).unwrap());
         in_netns(&pair.a, || {
             let s = UdpSocket::bind((A4, 40001)).unwrap();

@@ -387,3 +387,42 @@ pub fn bpf_object_remains(kind: &str, id: u32) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Sends `bytes` (a multiple of 64 KiB) over one TCP connection from namespace A to
+/// `server`:5001 in namespace B, checks that B read every byte, and returns the client's port.
+pub fn tcp_transfer(pair: &NetPair, server: std::net::IpAddr, bytes: usize) -> u16 {
+    let listener = in_netns(&pair.b, || {
+        std::net::TcpListener::bind(std::net::SocketAddr::new(server, 5001)).unwrap()
+    });
+    let srv = std::thread::spawn(move || {
+        use std::io::Read;
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut buf = vec![0u8; 65536];
+        let mut n = 0;
+        loop {
+            match s.read(&mut buf).unwrap() {
+                0 => break,
+                k => n += k,
+            }
+        }
+        n
+    });
+    let port = in_netns(&pair.a, || {
+        use std::io::Write;
+        let mut c = std::net::TcpStream::connect_timeout(
+            &std::net::SocketAddr::new(server, 5001),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let chunk = vec![0x5au8; 65536];
+        for _ in 0..bytes / chunk.len() {
+            c.write_all(&chunk).unwrap();
+        }
+        let port = c.local_addr().unwrap().port();
+        c.shutdown(std::net::Shutdown::Both).unwrap();
+        port
+    });
+    assert_eq!(srv.join().unwrap(), bytes);
+    port
+}

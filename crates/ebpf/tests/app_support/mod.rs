@@ -129,6 +129,17 @@ pub fn write_file(path: &Path, len: usize) {
 
 /// nginx (master + 1 worker, `user root`, sendfile on) serving `dir/www` on 127.0.0.1:`port`.
 pub fn nginx_server(dir: &Path, port: u16) -> ChildGuard {
+    let root = dir.join("www");
+    nginx_with_server_block(
+        dir,
+        port,
+        &format!("listen 127.0.0.1:{port}; root {};", root.display()),
+    )
+}
+
+/// nginx (master + 1 worker, `user root`, sendfile on, no access log) whose one `server` block
+/// is `server_block`, listening on `port`; `dir` holds its configuration, logs and temp files.
+pub fn nginx_with_server_block(dir: &Path, port: u16, server_block: &str) -> ChildGuard {
     let d = dir.display();
     for sub in ["www", "tmp"] {
         std::fs::create_dir_all(dir.join(sub)).unwrap();
@@ -148,7 +159,7 @@ pub fn nginx_server(dir: &Path, port: u16) -> ChildGuard {
            fastcgi_temp_path {d}/tmp/fastcgi;\n\
            uwsgi_temp_path {d}/tmp/uwsgi;\n\
            scgi_temp_path {d}/tmp/scgi;\n\
-           server {{ listen 127.0.0.1:{port}; root {d}/www; }}\n\
+           server {{ {server_block} }}\n\
          }}\n"
     );
     let conf_path = dir.join("nginx.conf");
@@ -163,7 +174,7 @@ pub fn nginx_server(dir: &Path, port: u16) -> ChildGuard {
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
-        .expect("spawn nginx");
+        .expect("spawn nginx (apt-get install nginx-light)");
     let child = ChildGuard::adopt("server", child);
     wait_port(port, Duration::from_secs(10));
     child
