@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use tapline_core::config::ComponentConfig;
 use tapline_core::data::*;
+use tapline_core::pipeline::{ExporterSettings, RetryingExporter};
 use tapline_core::telemetry::Telemetry;
-use tapline_core::{Exporter, Registry};
+use tapline_core::Registry;
 use tapline_exporters::otlp::{OtlpConfig, OtlpExporter};
 use tapline_receivers::otlp::OtlpReceiverFactory;
 use tapline_test_support::harness::load_config;
@@ -79,12 +80,15 @@ fn spans(tag: &'static str) -> SharedSignal {
     }))
 }
 
-fn exporter(yaml: &str) -> OtlpExporter {
-    let value: serde_json::Value = serde_yaml_to_json(yaml);
-    let cfg: OtlpConfig = ComponentConfig::new("exporters.otlp", value)
-        .parse()
-        .unwrap();
-    OtlpExporter::new(&cfg, "exporters.otlp", &build_context("otlp"), &|_| None).unwrap()
+/// The OTLP exporter behind the framework's exporter helper, which owns the `retry:` block.
+fn exporter(yaml: &str) -> RetryingExporter {
+    let mut config = ComponentConfig::new("exporters.otlp", serde_yaml_to_json(yaml));
+    let settings = ExporterSettings::take_from(&mut config).unwrap();
+    let cfg: OtlpConfig = config.parse().unwrap();
+    let otlp =
+        OtlpExporter::new(&cfg, "exporters.otlp", &build_context("otlp"), &|_| None).unwrap();
+    let retries = Telemetry::new().counter("tapline_exporter_retries_total", "retries", &[]);
+    RetryingExporter::new(Box::new(otlp), settings.retry, retries)
 }
 
 fn serde_yaml_to_json(yaml: &str) -> serde_json::Value {

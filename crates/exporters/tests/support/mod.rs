@@ -138,7 +138,11 @@ pub fn parse_rotel_log(text: &str) -> Vec<RotelItem> {
         let starts = |p: &str| line.starts_with(p);
         if starts("ResourceSpans #") || starts("ResourceMetrics #") {
             out.extend(current.take());
+            // A new block: nothing of the previous one (a metric's name, its descriptor)
+            // belongs to what follows, whichever signal rotel happens to log first.
             resource.clear();
+            metric.clear();
+            descriptor.clear();
             mode = Mode::None;
         } else if line == "Resource attributes:" {
             mode = Mode::Resource;
