@@ -48,7 +48,7 @@ use aya::programs::tp_btf::BtfTracePointLinkId;
 use aya::programs::{BtfTracePoint, ProgramError, UProbe};
 use aya::{Btf, Ebpf, EbpfError, EbpfLoader};
 
-pub use event::{AppEvent, ConnEvent, DataEvent, Direction, Role, Syscall};
+pub use event::{AppEvent, ConnEvent, DataEvent, Direction, HttpEnd, HttpEvent, Role, Syscall};
 pub use tls::{TlsLibrary, TlsScan, APP_SSL_PROGRAMS};
 
 /// The compiled eBPF object (built by `build-objects.sh` from `src/bpf/app.bpf.c`).
@@ -124,6 +124,11 @@ pub struct AppCaptureConfig {
     /// Also exclude the current process (default true), so that tapline does not trace its
     /// own exporters.
     pub exclude_self: bool,
+    /// Frame HTTP/1.x in the kernel (default true): one [`AppEvent::Http`] per request and
+    /// response instead of one [`AppEvent::Data`] per call, bodies counted and never copied.
+    /// Connections the kernel cannot frame (see `src/bpf/http_framing.h`) are reported per
+    /// call, as every connection is with `false`.
+    pub frame_http: bool,
 }
 
 impl Default for AppCaptureConfig {
@@ -136,6 +141,7 @@ impl Default for AppCaptureConfig {
             exclude_pids: Vec::new(),
             include_pids: Vec::new(),
             exclude_self: true,
+            frame_http: true,
         }
     }
 }
@@ -435,6 +441,7 @@ impl AppCapture {
                 capture_bytes: cfg.capture_bytes,
                 wakeup_bytes: cfg.wakeup_bytes.min(rb / 2),
                 filter_mode: filter_mode_value(cfg.filter_mode),
+                frame_http: cfg.frame_http.into(),
                 ..Default::default()
             },
             pid_marks: Default::default(),
@@ -711,6 +718,12 @@ impl AppCapture {
     /// Events written into the ring buffer (summed over CPUs, since load).
     pub fn emitted_events(&self) -> u64 {
         self.stat(raw::APP_STAT_EMITTED)
+    }
+
+    /// HTTP/1.x connections the kernel stopped framing (a shape it does not frame), whose later
+    /// calls came per call (summed over CPUs, since load).
+    pub fn http_fallbacks(&self) -> u64 {
+        self.stat(raw::APP_STAT_HTTP_FALLBACK)
     }
 
     /// Threads of any process inside a probed `SSL_*` call right now (while there are none,

@@ -16,6 +16,15 @@ use tapline_ebpf::app::{
 use tapline_test_support::netns::{bpf_object_remains, require_root};
 use tapline_test_support::{free_port, tempdir};
 
+/// These tests check the per-call capture: HTTP/1.x framing in the kernel is off (its tests
+/// are in tests/app_http.rs).
+fn per_call() -> AppCaptureConfig {
+    AppCaptureConfig {
+        frame_http: false,
+        ..Default::default()
+    }
+}
+
 /// Parses curl's `-w '%{size_header} %{size_download}\n'` lines into the total response bytes.
 fn response_bytes(stdout: &[u8]) -> i64 {
     String::from_utf8_lossy(stdout)
@@ -87,6 +96,7 @@ fn collect_until_closed(cap: &mut AppCapture, client_port: u16) -> Vec<AppEvent>
 /// The capture attached, tracing only this test process, with `capture_bytes` of payload.
 fn capture_this_process(capture_bytes: u32) -> AppCapture {
     let cfg = AppCaptureConfig {
+        frame_http: false,
         capture_bytes,
         filter_mode: PidFilterMode::Only,
         include_pids: vec![std::process::id()],
@@ -202,7 +212,7 @@ fn python_http_server_and_curl() {
     write_file(&dir.join("big.bin"), 1 << 20);
     let port = free_port();
 
-    let mut cap = AppCapture::load(&AppCaptureConfig::default()).unwrap();
+    let mut cap = AppCapture::load(&per_call()).unwrap();
     cap.attach().unwrap();
     let server = python_server(&dir, port);
     let server_pid = server.id();
@@ -306,7 +316,7 @@ fn nginx_writev_and_sendfile() {
     write_file(&dir.join("www/big.bin"), 1 << 20);
     let port = free_port();
 
-    let mut cap = AppCapture::load(&AppCaptureConfig::default()).unwrap();
+    let mut cap = AppCapture::load(&per_call()).unwrap();
     cap.attach().unwrap();
     let server = nginx_server(&dir, port);
 
@@ -434,7 +444,7 @@ fn pid_filter_include_and_exclude() {
     let dir = tmp.path().to_path_buf();
     write_file(&dir.join("f.txt"), 100);
     let port = free_port();
-    let mut cap = AppCapture::load(&AppCaptureConfig::default()).unwrap();
+    let mut cap = AppCapture::load(&per_call()).unwrap();
     cap.attach().unwrap();
     let server = python_server(&dir, port);
     let spid = server.id();
@@ -605,6 +615,7 @@ fn capture_bytes_bounds_the_prefix() {
     assert!(w.is_truncated());
 
     assert!(AppCapture::load(&AppCaptureConfig {
+        frame_http: false,
         capture_bytes: 4097,
         ..Default::default()
     })
@@ -787,7 +798,7 @@ fn link_ids_of(prog: u32) -> Vec<u32> {
 fn detach_and_drop_leave_no_program_or_link() {
     require_root();
     let _serial = serial();
-    let mut cap = AppCapture::load(&AppCaptureConfig::default()).unwrap();
+    let mut cap = AppCapture::load(&per_call()).unwrap();
     cap.attach().unwrap();
     let progs: Vec<u32> = cap.program_ids().into_iter().flatten().collect();
     assert_eq!(

@@ -110,6 +110,23 @@ fn app_event_matches_btf() {
 }
 
 #[test]
+fn app_http_matches_btf() {
+    let (size, fields) = c_layout("app_http");
+    assert_eq!(size, raw::RAW_HTTP_SIZE);
+    assert_eq!(fields, rust_layout(raw::app_http_fields()));
+    // a pair record is the event header, then struct app_http
+    let (record, members) = c_layout("app_http_record");
+    assert_eq!(record, raw::RAW_APP_EVENT_SIZE + raw::RAW_HTTP_SIZE);
+    assert_eq!(
+        members
+            .iter()
+            .map(|(n, o, _)| (n.as_str(), *o))
+            .collect::<Vec<_>>(),
+        [("ev", 0), ("http", raw::RAW_APP_EVENT_SIZE)]
+    );
+}
+
+#[test]
 fn app_config_matches_btf() {
     let (size, fields) = c_layout("app_config");
     assert_eq!(size, std::mem::size_of::<raw::RawAppConfig>());

@@ -19,6 +19,15 @@ use tapline_ebpf::app::{
 use tapline_test_support::netns::require_root;
 use tapline_test_support::{free_port, tempdir, wait_port, ChildGuard};
 
+/// These tests check the per-call capture: HTTP/1.x framing in the kernel is off (its tests
+/// are in tests/app_http.rs).
+fn per_call() -> AppCaptureConfig {
+    AppCaptureConfig {
+        frame_http: false,
+        ..Default::default()
+    }
+}
+
 /// A self-signed certificate + key for 127.0.0.1 in `dir` (`cert.pem`, `key.pem`).
 fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
@@ -158,7 +167,7 @@ fn tls_bytes(events: &[AppEvent], pid: u32, conn_id: u64, dir: Direction) -> i64
 
 /// Loads + attaches the capture and the TLS probes on every libssl mapped right now.
 fn tls_capture() -> AppCapture {
-    let mut cap = AppCapture::load(&AppCaptureConfig::default()).unwrap();
+    let mut cap = AppCapture::load(&per_call()).unwrap();
     cap.attach().unwrap();
     let scan = cap.rescan_ssl();
     assert!(scan.errors.is_empty(), "{:?}", scan.errors);
@@ -650,7 +659,7 @@ fn ssl_calls_in_flight_follow_blocked_and_killed_threads() {
 fn attach_errors_and_dedup() {
     require_root();
     let _serial = serial();
-    let mut cap = AppCapture::load(&AppCaptureConfig::default()).unwrap();
+    let mut cap = AppCapture::load(&per_call()).unwrap();
 
     let missing = Path::new("/nonexistent/libssl.so.3");
     let e = cap.attach_ssl(None, missing).unwrap_err();
@@ -805,6 +814,7 @@ fn pid_filter_applies_to_tls() {
     let server = python_https_server(&dir, port, &cert, &key, &[]);
     let spid = server.id();
     let cfg = AppCaptureConfig {
+        frame_http: false,
         filter_mode: tapline_ebpf::app::PidFilterMode::Only,
         include_pids: vec![spid],
         ..Default::default()
@@ -844,7 +854,7 @@ fn per_process_probes() {
     let port = free_port();
     let server = python_https_server(&dir, port, &cert, &key, &[]);
     let spid = server.id();
-    let mut cap = AppCapture::load(&AppCaptureConfig::default()).unwrap();
+    let mut cap = AppCapture::load(&per_call()).unwrap();
     cap.attach().unwrap();
     let scan = cap.rescan_ssl_for_pids(&[spid]);
     assert!(scan.errors.is_empty(), "{:?}", scan.errors);

@@ -16,6 +16,24 @@ pub const APP_KIND_CONNECT: u8 = 3;
 /// `app_event.kind`: close(2) of a TCP socket.
 pub const APP_KIND_CLOSE: u8 = 4;
 
+/// `app_event.kind`: one HTTP/1.x request and its response, framed in the kernel
+/// ([`RawHttp`] follows the header, then `captured_len` bytes of the request head).
+pub const APP_KIND_HTTP: u8 = 5;
+/// Longest HTTP/1.x head the kernel frames, and the most of a request head a pair record
+/// carries (longer heads are reported per call).
+pub const APP_HTTP_HEAD_MAX: u32 = 1024;
+
+/// `app_http.end`: the response's last byte.
+pub const APP_HTTP_END_COMPLETE: u8 = 0;
+/// `app_http.end`: a response without a length, ended by the connection's end.
+pub const APP_HTTP_END_CLOSE: u8 = 1;
+/// `app_http.end`: the connection ended before the response's last byte.
+pub const APP_HTTP_END_INCOMPLETE: u8 = 2;
+/// `app_http.end`: the connection ended before a response began.
+pub const APP_HTTP_END_NO_RESPONSE: u8 = 3;
+/// `app_http.end`: the kernel lost the response's framing; its later bytes come per call.
+pub const APP_HTTP_END_UNFRAMED: u8 = 4;
+
 /// `app_event.direction`: not a data event.
 pub const APP_DIR_NONE: u8 = 0;
 /// `app_event.direction`: read side.
@@ -82,6 +100,8 @@ pub const APP_STAT_LOST: u32 = 0;
 pub const APP_STAT_EMITTED: u32 = 1;
 /// Index of the counter of data syscalls not reported because they carried TLS records.
 pub const APP_STAT_TLS_SKIPPED: u32 = 2;
+/// Index of the counter of HTTP/1.x connections the kernel stopped framing.
+pub const APP_STAT_HTTP_FALLBACK: u32 = 3;
 /// Number of entries in `app_stats`.
 pub const APP_STAT_COUNT: u32 = 4;
 
@@ -119,6 +139,8 @@ pub struct RawAppConfig {
     /// The pids that matter in `filter_mode` (excluded ones in "all except", included ones in
     /// "only"), when they fit.
     pub pids: [u32; APP_INLINE_PIDS as usize],
+    /// Nonzero: frame HTTP/1.x exchanges in the kernel (one [`APP_KIND_HTTP`] record each).
+    pub frame_http: u32,
 }
 
 // SAFETY: plain old data, no padding, every bit pattern valid.
@@ -169,6 +191,47 @@ pub struct RawAppEvent {
     pub _pad: u32,
     /// `comm` of the process (its thread group leader) when the event was made, NUL-padded.
     pub comm: [u8; 16],
+}
+
+/// Mirror of `struct app_http`: what an [`APP_KIND_HTTP`] record adds after its header.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RawHttp {
+    /// Request body bytes (Content-Length, or the chunks' sizes).
+    pub request_body: u64,
+    /// Response body bytes (bytes seen for the ends other than complete).
+    pub response_body: u64,
+    /// Length of the request head (`captured_len` bytes of it follow).
+    pub request_head: u32,
+    /// Length of the final response head (0: none).
+    pub response_head: u32,
+    /// Final response status (0: none).
+    pub status: u16,
+    /// `APP_HTTP_END_*`.
+    pub end: u8,
+    /// Padding.
+    pub _pad: [u8; 5],
+}
+
+/// `sizeof(struct app_http)`.
+pub const RAW_HTTP_SIZE: usize = size_of::<RawHttp>();
+
+/// `(field name, offset, size)` of every field of [`RawHttp`].
+pub fn app_http_fields() -> Vec<(&'static str, usize, usize)> {
+    macro_rules! f {
+        ($name:ident, $ty:ty) => {
+            (stringify!($name), offset_of!(RawHttp, $name), size_of::<$ty>())
+        };
+    }
+    vec![
+        f!(request_body, u64),
+        f!(response_body, u64),
+        f!(request_head, u32),
+        f!(response_head, u32),
+        f!(status, u16),
+        f!(end, u8),
+        f!(_pad, [u8; 5]),
+    ]
 }
 
 /// `sizeof(struct app_event)`.
@@ -243,6 +306,11 @@ pub fn app_config_fields() -> Vec<(&'static str, usize, usize)> {
             offset_of!(RawAppConfig, pids),
             size_of::<[u32; APP_INLINE_PIDS as usize]>(),
         ),
+        (
+            "frame_http",
+            offset_of!(RawAppConfig, frame_http),
+            size_of::<u32>(),
+        ),
     ]
 }
 
@@ -254,6 +322,13 @@ pub fn constants() -> Vec<(&'static str, i64)> {
         ("APP_KIND_ACCEPT", APP_KIND_ACCEPT.into()),
         ("APP_KIND_CONNECT", APP_KIND_CONNECT.into()),
         ("APP_KIND_CLOSE", APP_KIND_CLOSE.into()),
+        ("APP_KIND_HTTP", APP_KIND_HTTP.into()),
+        ("APP_HTTP_HEAD_MAX", APP_HTTP_HEAD_MAX.into()),
+        ("APP_HTTP_END_COMPLETE", APP_HTTP_END_COMPLETE.into()),
+        ("APP_HTTP_END_CLOSE", APP_HTTP_END_CLOSE.into()),
+        ("APP_HTTP_END_INCOMPLETE", APP_HTTP_END_INCOMPLETE.into()),
+        ("APP_HTTP_END_NO_RESPONSE", APP_HTTP_END_NO_RESPONSE.into()),
+        ("APP_HTTP_END_UNFRAMED", APP_HTTP_END_UNFRAMED.into()),
         ("APP_DIR_NONE", APP_DIR_NONE.into()),
         ("APP_DIR_INGRESS", APP_DIR_INGRESS.into()),
         ("APP_DIR_EGRESS", APP_DIR_EGRESS.into()),
@@ -284,6 +359,7 @@ pub fn constants() -> Vec<(&'static str, i64)> {
         ("APP_STAT_LOST", APP_STAT_LOST.into()),
         ("APP_STAT_EMITTED", APP_STAT_EMITTED.into()),
         ("APP_STAT_TLS_SKIPPED", APP_STAT_TLS_SKIPPED.into()),
+        ("APP_STAT_HTTP_FALLBACK", APP_STAT_HTTP_FALLBACK.into()),
         ("APP_STAT_COUNT", APP_STAT_COUNT.into()),
         ("APP_FILTER_ALL_EXCEPT", APP_FILTER_ALL_EXCEPT.into()),
         ("APP_FILTER_ONLY", APP_FILTER_ONLY.into()),

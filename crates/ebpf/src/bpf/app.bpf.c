@@ -67,6 +67,9 @@ struct conn_info {
 	/* fd + 1 under which process `pid` was seen to hold this socket (0: not checked yet):
 	 * its next data syscalls on that fd skip the fd-table read (fd_is_sock) */
 	__u32 fd_ok;
+	__u8 framing;   /* FRAMING_*: how its data is reported */
+	__u8 announced; /* its APP_KIND_ACCEPT / APP_KIND_CONNECT was sent */
+	__u8 _pad[2];
 	__u64 established_ns; /* handshake completed (0: before the capture) */
 	__u8 local_addr[16];
 	__u8 remote_addr[16];
@@ -109,6 +112,18 @@ struct ssl_sock {
 	struct conn_info conn;
 };
 
+/* What a head says, from the kernel's scan. */
+struct head_scan {
+	__u32 len;       /* the head's length (blank line included); 0: not complete */
+	__u16 status;    /* response */
+	__u8 request;    /* 1: request line, 2: status line, 0: neither */
+	__u8 method;     /* METHOD_* (requests) */
+	__u8 chunked;    /* Transfer-Encoding: chunked */
+	__u8 unframable; /* a Transfer-Encoding other than chunked alone */
+	__u8 _pad[2];
+	__s64 content_length; /* -1: none */
+};
+
 struct app_scratch {
 	struct app_event ev;
 	/* room for "offset <= 0xfff, size <= 0x1fff", the bounds the verifier gets from masks */
@@ -118,6 +133,22 @@ struct app_scratch {
 	/* record bytes this CPU emitted since it last asked the ring buffer how full it is */
 	__u32 pending;
 	__u32 _pad;
+	/* an APP_KIND_HTTP record being built: header, then the request head prefix */
+	struct app_http_record http;
+	__u8 http_data[APP_HTTP_HEAD_MAX];
+	/* a chunk-size line read from a call's payload */
+	__u8 chunk_line[32];
+	/* HTTP/1.x framing of one call (http_framing.h): the head being scanned, the cursor in
+	 * the call's payload, the latest chunk-size line */
+	struct head_scan scan;
+	__u64 pos;
+	__u64 total;
+	__u64 chunk_size;
+	__u32 chunk_eol;
+	__s32 scan_tmp; /* see forget_range() */
+	__u32 copied;   /* see copy_iov() */
+	__u32 _pad3;
+	__u32 _pad2;
 };
 
 struct {
@@ -186,7 +217,7 @@ struct {
 	__type(value, __s64);
 } app_ssl_calls SEC(".maps");
 
-static __always_inline void stat_add(__u32 idx)
+static __noinline void stat_add(__u32 idx)
 {
 	__u64 *v = bpf_map_lookup_elem(&app_stats, &idx);
 	if (v)
@@ -415,11 +446,16 @@ static __always_inline __u32 copy_chunk(__u8 *data, __u32 off, const void *src, 
 	return sz;
 }
 
-/* Copies up to `want` bytes from the first APP_MAX_IOV iovecs (of iovcnt) to s->data. The
- * loop runs once per iovec actually used (not unrolled). */
-static __always_inline __u32 copy_iov(struct app_scratch *s, const struct iovec *iov, __u64 iovcnt,
-				      __u32 want)
+/* Copies up to `want` bytes from the first APP_MAX_IOV iovecs (of iovcnt) to s->data[at..]
+ * (at < APP_MAX_CAPTURE). The loop runs once per iovec actually used (not unrolled). A global
+ * function: the verifier checks its loop once, not at every call with the caller's state. */
+__noinline __u32 copy_iov(struct app_scratch *s, __u64 iov_addr, __u64 iovcnt, __u32 at, __u32 want)
 {
+	/* a user address, passed as a number: a pointer argument of a global function is taken
+	 * for memory the verifier can check */
+	const struct iovec *iov = (const struct iovec *)iov_addr;
+	if (!s)
+		return 0;
 	if (iovcnt > APP_MAX_IOV)
 		iovcnt = APP_MAX_IOV;
 	if (!iovcnt)
@@ -428,8 +464,13 @@ static __always_inline __u32 copy_iov(struct app_scratch *s, const struct iovec 
 	/* one read for the whole array: cnt is 1..APP_MAX_IOV */
 	if (bpf_probe_read_user(s->iov, cnt * sizeof(struct iovec), iov))
 		return 0;
-	__u32 off = 0;
+	if (want > APP_MAX_CAPTURE)
+		want = APP_MAX_CAPTURE;
+	/* the count so far lives in map memory, which the verifier does not track: every
+	 * iteration starts from the same state, whatever the earlier iovecs held */
+	s->copied = 0;
 	for (__u32 i = 0; i < APP_MAX_IOV; i++) {
+		__u32 off = *(volatile __u32 *)&s->copied;
 		if (i >= cnt || off >= want)
 			break;
 		__u64 n = s->iov[i].iov_len;
@@ -437,12 +478,12 @@ static __always_inline __u32 copy_iov(struct app_scratch *s, const struct iovec 
 			n = want - off;
 		if (n == 0)
 			continue;
-		__u32 got = copy_chunk(s->data, off, s->iov[i].iov_base, n);
+		__u32 got = copy_chunk(s->data, at + off, s->iov[i].iov_base, n);
 		if (!got)
 			break;
-		off += got;
+		s->copied = off + got;
 	}
-	return off;
+	return s->copied;
 }
 
 /* Emits the data record whose header is in s->ev with the first min(moved, capture_bytes)
@@ -458,7 +499,7 @@ static __always_inline void emit_data(struct app_scratch *s, __u8 buf_kind, __u6
 		if (want)
 			len = copy_chunk(s->data, 0, (const void *)buf, want);
 	} else if (buf_kind == BUF_IOV) {
-		len = copy_iov(s, (const struct iovec *)buf, aux, want);
+		len = copy_iov(s, buf, aux, 0, want);
 	} else if (buf_kind == BUF_MSG) {
 		struct user_msghdr *msg = (struct user_msghdr *)buf;
 		struct iovec *iov = NULL;
@@ -466,7 +507,7 @@ static __always_inline void emit_data(struct app_scratch *s, __u8 buf_kind, __u6
 		bpf_probe_read_user(&iov, sizeof(iov), &msg->msg_iov);
 		bpf_probe_read_user(&iovlen, sizeof(iovlen), &msg->msg_iovlen);
 		if (iov)
-			len = copy_iov(s, iov, iovlen, want);
+			len = copy_iov(s, (__u64)iov, iovlen, 0, want);
 	}
 	submit(s, len);
 }
@@ -681,6 +722,15 @@ static __always_inline void announce(struct conn_info *ci, __u64 sk, __u64 id, _
 	submit(s, 0);
 }
 
+static __always_inline bool frame_http(void)
+{
+	__u32 zero = 0;
+	struct app_config *c = bpf_map_lookup_elem(&app_config, &zero);
+	return c && c->frame_http;
+}
+
+#include "http_framing.h"
+
 /* A TCP socket of a traced process sent (egress) or received (ingress) `ret` bytes. */
 static __always_inline int on_sock_io(struct sock *sk, int ret, int flags, __u8 dir)
 {
@@ -718,12 +768,8 @@ static __always_inline int on_sock_io(struct sock *sk, int ret, int flags, __u8 
 		if (!ci->pid || ci->pid == tgid)
 			ci->fd_ok = (__u32)c.fd + 1;
 	}
-	if (!ci->pid) {
-		/* first use by a traced process: its close is reported to this process */
+	if (!ci->pid) /* first use by a traced process: its close is reported to this process */
 		ci->pid = tgid;
-		if (ci->role != APP_ROLE_UNKNOWN)
-			announce(ci, (__u64)sk, id, c.fd);
-	}
 	if (st && st->ssl.op) {
 		/* libssl moving TLS records: learn SSL* -> socket, mark the socket, report nothing
 		 * (the plaintext comes from the uretprobe) */
@@ -751,6 +797,18 @@ static __always_inline int on_sock_io(struct sock *sk, int ret, int flags, __u8 
 	c.id = id;
 	c.ret = ret;
 	c.dir = dir;
+	if (ci->framing == FRAMING_UNDECIDED || ci->framing == FRAMING_HTTP) {
+		if (http_on_call(&c, ci, sk))
+			return 0;
+	} else if (ci->framing == FRAMING_OPAQUE) {
+		return 0;
+	}
+	if (!ci->announced && ci->pid == tgid) {
+		/* a connection reported per call: its first record says how it began */
+		ci->announced = 1;
+		if (ci->role != APP_ROLE_UNKNOWN)
+			announce(ci, (__u64)sk, id, c.fd);
+	}
 	if (emit_direct(&c, ci))
 		return 0;
 	struct app_scratch *s = scratch(); /* the header is cleared by fill_data_header */
@@ -824,6 +882,11 @@ int BPF_PROG(app_sock_state, const struct sock *sk, int oldstate, int newstate)
 	/* reported only to a traced process that saw data on it */
 	if (!ci.pid || !pid_traced(ci.pid))
 		return 0;
+	if (ci.framing == FRAMING_HTTP || ci.framing == FRAMING_OPAQUE) {
+		/* no per-call records: the exchange in flight (if any) is the only one to send */
+		http_on_close((struct sock *)sk, &ci);
+		return 0;
+	}
 	struct app_scratch *s = scratch_event();
 	if (!s)
 		return 0;

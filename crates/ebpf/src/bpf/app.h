@@ -19,6 +19,12 @@
 #define APP_KIND_ACCEPT 2
 #define APP_KIND_CONNECT 3
 #define APP_KIND_CLOSE 4
+/* one HTTP/1.x request and its response, framed in the kernel (struct app_http_record) */
+#define APP_KIND_HTTP 5
+
+/* Longest HTTP/1.x head the kernel frames; a pair record carries at most this much of the
+ * request head (and at most capture_bytes). Longer heads fall back to per-call records. */
+#define APP_HTTP_HEAD_MAX 1024
 
 /* app_event.direction */
 #define APP_DIR_NONE 0
@@ -65,6 +71,10 @@
 /* data syscalls not reported because they carry TLS records (issued inside an SSL_* call, or
  * on a socket already seen under libssl): their plaintext comes from the uprobes instead */
 #define APP_STAT_TLS_SKIPPED 2
+/* HTTP/1.x connections the kernel stopped framing (a shape it does not frame: pipelining, a
+ * head longer than APP_HTTP_HEAD_MAX, a chunk-size line split between calls...): their later
+ * calls are reported one record each */
+#define APP_STAT_HTTP_FALLBACK 3
 #define APP_STAT_COUNT 4
 
 /* Runtime configuration, entry 0 of the `app_config` array. */
@@ -95,6 +105,8 @@ struct app_config {
 	 * APP_PIDS_IN_MAP: more, look `app_pids` up (decision cached per thread) */
 	__u32 n_pids;
 	__u32 pids[APP_INLINE_PIDS];
+	/* nonzero: frame HTTP/1.x exchanges in the kernel (one APP_KIND_HTTP record each) */
+	__u32 frame_http;
 };
 
 /*
@@ -126,6 +138,36 @@ struct app_event {
 	/* comm of the process (its thread group leader) when the event was made, NUL-padded:
 	 * names processes that exit before the consumer can read /proc/<pid> */
 	char comm[16];
+};
+
+/* app_http.end: how the exchange ended */
+#define APP_HTTP_END_COMPLETE 0    /* the response's last byte (by its length, or its last chunk) */
+#define APP_HTTP_END_CLOSE 1       /* a response without a length, ended by the connection's end */
+#define APP_HTTP_END_INCOMPLETE 2  /* the connection ended before the response's last byte */
+#define APP_HTTP_END_NO_RESPONSE 3 /* the connection ended before a response began */
+#define APP_HTTP_END_UNFRAMED 4    /* the kernel lost the response's framing (its later bytes come
+				    * as per-call records): the body counted so far */
+
+/* What a pair record adds to the header. */
+struct app_http {
+	__u64 request_body;  /* body bytes (Content-Length, or the chunks' sizes) */
+	__u64 response_body; /* same; for END_CLOSE / END_INCOMPLETE / END_UNFRAMED: bytes seen */
+	__u32 request_head;  /* length of the request head; ev.captured_len bytes of it follow */
+	__u32 response_head; /* length of the final response head (0: none) */
+	__u16 status;        /* final response status (0: none) */
+	__u8 end;            /* APP_HTTP_END_* */
+	__u8 _pad[5];
+};
+
+/*
+ * APP_KIND_HTTP: one record per exchange, sent when the response ends. ev.start_ns is when
+ * the request head was read (server) or written (client), ev.end_ns when the response's last
+ * byte moved (for END_NO_RESPONSE / END_INCOMPLETE / END_CLOSE: the exchange's last call),
+ * ev.bytes is 0, ev.direction APP_DIR_NONE, ev.syscall the call that ended it (0 at close).
+ */
+struct app_http_record {
+	struct app_event ev;
+	struct app_http http;
 };
 
 #endif

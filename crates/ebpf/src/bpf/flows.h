@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0 OR Apache-2.0) */
 /*
  * Shared layout of the network-flows capture: flows.bpf.c writes these,
- * crates/ebpf/src/flows.rs mirrors them with #[repr(C)] structs and
+ * crates/ebpf/src/flows/abi.rs mirrors them with #[repr(C)] structs and
  * tests/layout.rs checks the mirror against this header (sizeof/offsetof).
  *
  * This header includes nothing: the includer provides __u8.. __u64

@@ -11,6 +11,7 @@
 //! first head seen settles it ([`Http1Parser::requests_dir`]).
 
 pub mod chunked;
+pub mod exchange;
 pub mod head;
 
 use std::collections::VecDeque;
@@ -529,7 +530,7 @@ fn starts_message(vis: &[u8]) -> bool {
     !matches!(head::parse(vis), Parse::NotHttp | Parse::NeedMore)
 }
 
-fn captured_headers(head: &Head<'_>) -> Vec<(Box<str>, Box<str>)> {
+pub(crate) fn captured_headers(head: &Head<'_>) -> Vec<(Box<str>, Box<str>)> {
     head.headers()
         .take(MAX_CAPTURED_HEADERS)
         .map(|(n, v)| {

@@ -88,6 +88,11 @@ pub struct AppConfig {
     /// the processes' maps at every discovery poll.
     #[serde(default = "default_true")]
     pub tls: bool,
+    /// Frame HTTP/1.x in the kernel: one record per request and response rather than one per
+    /// read and write (bodies counted, never copied). Connections the kernel cannot frame are
+    /// captured per call, as all are with `false`.
+    #[serde(default = "default_true")]
+    pub kernel_http_framing: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -267,6 +272,12 @@ impl ReceiverComponent for AppFactory {
             "eBPF events dropped in the kernel because the ring buffer was full.",
             &[("receiver", id.as_str())],
         );
+        let http_fallbacks = ctx.telemetry.counter(
+            "tapline_app_http_unframed_connections_total",
+            "HTTP/1.x connections the kernel stopped framing (a shape it does not frame), \
+             captured per call from then on.",
+            &[("receiver", id.as_str())],
+        );
         let observations = ctx.telemetry.counter(
             "tapline_app_requests_observed_total",
             "HTTP exchanges the app receiver turned into telemetry.",
@@ -283,6 +294,7 @@ impl ReceiverComponent for AppFactory {
             cfg,
             routes,
             lost,
+            http_fallbacks,
             observations,
         }))
     }
@@ -293,6 +305,7 @@ pub struct AppReceiver {
     buckets: Arc<HistogramBuckets>,
     routes: RoutesConfig,
     lost: Counter,
+    http_fallbacks: Counter,
     observations: Counter,
 }
 
@@ -410,6 +423,7 @@ impl Receiver for AppReceiver {
             } else {
                 PidFilterMode::AllExcept
             },
+            frame_http: cfg.kernel_http_framing,
             ..Default::default()
         };
         let id = ctx.id.to_string();
@@ -468,6 +482,7 @@ impl Receiver for AppReceiver {
             if flush_metrics {
                 // (a bpf syscall: once per interval, not per wakeup)
                 self.lost.set(cap.lost_events());
+                self.http_fallbacks.set(cap.http_fallbacks());
                 let now = report::monotonic_ns();
                 p.tracker.expire(
                     now,
@@ -492,6 +507,7 @@ impl Receiver for AppReceiver {
         cap.poll(&mut events);
         p.handle(&mut cap, &mut events, &self.observations);
         self.lost.set(cap.lost_events());
+        self.http_fallbacks.set(cap.http_fallbacks());
         send(&ctx, p.reporter.take_spans().map(Signal::Traces)).await;
         send(&ctx, p.reporter.take_metrics().map(Signal::Metrics)).await;
         Ok(())

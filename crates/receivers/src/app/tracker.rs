@@ -8,8 +8,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use std::net::SocketAddr;
 
-use tapline_ebpf::app::{AppEvent, ConnEvent, DataEvent, Direction, Role};
-use tapline_protocols::http1::Http1Parser;
+use tapline_ebpf::app::{AppEvent, ConnEvent, DataEvent, Direction, HttpEnd, HttpEvent, Role};
+use tapline_protocols::http1::{exchange, Http1Parser};
 use tapline_protocols::{
     Dir, Operation, ParserConfig, Protocol, ProtocolParser as _, Segment, Session, Side,
 };
@@ -60,6 +60,8 @@ pub struct TrackerStats {
     /// Connections whose parser state was dropped when their first TLS plaintext event
     /// arrived (they had carried TLS records before the libssl probes recognised them).
     pub tls_resets: u64,
+    /// Kernel-framed HTTP/1.x exchanges whose head did not begin with a request line.
+    pub http_undecodable: u64,
 }
 
 /// The protocol decision of one connection.
@@ -260,7 +262,41 @@ impl Tracker {
                     e.close(&mut self.raw_ops, out);
                 }
             }
+            AppEvent::Http(h) => self.on_http(h, out),
         }
+    }
+
+    /// An exchange the kernel framed: complete in itself, no connection state needed.
+    fn on_http(&mut self, h: &HttpEvent, out: &mut Vec<Observation>) {
+        let x = exchange::Exchange {
+            start_ns: h.start_ns,
+            end_ns: h.end_ns,
+            status: h.status,
+            request_body: h.request_body,
+            response_body: h.response_body,
+            end: match h.end {
+                HttpEnd::Complete => exchange::End::Complete,
+                HttpEnd::Close => exchange::End::Close,
+                HttpEnd::Incomplete => exchange::End::Incomplete,
+                HttpEnd::NoResponse => exchange::End::NoResponse,
+                HttpEnd::Unframed => exchange::End::Unframed,
+            },
+        };
+        let Some(op) = exchange::operation(&h.head, &x, self.capture_headers) else {
+            self.stats.http_undecodable += 1;
+            return;
+        };
+        out.push(Observation {
+            pid: h.pid,
+            side: match h.role {
+                Role::Client => Side::Client,
+                _ => Side::Server,
+            },
+            op,
+            local: h.local,
+            remote: h.remote,
+            tls: false,
+        });
     }
 
     fn on_data(&mut self, d: &DataEvent, out: &mut Vec<Observation>) {

@@ -1,0 +1,721 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * HTTP/1.x framing in the kernel, part of app.bpf.c (included once, after the helpers it uses).
+ *
+ * A connection whose first bytes in the request direction (a server's read, a client's write)
+ * begin with a request line is framed here: its calls are followed through request head,
+ * request body, response head and response body by the heads' Content-Length and
+ * Transfer-Encoding, bodies are counted and never copied, and one APP_KIND_HTTP record is sent
+ * per exchange when its response ends (or the connection ends). Nothing is sent per call.
+ *
+ * The state lives in socket storage (`app_http`, created for framed connections only): the
+ * phase, the body bytes still to come, the request's start and the first bytes of its head,
+ * kept until the record is sent. A request head split between reads is accumulated there.
+ *
+ * Anything the kernel does not frame (pipelined requests, a head longer than
+ * APP_HTTP_HEAD_MAX, a chunk-size line split between calls, chunked bytes sent by sendfile, a
+ * Transfer-Encoding other than chunked, bytes where no message may be) makes the connection
+ * fall back to per-call records (APP_STAT_HTTP_FALLBACK) for good: the request in flight is
+ * handed over as a data record of its head, so userspace's HTTP/1.x parser picks up where the
+ * kernel stopped. An upgraded connection (101, CONNECT) is not reported further.
+ */
+
+/* Loops stay loops: unrolled copies would each take stack and verifier time. */
+#define NO_UNROLL _Pragma("clang loop unroll(disable)")
+
+/* conn_info.framing */
+#define FRAMING_UNDECIDED 0
+#define FRAMING_HTTP 1     /* HTTP/1.x, one APP_KIND_HTTP record per exchange */
+#define FRAMING_PER_CALL 2 /* one APP_KIND_DATA record per call */
+#define FRAMING_OPAQUE 3   /* switched protocols after a framed exchange: not reported */
+
+/* http_conn.phase */
+#define HTTP_IDLE 0
+#define HTTP_REQ_HEAD 1  /* part of a request head is in req[] */
+#define HTTP_REQ_BODY 2  /* request body bytes to come */
+#define HTTP_RESP_WAIT 3 /* the request is complete; its response has not begun */
+#define HTTP_RESP_BODY 4 /* response body bytes to come */
+
+/* http_conn.body: how the body in flight ends */
+#define BODY_LENGTH 0  /* after `remaining` bytes */
+#define BODY_CHUNKED 1 /* at the last chunk; `remaining`: data + CRLF of the current chunk */
+#define BODY_CLOSE 2   /* at the connection's end */
+
+#define METHOD_OTHER 0
+#define METHOD_HEAD 1
+#define METHOD_CONNECT 2
+
+/* Header lines a head may have (more: not framed). */
+#define HTTP_MAX_LINES 40
+/* Chunk-size lines one call may cross (more: not framed). */
+#define HTTP_MAX_CHUNKS 8
+/* Heads are scanned 8 bytes at a time in a buffer this much larger than the head. */
+#define HTTP_SCAN_SLACK 32
+
+struct http_conn {
+	__u8 phase;
+	__u8 body;
+	__u8 method;
+	__u8 last_chunk; /* chunked: the CRLF being skipped ends the message */
+	__u16 status;
+	__u16 head_len; /* bytes in req[]: the head so far (REQ_HEAD), else the kept prefix */
+	__u32 req_head;
+	__u32 resp_head;
+	__u32 pid;
+	__u32 tid;
+	__s32 fd;
+	__u32 _pad;
+	__u64 remaining;
+	__u64 req_body;
+	__u64 resp_body;
+	__u64 start_ns;
+	__u64 last_ns; /* the exchange's latest call */
+	char comm[16];
+	__u8 req[APP_HTTP_HEAD_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct http_conn);
+} app_http SEC(".maps");
+
+
+#define W2(a, b) ((__u64)(a) | (__u64)(b) << 8)
+#define W4(a, b, c, d) (W2(a, b) | W2(c, d) << 16)
+#define W8(a, b, c, d, e, f, g, h) (W4(a, b, c, d) | W4(e, f, g, h) << 32)
+#define LOWER8 0x2020202020202020ULL /* ORed in: ASCII letters to lower case */
+#define BYTES7 0x00ffffffffffffffULL
+
+/* n (1..APP_HTTP_HEAD_MAX) in a form the verifier bounds (the asm keeps the mask). */
+static __always_inline __u32 head_size(__u32 n)
+{
+	n -= 1;
+	asm volatile("%[n] &= 0x3ff" : [n] "+r"(n));
+	return n + 1;
+}
+
+/* 8 head bytes from `at` (< 2 * APP_HTTP_HEAD_MAX: inside the scratch buffer). */
+static __always_inline __u64 load8(const __u8 *d, __u32 at)
+{
+	return *(const __u64 *)(d + (at & (2 * APP_HTTP_HEAD_MAX - 1)));
+}
+
+static __always_inline __u8 load1(const __u8 *d, __u32 at)
+{
+	return d[at & (2 * APP_HTTP_HEAD_MAX - 1)];
+}
+
+/* The high bit of each byte of w that is '\n', and only those. */
+static __always_inline __u64 lf_bytes(__u64 w)
+{
+	__u64 x = w ^ 0x0a0a0a0a0a0a0a0aULL;
+	return ~(((x & 0x7f7f7f7f7f7f7f7fULL) + 0x7f7f7f7f7f7f7f7fULL) | x | 0x7f7f7f7f7f7f7f7fULL);
+}
+
+/* Index of the lowest marked byte of a nonzero lf_bytes() mask. */
+static __always_inline __u32 first_byte(__u64 m)
+{
+	__u64 low = (m & -m) >> 7; /* 1 << (8 * index) */
+	return (__u32)((low * 0x0001020304050607ULL) >> 56);
+}
+
+/* Position of the first '\n' in d[from..len), or -1. */
+static __always_inline int next_lf(const __u8 *d, __u32 from, __u32 len)
+{
+	NO_UNROLL
+	for (__u32 i = 0; i < APP_HTTP_HEAD_MAX / 8 + 1; i++) {
+		__u32 at = from + i * 8;
+		if (at >= len)
+			return -1;
+		__u64 m = lf_bytes(load8(d, at));
+		if (m) {
+			__u32 lf = at + first_byte(m);
+			return lf < len ? (int)lf : -1;
+		}
+	}
+	return -1;
+}
+
+/* A decimal number at d[at..) after optional spaces, up to the line's end; -1 if none. */
+static __always_inline __s64 parse_decimal(const __u8 *d, __u32 at)
+{
+	NO_UNROLL
+	for (int i = 0; i < 8; i++) {
+		if (load1(d, at) != ' ' && load1(d, at) != '\t')
+			break;
+		at++;
+	}
+	__s64 n = 0;
+	int digits = 0;
+	NO_UNROLL
+	for (int i = 0; i < 18; i++) {
+		__u8 ch = load1(d, at + i);
+		if (ch < '0' || ch > '9')
+			break;
+		n = n * 10 + (ch - '0');
+		digits++;
+	}
+	return digits ? n : -1;
+}
+
+/* The start line at d[0..): request (and its method) or response (and its status). */
+static __always_inline void scan_start_line(const __u8 *d, struct head_scan *hs)
+{
+	__u64 w = load8(d, 0);
+	__u32 w4 = (__u32)w;
+	if ((w & 0x00ffffffffffffffULL) == W8('H', 'T', 'T', 'P', '/', '1', '.', 0)) {
+		__u8 a = load1(d, 9), b = load1(d, 10), c = load1(d, 11);
+		if (load1(d, 8) == ' ' && a >= '1' && a <= '5' && b >= '0' && b <= '9' && c >= '0' &&
+		    c <= '9') {
+			hs->request = 2;
+			hs->status = (a - '0') * 100 + (b - '0') * 10 + (c - '0');
+		}
+		return;
+	}
+	if (w4 == W4('G', 'E', 'T', ' ') || w4 == W4('P', 'O', 'S', 'T') ||
+	    w4 == W4('P', 'U', 'T', ' ') || w4 == W4('D', 'E', 'L', 'E') ||
+	    w4 == W4('O', 'P', 'T', 'I') || w4 == W4('P', 'A', 'T', 'C') ||
+	    w4 == W4('T', 'R', 'A', 'C')) {
+		hs->request = 1;
+	} else if (w4 == W4('H', 'E', 'A', 'D')) {
+		hs->request = 1;
+		hs->method = METHOD_HEAD;
+	} else if (w4 == W4('C', 'O', 'N', 'N')) {
+		hs->request = 1;
+		hs->method = METHOD_CONNECT;
+	}
+}
+
+/* One header line starting at d[at]: the framing headers. */
+static __always_inline void scan_header(const __u8 *d, __u32 at, struct head_scan *hs)
+{
+	__u64 w1 = load8(d, at) | LOWER8;
+	if (w1 == W8('c', 'o', 'n', 't', 'e', 'n', 't', '-')) {
+		__u64 w2 = (load8(d, at + 8) | LOWER8) & BYTES7;
+		if (w2 == (W8('l', 'e', 'n', 'g', 't', 'h', ':', 0) & BYTES7))
+			hs->content_length = parse_decimal(d, at + 15);
+	} else if (w1 == W8('t', 'r', 'a', 'n', 's', 'f', 'e', 'r')) {
+		__u64 w2 = load8(d, at + 8) | LOWER8;
+		__u64 w3 = (load8(d, at + 16) | LOWER8) & 0xffff;
+		if (w2 != W8('-', 'e', 'n', 'c', 'o', 'd', 'i', 'n') || w3 != W2('g', ':'))
+			return;
+		__u32 v = at + 18;
+		NO_UNROLL
+		for (int i = 0; i < 8; i++) {
+			if (load1(d, v) != ' ' && load1(d, v) != '\t')
+				break;
+			v++;
+		}
+		__u64 value = (load8(d, v) | LOWER8) & BYTES7;
+		__u8 after = load1(d, v + 7);
+		if (value == (W8('c', 'h', 'u', 'n', 'k', 'e', 'd', 0) & BYTES7) &&
+		    (after == '\r' || after == ' ' || after == '\t'))
+			hs->chunked = 1;
+		else
+			hs->unframable = 1;
+	}
+}
+
+/* `v` with its range forgotten: stored to and loaded from map memory, which the verifier does
+ * not track. The line loop below then reaches the same state whichever word next_lf stopped
+ * at, so that its paths are verified once rather than once per word. */
+static __always_inline int forget_range(struct app_scratch *s, int v)
+{
+	*(volatile __s32 *)&s->scan_tmp = v;
+	return *(volatile __s32 *)&s->scan_tmp;
+}
+
+/*
+ * Scans the head at the start of s->data[0..len) (len <= APP_HTTP_HEAD_MAX) into s->scan. A
+ * global function: the verifier checks it once, on its own, rather than at every call with
+ * the caller's state.
+ */
+__noinline int scan_head(struct app_scratch *s, __u32 len)
+{
+	if (!s)
+		return 0;
+	struct head_scan *hs = &s->scan;
+	const __u8 *d = s->data;
+	__builtin_memset(hs, 0, sizeof(*hs));
+	hs->content_length = -1;
+	if (len < 12 || len > APP_HTTP_HEAD_MAX)
+		return 0;
+	scan_start_line(d, hs);
+	if (!hs->request)
+		return 0;
+	int lf = forget_range(s, next_lf(d, 0, len));
+	NO_UNROLL
+	for (int line = 0; line < HTTP_MAX_LINES; line++) {
+		if (lf < 0)
+			return 0;
+		__u32 at = ((__u32)lf + 1) & (2 * APP_HTTP_HEAD_MAX - 1);
+		if (at >= len)
+			return 0;
+		__u8 first = load1(d, at);
+		if (first == '\n' || (first == '\r' && at + 1 < len && load1(d, at + 1) == '\n')) {
+			hs->len = first == '\n' ? at + 1 : at + 2;
+			return 0;
+		}
+		scan_header(d, at, hs);
+		lf = forget_range(s, next_lf(d, at, len));
+	}
+	return 0;
+}
+
+/* The call's payload as one span of user memory (a plain buffer, or one iovec). */
+static __always_inline bool payload_span(const struct data_call *c, __u64 *base)
+{
+	if (c->buf_kind == BUF_PLAIN) {
+		*base = c->buf;
+		return true;
+	}
+	const struct iovec *iov = (const struct iovec *)c->buf;
+	__u64 cnt = c->aux;
+	if (c->buf_kind == BUF_MSG) {
+		struct user_msghdr *msg = (struct user_msghdr *)c->buf;
+		if (bpf_probe_read_user(&iov, sizeof(iov), &msg->msg_iov) ||
+		    bpf_probe_read_user(&cnt, sizeof(cnt), &msg->msg_iovlen))
+			return false;
+	} else if (c->buf_kind != BUF_IOV) {
+		return false;
+	}
+	struct iovec v;
+	if (cnt != 1 || bpf_probe_read_user(&v, sizeof(v), iov))
+		return false;
+	*base = (__u64)v.iov_base;
+	return true;
+}
+
+/* Copies `want` (<= APP_HTTP_HEAD_MAX) bytes of the call's payload from offset `from` to
+ * s->data[at..]; the number copied (0 when the payload cannot be read there). */
+static __always_inline __u32 copy_payload(struct app_scratch *s, const struct data_call *c,
+					  __u64 from, __u32 at, __u32 want)
+{
+	if (want > APP_HTTP_HEAD_MAX)
+		want = APP_HTTP_HEAD_MAX;
+	if (!want || c->buf_kind == BUF_NONE)
+		return 0;
+	if (from == 0 && c->buf_kind == BUF_IOV)
+		return copy_iov(s, c->buf, c->aux, at, want);
+	if (from == 0 && c->buf_kind == BUF_MSG) {
+		struct user_msghdr *msg = (struct user_msghdr *)c->buf;
+		struct iovec *iov = NULL;
+		__u64 iovlen = 0;
+		bpf_probe_read_user(&iov, sizeof(iov), &msg->msg_iov);
+		bpf_probe_read_user(&iovlen, sizeof(iovlen), &msg->msg_iovlen);
+		return iov ? copy_iov(s, (__u64)iov, iovlen, at, want) : 0;
+	}
+	__u64 base;
+	if (!payload_span(c, &base))
+		return 0;
+	return copy_chunk(s->data, at, (const void *)(base + from), want);
+}
+
+/* Sends the exchange of `h`, ended at h->last_ns as `end` (APP_HTTP_END_*) by call `sys` (0:
+ * at close). A subprogram: one copy for every place an exchange ends. */
+static __noinline void http_emit(struct app_scratch *s, const struct http_conn *h,
+				 const struct conn_info *ci, __u64 sk, __u32 end_sys)
+{
+	__u8 end = end_sys & 0xff, sys = end_sys >> 8;
+	struct app_http_record *r = &s->http;
+	__builtin_memset(r, 0, sizeof(*r));
+	r->ev.kind = APP_KIND_HTTP;
+	r->ev.syscall = sys;
+	r->ev.pid = h->pid;
+	r->ev.tid = h->tid;
+	r->ev.fd = h->fd;
+	r->ev.conn_id = sk;
+	r->ev.start_ns = h->start_ns;
+	r->ev.end_ns = h->last_ns;
+	copy_conn(&r->ev, ci);
+	__builtin_memcpy(r->ev.comm, h->comm, sizeof(r->ev.comm));
+	r->http.request_body = h->req_body;
+	r->http.response_body = h->resp_body;
+	r->http.request_head = h->req_head;
+	r->http.response_head = h->resp_head;
+	r->http.status = h->status;
+	r->http.end = end;
+	__u32 len = h->head_len;
+	__u32 cap = capture_limit();
+	if (len > cap)
+		len = cap;
+	if (len > APP_HTTP_HEAD_MAX)
+		len = APP_HTTP_HEAD_MAX;
+	if (len && bpf_probe_read_kernel(s->http_data, head_size(len), h->req))
+		len = 0;
+	r->ev.captured_len = len;
+	__u32 size = sizeof(*r) + len;
+	if (bpf_ringbuf_output(&app_events, r, size, wakeup_flags(s, size)))
+		stat_add(APP_STAT_LOST);
+	else
+		stat_add(APP_STAT_EMITTED);
+}
+
+/* Hands the exchange in flight over to per-call records: the request (its head as a data
+ * record, so that userspace's parser has it), or the response so far (an END_UNFRAMED
+ * record). The connection is reported per call from now on. */
+static __noinline void http_fall_back(struct app_scratch *s, struct http_conn *h,
+					   struct conn_info *ci, __u64 sk)
+{
+	ci->framing = FRAMING_PER_CALL;
+	stat_add(APP_STAT_HTTP_FALLBACK);
+	if (h->phase == HTTP_RESP_BODY) {
+		http_emit(s, h, ci, sk, APP_HTTP_END_UNFRAMED);
+	} else if (h->phase != HTTP_IDLE) {
+		struct app_event *e = &s->ev;
+		__builtin_memset(e, 0, sizeof(*e));
+		e->kind = APP_KIND_DATA;
+		e->direction = ci->role == APP_ROLE_SERVER ? APP_DIR_INGRESS : APP_DIR_EGRESS;
+		e->syscall = ci->role == APP_ROLE_SERVER ? APP_SYS_READ : APP_SYS_WRITE;
+		e->pid = h->pid;
+		e->tid = h->tid;
+		e->fd = h->fd;
+		e->conn_id = sk;
+		e->start_ns = h->start_ns;
+		e->end_ns = h->start_ns;
+		e->bytes = h->phase == HTTP_REQ_HEAD ? h->head_len : h->req_head + h->req_body;
+		copy_conn(e, ci);
+		__u32 len = h->head_len;
+		if (len > APP_HTTP_HEAD_MAX)
+			len = APP_HTTP_HEAD_MAX;
+		if (len && bpf_probe_read_kernel(s->data, head_size(len), h->req))
+			len = 0;
+		submit(s, len);
+	}
+	h->phase = HTTP_IDLE;
+}
+
+/* The connection ended: the exchange in flight is sent as it stands. */
+static __always_inline void http_on_close(struct sock *sk, const struct conn_info *ci)
+{
+	struct http_conn *h = bpf_sk_storage_get(&app_http, sk, 0, 0);
+	if (!h)
+		return;
+	__u8 end = 0xff;
+	if (h->phase == HTTP_REQ_BODY || h->phase == HTTP_RESP_WAIT)
+		end = APP_HTTP_END_NO_RESPONSE;
+	else if (h->phase == HTTP_RESP_BODY)
+		end = h->body == BODY_CLOSE ? APP_HTTP_END_CLOSE : APP_HTTP_END_INCOMPLETE;
+	struct app_scratch *s = scratch();
+	if (end != 0xff && s)
+		http_emit(s, h, ci, (__u64)sk, end);
+	bpf_sk_storage_delete(&app_http, sk);
+}
+
+/*
+ * The chunk-size line at the start of the n (<= 32) user bytes at `src`: its length including
+ * the CRLF (0: not a whole size line), the size in s->chunk_size. A global function (checked
+ * once by the verifier): its callers' states do not depend on which byte ended the line.
+ */
+__noinline __u32 chunk_size_line(struct app_scratch *s, __u64 src, __u32 n)
+{
+	if (!s)
+		return 0;
+	s->chunk_size = 0;
+	s->chunk_eol = 0;
+	n &= 0x3f; /* bound for the verifier */
+	if (n < 3 || n > sizeof(s->chunk_line) ||
+	    bpf_probe_read_user(s->chunk_line, n, (const void *)src))
+		return 0;
+	__u64 size = 0;
+	__u32 digits = 0;
+	NO_UNROLL
+	for (__u32 j = 0; j < 15; j++) {
+		__u8 ch = s->chunk_line[j];
+		__u8 v = ch >= '0' && ch <= '9'   ? ch - '0'
+			 : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+			 : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
+						  : 0xff;
+		if (v == 0xff)
+			break;
+		size = size << 4 | v;
+		digits++;
+	}
+	/* the line ends at the first LF (a chunk extension may come before it) */
+	__u32 eol = 0;
+	NO_UNROLL
+	for (__u32 j = 1; j < sizeof(s->chunk_line); j++) {
+		if (j >= n)
+			break;
+		if (s->chunk_line[j] == '\n') {
+			if (s->chunk_line[j - 1] == '\r')
+				eol = j + 1;
+			break;
+		}
+	}
+	if (!digits || eol <= digits + 1)
+		return 0;
+	/* the last chunk's line is followed by the blank line (trailers are not framed); when
+	 * that is in the next call, it is taken on trust */
+	if (size == 0 && eol < n && s->chunk_line[eol & 0x1f] != '\r')
+		return 0;
+	s->chunk_size = size;
+	s->chunk_eol = eol;
+	return eol;
+}
+
+/*
+ * Body bytes of the message in flight from the call's cursor s->pos up to s->total: consumes
+ * them. 1 when the message ended, 0 when more is to come, -1 when the kernel cannot frame them.
+ */
+static __always_inline int http_body(struct app_scratch *s, struct http_conn *h,
+				     const struct data_call *c, __u64 *counted)
+{
+	if (h->body == BODY_CLOSE) {
+		*counted += s->total - s->pos;
+		s->pos = s->total;
+		return 0;
+	}
+	NO_UNROLL
+	for (int i = 0; i < HTTP_MAX_CHUNKS; i++) {
+		if (h->remaining) {
+			__u64 n = s->total - s->pos;
+			if (n > h->remaining)
+				n = h->remaining;
+			h->remaining -= n;
+			s->pos += n;
+			if (h->body == BODY_LENGTH)
+				*counted += n;
+			if (h->remaining)
+				return 0;
+			if (h->body == BODY_LENGTH || h->last_chunk)
+				return 1;
+		}
+		/* chunked, at a chunk-size line */
+		if (s->pos >= s->total)
+			return 0;
+		__u64 base;
+		if (c->buf_kind == BUF_NONE || !payload_span(c, &base))
+			return -1;
+		__u64 avail = s->total - s->pos;
+		__u32 eol = chunk_size_line(s, base + s->pos,
+					    avail < sizeof(s->chunk_line) ? (__u32)avail
+									  : sizeof(s->chunk_line));
+		if (!eol)
+			return -1; /* a size line split between calls, or not one */
+		s->pos += eol;
+		*counted += s->chunk_size;
+		h->remaining = s->chunk_size + 2; /* the data and its CRLF */
+		h->last_chunk = s->chunk_size == 0;
+	}
+	return -1; /* more chunks in one call than followed here */
+}
+
+/* Keeps the first `len` bytes of the head scanned in s->data as the request's. */
+static __always_inline void keep_request_head(struct http_conn *h, struct app_scratch *s,
+					       __u32 len)
+{
+	if (len > APP_HTTP_HEAD_MAX)
+		len = APP_HTTP_HEAD_MAX;
+	if (len && bpf_probe_read_kernel(h->req, head_size(len), s->data))
+		len = 0;
+	h->head_len = len;
+}
+
+/* A request head, or its next part, at the start of the call (the cursor is at 0). False:
+ * not framed. */
+static __always_inline bool http_request_head(struct app_scratch *s, struct http_conn *h,
+					      const struct data_call *c, __u64 now)
+{
+	__u32 old = h->phase == HTTP_REQ_HEAD ? h->head_len : 0;
+	if (old > APP_HTTP_HEAD_MAX)
+		return false;
+	if (old && bpf_probe_read_kernel(s->data, head_size(old), h->req))
+		return false;
+	__u64 total = s->total;
+	__u64 want = total < APP_HTTP_HEAD_MAX - old ? total : APP_HTTP_HEAD_MAX - old;
+	__u32 got = copy_payload(s, c, 0, old, (__u32)want);
+	if (got != want)
+		return false;
+	__u32 len = old + got;
+	struct head_scan *hs = &s->scan;
+	scan_head(s, len);
+	if (hs->request != 1 || hs->unframable)
+		return false;
+	if (!old) {
+		h->start_ns = now;
+		h->pid = c->id >> 32;
+		h->tid = (__u32)c->id;
+		h->fd = c->fd;
+		set_comm((struct app_event *)&s->ev); /* the process name, for the record */
+		__builtin_memcpy(h->comm, s->ev.comm, sizeof(h->comm));
+	}
+	if (!hs->len) {
+		/* the head goes on in the next read, unless it cannot fit */
+		if (len >= APP_HTTP_HEAD_MAX || want < total)
+			return false;
+		keep_request_head(h, s, len);
+		h->phase = HTTP_REQ_HEAD;
+		s->pos = total;
+		return true;
+	}
+	if (hs->len <= old)
+		return false;
+	s->pos = hs->len - old;
+	h->req_head = hs->len;
+	__u32 cap = capture_limit();
+	keep_request_head(h, s, hs->len < cap ? hs->len : cap);
+	h->method = hs->method;
+	h->req_body = 0;
+	h->resp_body = 0;
+	h->resp_head = 0;
+	h->status = 0;
+	h->last_chunk = 0;
+	h->remaining = 0;
+	if (hs->chunked) {
+		h->body = BODY_CHUNKED;
+		h->phase = HTTP_REQ_BODY;
+	} else if (hs->content_length > 0) {
+		h->body = BODY_LENGTH;
+		h->remaining = hs->content_length;
+		h->phase = HTTP_REQ_BODY;
+	} else {
+		h->phase = HTTP_RESP_WAIT;
+	}
+	return true;
+}
+
+/* A response head at the cursor: 1 when it is the final response's (h->phase is then
+ * HTTP_RESP_BODY, or the exchange ended with it: 2), 0 for an interim one (100 Continue,
+ * skipped), -1 when not framed. */
+static __always_inline int http_response_head(struct app_scratch *s, struct http_conn *h,
+					      struct conn_info *ci, const struct data_call *c)
+{
+	__u64 avail = s->total - s->pos;
+	__u32 want = avail < APP_HTTP_HEAD_MAX ? (__u32)avail : APP_HTTP_HEAD_MAX;
+	__u32 got = copy_payload(s, c, s->pos, 0, want);
+	if (got != want)
+		return -1;
+	struct head_scan *hs = &s->scan;
+	scan_head(s, got);
+	if (hs->request != 2 || !hs->len || hs->unframable)
+		return -1;
+	s->pos += hs->len;
+	if (hs->status < 200 && hs->status != 101)
+		return 0;
+	h->status = hs->status;
+	h->resp_head = hs->len;
+	h->last_chunk = 0;
+	h->remaining = 0;
+	h->phase = HTTP_RESP_BODY;
+	if (hs->status == 101 || (h->method == METHOD_CONNECT && hs->status < 300)) {
+		ci->framing = FRAMING_OPAQUE; /* another protocol follows */
+		return 2;
+	}
+	if (h->method == METHOD_HEAD || hs->status == 204 || hs->status == 304 ||
+	    hs->content_length == 0)
+		return 2;
+	if (hs->chunked) {
+		h->body = BODY_CHUNKED;
+	} else if (hs->content_length > 0) {
+		h->body = BODY_LENGTH;
+		h->remaining = hs->content_length;
+	} else {
+		h->body = BODY_CLOSE;
+	}
+	return 1;
+}
+
+/* The call in the request direction: a request head (or its next part) and its body. */
+static __always_inline bool http_requests(struct app_scratch *s, struct http_conn *h,
+					  const struct data_call *c, __u64 now, bool *began_here)
+{
+	if (h->phase == HTTP_IDLE || h->phase == HTTP_REQ_HEAD) {
+		*began_here = h->phase == HTTP_IDLE;
+		if (!http_request_head(s, h, c, now))
+			return false;
+	}
+	if (h->phase == HTTP_REQ_BODY && s->pos < s->total) {
+		int r = http_body(s, h, c, &h->req_body);
+		if (r < 0)
+			return false;
+		if (r)
+			h->phase = HTTP_RESP_WAIT;
+	}
+	/* anything more is a request while one is in flight: pipelining */
+	return s->pos >= s->total;
+}
+
+/* The call in the response direction: the response head(s) and body. */
+static __always_inline bool http_responses(struct app_scratch *s, struct http_conn *h,
+					   struct conn_info *ci, const struct data_call *c, __u64 sk,
+					   __u64 now)
+{
+	int r = 1;
+	if (h->phase == HTTP_REQ_BODY || h->phase == HTTP_RESP_WAIT) {
+		r = http_response_head(s, h, ci, c);
+		if (r == 0 && s->pos < s->total) /* an interim response, then the final one */
+			r = http_response_head(s, h, ci, c);
+		if (r < 0)
+			return false;
+	} else if (h->phase != HTTP_RESP_BODY) {
+		return false; /* response bytes where no response may be */
+	}
+	if (r == 1 && h->phase == HTTP_RESP_BODY && s->pos < s->total) {
+		int b = http_body(s, h, c, &h->resp_body);
+		if (b < 0)
+			return false;
+		if (b)
+			r = 2;
+	}
+	if (r == 2) {
+		h->last_ns = now;
+		h->phase = HTTP_IDLE;
+		http_emit(s, h, ci, sk, APP_HTTP_END_COMPLETE | c->sys << 8);
+		if (ci->framing == FRAMING_OPAQUE)
+			return true; /* what follows is another protocol */
+	}
+	/* anything more is a second response in one call: pipelining */
+	return s->pos >= s->total;
+}
+
+/*
+ * One call of a connection framed as HTTP/1.x, or whose framing is not decided yet. True when
+ * the call was framed (nothing to report now); false when the caller reports it as a data
+ * record, and every later call of the connection too (ci->framing is FRAMING_PER_CALL then).
+ */
+static __always_inline bool http_on_call(const struct data_call *c, struct conn_info *ci,
+					 struct sock *sk)
+{
+	bool requests = (ci->role == APP_ROLE_SERVER) == (c->dir == APP_DIR_INGRESS);
+	bool undecided = ci->framing == FRAMING_UNDECIDED;
+	struct http_conn *h = NULL;
+	if (!undecided) {
+		h = bpf_sk_storage_get(&app_http, sk, 0, 0);
+	} else if (requests && ci->role != APP_ROLE_UNKNOWN && frame_http()) {
+		/* decided by the first bytes in the request direction */
+		h = bpf_sk_storage_get(&app_http, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		if (h)
+			__builtin_memset(h, 0, __builtin_offsetof(struct http_conn, req));
+	}
+	struct app_scratch *s = scratch();
+	if (!h || !s) {
+		ci->framing = FRAMING_PER_CALL;
+		return false;
+	}
+	__u64 now = bpf_ktime_get_ns();
+	s->pos = 0;
+	s->total = (__u64)c->ret;
+	bool began_here = false;
+	bool ok = requests ? http_requests(s, h, c, now, &began_here)
+			   : http_responses(s, h, ci, c, (__u64)sk, now);
+	if (ok) {
+		if (ci->framing == FRAMING_UNDECIDED)
+			ci->framing = FRAMING_HTTP;
+		if (h->phase != HTTP_IDLE)
+			h->last_ns = now;
+		return true;
+	}
+	if (undecided) {
+		bpf_sk_storage_delete(&app_http, sk);
+		ci->framing = FRAMING_PER_CALL;
+		return false;
+	}
+	/* a request this call began is in the call's own data record */
+	if (began_here && h->phase != HTTP_RESP_BODY)
+		h->phase = HTTP_IDLE;
+	http_fall_back(s, h, ci, (__u64)sk);
+	return false;
+}
