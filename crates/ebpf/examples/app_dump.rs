@@ -49,9 +49,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     println!(
-        "emitted={} lost={}",
+        "emitted={} lost={} http_unframed={}",
         cap.emitted_events(),
-        cap.lost_events()
+        cap.lost_events(),
+        cap.http_fallbacks()
     );
     Ok(())
 }
