@@ -145,9 +145,8 @@ struct app_scratch {
 	__u64 total;
 	__u64 chunk_size;
 	__u32 chunk_eol;
-	__s32 scan_tmp; /* see forget_range() */
-	__u32 copied;   /* see copy_iov() */
-	__u32 _pad3;
+	__u32 scan_lines; /* lines scan_line() looked at */
+	__u32 copied;     /* see copy_iov() */
 	__u32 _pad2;
 };
 

@@ -121,23 +121,6 @@ static __always_inline __u32 first_byte(__u64 m)
 	return (__u32)((low * 0x0001020304050607ULL) >> 56);
 }
 
-/* Position of the first '\n' in d[from..len), or -1. */
-static __always_inline int next_lf(const __u8 *d, __u32 from, __u32 len)
-{
-	NO_UNROLL
-	for (__u32 i = 0; i < APP_HTTP_HEAD_MAX / 8 + 1; i++) {
-		__u32 at = from + i * 8;
-		if (at >= len)
-			return -1;
-		__u64 m = lf_bytes(load8(d, at));
-		if (m) {
-			__u32 lf = at + first_byte(m);
-			return lf < len ? (int)lf : -1;
-		}
-	}
-	return -1;
-}
-
 /* A decimal number at d[at..) after optional spaces, up to the line's end; -1 if none. */
 static __always_inline __s64 parse_decimal(const __u8 *d, __u32 at)
 {
@@ -218,19 +201,33 @@ static __always_inline void scan_header(const __u8 *d, __u32 at, struct head_sca
 	}
 }
 
-/* `v` with its range forgotten: stored to and loaded from map memory, which the verifier does
- * not track. The line loop below then reaches the same state whichever word next_lf stopped
- * at, so that its paths are verified once rather than once per word. */
-static __always_inline int forget_range(struct app_scratch *s, int v)
+/*
+ * The line after the '\n' at s->data[lf] of a head of `len` bytes: the blank line that ends
+ * the head (its length goes to s->scan.len), or a header line. 1 when the scan is over (the
+ * head ended, or it goes on past `len` or HTTP_MAX_LINES). A global function, checked once.
+ */
+__noinline int scan_line(struct app_scratch *s, __u32 lf, __u32 len)
 {
-	*(volatile __s32 *)&s->scan_tmp = v;
-	return *(volatile __s32 *)&s->scan_tmp;
+	if (!s)
+		return 1;
+	struct head_scan *hs = &s->scan;
+	const __u8 *d = s->data;
+	__u32 at = (lf + 1) & (2 * APP_HTTP_HEAD_MAX - 1);
+	if (at >= len || len > APP_HTTP_HEAD_MAX || ++s->scan_lines > HTTP_MAX_LINES)
+		return 1;
+	__u8 first = load1(d, at);
+	if (first == '\n' || (first == '\r' && at + 1 < len && load1(d, at + 1) == '\n')) {
+		hs->len = first == '\n' ? at + 1 : at + 2;
+		return 1;
+	}
+	scan_header(d, at, hs);
+	return 0;
 }
 
 /*
- * Scans the head at the start of s->data[0..len) (len <= APP_HTTP_HEAD_MAX) into s->scan. A
- * global function: the verifier checks it once, on its own, rather than at every call with
- * the caller's state.
+ * Scans the head at the start of s->data[0..len) (len <= APP_HTTP_HEAD_MAX) into s->scan: one
+ * pass over its words, each line feed handed to scan_line. A global function: the verifier
+ * checks it once, on its own, rather than at every call with the caller's state.
  */
 __noinline int scan_head(struct app_scratch *s, __u32 len)
 {
@@ -240,26 +237,27 @@ __noinline int scan_head(struct app_scratch *s, __u32 len)
 	const __u8 *d = s->data;
 	__builtin_memset(hs, 0, sizeof(*hs));
 	hs->content_length = -1;
+	s->scan_lines = 0;
 	if (len < 12 || len > APP_HTTP_HEAD_MAX)
 		return 0;
 	scan_start_line(d, hs);
 	if (!hs->request)
 		return 0;
-	int lf = forget_range(s, next_lf(d, 0, len));
 	NO_UNROLL
-	for (int line = 0; line < HTTP_MAX_LINES; line++) {
-		if (lf < 0)
-			return 0;
-		__u32 at = ((__u32)lf + 1) & (2 * APP_HTTP_HEAD_MAX - 1);
+	for (__u32 w = 0; w < APP_HTTP_HEAD_MAX / 8; w++) {
+		__u32 at = w * 8;
 		if (at >= len)
-			return 0;
-		__u8 first = load1(d, at);
-		if (first == '\n' || (first == '\r' && at + 1 < len && load1(d, at + 1) == '\n')) {
-			hs->len = first == '\n' ? at + 1 : at + 2;
-			return 0;
+			break;
+		__u64 m = lf_bytes(load8(d, at));
+		NO_UNROLL
+		for (int k = 0; k < 8; k++) {
+			if (!m)
+				break;
+			__u32 lf = at + first_byte(m);
+			m &= m - 1; /* the next line feed of the word */
+			if (scan_line(s, lf, len))
+				return 0;
 		}
-		scan_header(d, at, hs);
-		lf = forget_range(s, next_lf(d, at, len));
 	}
 	return 0;
 }
