@@ -927,10 +927,7 @@ fn splice_peek_half_close_and_one_close_per_socket() {
     for (id, what) in [(cid, "client"), (sid, "server")] {
         let seq: Vec<&AppEvent> = events
             .iter()
-            .filter(|e| match e {
-                AppEvent::Data(d) => d.conn_id == id,
-                AppEvent::Accept(c) | AppEvent::Connect(c) | AppEvent::Close(c) => c.conn_id == id,
-            })
+            .filter(|e| e.conn_id() == id)
             .collect();
         assert!(
             matches!(

@@ -91,3 +91,36 @@ pub fn drive_session(input: &[u8]) {
     s.close(t, &mut out);
     check(&out);
 }
+
+/// Decodes a kernel-framed HTTP/1.x exchange described by `input`: the first 35 bytes are the
+/// counted fields (start, end, status, both body sizes, the end kind), the rest the request
+/// head's captured prefix. Checks the operation's promises.
+pub fn drive_exchange(input: &[u8]) {
+    use crate::http1::exchange::{operation, End, Exchange};
+    let mut fixed = [0u8; 35];
+    let n = input.len().min(35);
+    fixed[..n].copy_from_slice(&input[..n]);
+    let u64_at = |at: usize| u64::from_le_bytes(fixed[at..at + 8].try_into().unwrap());
+    let x = Exchange {
+        start_ns: u64_at(0),
+        end_ns: u64_at(8),
+        status: u16::from_le_bytes([fixed[16], fixed[17]]),
+        request_body: u64_at(18),
+        response_body: u64_at(26),
+        end: match fixed[34] % 5 {
+            0 => End::Complete,
+            1 => End::Close,
+            2 => End::Incomplete,
+            3 => End::NoResponse,
+            _ => End::Unframed,
+        },
+    };
+    let head = &input[n..];
+    for capture_headers in [false, true] {
+        if let Some(op) = operation(head, &x, capture_headers) {
+            assert_eq!(op.request_size, x.request_body);
+            assert_eq!(op.response_size, x.response_body);
+            check(std::slice::from_ref(&op));
+        }
+    }
+}

@@ -459,6 +459,7 @@ mod tests {
                 let mut parser = new_parser(*p, ParserConfig { query_text: true }).unwrap();
                 fuzzing::drive(parser.as_mut(), &input);
                 fuzzing::drive_session(&input);
+                fuzzing::drive_exchange(&input);
             }
         }
     }

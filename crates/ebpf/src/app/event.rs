@@ -316,6 +316,11 @@ pub struct HttpEvent {
     pub end: HttpEnd,
     /// The first `min(request_head_len, capture_bytes, 1024)` bytes of the request head.
     pub head: Vec<u8>,
+    /// A client exchange's parent: the server exchange of the same process that the thread
+    /// was serving when it wrote this request, as that exchange's `(conn_id, start_ns)`.
+    /// Exact for servers that serve a request on one thread; an event loop's latest read
+    /// request otherwise.
+    pub parent: Option<(u64, u64)>,
     /// See [`DataEvent::comm`].
     pub comm: [u8; 16],
 }
@@ -445,6 +450,7 @@ pub fn decode_reusing(record: &[u8], spare: &mut Vec<Vec<u8>>) -> Option<AppEven
                     _ => return None,
                 },
                 head,
+                parent: (x.parent_conn != 0).then_some((x.parent_conn, x.parent_start_ns)),
                 comm: h.comm,
             }))
         }
@@ -567,6 +573,8 @@ mod tests {
             status: 200,
             end: raw::APP_HTTP_END_COMPLETE,
             _pad: [0; 5],
+            parent_conn: 0xffff_8880_0000_2000,
+            parent_start_ns: 90,
         };
         let mut rec = record(h, &[]);
         let mut fixed = [0u8; raw::RAW_HTTP_SIZE];
@@ -582,10 +590,41 @@ mod tests {
         assert_eq!((e.request_body, e.response_body), (3, 612));
         assert_eq!((e.request_head_len, e.response_head_len), (80, 240));
         assert_eq!((e.start_ns, e.end_ns, e.syscall), (100, 250, Syscall::Sendfile));
+        assert_eq!(e.parent, Some((0xffff_8880_0000_2000, 90)));
         // a record cut short, or with an end this version does not know, is refused
         assert!(decode(&rec[..rec.len() - 1]).is_none());
         rec[RAW_APP_EVENT_SIZE + 26] = 77;
         assert!(decode(&rec).is_none());
+    }
+
+    /// Arbitrary records of every kind (and lengths around each kind's fixed part) decode or
+    /// are refused, never panic, and a decoded payload never exceeds the record.
+    #[test]
+    fn arbitrary_records_never_panic() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..20_000 {
+            let len = (next() % 400) as usize;
+            let mut rec: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if let Some(kind) = rec.first_mut() {
+                *kind = (round % 7) as u8;
+            }
+            if rec.len() > 20 && round % 2 == 0 {
+                // a plausible captured_len, so that the payload paths are reached
+                let n = (next() % 64) as u32;
+                rec[16..20].copy_from_slice(&n.to_ne_bytes());
+            }
+            match decode(&rec) {
+                Some(AppEvent::Data(d)) => assert!(d.data.len() <= rec.len()),
+                Some(AppEvent::Http(h)) => assert!(h.head.len() <= rec.len()),
+                _ => {}
+            }
+        }
     }
 
     #[test]

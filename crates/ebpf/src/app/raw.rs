@@ -211,6 +211,11 @@ pub struct RawHttp {
     pub end: u8,
     /// Padding.
     pub _pad: [u8; 5],
+    /// Client exchanges: the `conn_id` of the server exchange the thread was serving when it
+    /// wrote the request (0: none).
+    pub parent_conn: u64,
+    /// ... and that exchange's `start_ns`.
+    pub parent_start_ns: u64,
 }
 
 /// `sizeof(struct app_http)`.
@@ -231,6 +236,8 @@ pub fn app_http_fields() -> Vec<(&'static str, usize, usize)> {
         f!(status, u16),
         f!(end, u8),
         f!(_pad, [u8; 5]),
+        f!(parent_conn, u64),
+        f!(parent_start_ns, u64),
     ]
 }
 

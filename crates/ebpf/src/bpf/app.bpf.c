@@ -92,6 +92,10 @@ struct ssl_call {
 /* Per-thread state, in task-local storage (freed with the thread). */
 struct task_state {
 	struct ssl_call ssl; /* the SSL_* call in flight; ssl.op == 0: none */
+	/* the HTTP/1.x server exchange this thread is serving: from reading its request head
+	 * to writing its response's end (http_framing.h); serving_sk == 0: none */
+	__u64 serving_sk;
+	__u64 serving_start_ns;
 	__u32 pid_gen;       /* app_config.pid_gen when `allowed` was computed (0: never) */
 	__u8 allowed;        /* the pid filter's decision for this thread's tgid */
 	__u8 _pad[3];
@@ -721,6 +725,17 @@ static __always_inline void announce(struct conn_info *ci, __u64 sk, __u64 id, _
 	submit(s, 0);
 }
 
+/* The connect or accept record of a connection reported per call, before its first record
+ * (to the process its close goes to). */
+static __always_inline void announce_once(struct conn_info *ci, __u64 sk, __u64 id, __s32 fd)
+{
+	if (ci->announced || ci->pid != id >> 32)
+		return;
+	ci->announced = 1;
+	if (ci->role != APP_ROLE_UNKNOWN)
+		announce(ci, sk, id, fd);
+}
+
 static __always_inline bool frame_http(void)
 {
 	__u32 zero = 0;
@@ -771,8 +786,10 @@ static __always_inline int on_sock_io(struct sock *sk, int ret, int flags, __u8 
 		ci->pid = tgid;
 	if (st && st->ssl.op) {
 		/* libssl moving TLS records: learn SSL* -> socket, mark the socket, report nothing
-		 * (the plaintext comes from the uretprobe) */
+		 * (the plaintext comes from the uretprobe, per call) */
 		ci->tls = 1;
+		ci->framing = FRAMING_PER_CALL;
+		announce_once(ci, (__u64)sk, id, c.fd);
 		struct ssl_key k = {.ssl = st->ssl.ssl, .tgid = id >> 32};
 		struct ssl_sock *known = bpf_map_lookup_elem(&app_ssl_socks, &k);
 		/* a freed socket's address (and fd) can come back for the next connection: the
@@ -802,12 +819,7 @@ static __always_inline int on_sock_io(struct sock *sk, int ret, int flags, __u8 
 	} else if (ci->framing == FRAMING_OPAQUE) {
 		return 0;
 	}
-	if (!ci->announced && ci->pid == tgid) {
-		/* a connection reported per call: its first record says how it began */
-		ci->announced = 1;
-		if (ci->role != APP_ROLE_UNKNOWN)
-			announce(ci, (__u64)sk, id, c.fd);
-	}
+	announce_once(ci, (__u64)sk, id, c.fd);
 	if (emit_direct(&c, ci))
 		return 0;
 	struct app_scratch *s = scratch(); /* the header is cleared by fill_data_header */

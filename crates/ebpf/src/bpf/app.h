@@ -157,6 +157,10 @@ struct app_http {
 	__u16 status;        /* final response status (0: none) */
 	__u8 end;            /* APP_HTTP_END_* */
 	__u8 _pad[5];
+	/* client exchanges: the server exchange its thread was serving when it wrote the request
+	 * (that exchange's ev.conn_id and ev.start_ns in the same process), 0 if none */
+	__u64 parent_conn;
+	__u64 parent_start_ns;
 };
 
 /*

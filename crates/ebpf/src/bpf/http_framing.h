@@ -70,6 +70,8 @@ struct http_conn {
 	__u64 resp_body;
 	__u64 start_ns;
 	__u64 last_ns; /* the exchange's latest call */
+	__u64 parent_conn; /* see app_http.parent_conn */
+	__u64 parent_start_ns;
 	char comm[16];
 	__u8 req[APP_HTTP_HEAD_MAX];
 };
@@ -335,6 +337,8 @@ static __noinline void http_emit(struct app_scratch *s, const struct http_conn *
 	r->http.response_head = h->resp_head;
 	r->http.status = h->status;
 	r->http.end = end;
+	r->http.parent_conn = h->parent_conn;
+	r->http.parent_start_ns = h->parent_start_ns;
 	__u32 len = h->head_len;
 	__u32 cap = capture_limit();
 	if (len > cap)
@@ -616,14 +620,52 @@ static __always_inline int http_response_head(struct app_scratch *s, struct http
 	return 1;
 }
 
+/*
+ * Which request a thread is serving. A server thread that read a request head is serving it
+ * until it writes the response's end: a request its thread writes as a client meanwhile is
+ * that exchange's child (parent_conn, parent_start_ns). Exact for servers that serve each
+ * request on one thread; an event loop (nginx) reads other requests in between, and the
+ * latest one read is taken.
+ */
+static __always_inline void request_context(struct http_conn *h, const struct conn_info *ci,
+					    __u64 sk)
+{
+	h->parent_conn = 0;
+	h->parent_start_ns = 0;
+	if (ci->role == APP_ROLE_SERVER) {
+		struct task_state *st = task_state();
+		if (st) {
+			st->serving_sk = sk;
+			st->serving_start_ns = h->start_ns;
+		}
+	} else {
+		struct task_state *st = task_state_if_any();
+		if (st && st->serving_sk) {
+			h->parent_conn = st->serving_sk;
+			h->parent_start_ns = st->serving_start_ns;
+		}
+	}
+}
+
+/* The server exchange on `sk` ended: its thread serves no request (if it served that one). */
+static __always_inline void request_context_end(__u64 sk)
+{
+	struct task_state *st = task_state_if_any();
+	if (st && st->serving_sk == sk)
+		st->serving_sk = 0;
+}
+
 /* The call in the request direction: a request head (or its next part) and its body. */
 static __always_inline bool http_requests(struct app_scratch *s, struct http_conn *h,
-					  const struct data_call *c, __u64 now, bool *began_here)
+					  const struct conn_info *ci, const struct data_call *c,
+					  __u64 now, bool *began_here)
 {
 	if (h->phase == HTTP_IDLE || h->phase == HTTP_REQ_HEAD) {
 		*began_here = h->phase == HTTP_IDLE;
 		if (!http_request_head(s, h, c, now))
 			return false;
+		if (h->phase != HTTP_REQ_HEAD)
+			request_context(h, ci, c->sk);
 	}
 	if (h->phase == HTTP_REQ_BODY && s->pos < s->total) {
 		int r = http_body(s, h, c, &h->req_body);
@@ -661,6 +703,8 @@ static __always_inline bool http_responses(struct app_scratch *s, struct http_co
 	if (r == 2) {
 		h->last_ns = now;
 		h->phase = HTTP_IDLE;
+		if (ci->role == APP_ROLE_SERVER)
+			request_context_end(sk);
 		http_emit(s, h, ci, sk, APP_HTTP_END_COMPLETE | c->sys << 8);
 		if (ci->framing == FRAMING_OPAQUE)
 			return true; /* what follows is another protocol */
@@ -697,7 +741,7 @@ static __always_inline bool http_on_call(const struct data_call *c, struct conn_
 	s->pos = 0;
 	s->total = (__u64)c->ret;
 	bool began_here = false;
-	bool ok = requests ? http_requests(s, h, c, now, &began_here)
+	bool ok = requests ? http_requests(s, h, ci, c, now, &began_here)
 			   : http_responses(s, h, ci, c, (__u64)sk, now);
 	if (ok) {
 		if (ci->framing == FRAMING_UNDECIDED)
