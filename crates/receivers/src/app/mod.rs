@@ -272,6 +272,7 @@ impl ReceiverComponent for AppFactory {
             "HTTP exchanges the app receiver turned into telemetry.",
             &[("receiver", id.as_str())],
         );
+        let records = crate::ebpf_records_counter(&ctx.telemetry, &id);
         let routes = RoutesConfig {
             patterns,
             ignored,
@@ -284,6 +285,7 @@ impl ReceiverComponent for AppFactory {
             routes,
             lost,
             observations,
+            records,
         }))
     }
 }
@@ -294,6 +296,7 @@ pub struct AppReceiver {
     routes: RoutesConfig,
     lost: Counter,
     observations: Counter,
+    records: Counter,
 }
 
 /// The receiver's event loop: everything it owns besides the capture, and what it does with
@@ -304,10 +307,13 @@ struct EventLoop {
     reporter: Reporter,
     obs: Vec<tracker::Observation>,
     tls: bool,
+    /// Ring-buffer records taken (`tapline_ebpf_records_total`).
+    records: Counter,
 }
 
 impl EventLoop {
     fn handle(&mut self, cap: &mut AppCapture, events: &mut Vec<AppEvent>, observed: &Counter) {
+        self.records.add(events.len() as u64);
         for ev in events.drain(..) {
             let pid = ev.pid();
             let Some(instrumented) = self.discovery.instrumented_with_comm(pid, ev.comm()) else {
@@ -439,6 +445,7 @@ impl Receiver for AppReceiver {
             ),
             obs: Vec::new(),
             tls: cfg.tls,
+            records: self.records.clone(),
         };
         p.rescan(&mut cap);
         cap.attach()
