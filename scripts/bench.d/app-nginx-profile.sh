@@ -13,7 +13,7 @@ if [[ -n ${APP_BENCH:-} ]]; then
 else
   AGENT=${AGENT:-$(release_bin)}
   PROM=$(free_port) TEL=$(free_port)
-  sed -e "s|127.0.0.1:9400|127.0.0.1:$PROM|" -e "s|127.0.0.1:9401|127.0.0.1:$TEL|" configs/default.yaml > "$BENCH_DIR/agent.yaml"
+  default_agent_config "$BENCH_DIR/agent.yaml" "$PROM" "$TEL"
   CAPTURE=("$AGENT" run --config "$BENCH_DIR/agent.yaml")
 fi
 start_nginx "$BENCH_DIR" "$FILE_BYTES"

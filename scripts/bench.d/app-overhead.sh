@@ -42,10 +42,7 @@ fi
 start_nginx "$BENCH_DIR" "$FILE_BYTES"
 case $CAPTURE in
 default | server)
-  sed -e "s|endpoint: 127.0.0.1:9400|endpoint: 127.0.0.1:$PROM|" -e "s|endpoint: 127.0.0.1:9401|endpoint: 127.0.0.1:$TEL|" \
-    configs/default.yaml > "$BENCH_DIR/agent.yaml"
-  grep -q ":$PROM" "$BENCH_DIR/agent.yaml" && grep -q ":$TEL" "$BENCH_DIR/agent.yaml" ||
-    die "configs/default.yaml: no 'endpoint: 127.0.0.1:9400' / ':9401' line to move"
+  default_agent_config "$BENCH_DIR/agent.yaml" "$PROM" "$TEL"
   if [[ $CAPTURE == server ]]; then
     sed -i "s|^  app: {}|  app: { discovery: { instrument: [{ open_ports: \"$PORT\" }] } }|" "$BENCH_DIR/agent.yaml"
     grep -q "open_ports: \"$PORT\"" "$BENCH_DIR/agent.yaml" || die "configs/default.yaml: no '  app: {}' line to edit"
@@ -97,14 +94,7 @@ for r in $(seq "$ROUNDS"); do
   on_exit kill_wait "$CPID"
   if ((AGENT_MODE)); then
     # ready once a request shows in its metrics (the pipeline runs, not only the capture)
-    for _ in $(seq 150); do
-      curl -s -o /dev/null "$URL"
-      (($(agent_count) > 0)) && break
-      kill -0 "$CPID" 2> /dev/null || { cat "$BENCH_DIR/capture.err" >&2; die "the agent exited"; }
-      sleep 0.2
-    done
-    counted0=$(agent_count)
-    ((counted0 > 0)) || { cat "$BENCH_DIR/capture.err" >&2; die "the agent counted no request"; }
+    counted0=$(wait_agent_counts "$CPID" "$BENCH_DIR/capture.err" agent_count)
   else
     wait_line "$BENCH_DIR/capture.err" attached
   fi

@@ -145,8 +145,42 @@ calc() { awk "BEGIN {print $1}"; }
 # bpf_stats_on: kernel.bpf_stats_enabled=1 until the benchmark exits (costs each program run
 # two clock reads, so only the benchmarks that report ns per run turn it on).
 bpf_stats_on() {
-  on_exit sysctl -qw "kernel.bpf_stats_enabled=$(sysctl -n kernel.bpf_stats_enabled)"
+  BPF_STATS_BEFORE=$(sysctl -n kernel.bpf_stats_enabled)
+  on_exit sysctl -qw "kernel.bpf_stats_enabled=$BPF_STATS_BEFORE"
   sysctl -qw kernel.bpf_stats_enabled=1
+}
+# bpf_stats_off: back to the value bpf_stats_on found, before the benchmark ends (the figures
+# after it are then measured without the two clock reads per program run).
+bpf_stats_off() { sysctl -qw "kernel.bpf_stats_enabled=${BPF_STATS_BEFORE:-0}"; }
+
+# bpf_prog_ids PID: the ids of the BPF programs process PID holds (its program and link fds,
+# from /proc/PID/fdinfo), one per line. Finds a process's own programs where bpftool shows no
+# pids (built without skeletons).
+bpf_prog_ids() {
+  grep -h '^prog_id:' /proc/"$1"/fdinfo/* 2> /dev/null | awk '{print $2}' | sort -un
+}
+
+# bpf_prog_stats FILE: the run_time_ns and run_cnt of every loaded program (bpftool -j prog
+# show) into FILE; bpf_prog_delta BEFORE AFTER IDS_FILE prints "<ns> <runs>" run by the
+# programs of IDS_FILE in between, and one line per program on stderr.
+bpf_prog_stats() { bpftool -j prog show > "$1"; }
+bpf_prog_delta() {
+  python3 - "$@" << 'PY'
+import json, sys
+before = {p["id"]: p for p in json.load(open(sys.argv[1]))}
+ids = {int(l) for l in open(sys.argv[3]) if l.strip()}
+ns = runs = 0
+for p in json.load(open(sys.argv[2])):
+    if p["id"] not in ids:
+        continue
+    b = before.get(p["id"], {})
+    dn = p.get("run_time_ns", 0) - b.get("run_time_ns", 0)
+    dr = p.get("run_cnt", 0) - b.get("run_cnt", 0)
+    ns, runs = ns + dn, runs + dr
+    if dr:
+        print(f"  {p.get('name', p['id'])}: {dr} runs, {dn / dr:.0f} ns per run", file=sys.stderr)
+print(ns, runs)
+PY
 }
 
 # Exits if an application capture is already attached: a stray agent or app_bench would trace
@@ -212,7 +246,10 @@ http {
   fastcgi_temp_path $dir/tmp/fastcgi;
   uwsgi_temp_path $dir/tmp/uwsgi;
   scgi_temp_path $dir/tmp/scgi;
-  server { listen $listen; root $dir/www; }
+  server {
+    listen $listen; root $dir/www;
+    location = /nginx_status { stub_status; access_log off; }
+  }
 }
 CONF
   nginx -p "$dir" -c "$dir/nginx.conf" -g 'daemon off;' &
@@ -223,6 +260,71 @@ CONF
   for _ in $(seq 50); do curl -skf -o /dev/null "$URL" && break; sleep 0.1; done
   curl -skf -o /dev/null "$URL" || die "nginx did not answer on $URL ($(cat "$dir/error.log"))"
   WORKER=$(pgrep -P "$NGINX_PID" | head -1)
+}
+
+# nginx_requests: the requests nginx (start_nginx) has served so far, from its stub_status,
+# less the requests for that page itself (counted in a file: this runs in subshells).
+nginx_requests() {
+  local n
+  echo >> "$BENCH_DIR/nginx_status_calls"
+  n=$(curl -skf --max-time 5 "${URL}nginx_status" | awk 'prev ~ /requests/ {print $3} {prev = $0}')
+  echo $((n - $(wc -l < "$BENCH_DIR/nginx_status_calls")))
+}
+
+# wrk_rate_script FILE RATE THREADS: a wrk Lua script that paces the requests to RATE per
+# second in all (wrk has no rate option): each of the THREADS threads hands out request slots
+# 1000 * THREADS / RATE ms apart from a monotonic clock (LuaJIT's ffi), and delay() holds each
+# connection's next request until the next free slot. A thread that falls behind by more than
+# 10 ms forgets the slots it missed, so it never bursts to catch up. Enough connections to keep
+# every slot taken make the rate exact; the achieved rate is wrk's Requests/sec.
+wrk_rate_script() {
+  cat > "$1" << LUA
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } tapline_timespec;
+int clock_gettime(int clk, tapline_timespec *ts);
+]]
+local ts = ffi.new("tapline_timespec")
+local function now_ms()
+  ffi.C.clock_gettime(1, ts) -- CLOCK_MONOTONIC
+  return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
+end
+local period = 1000 * $3 / $2
+local slot = nil
+function delay()
+  local now = now_ms()
+  if slot == nil or slot < now - 10 then slot = now end
+  slot = slot + period
+  local wait = slot - now
+  return wait > 0 and wait or 0
+end
+LUA
+}
+
+# default_agent_config FILE PROM TEL: configs/default.yaml (what `tapline run` does) with its
+# Prometheus endpoint moved to 127.0.0.1:PROM and its self-telemetry to 127.0.0.1:TEL.
+default_agent_config() {
+  sed -e "s|endpoint: 127.0.0.1:9400|endpoint: 127.0.0.1:$2|" -e "s|endpoint: 127.0.0.1:9401|endpoint: 127.0.0.1:$3|" \
+    "$ROOT/configs/default.yaml" > "$1"
+  grep -q ":$2" "$1" && grep -q ":$3" "$1" ||
+    die "configs/default.yaml: no 'endpoint: 127.0.0.1:9400' / ':9401' line to move"
+}
+
+# wait_agent_counts PID ERRFILE CMD...: until CMD (a count the agent exports) is above 0,
+# poking nginx (start_nginx's URL) with a request each time (30 s at most); fails with ERRFILE
+# when the agent exits or counts nothing. Prints the count.
+wait_agent_counts() {
+  local pid=$1 err=$2 _ n=0
+  shift 2
+  for _ in $(seq 150); do
+    curl -s -o /dev/null "$URL"
+    n=$("$@")
+    ((n > 0)) && break
+    kill -0 "$pid" 2> /dev/null || { cat "$err" >&2; die "the agent exited"; }
+    sleep 0.2
+  done
+  ((n > 0)) || { cat "$err" >&2; die "the agent counted no request"; }
+  echo "$n"
 }
 
 # app_agent_config FILE PROM TEL LOG_LEVEL [CAPTURE_BYTES]: a tapline configuration with only
@@ -245,12 +347,18 @@ service:
 YAML
 }
 
-# metric_sum URL PREFIX [LABEL_MATCH]: the sum of the samples of PREFIX (optionally only lines
-# matching LABEL_MATCH, a regular expression) on a Prometheus text page; 0 when absent. (The
-# page is saved first: `curl | grep -q` fails under pipefail once the page outgrows a pipe.)
+# metric_sum URL PREFIX [LABEL_MATCH...]: the sum of the samples of PREFIX (optionally only
+# lines matching every LABEL_MATCH, regular expressions) on a Prometheus text page; 0 when
+# absent. (The page is saved first: `curl | grep -q` fails under pipefail once the page
+# outgrows a pipe.)
 metric_sum() {
-  curl -s --max-time 5 "$1" > "$BENCH_DIR/metrics.txt" || true
-  awk -v p="^$2" -v m="${3:-}" '$0 ~ p && (m == "" || $0 ~ m) {s += $NF} END {print s + 0}' "$BENCH_DIR/metrics.txt"
+  local url=$1 prefix=$2
+  shift 2
+  curl -s --max-time 5 "$url" > "$BENCH_DIR/metrics.txt" || true
+  awk -v p="^$prefix" -v m="$(printf '%s\n' "$@")" '
+    BEGIN {n = split(m, ms, "\n")}
+    $0 ~ p {for (i = 1; i <= n; i++) if (ms[i] != "" && $0 !~ ms[i]) next; s += $NF}
+    END {print s + 0}' "$BENCH_DIR/metrics.txt"
 }
 
 # ---- criterion -----------------------------------------------------------------------------

@@ -638,3 +638,72 @@ fn wrk_paced_load_against_nginx_matches_access_log() {
     assert_eq!(seen as usize, logged, "{server:?}");
     assert_eq!(lost(&telemetry), 0);
 }
+
+/// `tapline_ebpf_records_total{receiver="app"}` counts exactly the records the kernel wrote
+/// into the ring buffer (its own `APP_STAT_EMITTED`, read from the map): only the python
+/// server is traced, curl makes N requests on one keep-alive connection.
+#[test]
+fn records_counter_equals_the_records_the_kernel_emitted() {
+    const N: u64 = 50;
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let port = free_port();
+    let _srv = python_server(port);
+    let t = start_tapline(
+        &format!("    tls: false\n    discovery: {{instrument: [{{open_ports: \"{port}\"}}]}}"),
+        port,
+    );
+    let observed = |t: &Tapline| {
+        t.telemetry()
+            .counter(
+                "tapline_app_requests_observed_total",
+                "",
+                &[("receiver", "app")],
+            )
+            .get()
+    };
+    // The kernel's count stays put once the traced server is idle and the receiver has read
+    // everything: the state before and after the workload.
+    let settled = |t: &Tapline, what: &str| {
+        let mut last = (u64::MAX, Instant::now());
+        let mut seen = (0, 0);
+        eventually(what, Duration::from_secs(20), || {
+            let emitted = kernel_emitted();
+            seen = (records(t.telemetry()), emitted);
+            if emitted != last.0 {
+                last = (emitted, Instant::now());
+            }
+            // a second without a new record: the server has closed the connection too
+            seen.0 == emitted && last.1.elapsed() >= Duration::from_secs(1)
+        });
+        seen.1
+    };
+    let emitted0 = settled(&t, "the receiver to take the warm-up's records");
+    let observed0 = observed(&t);
+    let base = format!("http://127.0.0.1:{port}");
+    let urls: Vec<String> = (0..N).map(|i| format!("{base}/budget/{i}")).collect();
+    let refs: Vec<&str> = urls.iter().map(String::as_str).collect();
+    assert_eq!(curl(&refs).lines().count() as u64, N);
+    let emitted1 = settled(&t, "the receiver to take the requests' records");
+    let observed1 = observed(&t);
+    let (sink, telemetry) = t.stop();
+    // the shutdown drained nothing more: the server was idle
+    assert_eq!(records(&telemetry), emitted1);
+    assert_eq!(lost(&telemetry), 0);
+    let server = http_counts(&sink, "http.server.request.duration", port);
+    assert_eq!(
+        server[&key("GET", "/budget/*", 200, "")].count,
+        N,
+        "{server:?}"
+    );
+    assert_eq!(
+        observed1 - observed0,
+        N,
+        "exchanges observed (only the server is traced)"
+    );
+    let taken = emitted1 - emitted0;
+    eprintln!(
+        "{N} requests on one connection, server side: {taken} records ({:.2} per request)",
+        taken as f64 / N as f64
+    );
+    assert!(taken >= N, "at least one record per request: {taken}");
+}

@@ -283,6 +283,7 @@ impl ReceiverComponent for AppFactory {
             "HTTP exchanges the app receiver turned into telemetry.",
             &[("receiver", id.as_str())],
         );
+        let records = crate::ebpf_records_counter(&ctx.telemetry, &id);
         let routes = RoutesConfig {
             patterns,
             ignored,
@@ -296,6 +297,7 @@ impl ReceiverComponent for AppFactory {
             lost,
             http_fallbacks,
             observations,
+            records,
         }))
     }
 }
@@ -307,6 +309,7 @@ pub struct AppReceiver {
     lost: Counter,
     http_fallbacks: Counter,
     observations: Counter,
+    records: Counter,
 }
 
 /// The receiver's event loop: everything it owns besides the capture, and what it does with
@@ -317,10 +320,13 @@ struct EventLoop {
     reporter: Reporter,
     obs: Vec<tracker::Observation>,
     tls: bool,
+    /// Ring-buffer records taken (`tapline_ebpf_records_total`).
+    records: Counter,
 }
 
 impl EventLoop {
     fn handle(&mut self, cap: &mut AppCapture, events: &mut Vec<AppEvent>, observed: &Counter) {
+        self.records.add(events.len() as u64);
         for ev in events.drain(..) {
             let pid = ev.pid();
             let Some(instrumented) = self.discovery.instrumented_with_comm(pid, ev.comm()) else {
@@ -453,6 +459,7 @@ impl Receiver for AppReceiver {
             ),
             obs: Vec::new(),
             tls: cfg.tls,
+            records: self.records.clone(),
         };
         p.rescan(&mut cap);
         cap.attach()

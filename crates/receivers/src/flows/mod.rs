@@ -68,6 +68,7 @@ impl ReceiverComponent for FlowsFactory {
                 "eBPF events dropped in the kernel because the ring buffer was full.",
                 &labels,
             ),
+            records: crate::ebpf_records_counter(t, &id),
             overflow: t.counter(
                 "tapline_flows_overflow_records_total",
                 "Flow records read from the overflow ring buffer (packets of flows that did not fit in the kernel map).",
@@ -91,6 +92,8 @@ struct Flows {
     path: String,
     cfg: FlowsConfig,
     lost: Counter,
+    /// Ring-buffer records taken, counted as they are drained.
+    records: Counter,
     overflow: Counter,
     deduplicated: Counter,
     attached: Gauge,
@@ -118,7 +121,7 @@ impl Flows {
         let started = Instant::now();
         scratch.clear();
         let mut ring = Vec::new();
-        a.capture.drain_overflow(&mut ring);
+        self.records.add(a.capture.drain_overflow(&mut ring) as u64);
         overflow.add(ring);
         a.capture
             .evict_into(scratch)
@@ -221,7 +224,7 @@ impl Receiver for Flows {
                     guard = ring.readable() => {
                         let mut guard = guard.with_context(|| format!("{path}: polling the overflow ring buffer"))?;
                         ring_buf.clear();
-                        a.capture.drain_overflow(&mut ring_buf);
+                        self.records.add(a.capture.drain_overflow(&mut ring_buf) as u64);
                         overflow.add(ring_buf.drain(..));
                         guard.clear_ready();
                         if overflow.len() >= overflow_limit {

@@ -190,3 +190,70 @@ pub fn has_span(sink: &Sink, key: &str, value: &str) -> bool {
         .iter()
         .any(|(_, _, s)| s.attributes.get(key).map(|v| v.to_text()).as_deref() == Some(value))
 }
+
+/// The receiver's count of ring-buffer records it took (`tapline_ebpf_records_total`).
+pub fn records(t: &Telemetry) -> u64 {
+    t.counter("tapline_ebpf_records_total", "", &[("receiver", "app")])
+        .get()
+}
+
+/// What the kernel says the app capture of this process emitted: `APP_STAT_EMITTED` of the
+/// `app_stats` map (per CPU, summed) that this test process holds open, read with bpftool. A
+/// witness outside the receiver: other captures on the machine have their own maps.
+pub fn kernel_emitted() -> u64 {
+    let bpftool = tapline_test_support::need("bpftool", "bpftool");
+    let mut found = Vec::new();
+    for fd in std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .flatten()
+    {
+        let is_map = std::fs::read_link(fd.path())
+            .map(|l| l.to_string_lossy().contains("bpf-map"))
+            .unwrap_or(false);
+        if !is_map {
+            continue;
+        }
+        let info = format!("/proc/self/fdinfo/{}", fd.file_name().to_string_lossy());
+        let Ok(info) = std::fs::read_to_string(info) else {
+            continue;
+        };
+        let Some(id) = info
+            .lines()
+            .find_map(|l| l.strip_prefix("map_id:"))
+            .map(|v| v.trim().to_string())
+        else {
+            continue;
+        };
+        let show = run(Command::new(&bpftool).args(["-j", "map", "show", "id", &id]));
+        let show: serde_json::Value = serde_json::from_str(&show).expect("bpftool map show");
+        if show["name"] == "app_stats" && !found.contains(&id) {
+            found.push(id);
+        }
+    }
+    assert_eq!(
+        found.len(),
+        1,
+        "app_stats maps held by this process: {found:?}"
+    );
+    // key APP_STAT_EMITTED = 1 (app.h), a u32
+    let out = run(Command::new(&bpftool).args([
+        "-j", "map", "lookup", "id", &found[0], "key", "1", "0", "0", "0",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(&out).expect("bpftool map lookup");
+    let per_cpu = v["formatted"]["values"]
+        .as_array()
+        .or_else(|| v["values"].as_array())
+        .unwrap_or_else(|| panic!("no per-CPU values in {out}"));
+    per_cpu
+        .iter()
+        .map(|c| match &c["value"] {
+            serde_json::Value::Number(n) => n.as_u64().expect("u64"),
+            // unformatted: the value's bytes, little-endian hex strings
+            serde_json::Value::Array(bytes) => bytes.iter().rev().fold(0u64, |acc, b| {
+                let b = b.as_str().expect("hex byte").trim_start_matches("0x");
+                (acc << 8) | u64::from_str_radix(b, 16).expect("hex byte")
+            }),
+            other => panic!("unexpected per-CPU value {other} in {out}"),
+        })
+        .sum()
+}
