@@ -446,7 +446,7 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use tapline_ebpf::app::Syscall;
-    use tapline_protocols::Status;
+    use tapline_protocols::{Status, ERROR_NO_RESPONSE};
 
     use super::*;
 
@@ -536,5 +536,56 @@ mod tests {
         );
         assert_eq!(out[0].op.target.as_deref(), Some("/x"));
         assert_eq!(out[0].op.response_size, 2);
+    }
+
+    fn http(role: Role, head: &[u8], status: u16, end: HttpEnd) -> AppEvent {
+        AppEvent::Http(HttpEvent {
+            pid: 7,
+            tid: 7,
+            fd: 4,
+            conn_id: 0xffff_8880_0000_3000,
+            local: "127.0.0.1:8080".parse().unwrap(),
+            remote: "127.0.0.1:40000".parse().unwrap(),
+            role,
+            syscall: Syscall::Sendfile,
+            start_ns: 1_000,
+            end_ns: 9_000,
+            request_body: 0,
+            response_body: 612,
+            request_head_len: head.len() as u32,
+            response_head_len: 240,
+            status,
+            end,
+            head: head.to_vec(),
+            parent: None,
+            comm: [0; 16],
+        })
+    }
+
+    /// A kernel-framed exchange is one observation, with no connection state kept.
+    #[test]
+    fn kernel_framed_exchanges_are_observations() {
+        let mut tracker = Tracker::new(16, false);
+        let mut out = Vec::new();
+        let head = b"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n";
+        tracker.on_event(&http(Role::Server, head, 200, HttpEnd::Complete), &mut out);
+        tracker.on_event(&http(Role::Client, head, 0, HttpEnd::NoResponse), &mut out);
+        assert!(tracker.is_empty(), "no connection entry for framed exchanges");
+        let seen: Vec<_> = out
+            .iter()
+            .map(|o| (o.side, o.op.status, o.op.start_ns, o.op.end_ns, o.op.response_size))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (Side::Server, Status::Http(200), 1_000, 9_000, 612),
+                (Side::Client, Status::Unknown, 1_000, 9_000, 612),
+            ]
+        );
+        assert_eq!(out[0].op.target.as_deref(), Some("/index.html"));
+        assert_eq!(out[1].op.error.as_deref(), Some(ERROR_NO_RESPONSE));
+        // a head that is not a request line is counted, not reported
+        tracker.on_event(&http(Role::Server, b"\x16\x03\x01", 200, HttpEnd::Complete), &mut out);
+        assert_eq!((out.len(), tracker.stats.http_undecodable), (2, 1));
     }
 }
