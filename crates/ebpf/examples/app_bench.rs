@@ -3,10 +3,11 @@
 //! `events=<n> events_per_s=<r> data_events=<n> payload_bytes=<n> lost=<n> emitted=<n>
 //! tls_events=<n> tls_skipped=<n>`.
 //!
-//! `app_bench <seconds> [--only <pid>...] [--capture-bytes N] [--ring-bytes N] [--wakeup-bytes N] [--tls]`
+//! `app_bench <seconds> [--only <pid>...] [--capture-bytes N] [--ring-bytes N] [--wakeup-bytes N] [--tls] [--per-call]`
 //! (`--tls`: also attach the libssl probes to every libssl mapped by a process, or with
 //! `--only` to the libssl of the selected processes, scoped to them; see
-//! `scripts/bench tls-overhead`)
+//! `scripts/bench tls-overhead`; `--per-call`: no HTTP/1.x framing in the kernel, one record
+//! per socket call)
 
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--ring-bytes" => cfg.ring_buffer_bytes = args.next().ok_or("value")?.parse()?,
             "--wakeup-bytes" => cfg.wakeup_bytes = args.next().ok_or("value")?.parse()?,
             "--tls" => with_tls = true,
+            "--per-call" => cfg.frame_http = false,
             other => return Err(format!("unknown argument {other}").into()),
         }
     }

@@ -137,9 +137,6 @@ struct app_scratch {
 	/* record bytes this CPU emitted since it last asked the ring buffer how full it is */
 	__u32 pending;
 	__u32 _pad;
-	/* an APP_KIND_HTTP record being built: header, then the request head prefix */
-	struct app_http_record http;
-	__u8 http_data[APP_HTTP_HEAD_MAX];
 	/* a chunk-size line read from a call's payload */
 	__u8 chunk_line[32];
 	/* HTTP/1.x framing of one call (http_framing.h): the head being scanned, the cursor in

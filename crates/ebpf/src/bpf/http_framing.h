@@ -49,8 +49,8 @@
 #define HTTP_MAX_LINES 40
 /* Chunk-size lines one call may cross (more: not framed). */
 #define HTTP_MAX_CHUNKS 8
-/* Heads are scanned 8 bytes at a time in a buffer this much larger than the head. */
-#define HTTP_SCAN_SLACK 32
+/* Bytes of a plain buffer copied to look for a head's end before the rest (copy_and_scan). */
+#define HTTP_SCAN_FIRST 256
 
 struct http_conn {
 	__u8 phase;
@@ -313,16 +313,38 @@ static __always_inline __u32 copy_payload(struct app_scratch *s, const struct da
 	return copy_chunk(s->data, at, (const void *)(base + from), want);
 }
 
-/* Sends the exchange of `h`, ended at h->last_ns as `end` (APP_HTTP_END_*) by call `sys` (0:
- * at close). A subprogram: one copy for every place an exchange ends. */
-static __noinline void http_emit(struct app_scratch *s, const struct http_conn *h,
-				 const struct conn_info *ci, __u64 sk, __u32 end_sys)
+/*
+ * Copies the call's bytes [from, from + want) (want <= APP_HTTP_HEAD_MAX) to s->data[at..] and
+ * scans the head in s->data[0..) into s->scan. From a plain buffer, the first HTTP_SCAN_FIRST
+ * bytes come first and the rest only when the head goes on past them: a client's read of a
+ * response and its body copies about the head alone. Returns the bytes now in s->data (at +
+ * all of `want` whenever the head is not complete), 0 when the payload cannot be read.
+ */
+static __always_inline __u32 copy_and_scan(struct app_scratch *s, const struct data_call *c,
+					   __u64 from, __u32 at, __u32 want)
 {
-	__u8 end = end_sys & 0xff, sys = end_sys >> 8;
-	struct app_http_record *r = &s->http;
+	__u32 first = want;
+	if (c->buf_kind == BUF_PLAIN && first > HTTP_SCAN_FIRST)
+		first = HTTP_SCAN_FIRST;
+	if (copy_payload(s, c, from, at, first) != first)
+		return 0;
+	scan_head(s, at + first);
+	if (s->scan.len || !s->scan.request || first == want)
+		return at + first;
+	__u32 rest = want - first;
+	if (copy_payload(s, c, from + first, at + first, rest) != rest)
+		return 0;
+	scan_head(s, at + want);
+	return at + want;
+}
+
+/* The fixed part of the record of the exchange of `h` (see http_emit). */
+static __always_inline void fill_http_record(struct app_http_record *r, const struct http_conn *h,
+					     const struct conn_info *ci, __u64 sk, __u32 end_sys)
+{
 	__builtin_memset(r, 0, sizeof(*r));
 	r->ev.kind = APP_KIND_HTTP;
-	r->ev.syscall = sys;
+	r->ev.syscall = end_sys >> 8;
 	r->ev.pid = h->pid;
 	r->ev.tid = h->tid;
 	r->ev.fd = h->fd;
@@ -336,23 +358,55 @@ static __noinline void http_emit(struct app_scratch *s, const struct http_conn *
 	r->http.request_head = h->req_head;
 	r->http.response_head = h->resp_head;
 	r->http.status = h->status;
-	r->http.end = end;
+	r->http.end = end_sys & 0xff;
 	r->http.parent_conn = h->parent_conn;
 	r->http.parent_start_ns = h->parent_start_ns;
+}
+
+/* Emits, when `len` (0..N) fits, the record with N bytes of room for the request head's
+ * prefix, written in place in the ring buffer. N is a power of two and MASK N - 1, spelled out
+ * for the asm that bounds the copy for the verifier. */
+#define HTTP_EMIT_CLASS(N, MASK)                                                           \
+	if (len <= N) {                                                                     \
+		struct {                                                                    \
+			struct app_http_record r;                                           \
+			__u8 data[N];                                                       \
+		} *d = bpf_ringbuf_reserve(&app_events, sizeof(*d), 0);                     \
+		if (!d) {                                                                   \
+			stat_add(APP_STAT_LOST);                                            \
+			return;                                                             \
+		}                                                                           \
+		fill_http_record(&d->r, h, ci, sk, end_sys);                                \
+		d->r.ev.captured_len = len;                                                 \
+		if (len) {                                                                  \
+			__u32 sz = len - 1; /* 1..N below, in a form the verifier bounds */ \
+			asm volatile("%[sz] &= " #MASK : [sz] "+r"(sz));                    \
+			if (bpf_probe_read_kernel(d->data, sz + 1, h->req))                 \
+				d->r.ev.captured_len = 0;                                   \
+		}                                                                           \
+		bpf_ringbuf_submit(d, wakeup_flags(s, sizeof(*d)));                         \
+		stat_add(APP_STAT_EMITTED);                                                 \
+		return;                                                                     \
+	}
+
+/*
+ * Sends the exchange of `h`, ended at h->last_ns as APP_HTTP_END_* `end_sys & 0xff` by call
+ * `end_sys >> 8` (0: at close), with the first min(head, capture_bytes) bytes of its request
+ * head. Written in place in the ring buffer (no scratch copy), in one of three sizes so that
+ * short heads do not spread the ring. A subprogram: one copy for every place an exchange ends.
+ */
+static __noinline void http_emit(struct app_scratch *s, const struct http_conn *h,
+				 const struct conn_info *ci, __u64 sk, __u32 end_sys)
+{
 	__u32 len = h->head_len;
 	__u32 cap = capture_limit();
 	if (len > cap)
 		len = cap;
 	if (len > APP_HTTP_HEAD_MAX)
 		len = APP_HTTP_HEAD_MAX;
-	if (len && bpf_probe_read_kernel(s->http_data, head_size(len), h->req))
-		len = 0;
-	r->ev.captured_len = len;
-	__u32 size = sizeof(*r) + len;
-	if (bpf_ringbuf_output(&app_events, r, size, wakeup_flags(s, size)))
-		stat_add(APP_STAT_LOST);
-	else
-		stat_add(APP_STAT_EMITTED);
+	HTTP_EMIT_CLASS(128, 0x7f)
+	HTTP_EMIT_CLASS(256, 0xff)
+	HTTP_EMIT_CLASS(APP_HTTP_HEAD_MAX, 0x3ff)
 }
 
 /* Hands the exchange in flight over to per-call records: the request (its head as a data
@@ -528,13 +582,9 @@ static __always_inline bool http_request_head(struct app_scratch *s, struct http
 		return false;
 	__u64 total = s->total;
 	__u64 want = total < APP_HTTP_HEAD_MAX - old ? total : APP_HTTP_HEAD_MAX - old;
-	__u32 got = copy_payload(s, c, 0, old, (__u32)want);
-	if (got != want)
-		return false;
-	__u32 len = old + got;
+	__u32 len = copy_and_scan(s, c, 0, old, (__u32)want);
 	struct head_scan *hs = &s->scan;
-	scan_head(s, len);
-	if (hs->request != 1 || hs->unframable)
+	if (!len || hs->request != 1 || hs->unframable)
 		return false;
 	if (!old) {
 		h->start_ns = now;
@@ -587,12 +637,9 @@ static __always_inline int http_response_head(struct app_scratch *s, struct http
 {
 	__u64 avail = s->total - s->pos;
 	__u32 want = avail < APP_HTTP_HEAD_MAX ? (__u32)avail : APP_HTTP_HEAD_MAX;
-	__u32 got = copy_payload(s, c, s->pos, 0, want);
-	if (got != want)
-		return -1;
+	__u32 len = copy_and_scan(s, c, s->pos, 0, want);
 	struct head_scan *hs = &s->scan;
-	scan_head(s, got);
-	if (hs->request != 2 || !hs->len || hs->unframable)
+	if (!len || hs->request != 2 || !hs->len || hs->unframable)
 		return -1;
 	s->pos += hs->len;
 	if (hs->status < 200 && hs->status != 101)
