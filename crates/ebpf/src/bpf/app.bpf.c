@@ -146,6 +146,8 @@ struct app_scratch {
 	__u64 total;
 	__u64 chunk_size;
 	__u32 chunk_eol;
+	__u64 span_addr;  /* see payload_at() */
+	__u64 span_len;
 	__u32 scan_lines; /* lines scan_line() looked at */
 	__u32 copied;     /* see copy_iov() */
 	__u32 _pad2;

@@ -13,8 +13,8 @@
  * kept until the record is sent. A request head split between reads is accumulated there.
  *
  * Anything the kernel does not frame (pipelined requests, a head longer than
- * APP_HTTP_HEAD_MAX, a chunk-size line split between calls, chunked bytes sent by sendfile, a
- * Transfer-Encoding other than chunked, bytes where no message may be) makes the connection
+ * APP_HTTP_HEAD_MAX, a chunk-size line split between calls or iovecs, chunked bytes sent by
+ * sendfile, a Transfer-Encoding other than chunked, bytes where no message may be) makes the connection
  * fall back to per-call records (APP_STAT_HTTP_FALLBACK) for good: the request in flight is
  * handed over as a data record of its head, so userspace's HTTP/1.x parser picks up where the
  * kernel stopped. An upgraded connection (101, CONNECT) is not reported further.
@@ -145,12 +145,26 @@ static __always_inline __s64 parse_decimal(const __u8 *d, __u32 at)
 	return digits ? n : -1;
 }
 
-/* The start line at d[0..): request (and its method) or response (and its status). */
-static __always_inline void scan_start_line(const __u8 *d, struct head_scan *hs)
+/* The methods whose request lines are framed, by their first four bytes. */
+#define METHOD_WORDS(X)                                                                     \
+	X('G', 'E', 'T', ' ', METHOD_OTHER)                                                 \
+	X('P', 'O', 'S', 'T', METHOD_OTHER)                                                 \
+	X('P', 'U', 'T', ' ', METHOD_OTHER)                                                 \
+	X('D', 'E', 'L', 'E', METHOD_OTHER)                                                 \
+	X('O', 'P', 'T', 'I', METHOD_OTHER)                                                 \
+	X('P', 'A', 'T', 'C', METHOD_OTHER)                                                 \
+	X('T', 'R', 'A', 'C', METHOD_OTHER)                                                 \
+	X('H', 'E', 'A', 'D', METHOD_HEAD)                                                  \
+	X('C', 'O', 'N', 'N', METHOD_CONNECT)
+
+/* The start line at d[0..len): request (and its method) or response (and its status). A
+ * request whose first read has fewer than 4 bytes counts as one when they begin a method:
+ * the next read tells (a connection that then turns out not to be HTTP falls back with
+ * those bytes). */
+static __always_inline void scan_start_line(const __u8 *d, __u32 len, struct head_scan *hs)
 {
 	__u64 w = load8(d, 0);
-	__u32 w4 = (__u32)w;
-	if ((w & 0x00ffffffffffffffULL) == W8('H', 'T', 'T', 'P', '/', '1', '.', 0)) {
+	if (len >= 12 && (w & 0x00ffffffffffffffULL) == W8('H', 'T', 'T', 'P', '/', '1', '.', 0)) {
 		__u8 a = load1(d, 9), b = load1(d, 10), c = load1(d, 11);
 		if (load1(d, 8) == ' ' && a >= '1' && a <= '5' && b >= '0' && b <= '9' && c >= '0' &&
 		    c <= '9') {
@@ -159,18 +173,19 @@ static __always_inline void scan_start_line(const __u8 *d, struct head_scan *hs)
 		}
 		return;
 	}
-	if (w4 == W4('G', 'E', 'T', ' ') || w4 == W4('P', 'O', 'S', 'T') ||
-	    w4 == W4('P', 'U', 'T', ' ') || w4 == W4('D', 'E', 'L', 'E') ||
-	    w4 == W4('O', 'P', 'T', 'I') || w4 == W4('P', 'A', 'T', 'C') ||
-	    w4 == W4('T', 'R', 'A', 'C')) {
-		hs->request = 1;
-	} else if (w4 == W4('H', 'E', 'A', 'D')) {
-		hs->request = 1;
-		hs->method = METHOD_HEAD;
-	} else if (w4 == W4('C', 'O', 'N', 'N')) {
-		hs->request = 1;
-		hs->method = METHOD_CONNECT;
+	/* the bytes of the method token there are (all four, or the first `len`) */
+	__u32 mask = len >= 4 ? 0xffffffff : (1U << (8 * (len & 3))) - 1;
+	__u32 w4 = (__u32)w & mask;
+	if (!len)
+		return;
+#define METHOD_MATCH(a, b, c, e, METHOD)                                                    \
+	if (w4 == (W4(a, b, c, e) & mask)) {                                                \
+		hs->request = 1;                                                            \
+		hs->method = METHOD;                                                        \
+		return;                                                                     \
 	}
+	METHOD_WORDS(METHOD_MATCH)
+#undef METHOD_MATCH
 }
 
 /* One header line starting at d[at]: the framing headers. */
@@ -240,9 +255,9 @@ __noinline int scan_head(struct app_scratch *s, __u32 len)
 	__builtin_memset(hs, 0, sizeof(*hs));
 	hs->content_length = -1;
 	s->scan_lines = 0;
-	if (len < 12 || len > APP_HTTP_HEAD_MAX)
+	if (len > APP_HTTP_HEAD_MAX)
 		return 0;
-	scan_start_line(d, hs);
+	scan_start_line(d, len, hs);
 	if (!hs->request)
 		return 0;
 	NO_UNROLL
@@ -311,6 +326,60 @@ static __always_inline __u32 copy_payload(struct app_scratch *s, const struct da
 	if (!payload_span(c, &base))
 		return 0;
 	return copy_chunk(s->data, at, (const void *)(base + from), want);
+}
+
+/*
+ * The iovec of s->iov[0..cnt) that holds the payload's byte `pos`: its user address in
+ * s->span_addr, the bytes from there to the iovec's end in s->span_len. 0 when the payload
+ * ends before `pos`. A global function (its loop checked once).
+ */
+__noinline int iov_locate(struct app_scratch *s, __u32 cnt, __u64 pos)
+{
+	if (!s)
+		return 0;
+	/* the offset of iovec i lives in map memory: iterations reach equal states */
+	s->span_len = 0;
+	s->span_addr = 0;
+	NO_UNROLL
+	for (__u32 i = 0; i < APP_MAX_IOV; i++) {
+		__u64 off = *(volatile __u64 *)&s->span_len;
+		if (i >= cnt)
+			return 0;
+		__u64 len = s->iov[i].iov_len;
+		if (pos < off + len) {
+			s->span_addr = (__u64)s->iov[i].iov_base + (pos - off);
+			s->span_len = off + len - pos;
+			return 1;
+		}
+		s->span_len = off + len;
+	}
+	return 0;
+}
+
+/* Where the call's payload byte `pos` is in user memory (s->span_addr) and how many bytes
+ * follow it there contiguously (s->span_len). False for calls without a payload (sendfile,
+ * splice) or when it cannot be read. */
+static __always_inline bool payload_at(struct app_scratch *s, const struct data_call *c, __u64 pos)
+{
+	if (c->buf_kind == BUF_PLAIN) {
+		s->span_addr = c->buf + pos;
+		s->span_len = s->total - pos;
+		return true;
+	}
+	__u64 iov = c->buf, cnt = c->aux;
+	if (c->buf_kind == BUF_MSG) {
+		struct user_msghdr *msg = (struct user_msghdr *)c->buf;
+		if (bpf_probe_read_user(&iov, sizeof(iov), &msg->msg_iov) ||
+		    bpf_probe_read_user(&cnt, sizeof(cnt), &msg->msg_iovlen))
+			return false;
+	} else if (c->buf_kind != BUF_IOV) {
+		return false;
+	}
+	if (cnt > APP_MAX_IOV)
+		cnt = APP_MAX_IOV;
+	if (!cnt || bpf_probe_read_user(s->iov, cnt * sizeof(struct iovec), (const void *)iov))
+		return false;
+	return iov_locate(s, (__u32)cnt, pos);
 }
 
 /*
@@ -542,11 +611,10 @@ static __always_inline int http_body(struct app_scratch *s, struct http_conn *h,
 		/* chunked, at a chunk-size line */
 		if (s->pos >= s->total)
 			return 0;
-		__u64 base;
-		if (c->buf_kind == BUF_NONE || !payload_span(c, &base))
+		if (!payload_at(s, c, s->pos))
 			return -1;
-		__u64 avail = s->total - s->pos;
-		__u32 eol = chunk_size_line(s, base + s->pos,
+		__u64 avail = s->span_len;
+		__u32 eol = chunk_size_line(s, s->span_addr,
 					    avail < sizeof(s->chunk_line) ? (__u32)avail
 									  : sizeof(s->chunk_line));
 		if (!eol)
