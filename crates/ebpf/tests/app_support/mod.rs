@@ -95,6 +95,7 @@ pub fn on_port(events: &[AppEvent], port: u16) -> Vec<AppEvent> {
                 AppEvent::Accept(c) | AppEvent::Connect(c) | AppEvent::Close(c) => {
                     (c.local, c.remote)
                 }
+                AppEvent::Http(h) => (h.local, h.remote),
             };
             l.port() == port || r.port() == port
         })
