@@ -18,7 +18,7 @@ use std::time::Duration;
 use app_support::*;
 use tapline_ebpf::app::{
     AppCapture, AppCaptureConfig, AppEvent, DataEvent, Direction, HttpEnd, HttpEvent, PidAction,
-    PidFilterMode, Role,
+    PidFilterMode, Role, Syscall,
 };
 use tapline_test_support::netns::require_root;
 use tapline_test_support::{eventually, free_port, tempdir, wait_port, ChildGuard};
@@ -294,34 +294,82 @@ struct Want<'a> {
     response_head: Option<usize>,
 }
 
-fn check(h: &HttpEvent, w: &Want, all: &[AppEvent]) {
-    let ctx = || format!("record {h:?}\nevents:\n{}", describe(all));
-    assert_eq!(h.role, w.role, "{}", ctx());
-    assert_eq!(h.status, w.status, "status; {}", ctx());
-    assert_eq!(h.end, w.end, "end; {}", ctx());
-    assert_eq!(h.request_body, w.request_body, "request body; {}", ctx());
-    assert_eq!(h.response_body, w.response_body, "response body; {}", ctx());
+/// How `h` differs from `w` (empty: not at all).
+fn mismatches(h: &HttpEvent, w: &Want) -> Vec<String> {
+    let mut bad = Vec::new();
+    let mut expect = |what: &str, got: String, want: String| {
+        if got != want {
+            bad.push(format!("{what}: got {got}, want {want}"));
+        }
+    };
+    expect("role", format!("{:?}", h.role), format!("{:?}", w.role));
+    expect("status", h.status.to_string(), w.status.to_string());
+    expect("end", format!("{:?}", h.end), format!("{:?}", w.end));
+    expect(
+        "request_body",
+        h.request_body.to_string(),
+        w.request_body.to_string(),
+    );
+    expect(
+        "response_body",
+        h.response_body.to_string(),
+        w.response_body.to_string(),
+    );
     let line = format!("{}\r\n", w.line);
-    assert!(h.head.starts_with(line.as_bytes()), "request line; {}", ctx());
+    expect(
+        "head starts with the request line",
+        h.head.starts_with(line.as_bytes()).to_string(),
+        "true".into(),
+    );
     let head_len = h.request_head_len as usize;
     if let Some(n) = w.head_len {
-        assert_eq!(head_len, n, "request head length; {}", ctx());
+        expect("request_head_len", head_len.to_string(), n.to_string());
     }
-    assert_eq!(h.head.len(), head_len.min(CAPTURE), "head bytes; {}", ctx());
+    expect(
+        "head bytes",
+        h.head.len().to_string(),
+        head_len.min(CAPTURE).to_string(),
+    );
     if head_len <= CAPTURE {
-        assert!(h.head.ends_with(b"\r\n\r\n"), "the whole head; {}", ctx());
+        expect(
+            "head ends with its blank line",
+            h.head.ends_with(b"\r\n\r\n").to_string(),
+            "true".into(),
+        );
     }
-    if let Some(n) = w.response_head {
-        assert_eq!(h.response_head_len as usize, n, "response head; {}", ctx());
+    match w.response_head {
+        Some(n) => expect(
+            "response_head_len",
+            h.response_head_len.to_string(),
+            n.to_string(),
+        ),
+        None => expect(
+            "a response head",
+            (h.response_head_len > 0).to_string(),
+            (w.status != 0).to_string(),
+        ),
     }
-    if w.status != 0 {
-        assert!(h.response_head_len > 0, "response head; {}", ctx());
-    } else {
-        assert_eq!(h.response_head_len, 0, "no response head; {}", ctx());
-    }
-    assert!(h.start_ns > 0 && h.start_ns <= h.end_ns, "times; {}", ctx());
-    let comm = h.comm_str();
-    assert!(!comm.is_empty(), "comm; {}", ctx());
+    expect(
+        "0 < start_ns <= end_ns",
+        (h.start_ns > 0 && h.start_ns <= h.end_ns).to_string(),
+        "true".into(),
+    );
+    expect(
+        "a comm",
+        (!h.comm_str().is_empty()).to_string(),
+        "true".into(),
+    );
+    bad
+}
+
+fn check(h: &HttpEvent, w: &Want, all: &[AppEvent]) {
+    let bad = mismatches(h, w);
+    assert!(
+        bad.is_empty(),
+        "{}\nrecord {h:?}\nevents:\n{}",
+        bad.join("\n"),
+        describe(all)
+    );
 }
 
 /// Asserts that the connection's events are its Http records only (no Data, no
@@ -341,11 +389,33 @@ fn only_http(events: &[AppEvent]) {
 
 // ---- the raw-socket client (this process) ----
 
-fn connect(port: u16) -> TcpStream {
+/// A client connection of this process: the stream, and bytes read but not consumed yet.
+struct Conn {
+    s: TcpStream,
+    pending: Vec<u8>,
+}
+
+impl std::ops::Deref for Conn {
+    type Target = TcpStream;
+    fn deref(&self) -> &TcpStream {
+        &self.s
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut TcpStream {
+        &mut self.s
+    }
+}
+
+fn connect(port: u16) -> Conn {
     let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.set_nodelay(true).unwrap();
-    s
+    Conn {
+        s,
+        pending: Vec::new(),
+    }
 }
 
 fn request(method: &str, path: &str, extra: &str) -> String {
@@ -355,13 +425,31 @@ fn request(method: &str, path: &str, extra: &str) -> String {
     )
 }
 
-/// Reads into `buf` until `done(buf)` (or panics at EOF).
-fn read_until(s: &mut TcpStream, buf: &mut Vec<u8>, done: impl Fn(&[u8]) -> bool) {
-    let mut chunk = vec![0u8; 256 << 10];
-    while !done(buf) {
-        let n = s.read(&mut chunk).expect("read");
-        assert!(n > 0, "EOF after {} bytes", buf.len());
-        buf.extend_from_slice(&chunk[..n]);
+/// Reads (up to `max` bytes a read) into `c.pending` until `done(pending)`; panics at EOF.
+fn read_until_max(c: &mut Conn, max: usize, done: impl Fn(&[u8]) -> bool) {
+    let mut chunk = vec![0u8; max];
+    while !done(&c.pending) {
+        let n = c.s.read(&mut chunk).expect("read");
+        assert!(n > 0, "EOF after {} bytes", c.pending.len());
+        c.pending.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Reads into `c.pending` until `done(pending)`, with a buffer larger than any response
+/// here: each read takes all the bytes that have arrived.
+fn read_until(c: &mut Conn, done: impl Fn(&[u8]) -> bool) {
+    read_until_max(c, 4 << 20, done)
+}
+
+/// Everything up to the server's end of the stream (reads as large as [`read_until`]'s).
+fn read_to_eof(c: &mut Conn) -> Vec<u8> {
+    let mut chunk = vec![0u8; 4 << 20];
+    loop {
+        let n = c.s.read(&mut chunk).expect("read");
+        if n == 0 {
+            return std::mem::take(&mut c.pending);
+        }
+        c.pending.extend_from_slice(&chunk[..n]);
     }
 }
 
@@ -385,36 +473,42 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-/// Reads one response head, then its body as `body_done(head, body)` says.
+/// Reads one response head, then its body, whose length `body_len(head, body so far)` says
+/// once it can; the bytes after the response stay in `c.pending`.
 fn read_response_with(
-    s: &mut TcpStream,
-    body_done: impl Fn(&str, &[u8]) -> bool,
+    c: &mut Conn,
+    body_len: impl Fn(&str, &[u8]) -> Option<usize>,
 ) -> Response {
-    let mut buf = Vec::new();
-    read_until(s, &mut buf, |b| head_end(b).is_some());
-    let head_len = head_end(&buf).unwrap();
-    let head = String::from_utf8_lossy(&buf[..head_len]).into_owned();
-    read_until(s, &mut buf, |b| body_done(&head, &b[head_len..]));
-    let status = head[9..12].parse().unwrap();
+    read_until(c, |b| head_end(b).is_some());
+    let head_len = head_end(&c.pending).unwrap();
+    let head = String::from_utf8_lossy(&c.pending[..head_len]).into_owned();
+    read_until(c, |b| {
+        body_len(&head, &b[head_len..]).is_some_and(|n| b.len() >= head_len + n)
+    });
+    let n = body_len(&head, &c.pending[head_len..]).unwrap();
+    let rest = c.pending.split_off(head_len + n);
+    let msg = std::mem::replace(&mut c.pending, rest);
     Response {
-        status,
+        status: head[9..12].parse().unwrap(),
         head_len,
-        body: buf[head_len..].to_vec(),
+        body: msg[head_len..].to_vec(),
     }
 }
 
 /// A response with a Content-Length (or none: no body).
-fn read_response(s: &mut TcpStream) -> Response {
-    let r = read_response_with(s, |head, body| {
-        let len: usize = header(head, "content-length").map_or(0, |v| v.parse().unwrap());
-        body.len() >= len
-    });
-    r
+fn read_response(c: &mut Conn) -> Response {
+    read_response_with(c, |head, _| {
+        Some(header(head, "content-length").map_or(0, |v| v.parse().unwrap()))
+    })
 }
 
 /// A chunked response: up to the last chunk and the blank line (the bodies here are letters).
-fn read_chunked(s: &mut TcpStream) -> Response {
-    read_response_with(s, |_, body| body.ends_with(b"\r\n0\r\n\r\n"))
+fn read_chunked(c: &mut Conn) -> Response {
+    read_response_with(c, |_, body| {
+        body.windows(7)
+            .position(|w| w == b"\r\n0\r\n\r\n")
+            .map(|p| p + 7)
+    })
 }
 
 /// The data size of a chunked body.
@@ -431,8 +525,9 @@ fn dechunk(mut body: &[u8]) -> usize {
     }
 }
 
-/// tx_queue and rx_queue of the IPv4 TCP socket `local` -> `remote` (/proc/net/tcp).
-fn tcp_queues(local: SocketAddr, remote: SocketAddr) -> Option<(u64, u64)> {
+/// The /proc/net/tcp entry of the IPv4 TCP socket `local` -> `remote`: (state, tx_queue,
+/// rx_queue).
+fn tcp_entry(local: SocketAddr, remote: SocketAddr) -> Option<(u8, u64, u64)> {
     let key = |a: SocketAddr| match a {
         SocketAddr::V4(a) => format!(
             "{:08X}:{:04X}",
@@ -450,10 +545,38 @@ fn tcp_queues(local: SocketAddr, remote: SocketAddr) -> Option<(u64, u64)> {
         }
         let (tx, rx) = f[4].split_once(':')?;
         Some((
+            u8::from_str_radix(f[3], 16).ok()?,
             u64::from_str_radix(tx, 16).ok()?,
             u64::from_str_radix(rx, 16).ok()?,
         ))
     })
+}
+
+fn tcp_queues(local: SocketAddr, remote: SocketAddr) -> Option<(u64, u64)> {
+    tcp_entry(local, remote).map(|(_, tx, rx)| (tx, rx))
+}
+
+/// TIME_WAIT in /proc/net/tcp.
+const TCP_TIME_WAIT: u8 = 6;
+
+/// Waits until both ends of the connection `client` -> `server` are closed (the client's in
+/// TIME_WAIT or gone, the server's gone): every record made at the close is out.
+fn wait_closed(client: SocketAddr, server: SocketAddr) {
+    eventually(
+        "both ends of the connection to close",
+        Duration::from_secs(10),
+        || {
+            let c = tcp_entry(client, server);
+            let s = tcp_entry(server, client);
+            let done = s.is_none_or(|e| e.0 == TCP_TIME_WAIT)
+                && c.is_none_or(|e| e.0 == TCP_TIME_WAIT);
+            if done {
+                Ok(())
+            } else {
+                Err(format!("client {c:?}, server {s:?}"))
+            }
+        },
+    );
 }
 
 /// Waits until the server has read every byte `s` sent: the next write comes to it in a read
@@ -472,7 +595,7 @@ fn wait_consumed(s: &TcpStream) {
 }
 
 /// Closes `s` with a reset (SO_LINGER 0).
-fn reset(s: TcpStream) {
+fn reset(s: Conn) {
     let linger = libc::linger {
         l_onoff: 1,
         l_linger: 0,
@@ -582,4 +705,707 @@ fn keep_alive_python_and_curl() {
     assert!(client.windows(2).all(|w| w[0].end_ns <= w[1].start_ns));
     assert_eq!(cap.http_fallbacks() - fallbacks, 0);
     assert_eq!(cap.lost_events(), 0);
+}
+
+/// Writes `bytes` and waits until the server has read them (a read of their own).
+fn write_part(s: &mut Conn, bytes: &[u8]) {
+    s.write_all(bytes).unwrap();
+    wait_consumed(s);
+}
+
+/// 2. A request head written in two parts split at byte `k`, each part read by the server
+/// on its own, two requests per connection, one connection per `k` in `splits`: every
+/// request gives exactly one record on each side, with the whole head's length.
+fn split_heads(splits: std::ops::RangeInclusive<usize>) {
+    require_root();
+    let _serial = serial();
+    let tmp = tempdir("http-split");
+    let dir = tmp.path().to_path_buf();
+    const SIZE: usize = 300;
+    write_file(&dir.join("small.txt"), SIZE);
+    let port = free_port();
+    let mut cap = capture();
+    let _server = test_server(&mut cap, &dir, port);
+    let fallbacks = cap.http_fallbacks();
+
+    let req = request("GET", "/small.txt", "");
+    assert!(req.len() > *splits.end());
+    let mut conns = Vec::new();
+    for k in splits.clone() {
+        let mut s = connect(port);
+        let mut response_heads = Vec::new();
+        for _ in 0..2 {
+            write_part(&mut s, &req.as_bytes()[..k]);
+            s.write_all(&req.as_bytes()[k..]).unwrap();
+            let r = read_response(&mut s);
+            assert_eq!((r.status, r.body.len()), (200, SIZE), "split at {k}");
+            response_heads.push(r.head_len);
+        }
+        conns.push((k, s.local_addr().unwrap(), response_heads));
+    }
+    let n = conns.len();
+    let events = collect(&mut cap, port, Duration::from_secs(15), |evs| {
+        count_http(evs) >= 4 * n
+    });
+    let mut bad = Vec::new();
+    for (k, client, response_heads) in &conns {
+        let evs = on_port(&events, client.port());
+        let mut problems = Vec::new();
+        for role in [Role::Server, Role::Client] {
+            let recs = side(&evs, client.port(), role);
+            if recs.len() != 2 {
+                problems.push(format!("{role:?}: {} records", recs.len()));
+                continue;
+            }
+            for (h, &rh) in recs.iter().zip(response_heads) {
+                let want = Want {
+                    role,
+                    line: "GET /small.txt HTTP/1.1",
+                    head_len: Some(req.len()),
+                    status: 200,
+                    end: HttpEnd::Complete,
+                    request_body: 0,
+                    response_body: SIZE as u64,
+                    response_head: Some(rh),
+                };
+                problems.extend(mismatches(h, &want));
+            }
+        }
+        if evs.len() != count_http(&evs) {
+            problems.push("records other than Http".into());
+        }
+        if !problems.is_empty() {
+            bad.push(format!(
+                "split at byte {k}: {}\n{}",
+                problems.join("; "),
+                describe(&evs)
+            ));
+        }
+    }
+    let fell_back = cap.http_fallbacks() - fallbacks;
+    assert!(
+        bad.is_empty(),
+        "{} of {n} connections mis-framed ({fell_back} fallbacks):\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+    assert_eq!(fell_back, 0);
+}
+
+#[test]
+fn split_request_heads() {
+    split_heads(1..=64);
+}
+
+/// 3. Chunked bodies: responses whose chunk-size lines and chunk data come in separate
+/// writes (data split across writes), and a chunked request body, on one keep-alive
+/// connection: one record per exchange, the bodies the sums of the chunk sizes.
+#[test]
+fn chunked_bodies() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempdir("http-chunked");
+    let port = free_port();
+    let mut cap = capture();
+    let _server = test_server(&mut cap, tmp.path(), port);
+    let fallbacks = cap.http_fallbacks();
+    let chunked_total: usize = CHUNKS.iter().sum();
+
+    let mut s = connect(port);
+    let client = s.local_addr().unwrap();
+    let get = request("GET", "/chunked", "");
+    let mut response_heads = Vec::new();
+    s.write_all(get.as_bytes()).unwrap();
+    let r = read_chunked(&mut s);
+    assert_eq!((r.status, dechunk(&r.body)), (200, chunked_total));
+    response_heads.push(r.head_len);
+
+    // a chunked request body: every size line, data part and CRLF read on its own
+    const REQ_CHUNKS: [usize; 3] = [3, 4000, 20000];
+    let req_total: usize = REQ_CHUNKS.iter().sum();
+    let post = request("POST", "/upload", "Transfer-Encoding: chunked\r\n");
+    write_part(&mut s, post.as_bytes());
+    for n in REQ_CHUNKS {
+        write_part(&mut s, format!("{n:x}\r\n").as_bytes());
+        let data = vec![b'x'; n];
+        write_part(&mut s, &data[..n / 2]);
+        write_part(&mut s, &data[n / 2..]);
+        write_part(&mut s, b"\r\n");
+    }
+    s.write_all(b"0\r\n\r\n").unwrap();
+    let r = read_response(&mut s);
+    let answer = format!("received {req_total} bytes\n");
+    assert_eq!((r.status, &r.body[..]), (200, answer.as_bytes()));
+    response_heads.push(r.head_len);
+
+    s.write_all(get.as_bytes()).unwrap();
+    let r = read_chunked(&mut s);
+    assert_eq!((r.status, dechunk(&r.body)), (200, chunked_total));
+    response_heads.push(r.head_len);
+
+    let events = collect(&mut cap, port, Duration::from_secs(10), |evs| {
+        count_http(evs) >= 6
+    });
+    only_http(&events);
+    for role in [Role::Server, Role::Client] {
+        let recs = side(&events, client.port(), role);
+        assert_eq!(recs.len(), 3, "{role:?}:\n{}", describe(&events));
+        let wants = [
+            ("GET /chunked HTTP/1.1", 0, chunked_total),
+            ("POST /upload HTTP/1.1", req_total, answer.len()),
+            ("GET /chunked HTTP/1.1", 0, chunked_total),
+        ];
+        for ((h, (line, req_body, resp_body)), &rh) in recs.iter().zip(wants).zip(&response_heads)
+        {
+            let want = Want {
+                role,
+                line,
+                head_len: None,
+                status: 200,
+                end: HttpEnd::Complete,
+                request_body: req_body as u64,
+                response_body: resp_body as u64,
+                response_head: Some(rh),
+            };
+            check(h, &want, &events);
+        }
+    }
+    assert_eq!(cap.http_fallbacks() - fallbacks, 0);
+}
+
+/// 4. A response without a length (`Connection: close`) ends with the connection:
+/// `HttpEnd::Close` on both sides, the body all the bytes after the head.
+#[test]
+fn response_ended_by_close() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempdir("http-close");
+    let port = free_port();
+    let mut cap = capture();
+    let _server = test_server(&mut cap, tmp.path(), port);
+    let fallbacks = cap.http_fallbacks();
+
+    let mut s = connect(port);
+    let (client, server) = (s.local_addr().unwrap(), s.peer_addr().unwrap());
+    s.write_all(request("GET", "/close", "").as_bytes()).unwrap();
+    let buf = read_to_eof(&mut s);
+    let head_len = head_end(&buf).unwrap();
+    assert_eq!(buf.len() - head_len, CLOSE_LEN);
+    drop(s);
+    wait_closed(client, server);
+
+    let events = collect(&mut cap, port, Duration::from_secs(10), |evs| {
+        count_http(evs) >= 2
+    });
+    only_http(&events);
+    for role in [Role::Server, Role::Client] {
+        let recs = side(&events, client.port(), role);
+        assert_eq!(recs.len(), 1, "{role:?}:\n{}", describe(&events));
+        let want = Want {
+            role,
+            line: "GET /close HTTP/1.1",
+            head_len: None,
+            status: 200,
+            end: HttpEnd::Close,
+            request_body: 0,
+            response_body: CLOSE_LEN as u64,
+            response_head: Some(head_len),
+        };
+        check(recs[0], &want, &events);
+    }
+    assert_eq!(cap.http_fallbacks() - fallbacks, 0);
+}
+
+/// 5. `101 Switching Protocols`, then another protocol (an echo) on the connection: one record
+/// with status 101 on each side, then nothing more for the connection, also at its close.
+#[test]
+fn upgrade_ends_framing() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempdir("http-upgrade");
+    let port = free_port();
+    let mut cap = capture();
+    let _server = test_server(&mut cap, tmp.path(), port);
+    let fallbacks = cap.http_fallbacks();
+
+    let mut s = connect(port);
+    let (client, server) = (s.local_addr().unwrap(), s.peer_addr().unwrap());
+    let req = request(
+        "GET",
+        "/upgrade",
+        "Connection: Upgrade\r\nUpgrade: echo\r\n",
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let r = read_response(&mut s);
+    assert_eq!((r.status, r.body.len()), (101, 0));
+    // bytes that look like HTTP: the kernel must not take them for it
+    for i in 0..3 {
+        let msg = format!("GET /not-http-{i} HTTP/1.1\r\n\r\nHTTP/1.1 200 OK\r\n\r\n");
+        s.write_all(msg.as_bytes()).unwrap();
+        let mut echo = vec![0u8; msg.len()];
+        s.read_exact(&mut echo).unwrap();
+        assert_eq!(echo, msg.as_bytes());
+    }
+    drop(s);
+    wait_closed(client, server);
+
+    let events = collect(&mut cap, port, Duration::from_secs(10), |evs| {
+        count_http(evs) >= 2
+    });
+    only_http(&events);
+    for role in [Role::Server, Role::Client] {
+        let recs = side(&events, client.port(), role);
+        assert_eq!(recs.len(), 1, "{role:?}:\n{}", describe(&events));
+        let want = Want {
+            role,
+            line: "GET /upgrade HTTP/1.1",
+            head_len: Some(req.len()),
+            status: 101,
+            end: HttpEnd::Complete,
+            request_body: 0,
+            response_body: 0,
+            response_head: Some(r.head_len),
+        };
+        check(recs[0], &want, &events);
+    }
+    assert_eq!(cap.http_fallbacks() - fallbacks, 0);
+}
+
+/// 6. Responses without a body (HEAD, 304) and a POST with `Expect: 100-continue` (the
+/// interim 100 is not an exchange of its own), each from curl: one record each per side.
+#[test]
+fn head_304_and_expect_continue() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempdir("http-nobody");
+    let dir = tmp.path().to_path_buf();
+    const SIZE: usize = 5000;
+    write_file(&dir.join("file.bin"), SIZE);
+    write_file(&dir.join("upload.bin"), SIZE);
+    let port = free_port();
+    let mut cap = capture();
+    let _server = test_server(&mut cap, &dir, port);
+    let fallbacks = cap.http_fallbacks();
+
+    let url = format!("http://127.0.0.1:{port}/file.bin");
+    let upload_url = format!("http://127.0.0.1:{port}/upload");
+    let upload = format!("@{}", dir.join("upload.bin").display());
+    let w = "%{http_code} %{size_header} %{size_download}";
+    let runs: Vec<(&str, Vec<&str>)> = vec![
+        ("HEAD /file.bin HTTP/1.1", vec!["-I", "-o", "/dev/null", "-w", w, &url]),
+        (
+            "GET /file.bin HTTP/1.1",
+            vec![
+                "-H",
+                "If-Modified-Since: Fri, 01 Jan 2100 00:00:00 GMT",
+                "-o",
+                "/dev/null",
+                "-w",
+                w,
+                &url,
+            ],
+        ),
+        (
+            "POST /upload HTTP/1.1",
+            vec![
+                "-H",
+                "Expect: 100-continue",
+                "--data-binary",
+                &upload,
+                "-o",
+                "/dev/null",
+                "-w",
+                w,
+                &upload_url,
+            ],
+        ),
+    ];
+    let mut done = Vec::new();
+    for (line, args) in &runs {
+        let (pid, out) = traced_curl(&mut cap, args);
+        let v: Vec<usize> = out
+            .split_whitespace()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        done.push((*line, pid, v));
+    }
+    let answer = format!("received {SIZE} bytes\n");
+    assert_eq!(done[0].2[0], 200);
+    assert_eq!(done[1].2[0], 304);
+    assert_eq!((done[2].2[0], done[2].2[2]), (200, answer.len()));
+
+    let events = collect(&mut cap, port, Duration::from_secs(10), |evs| {
+        count_http(evs) >= 6
+    });
+    only_http(&events);
+    // curl's size_header counts the interim 100's head too
+    let continue_head = "HTTP/1.1 100 Continue\r\n\r\n".len();
+    let wants = [
+        (200, 0, 0, done[0].2[1]),
+        (304, 0, 0, done[1].2[1]),
+        (200, SIZE, answer.len(), done[2].2[1] - continue_head),
+    ];
+    for ((line, pid, _), (status, req_body, resp_body, resp_head)) in done.iter().zip(wants) {
+        let c = http_records(&events)
+            .into_iter()
+            .filter(|h| h.pid == *pid)
+            .collect::<Vec<_>>();
+        assert_eq!(c.len(), 1, "{line}:\n{}", describe(&events));
+        let client_port = c[0].local.port();
+        for role in [Role::Server, Role::Client] {
+            let recs = side(&events, client_port, role);
+            assert_eq!(recs.len(), 1, "{line} {role:?}:\n{}", describe(&events));
+            let want = Want {
+                role,
+                line,
+                head_len: None,
+                status,
+                end: HttpEnd::Complete,
+                request_body: req_body as u64,
+                response_body: resp_body as u64,
+                response_head: Some(resp_head),
+            };
+            check(recs[0], &want, &events);
+        }
+    }
+    assert_eq!(cap.http_fallbacks() - fallbacks, 0);
+}
+
+/// 7. nginx sending 1 MiB by sendfile, two requests on one keep-alive connection: one record
+/// per request and side, the body 1048576 bytes, the server's last call sendfile.
+#[test]
+fn nginx_sendfile_keep_alive() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempdir("http-nginx");
+    let dir = tmp.path().to_path_buf();
+    std::fs::create_dir_all(dir.join("www")).unwrap();
+    const SIZE: usize = 1 << 20;
+    write_file(&dir.join("www/big.bin"), SIZE);
+    let port = free_port();
+    let mut cap = capture();
+    let server = nginx_server(&dir, port);
+    let worker = eventually("nginx's worker", Duration::from_secs(10), || {
+        children(server.id()).first().copied()
+    });
+    trace(&mut cap, worker);
+    let fallbacks = cap.http_fallbacks();
+
+    let url = format!("http://127.0.0.1:{port}/big.bin");
+    let (curl_pid, out) = traced_curl(
+        &mut cap,
+        &[
+            "-o",
+            "/dev/null",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{size_header} %{size_download}\n",
+            &url,
+            &url,
+        ],
+    );
+    let lines: Vec<Vec<usize>> = out
+        .lines()
+        .map(|l| l.split_whitespace().map(|n| n.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(lines.len(), 2, "{out}");
+
+    let events = collect(&mut cap, port, Duration::from_secs(10), |evs| {
+        count_http(evs) >= 4
+    });
+    only_http(&events);
+    let client: Vec<&HttpEvent> = http_records(&events)
+        .into_iter()
+        .filter(|h| h.pid == curl_pid)
+        .collect();
+    assert_eq!(client.len(), 2, "{}", describe(&events));
+    let client_port = client[0].local.port();
+    for role in [Role::Server, Role::Client] {
+        let recs = side(&events, client_port, role);
+        assert_eq!(recs.len(), 2, "{role:?}:\n{}", describe(&events));
+        for (h, l) in recs.iter().zip(&lines) {
+            assert_eq!((l[0], l[2]), (200, SIZE), "{out}");
+            let want = Want {
+                role,
+                line: "GET /big.bin HTTP/1.1",
+                head_len: None,
+                status: 200,
+                end: HttpEnd::Complete,
+                request_body: 0,
+                response_body: SIZE as u64,
+                response_head: Some(l[1]),
+            };
+            check(h, &want, &events);
+            if role == Role::Server {
+                assert_eq!(h.pid, worker);
+                assert_eq!(h.syscall, Syscall::Sendfile, "{h:?}");
+            }
+        }
+    }
+    assert_eq!(cap.http_fallbacks() - fallbacks, 0);
+    assert_eq!(cap.lost_events(), 0);
+}
+
+/// Two requests in one buffer.
+fn pipelined_pair() -> (String, String, String) {
+    let a = request("GET", "/small.txt?a", "");
+    let b = request("GET", "/small.txt?b", "");
+    let pair = format!("{a}{b}");
+    (a, b, pair)
+}
+
+/// 8. Pipelining: two requests in one write. On a framed connection (after a first framed
+/// exchange) both sides fall back to per-call records (`http_fallbacks()` + 2, one per
+/// traced side) and the data records carry both requests and both responses. A connection
+/// whose very first write is pipelined is never framed (per call from the start, not a
+/// fallback).
+#[test]
+fn pipelining_falls_back() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempdir("http-pipe");
+    let dir = tmp.path().to_path_buf();
+    const SIZE: usize = 300;
+    write_file(&dir.join("small.txt"), SIZE);
+    let port = free_port();
+    let mut cap = capture();
+    let _server = test_server(&mut cap, &dir, port);
+    let fallbacks = cap.http_fallbacks();
+    let (a, b, pair) = pipelined_pair();
+
+    // framed first, then pipelined
+    let mut s = connect(port);
+    let framed = s.local_addr().unwrap();
+    s.write_all(a.as_bytes()).unwrap();
+    let first = read_response(&mut s);
+    s.write_all(pair.as_bytes()).unwrap();
+    let mut responses = 0;
+    for _ in 0..2 {
+        let r = read_response(&mut s);
+        assert_eq!((r.status, r.body.len()), (200, SIZE));
+        responses += r.head_len + r.body.len();
+    }
+    drop(s);
+    wait_closed(framed, SocketAddr::from(([127, 0, 0, 1], port)));
+    // pipelined from the first write
+    let mut s = connect(port);
+    let unframed = s.local_addr().unwrap();
+    s.write_all(pair.as_bytes()).unwrap();
+    let mut responses2 = 0;
+    for _ in 0..2 {
+        let r = read_response(&mut s);
+        responses2 += r.head_len + r.body.len();
+    }
+    drop(s);
+    wait_closed(unframed, SocketAddr::from(([127, 0, 0, 1], port)));
+
+    let events = collect(&mut cap, port, Duration::from_secs(10), |evs| {
+        let evs2 = on_port(evs, unframed.port());
+        count_http(evs) >= 2
+            && data_bytes(&evs2, Role::Client, Direction::Ingress).0 == responses2 as i64
+            && data_bytes(&evs2, Role::Server, Direction::Egress).0 == responses2 as i64
+    });
+    let conn = on_port(&events, framed.port());
+    for role in [Role::Server, Role::Client] {
+        let recs = side(&conn, framed.port(), role);
+        assert_eq!(recs.len(), 1, "{role:?}:\n{}", describe(&conn));
+        let want = Want {
+            role,
+            line: "GET /small.txt?a HTTP/1.1",
+            head_len: Some(a.len()),
+            status: 200,
+            end: HttpEnd::Complete,
+            request_body: 0,
+            response_body: SIZE as u64,
+            response_head: Some(first.head_len),
+        };
+        check(recs[0], &want, &conn);
+    }
+    for (evs, total) in [
+        (conn.clone(), responses),
+        (on_port(&events, unframed.port()), responses2),
+    ] {
+        for (role, dir) in [
+            (Role::Client, Direction::Egress),
+            (Role::Server, Direction::Ingress),
+        ] {
+            let (bytes, captured) = data_bytes(&evs, role, dir);
+            assert_eq!(bytes, pair.len() as i64, "{role:?}:\n{}", describe(&evs));
+            assert_eq!(captured, pair.as_bytes(), "{role:?}:\n{}", describe(&evs));
+        }
+        for (role, dir) in [
+            (Role::Server, Direction::Egress),
+            (Role::Client, Direction::Ingress),
+        ] {
+            let (bytes, _) = data_bytes(&evs, role, dir);
+            assert_eq!(bytes, total as i64, "{role:?}:\n{}", describe(&evs));
+        }
+    }
+    assert_eq!(
+        count_http(&on_port(&events, unframed.port())),
+        0,
+        "{}",
+        describe(&events)
+    );
+    assert_eq!(cap.http_fallbacks() - fallbacks, 2);
+}
+
+/// 9. A request head longer than 1024 bytes on a framed connection: both sides fall back,
+/// the head comes as data records.
+#[test]
+fn long_head_falls_back() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempdir("http-long");
+    let dir = tmp.path().to_path_buf();
+    const SIZE: usize = 300;
+    write_file(&dir.join("small.txt"), SIZE);
+    let port = free_port();
+    let mut cap = capture();
+    let _server = test_server(&mut cap, &dir, port);
+    let fallbacks = cap.http_fallbacks();
+
+    let mut s = connect(port);
+    let client = s.local_addr().unwrap();
+    let a = request("GET", "/small.txt", "");
+    s.write_all(a.as_bytes()).unwrap();
+    let first = read_response(&mut s);
+    let big = request(
+        "GET",
+        "/small.txt?big",
+        &format!("X-Big: {}\r\n", "b".repeat(1500)),
+    );
+    assert!(big.len() > 1024);
+    s.write_all(big.as_bytes()).unwrap();
+    let r = read_response(&mut s);
+    assert_eq!((r.status, r.body.len()), (200, SIZE));
+    let second = r.head_len + r.body.len();
+    drop(s);
+    wait_closed(client, SocketAddr::from(([127, 0, 0, 1], port)));
+
+    let events = collect(&mut cap, port, Duration::from_secs(10), |evs| {
+        count_http(evs) >= 2
+            && data_bytes(evs, Role::Client, Direction::Ingress).0 == second as i64
+    });
+    for role in [Role::Server, Role::Client] {
+        let recs = side(&events, client.port(), role);
+        assert_eq!(recs.len(), 1, "{role:?}:\n{}", describe(&events));
+        let want = Want {
+            role,
+            line: "GET /small.txt HTTP/1.1",
+            head_len: Some(a.len()),
+            status: 200,
+            end: HttpEnd::Complete,
+            request_body: 0,
+            response_body: SIZE as u64,
+            response_head: Some(first.head_len),
+        };
+        check(recs[0], &want, &events);
+    }
+    for (role, dir) in [
+        (Role::Client, Direction::Egress),
+        (Role::Server, Direction::Ingress),
+    ] {
+        let ds = data_events(&events, role, dir);
+        let bytes: i64 = ds.iter().map(|d| d.bytes).sum();
+        assert_eq!(bytes, big.len() as i64, "{role:?}:\n{}", describe(&events));
+        assert!(
+            ds[0].data.starts_with(b"GET /small.txt?big HTTP/1.1\r\n"),
+            "{role:?}:\n{}",
+            describe(&events)
+        );
+    }
+    for (role, dir) in [
+        (Role::Server, Direction::Egress),
+        (Role::Client, Direction::Ingress),
+    ] {
+        let (bytes, _) = data_bytes(&events, role, dir);
+        assert_eq!(bytes, second as i64, "{role:?}:\n{}", describe(&events));
+    }
+    assert_eq!(cap.http_fallbacks() - fallbacks, 2);
+}
+
+/// 10. The client resets the connection: before the response (`NoResponse` on both sides)
+/// and in the middle of a response body (`Incomplete`, the body so far).
+#[test]
+fn client_reset() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempdir("http-reset");
+    let dir = tmp.path().to_path_buf();
+    const SIZE: usize = 8 << 20;
+    write_file(&dir.join("big.bin"), SIZE);
+    let port = free_port();
+    let mut cap = capture();
+    let _server = test_server(&mut cap, &dir, port);
+    let fallbacks = cap.http_fallbacks();
+
+    // before the response: the server holds the request
+    let mut s = connect(port);
+    let held = s.local_addr().unwrap();
+    let hold = request("GET", "/hold", "");
+    write_part(&mut s, hold.as_bytes());
+    reset(s);
+    // in the middle of the body
+    let mut s = connect(port);
+    let cut = s.local_addr().unwrap();
+    s.write_all(request("GET", "/big.bin", "").as_bytes())
+        .unwrap();
+    read_until(&mut s, |b| {
+        head_end(b).is_some_and(|h| b.len() >= h + 100_000)
+    });
+    let head_len = head_end(&s.pending).unwrap();
+    let got = s.pending.len() - head_len;
+    reset(s);
+    let server = SocketAddr::from(([127, 0, 0, 1], port));
+    wait_closed(held, server);
+    wait_closed(cut, server);
+
+    let events = collect(&mut cap, port, Duration::from_secs(10), |evs| {
+        count_http(evs) >= 4
+    });
+    only_http(&events);
+    for role in [Role::Server, Role::Client] {
+        let recs = side(&events, held.port(), role);
+        assert_eq!(recs.len(), 1, "held {role:?}:\n{}", describe(&events));
+        let want = Want {
+            role,
+            line: "GET /hold HTTP/1.1",
+            head_len: Some(hold.len()),
+            status: 0,
+            end: HttpEnd::NoResponse,
+            request_body: 0,
+            response_body: 0,
+            response_head: Some(0),
+        };
+        check(recs[0], &want, &events);
+    }
+    let client = side(&events, cut.port(), Role::Client);
+    assert_eq!(client.len(), 1, "{}", describe(&events));
+    let want = Want {
+        role: Role::Client,
+        line: "GET /big.bin HTTP/1.1",
+        head_len: None,
+        status: 200,
+        end: HttpEnd::Incomplete,
+        request_body: 0,
+        response_body: got as u64,
+        response_head: Some(head_len),
+    };
+    check(client[0], &want, &events);
+    let server_side = side(&events, cut.port(), Role::Server);
+    assert_eq!(server_side.len(), 1, "{}", describe(&events));
+    let sent = server_side[0].response_body;
+    let want = Want {
+        response_body: sent,
+        role: Role::Server,
+        ..want
+    };
+    check(server_side[0], &want, &events);
+    assert!(
+        sent >= got as u64 && sent < SIZE as u64,
+        "the server sent {sent} body bytes, the client read {got}"
+    );
+    assert_eq!(cap.http_fallbacks() - fallbacks, 0);
 }
