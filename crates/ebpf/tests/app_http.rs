@@ -118,6 +118,17 @@ class Handler(h.SimpleHTTPRequestHandler):
                 break
             self.wfile.write(d)
 
+    def do_CONNECT(self):
+        # a tunnel: 200, then an echo until the client closes
+        self.send_response(200, 'Connection Established')
+        self.end_headers()
+        self.close_connection = True
+        while True:
+            d = self.rfile.read1(65536)
+            if not d:
+                break
+            self.wfile.write(d)
+
     def hold(self):
         # no response: wait for the client to go
         self.close_connection = True
@@ -930,6 +941,9 @@ fn chunked_bodies() {
 
     let mut s = connect(port);
     let client = s.local_addr().unwrap();
+    let fd = s.as_raw_fd();
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() } as u32;
     let get = request("GET", "/chunked", "");
     let mut response_heads = Vec::new();
     s.write_all(get.as_bytes()).unwrap();
@@ -984,6 +998,13 @@ fn chunked_bodies() {
                 response_head: Some(rh),
             };
             check(h, &want, &events);
+            // the call that moved the response's last byte: python's send, this test's recv
+            if role == Role::Client {
+                assert_eq!((h.pid, h.tid, h.fd), (std::process::id(), tid, fd));
+                assert_eq!(h.syscall, Syscall::Recvfrom, "{h:?}");
+            } else {
+                assert_eq!(h.syscall, Syscall::Sendto, "{h:?}");
+            }
         }
     }
     assert_eq!(cap.http_fallbacks() - fallbacks, 0);
@@ -1033,8 +1054,9 @@ fn response_ended_by_close() {
     assert_eq!(cap.http_fallbacks() - fallbacks, 0);
 }
 
-/// 5. `101 Switching Protocols`, then another protocol (an echo) on the connection: one record
-/// with status 101 on each side, then nothing more for the connection, also at its close.
+/// 5. `101 Switching Protocols` (and a 2xx to CONNECT), then another protocol (an echo) on
+/// the connection: one record with the status on each side, then nothing more for the
+/// connection, also at its close.
 #[test]
 fn upgrade_ends_framing() {
     require_root();
@@ -1045,45 +1067,69 @@ fn upgrade_ends_framing() {
     let _server = test_server(&mut cap, tmp.path(), port);
     let fallbacks = cap.http_fallbacks();
 
-    let mut s = connect(port);
-    let (client, server) = (s.local_addr().unwrap(), s.peer_addr().unwrap());
-    let req = request(
-        "GET",
-        "/upgrade",
-        "Connection: Upgrade\r\nUpgrade: echo\r\n",
-    );
-    s.write_all(req.as_bytes()).unwrap();
-    let r = read_response(&mut s);
-    assert_eq!((r.status, r.body.len()), (101, 0));
-    // bytes that look like HTTP: the kernel must not take them for it
-    for i in 0..3 {
-        let msg = format!("GET /not-http-{i} HTTP/1.1\r\n\r\nHTTP/1.1 200 OK\r\n\r\n");
-        s.write_all(msg.as_bytes()).unwrap();
-        let mut echo = vec![0u8; msg.len()];
-        s.read_exact(&mut echo).unwrap();
-        assert_eq!(echo, msg.as_bytes());
+    // a 101 to an Upgrade, and a 2xx to CONNECT
+    let variants = [
+        (
+            "GET /upgrade HTTP/1.1",
+            request(
+                "GET",
+                "/upgrade",
+                "Connection: Upgrade\r\nUpgrade: echo\r\n",
+            ),
+            101,
+        ),
+        (
+            "CONNECT example.test:443 HTTP/1.1",
+            request("CONNECT", "example.test:443", ""),
+            200,
+        ),
+    ];
+    let mut conns = Vec::new();
+    for (_, req, status) in &variants {
+        let mut s = connect(port);
+        let (client, server) = (s.local_addr().unwrap(), s.peer_addr().unwrap());
+        s.write_all(req.as_bytes()).unwrap();
+        // the response head, nothing after it (the CONNECT answer has no length: read the
+        // head alone)
+        read_until(&mut s, |b| head_end(b).is_some());
+        let head_len = head_end(&s.pending).unwrap();
+        assert_eq!(s.pending.len(), head_len);
+        let head = String::from_utf8_lossy(&s.pending).into_owned();
+        assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "{head}");
+        s.pending.clear();
+        // bytes that look like HTTP: the kernel must not take them for it
+        for i in 0..3 {
+            let msg = format!("GET /not-http-{i} HTTP/1.1\r\n\r\nHTTP/1.1 200 OK\r\n\r\n");
+            s.write_all(msg.as_bytes()).unwrap();
+            let mut echo = vec![0u8; msg.len()];
+            s.read_exact(&mut echo).unwrap();
+            assert_eq!(echo, msg.as_bytes());
+        }
+        drop(s);
+        wait_closed(client, server);
+        conns.push((client, head_len));
     }
-    drop(s);
-    wait_closed(client, server);
 
     let events = collect(&mut cap, port, Duration::from_secs(10), |evs| {
-        count_http(evs) >= 2
+        count_http(evs) >= 4
     });
     only_http(&events);
-    for role in [Role::Server, Role::Client] {
-        let recs = side(&events, client.port(), role);
-        assert_eq!(recs.len(), 1, "{role:?}:\n{}", describe(&events));
-        let want = Want {
-            role,
-            line: "GET /upgrade HTTP/1.1",
-            head_len: Some(req.len()),
-            status: 101,
-            end: HttpEnd::Complete,
-            request_body: 0,
-            response_body: 0,
-            response_head: Some(r.head_len),
-        };
-        check(recs[0], &want, &events);
+    for ((line, req, status), (client, head_len)) in variants.iter().zip(&conns) {
+        for role in [Role::Server, Role::Client] {
+            let recs = side(&events, client.port(), role);
+            assert_eq!(recs.len(), 1, "{line} {role:?}:\n{}", describe(&events));
+            let want = Want {
+                role,
+                line,
+                head_len: Some(req.len()),
+                status: *status,
+                end: HttpEnd::Complete,
+                request_body: 0,
+                response_body: 0,
+                response_head: Some(*head_len),
+            };
+            check(recs[0], &want, &events);
+        }
     }
     assert_eq!(cap.http_fallbacks() - fallbacks, 0);
 }
