@@ -930,6 +930,7 @@ fn splice_peek_half_close_and_one_close_per_socket() {
             .filter(|e| match e {
                 AppEvent::Data(d) => d.conn_id == id,
                 AppEvent::Accept(c) | AppEvent::Connect(c) | AppEvent::Close(c) => c.conn_id == id,
+                AppEvent::Http(h) => h.conn_id == id,
             })
             .collect();
         assert!(

@@ -662,7 +662,7 @@ fn data_bytes(events: &[AppEvent], role: Role, dir: Direction) -> (i64, Vec<u8>)
 
 // ---- the cases ----
 
-/// 1. python http.server (Content-Length, keep-alive) and curl: N requests on one connection
+/// Case 1: python http.server (Content-Length, keep-alive) and curl: N requests on one connection
 /// give exactly N records on each side.
 #[test]
 fn keep_alive_python_and_curl() {
@@ -748,7 +748,7 @@ fn write_part(s: &mut Conn, bytes: &[u8]) {
     wait_consumed(s);
 }
 
-/// 2. A request head written in two parts split at byte `k`, each part read by the server
+/// Case 2: A request head written in two parts split at byte `k`, each part read by the server
 /// on its own, for each `k` in `splits`, on two connections: one whose requests are both
 /// split (the first bytes of the connection are a part), one whose first request is whole
 /// (framed) and the second split. Every request gives exactly one record on each side, with
@@ -925,7 +925,7 @@ fn response_head_written_in_pieces() {
     response_head_in_pieces(false);
 }
 
-/// 3. Chunked bodies: responses whose chunk-size lines and chunk data come in separate
+/// Case 3: Chunked bodies: responses whose chunk-size lines and chunk data come in separate
 /// writes (data split across writes), and a chunked request body, on one keep-alive
 /// connection: one record per exchange, the bodies the sums of the chunk sizes.
 #[test]
@@ -1010,7 +1010,7 @@ fn chunked_bodies() {
     assert_eq!(cap.http_fallbacks() - fallbacks, 0);
 }
 
-/// 4. A response without a length (`Connection: close`) ends with the connection:
+/// Case 4: A response without a length (`Connection: close`) ends with the connection:
 /// `HttpEnd::Close` on both sides, the body all the bytes after the head.
 #[test]
 fn response_ended_by_close() {
@@ -1054,7 +1054,7 @@ fn response_ended_by_close() {
     assert_eq!(cap.http_fallbacks() - fallbacks, 0);
 }
 
-/// 5. `101 Switching Protocols` (and a 2xx to CONNECT), then another protocol (an echo) on
+/// Case 5: `101 Switching Protocols` (and a 2xx to CONNECT), then another protocol (an echo) on
 /// the connection: one record with the status on each side, then nothing more for the
 /// connection, also at its close.
 #[test]
@@ -1134,7 +1134,7 @@ fn upgrade_ends_framing() {
     assert_eq!(cap.http_fallbacks() - fallbacks, 0);
 }
 
-/// 6. Responses without a body (HEAD, 304) and a POST with `Expect: 100-continue` (the
+/// Case 6: Responses without a body (HEAD, 304) and a POST with `Expect: 100-continue` (the
 /// interim 100 is not an exchange of its own), each from curl: one record each per side.
 #[test]
 fn head_304_and_expect_continue() {
@@ -1234,7 +1234,7 @@ fn head_304_and_expect_continue() {
     assert_eq!(cap.http_fallbacks() - fallbacks, 0);
 }
 
-/// 7. nginx sending 1 MiB by sendfile, two requests on one keep-alive connection: one record
+/// Case 7: nginx sending 1 MiB by sendfile, two requests on one keep-alive connection: one record
 /// per request and side, the body 1048576 bytes, the server's last call sendfile.
 #[test]
 fn nginx_sendfile_keep_alive() {
@@ -1318,7 +1318,7 @@ fn pipelined_pair() -> (String, String, String) {
     (a, b, pair)
 }
 
-/// 8. Pipelining: two requests in one write. On a framed connection (after a first framed
+/// Case 8: Pipelining: two requests in one write. On a framed connection (after a first framed
 /// exchange) both sides fall back to per-call records (`http_fallbacks()` + 2, one per
 /// traced side) and the data records carry both requests and both responses. A connection
 /// whose very first write is pipelined is never framed (per call from the start, not a
@@ -1414,7 +1414,7 @@ fn pipelining_falls_back() {
     assert_eq!(cap.http_fallbacks() - fallbacks, 2);
 }
 
-/// 9. A request head longer than 1024 bytes on a framed connection: both sides fall back,
+/// Case 9: A request head longer than 1024 bytes on a framed connection: both sides fall back,
 /// the head comes as data records.
 #[test]
 fn long_head_falls_back() {
@@ -1488,7 +1488,7 @@ fn long_head_falls_back() {
     assert_eq!(cap.http_fallbacks() - fallbacks, 2);
 }
 
-/// 10. The client resets the connection: before the response (`NoResponse` on both sides)
+/// Case 10: The client resets the connection: before the response (`NoResponse` on both sides)
 /// and in the middle of a response body (`Incomplete`, the body so far).
 #[test]
 fn client_reset() {
