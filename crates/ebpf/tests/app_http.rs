@@ -70,7 +70,8 @@ class Handler(h.SimpleHTTPRequestHandler):
     def do_GET(self):
         route = {'/chunked': self.chunked, '/close': self.close_delimited,
                  '/upgrade': self.upgrade, '/hold': self.hold,
-                 '/pieces': self.pieces}.get(self.path)
+                 '/pieces': self.pieces, '/many-chunks': self.many_chunks,
+                 '/te-gzip': self.te_gzip}.get(self.path)
         if route:
             route()
         else:
@@ -96,6 +97,18 @@ class Handler(h.SimpleHTTPRequestHandler):
         for part in [b'HTTP/1.1 200 OK\r\n', b'Content-Length: 5\r\n',
                      b'Content-Type: text/plain\r\n', b'\r\n', b'hello']:
             self.wfile.write(part)
+
+    def many_chunks(self):
+        # the head, then 12 chunks of 10 bytes and the last chunk in one write
+        self.send_response(200)
+        self.send_header('Transfer-Encoding', 'chunked')
+        self.end_headers()
+        self.wfile.write(b'a\r\n0123456789\r\n' * 12 + b'0\r\n\r\n')
+
+    def te_gzip(self):
+        # a transfer coding other than chunked alone (the bytes are not really gzip)
+        self.wfile.write(b'HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n'
+                         b'5\r\nhello\r\n0\r\n\r\n')
 
     def close_delimited(self):
         # no length: the body ends with the connection
@@ -1654,4 +1667,122 @@ fn nginx_gzip_chunked() {
     }
     only_http(&events);
     assert_eq!(fell_back, 0);
+}
+
+/// Responses the kernel does not frame, on connections framed so far: more than 8 chunk-size
+/// lines in one call (the response in flight ends as an `Unframed` record, the call comes as
+/// data), and a Transfer-Encoding other than `chunked` (the request in flight is handed over
+/// as a data record of its head). Both sides fall back; nothing is lost.
+#[test]
+fn unframable_responses_fall_back() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempdir("http-unframable");
+    let port = free_port();
+    let mut cap = capture();
+    let _server = test_server(&mut cap, tmp.path(), port);
+    let server = SocketAddr::from(([127, 0, 0, 1], port));
+    let fallbacks = cap.http_fallbacks();
+
+    // more than 8 chunks in one write
+    let many_body = "a\r\n0123456789\r\n".repeat(12) + "0\r\n\r\n";
+    let mut s = connect(port);
+    let many = s.local_addr().unwrap();
+    let req_many = request("GET", "/many-chunks", "");
+    s.write_all(req_many.as_bytes()).unwrap();
+    let r = read_chunked(&mut s);
+    assert_eq!((r.status, dechunk(&r.body)), (200, 120));
+    assert_eq!(r.body, many_body.as_bytes());
+    let many_head = r.head_len;
+    drop(s);
+    wait_closed(many, server);
+
+    // Transfer-Encoding: gzip, chunked
+    let te_response =
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    let mut s = connect(port);
+    let te = s.local_addr().unwrap();
+    let req_te = request("GET", "/te-gzip", "");
+    s.write_all(req_te.as_bytes()).unwrap();
+    read_until(&mut s, |b| b.len() >= te_response.len());
+    assert_eq!(s.pending, te_response.as_bytes());
+    drop(s);
+    wait_closed(te, server);
+
+    let events = collect(&mut cap, port, Duration::from_secs(10), |evs| {
+        let te = on_port(evs, te.port());
+        count_http(evs) >= 2
+            && data_bytes(&te, Role::Client, Direction::Ingress).0 == te_response.len() as i64
+            && data_bytes(&te, Role::Server, Direction::Egress).0 == te_response.len() as i64
+    });
+    let evs = on_port(&events, many.port());
+    // the server wrote the head (framed), then the chunks (not framed: its own data record)
+    let recs = side(&evs, many.port(), Role::Server);
+    assert_eq!(recs.len(), 1, "{}", describe(&evs));
+    let h = recs[0];
+    let want = Want {
+        role: Role::Server,
+        line: "GET /many-chunks HTTP/1.1",
+        head_len: Some(req_many.len()),
+        status: 200,
+        end: HttpEnd::Unframed,
+        request_body: 0,
+        // the body so far: the 8 chunks of the unframed call the kernel counted before it
+        // gave up (that call's bytes come in its data record too)
+        response_body: 80,
+        response_head: Some(many_head),
+    };
+    check(h, &want, &evs);
+    let (bytes, captured) = data_bytes(&evs, Role::Server, Direction::Egress);
+    assert_eq!(bytes, many_body.len() as i64, "{}", describe(&evs));
+    assert!(captured.starts_with(b"a\r\n0123456789\r\n"));
+    // the client read the head and the chunks in one read or in two: an Unframed record
+    // either way, and every byte of the response in the records
+    let recs = side(&evs, many.port(), Role::Client);
+    assert_eq!(recs.len(), 1, "{}", describe(&evs));
+    assert_eq!(
+        (recs[0].status, recs[0].end),
+        (200, HttpEnd::Unframed),
+        "{}",
+        describe(&evs)
+    );
+    let (bytes, _) = data_bytes(&evs, Role::Client, Direction::Ingress);
+    let in_data = bytes as usize;
+    assert!(
+        in_data == many_body.len() || in_data == many_head + many_body.len(),
+        "{}",
+        describe(&evs)
+    );
+
+    // a Transfer-Encoding the kernel does not frame: no Http record, the request head as a
+    // data record (handed over), then the response as data
+    let evs = on_port(&events, te.port());
+    assert_eq!(count_http(&evs), 0, "{}", describe(&evs));
+    for (role, dir) in [
+        (Role::Client, Direction::Egress),
+        (Role::Server, Direction::Ingress),
+    ] {
+        let (bytes, captured) = data_bytes(&evs, role, dir);
+        assert_eq!(bytes, req_te.len() as i64, "{role:?}:\n{}", describe(&evs));
+        assert_eq!(captured, req_te.as_bytes(), "{role:?}:\n{}", describe(&evs));
+    }
+    for (role, dir) in [
+        (Role::Server, Direction::Egress),
+        (Role::Client, Direction::Ingress),
+    ] {
+        let (bytes, captured) = data_bytes(&evs, role, dir);
+        assert_eq!(
+            bytes,
+            te_response.len() as i64,
+            "{role:?}:\n{}",
+            describe(&evs)
+        );
+        assert_eq!(
+            captured,
+            te_response.as_bytes(),
+            "{role:?}:\n{}",
+            describe(&evs)
+        );
+    }
+    assert_eq!(cap.http_fallbacks() - fallbacks, 4);
 }
