@@ -854,6 +854,54 @@ fn split_request_heads() {
     split_heads(12..=64);
 }
 
+/// A request head trickled in: its first 12 bytes, then one byte per write, each read on its
+/// own (a head accumulated over 80 reads): one record per side.
+#[test]
+fn trickled_request_head() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempdir("http-trickle");
+    let dir = tmp.path().to_path_buf();
+    const SIZE: usize = 300;
+    write_file(&dir.join("small.txt"), SIZE);
+    let port = free_port();
+    let mut cap = capture();
+    let _server = test_server(&mut cap, &dir, port);
+    let fallbacks = cap.http_fallbacks();
+
+    let req = request("GET", "/small.txt", "");
+    let mut s = connect(port);
+    let client = s.local_addr().unwrap();
+    write_part(&mut s, &req.as_bytes()[..12]);
+    for i in 12..req.len() {
+        write_part(&mut s, &req.as_bytes()[i..i + 1]);
+    }
+    let r = read_response(&mut s);
+    assert_eq!((r.status, r.body.len()), (200, SIZE));
+
+    let events = collect(&mut cap, port, Duration::from_secs(10), |evs| {
+        count_http(evs) >= 2
+    });
+    only_http(&events);
+    for role in [Role::Server, Role::Client] {
+        let recs = side(&events, client.port(), role);
+        assert_eq!(recs.len(), 1, "{role:?}:\n{}", describe(&events));
+        let want = Want {
+            role,
+            line: "GET /small.txt HTTP/1.1",
+            head_len: Some(req.len()),
+            status: 200,
+            end: HttpEnd::Complete,
+            request_body: 0,
+            response_body: SIZE as u64,
+            response_head: Some(r.head_len),
+        };
+        check(recs[0], &want, &events);
+        assert_eq!(recs[0].head, req.as_bytes());
+    }
+    assert_eq!(cap.http_fallbacks() - fallbacks, 0);
+}
+
 /// A request head split in its first 11 bytes: the kernel scans a head only from 12 bytes
 /// on (`scan_head`: `len < 12` is not a request), and does not keep a shorter first part.
 #[test]
@@ -1427,8 +1475,9 @@ fn pipelining_falls_back() {
     assert_eq!(cap.http_fallbacks() - fallbacks, 2);
 }
 
-/// Case 9: A request head longer than 1024 bytes on a framed connection: both sides fall back,
-/// the head comes as data records.
+/// Case 9: request heads up to 1024 bytes are framed (in one read or two; the record keeps
+/// the first 256 = capture bytes); one of 1025 bytes on the framed connection makes both
+/// sides fall back, the head coming as data records.
 #[test]
 fn long_head_falls_back() {
     require_root();
@@ -1442,17 +1491,39 @@ fn long_head_falls_back() {
     let _server = test_server(&mut cap, &dir, port);
     let fallbacks = cap.http_fallbacks();
 
+    // framed: heads of 92 (the usual), 600 (longer than the capture), 1024 (the most the
+    // kernel frames) bytes, and 1024 bytes in two reads; then 1025 bytes: falls back
+    let padded = |path: &str, len: usize| {
+        let base = request("GET", path, "X-Pad: \r\n").len();
+        let r = request(
+            "GET",
+            path,
+            &format!("X-Pad: {}\r\n", "p".repeat(len - base)),
+        );
+        assert_eq!(r.len(), len);
+        r
+    };
+    let framed = [
+        (request("GET", "/small.txt", ""), None),
+        (padded("/small.txt?600", 600), None),
+        (padded("/small.txt?1024", 1024), None),
+        (padded("/small.txt?1024-split", 1024), Some(500)),
+    ];
     let mut s = connect(port);
     let client = s.local_addr().unwrap();
-    let a = request("GET", "/small.txt", "");
-    s.write_all(a.as_bytes()).unwrap();
-    let first = read_response(&mut s);
-    let big = request(
-        "GET",
-        "/small.txt?big",
-        &format!("X-Big: {}\r\n", "b".repeat(1500)),
-    );
-    assert!(big.len() > 1024);
+    let mut response_heads = Vec::new();
+    for (req, split) in &framed {
+        if let Some(k) = split {
+            write_part(&mut s, &req.as_bytes()[..*k]);
+            s.write_all(&req.as_bytes()[*k..]).unwrap();
+        } else {
+            s.write_all(req.as_bytes()).unwrap();
+        }
+        let r = read_response(&mut s);
+        assert_eq!((r.status, r.body.len()), (200, SIZE));
+        response_heads.push(r.head_len);
+    }
+    let big = padded("/small.txt?big", 1025);
     s.write_all(big.as_bytes()).unwrap();
     let r = read_response(&mut s);
     assert_eq!((r.status, r.body.len()), (200, SIZE));
@@ -1461,22 +1532,26 @@ fn long_head_falls_back() {
     wait_closed(client, SocketAddr::from(([127, 0, 0, 1], port)));
 
     let events = collect(&mut cap, port, Duration::from_secs(10), |evs| {
-        count_http(evs) >= 2 && data_bytes(evs, Role::Client, Direction::Ingress).0 == second as i64
+        count_http(evs) >= 2 * framed.len()
+            && data_bytes(evs, Role::Client, Direction::Ingress).0 == second as i64
     });
     for role in [Role::Server, Role::Client] {
         let recs = side(&events, client.port(), role);
-        assert_eq!(recs.len(), 1, "{role:?}:\n{}", describe(&events));
-        let want = Want {
-            role,
-            line: "GET /small.txt HTTP/1.1",
-            head_len: Some(a.len()),
-            status: 200,
-            end: HttpEnd::Complete,
-            request_body: 0,
-            response_body: SIZE as u64,
-            response_head: Some(first.head_len),
-        };
-        check(recs[0], &want, &events);
+        assert_eq!(recs.len(), framed.len(), "{role:?}:\n{}", describe(&events));
+        for ((h, (req, _)), rh) in recs.iter().zip(&framed).zip(&response_heads) {
+            let want = Want {
+                role,
+                line: req.lines().next().unwrap(),
+                head_len: Some(req.len()),
+                status: 200,
+                end: HttpEnd::Complete,
+                request_body: 0,
+                response_body: SIZE as u64,
+                response_head: Some(*rh),
+            };
+            check(h, &want, &events);
+            assert_eq!(h.head, req.as_bytes()[..req.len().min(CAPTURE)]);
+        }
     }
     for (role, dir) in [
         (Role::Client, Direction::Egress),
@@ -1486,7 +1561,7 @@ fn long_head_falls_back() {
         let bytes: i64 = ds.iter().map(|d| d.bytes).sum();
         assert_eq!(bytes, big.len() as i64, "{role:?}:\n{}", describe(&events));
         assert!(
-            ds[0].data.starts_with(b"GET /small.txt?big HTTP/1.1\r\n"),
+            big.as_bytes().starts_with(&ds[0].data),
             "{role:?}:\n{}",
             describe(&events)
         );
