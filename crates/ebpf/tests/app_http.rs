@@ -902,11 +902,9 @@ fn trickled_request_head() {
     assert_eq!(cap.http_fallbacks() - fallbacks, 0);
 }
 
-/// A request head split in its first 11 bytes: the kernel scans a head only from 12 bytes
-/// on (`scan_head`: `len < 12` is not a request), and does not keep a shorter first part.
+/// A request head split in its first 11 bytes: a first read shorter than a method token is
+/// taken as the start of a request head, and the head is kept until it is whole.
 #[test]
-#[ignore = "kernel: a request head whose first read/write is shorter than 12 bytes is not \
-            framed (first request: the connection goes per call; later request: fallback)"]
 fn split_request_heads_in_first_12_bytes() {
     split_heads(1..=11);
 }
@@ -1678,9 +1676,6 @@ fn write_random_file(path: &Path, len: usize) {
 /// head, or a chunk's size line, and the chunk's data in one writev of several iovecs). One
 /// record per request and side, the body the sum of the chunk sizes.
 #[test]
-#[ignore = "kernel: chunked bytes written by a writev of several iovecs are not framed \
-            (payload_span wants one iovec): nginx's chunked responses fall back on the server \
-            side at once (an Unframed record, then per-call data)"]
 fn nginx_gzip_chunked() {
     require_root();
     let _serial = serial();

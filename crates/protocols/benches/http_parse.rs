@@ -30,7 +30,6 @@ fn segments(rounds: usize) -> Vec<Ev> {
         total: full.len() as u64,
     };
     workloads::http1_mix(rounds, CONNS)
-        .iter()
         .flat_map(|x| {
             [
                 ev(x.conn, Dir::ClientToServer, &x.request),
