@@ -389,10 +389,11 @@ if quick:
         if m and any("Success" in x for x in lines[i + 1:i + 3]):
             print(f"{m.group(1).strip()}\t1\tpassed (run once, not timed)")
     sys.exit()
-# the ids this run measured: the line before (or two before) each "time: [..]" line
+# the ids this run measured: the line before (or two before) each "time: [..]" line, but for
+# the "change:" block criterion adds when it has an earlier run to compare with
 ids = []
 for i, l in enumerate(lines):
-    if re.match(r"\s+time:\s+\[", l) and i > 0:
+    if re.match(r"\s+time:\s+\[", l) and i > 0 and lines[i - 1].strip() != "change:":
         ids.append((lines[i - 1].strip().split("  ")[0] or lines[i - 2].strip()).strip())
 # criterion keeps each id's last estimates in a directory named after a sanitised id
 dirs = {}
