@@ -971,15 +971,11 @@ fn response_head_in_pieces(client_reads_16: bool) {
 }
 
 #[test]
-#[ignore = "kernel: a response head split between the client's reads is not accumulated \
-            (unlike a request head): the client side falls back to per-call records"]
 fn response_head_split_between_reads() {
     response_head_in_pieces(true);
 }
 
 #[test]
-#[ignore = "kernel: a response head written in several calls (status line, headers, blank \
-            line) is not accumulated: the server side falls back to per-call records"]
 fn response_head_written_in_pieces() {
     response_head_in_pieces(false);
 }

@@ -61,6 +61,8 @@ struct http_conn {
 	__u16 head_len; /* bytes in req[]: the head so far (REQ_HEAD), else the kept prefix */
 	__u32 req_head;
 	__u32 resp_head;
+	__u32 resp_partial; /* bytes of a response head split between calls, in app_http_resp */
+	__u32 _pad2;
 	__u32 pid;
 	__u32 tid;
 	__s32 fd;
@@ -83,6 +85,19 @@ struct {
 	__type(value, struct http_conn);
 } app_http SEC(".maps");
 
+
+/* The first part of a response head split between calls (rare: created then, deleted when
+ * the head is whole). */
+struct http_resp_head {
+	__u8 data[APP_HTTP_HEAD_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct http_resp_head);
+} app_http_resp SEC(".maps");
 
 #define W2(a, b) ((__u64)(a) | (__u64)(b) << 8)
 #define W4(a, b, c, d) (W2(a, b) | W2(c, d) << 16)
@@ -164,6 +179,14 @@ static __always_inline __s64 parse_decimal(const __u8 *d, __u32 at)
 static __always_inline void scan_start_line(const __u8 *d, __u32 len, struct head_scan *hs)
 {
 	__u64 w = load8(d, 0);
+	if (len && len < 12) {
+		/* the start of a status line split between calls: its first bytes (up to 7) */
+		__u64 m = len >= 7 ? 0x00ffffffffffffffULL : (1ULL << (8 * (len & 7))) - 1;
+		if ((w & m) == (W8('H', 'T', 'T', 'P', '/', '1', '.', 0) & m)) {
+			hs->request = 2;
+			return;
+		}
+	}
 	if (len >= 12 && (w & 0x00ffffffffffffffULL) == W8('H', 'T', 'T', 'P', '/', '1', '.', 0)) {
 		__u8 a = load1(d, 9), b = load1(d, 10), c = load1(d, 11);
 		if (load1(d, 8) == ' ' && a >= '1' && a <= '5' && b >= '0' && b <= '9' && c >= '0' &&
@@ -482,12 +505,12 @@ static __noinline void http_emit(struct app_scratch *s, const struct http_conn *
  * record, so that userspace's parser has it), or the response so far (an END_UNFRAMED
  * record). The connection is reported per call from now on. */
 static __noinline void http_fall_back(struct app_scratch *s, struct http_conn *h,
-					   struct conn_info *ci, __u64 sk)
+				      struct conn_info *ci, struct sock *sk)
 {
 	ci->framing = FRAMING_PER_CALL;
 	stat_add(APP_STAT_HTTP_FALLBACK);
 	if (h->phase == HTTP_RESP_BODY) {
-		http_emit(s, h, ci, sk, APP_HTTP_END_UNFRAMED);
+		http_emit(s, h, ci, (__u64)sk, APP_HTTP_END_UNFRAMED);
 	} else if (h->phase != HTTP_IDLE) {
 		struct app_event *e = &s->ev;
 		__builtin_memset(e, 0, sizeof(*e));
@@ -497,7 +520,7 @@ static __noinline void http_fall_back(struct app_scratch *s, struct http_conn *h
 		e->pid = h->pid;
 		e->tid = h->tid;
 		e->fd = h->fd;
-		e->conn_id = sk;
+		e->conn_id = (__u64)sk;
 		e->start_ns = h->start_ns;
 		e->end_ns = h->start_ns;
 		e->bytes = h->phase == HTTP_REQ_HEAD ? h->head_len : h->req_head + h->req_body;
@@ -508,7 +531,23 @@ static __noinline void http_fall_back(struct app_scratch *s, struct http_conn *h
 		if (len && bpf_probe_read_kernel(s->data, head_size(len), h->req))
 			len = 0;
 		submit(s, len);
+		/* and the first part of its response head, if one was kept */
+		struct http_resp_head *kept = bpf_sk_storage_get(&app_http_resp, sk, 0, 0);
+		len = h->resp_partial;
+		if (kept && len && len < APP_HTTP_HEAD_MAX) {
+			e->direction = e->direction == APP_DIR_INGRESS ? APP_DIR_EGRESS
+								       : APP_DIR_INGRESS;
+			e->syscall = e->direction == APP_DIR_INGRESS ? APP_SYS_READ
+								     : APP_SYS_WRITE;
+			e->start_ns = h->last_ns;
+			e->end_ns = h->last_ns;
+			e->bytes = len;
+			if (bpf_probe_read_kernel(s->data, head_size(len), kept->data))
+				len = 0;
+			submit(s, len);
+		}
 	}
+	h->resp_partial = 0;
 	h->phase = HTTP_IDLE;
 }
 
@@ -697,19 +736,48 @@ static __always_inline bool http_request_head(struct app_scratch *s, struct http
 	return true;
 }
 
-/* A response head at the cursor: 1 when it is the final response's (h->phase is then
- * HTTP_RESP_BODY, or the exchange ended with it: 2), 0 for an interim one (100 Continue,
- * skipped), -1 when not framed. */
+/* A response head at the cursor (continuing the part kept from earlier calls, if any): 1
+ * when it is the final response's (h->phase is then HTTP_RESP_BODY, or the exchange ended with
+ * it: 2), 0 for an interim one (100 Continue, skipped), 3 when it goes on in the next call
+ * (its part so far kept in app_http_resp), -1 when not framed. */
 static __always_inline int http_response_head(struct app_scratch *s, struct http_conn *h,
-					      struct conn_info *ci, const struct data_call *c)
+					      struct conn_info *ci, const struct data_call *c,
+					      struct sock *sk)
 {
+	__u32 old = h->resp_partial;
+	struct http_resp_head *kept = NULL;
+	if (old) {
+		kept = bpf_sk_storage_get(&app_http_resp, sk, 0, 0);
+		if (!kept || old >= APP_HTTP_HEAD_MAX ||
+		    bpf_probe_read_kernel(s->data, head_size(old), kept->data))
+			return -1;
+	}
 	__u64 avail = s->total - s->pos;
-	__u32 want = avail < APP_HTTP_HEAD_MAX ? (__u32)avail : APP_HTTP_HEAD_MAX;
-	__u32 len = copy_and_scan(s, c, s->pos, 0, want);
+	__u32 want = avail < APP_HTTP_HEAD_MAX - old ? (__u32)avail : APP_HTTP_HEAD_MAX - old;
+	__u32 len = copy_and_scan(s, c, s->pos, old, want);
 	struct head_scan *hs = &s->scan;
-	if (!len || hs->request != 2 || !hs->len || hs->unframable)
+	if (!len || hs->request != 2 || hs->unframable)
 		return -1;
-	s->pos += hs->len;
+	if (!hs->len) {
+		/* the head goes on in the next call: keep what there is, if it can still fit */
+		if (want < avail || len >= APP_HTTP_HEAD_MAX)
+			return -1;
+		if (!kept)
+			kept = bpf_sk_storage_get(&app_http_resp, sk, 0,
+						  BPF_SK_STORAGE_GET_F_CREATE);
+		if (!kept || bpf_probe_read_kernel(kept->data, head_size(len), s->data))
+			return -1;
+		h->resp_partial = len;
+		s->pos = s->total;
+		return 3;
+	}
+	if (hs->len <= old)
+		return -1;
+	if (old) {
+		h->resp_partial = 0;
+		bpf_sk_storage_delete(&app_http_resp, sk);
+	}
+	s->pos += hs->len - old;
 	if (hs->status < 200 && hs->status != 101)
 		return 0;
 	h->status = hs->status;
@@ -800,11 +868,13 @@ static __always_inline bool http_responses(struct app_scratch *s, struct http_co
 {
 	int r = 1;
 	if (h->phase == HTTP_REQ_BODY || h->phase == HTTP_RESP_WAIT) {
-		r = http_response_head(s, h, ci, c);
+		r = http_response_head(s, h, ci, c, (struct sock *)sk);
 		if (r == 0 && s->pos < s->total) /* an interim response, then the final one */
-			r = http_response_head(s, h, ci, c);
+			r = http_response_head(s, h, ci, c, (struct sock *)sk);
 		if (r < 0)
 			return false;
+		if (r == 3)
+			return true; /* the head goes on in the next call */
 	} else if (h->phase != HTTP_RESP_BODY) {
 		return false; /* response bytes where no response may be */
 	}
@@ -873,6 +943,6 @@ static __always_inline bool http_on_call(const struct data_call *c, struct conn_
 	/* a request this call began is in the call's own data record */
 	if (began_here && h->phase != HTTP_RESP_BODY)
 		h->phase = HTTP_IDLE;
-	http_fall_back(s, h, ci, (__u64)sk);
+	http_fall_back(s, h, ci, sk);
 	return false;
 }
