@@ -48,6 +48,15 @@ char LICENSE[] SEC("license") = "GPL";
  * 2 more per metadata entry) */
 #define APP_MAX_IOV 64
 
+/* TCP states (include/net/tcp_states.h) */
+#define TCP_ESTABLISHED_ 1
+#define TCP_SYN_SENT_ 2
+#define TCP_SYN_RECV_ 3
+#define TCP_FIN_WAIT1_ 4
+#define TCP_CLOSE_ 7
+#define TCP_LAST_ACK_ 9
+#define SHUTDOWN_MASK_ 3
+
 /* How a data syscall passes its buffer (args[1]). */
 #define BUF_PLAIN 0 /* args[1] = buffer */
 #define BUF_IOV 1   /* args[1] = struct iovec *, args[2] = iovcnt */
@@ -776,6 +785,10 @@ static __always_inline int on_sock_io(struct sock *sk, int ret, int flags, __u8 
 	if (!fd_known) {
 		if (!fd_is_sock(task, c.fd, sk))
 			return 0;
+		/* a send that returns after the connection's end was reported (a reset while the
+		 * sender was blocked): nothing more to report on it */
+		if (!ci && sk->__sk_common.skc_state == TCP_CLOSE_)
+			return 0;
 		if (!ci)
 			ci = new_conn(sk, &tmp);
 		if (!ci->pid || ci->pid == tgid)
@@ -847,14 +860,6 @@ int BPF_PROG(app_sock_recv, struct sock *sk, int ret, int flags)
 	return on_sock_io(sk, ret, flags, APP_DIR_INGRESS);
 }
 
-/* TCP states (include/net/tcp_states.h) */
-#define TCP_ESTABLISHED_ 1
-#define TCP_SYN_SENT_ 2
-#define TCP_SYN_RECV_ 3
-#define TCP_FIN_WAIT1_ 4
-#define TCP_CLOSE_ 7
-#define TCP_LAST_ACK_ 9
-#define SHUTDOWN_MASK_ 3
 
 /*
  * TCP state changes: a completed handshake records the socket's role (reported with its first

@@ -926,6 +926,10 @@ static __always_inline bool http_on_call(const struct data_call *c, struct conn_
 	s->pos = 0;
 	s->total = (__u64)c->ret;
 	bool began_here = false;
+	/* what the exchange stood at before this call: a call that is not framed is reported
+	 * whole, so nothing it moved may be counted in the exchange too */
+	__u8 phase_before = h->phase;
+	__u64 req_body_before = h->req_body, resp_body_before = h->resp_body;
 	bool ok = requests ? http_requests(s, h, ci, c, now, &began_here)
 			   : http_responses(s, h, ci, c, (__u64)sk, now);
 	if (ok) {
@@ -940,9 +944,12 @@ static __always_inline bool http_on_call(const struct data_call *c, struct conn_
 		ci->framing = FRAMING_PER_CALL;
 		return false;
 	}
-	/* a request this call began is in the call's own data record */
-	if (began_here && h->phase != HTTP_RESP_BODY)
-		h->phase = HTTP_IDLE;
+	h->req_body = req_body_before;
+	h->resp_body = resp_body_before;
+	if (began_here)
+		h->phase = HTTP_IDLE; /* the request is in the call's own data record */
+	else if (phase_before == HTTP_REQ_BODY || phase_before == HTTP_RESP_WAIT)
+		h->phase = phase_before; /* a response this call began: handed over with it */
 	http_fall_back(s, h, ci, sk);
 	return false;
 }
