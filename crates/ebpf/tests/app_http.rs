@@ -4,7 +4,15 @@
 //!
 //! `cargo test --release -p tapline-ebpf --test app_http` as root. Every test traces only its
 //! own processes (this test process, which is the raw-socket client, the servers and the curls
-//! it starts), so that other traffic on the machine does not move `http_fallbacks()`.
+//! it starts), so that other traffic on the machine does not move `http_fallbacks()`. When a
+//! test needs a server to read a write on its own, it waits for the bytes to leave the
+//! client's send queue and the server's receive queue (/proc/net/tcp), not for a timer.
+//!
+//! The `#[ignore]`d tests assert what the framing should do where the kernel does not (yet):
+//! a request head whose first part is shorter than 12 bytes, a response head split between
+//! calls (read in pieces by the client, or written in pieces by the server), chunked bytes in a
+//! writev of several iovecs (nginx), and a send that returns after the connection's reset was
+//! handled.
 
 mod app_support;
 
