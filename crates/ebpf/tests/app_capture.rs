@@ -925,10 +925,7 @@ fn splice_peek_half_close_and_one_close_per_socket() {
 
     // per socket: announcement first, close last and once
     for (id, what) in [(cid, "client"), (sid, "server")] {
-        let seq: Vec<&AppEvent> = events
-            .iter()
-            .filter(|e| e.conn_id() == id)
-            .collect();
+        let seq: Vec<&AppEvent> = events.iter().filter(|e| e.conn_id() == id).collect();
         assert!(
             matches!(
                 seq.first(),

@@ -586,10 +586,16 @@ mod tests {
             panic!()
         };
         assert_eq!(e.head, b"GET /");
-        assert_eq!((e.status, e.end, e.role), (200, HttpEnd::Complete, Role::Server));
+        assert_eq!(
+            (e.status, e.end, e.role),
+            (200, HttpEnd::Complete, Role::Server)
+        );
         assert_eq!((e.request_body, e.response_body), (3, 612));
         assert_eq!((e.request_head_len, e.response_head_len), (80, 240));
-        assert_eq!((e.start_ns, e.end_ns, e.syscall), (100, 250, Syscall::Sendfile));
+        assert_eq!(
+            (e.start_ns, e.end_ns, e.syscall),
+            (100, 250, Syscall::Sendfile)
+        );
         assert_eq!(e.parent, Some((0xffff_8880_0000_2000, 90)));
         // a record cut short, or with an end this version does not know, is refused
         assert!(decode(&rec[..rec.len() - 1]).is_none());

@@ -225,7 +225,11 @@ pub const RAW_HTTP_SIZE: usize = size_of::<RawHttp>();
 pub fn app_http_fields() -> Vec<(&'static str, usize, usize)> {
     macro_rules! f {
         ($name:ident, $ty:ty) => {
-            (stringify!($name), offset_of!(RawHttp, $name), size_of::<$ty>())
+            (
+                stringify!($name),
+                offset_of!(RawHttp, $name),
+                size_of::<$ty>(),
+            )
         };
     }
     vec![

@@ -570,10 +570,21 @@ mod tests {
         let head = b"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n";
         tracker.on_event(&http(Role::Server, head, 200, HttpEnd::Complete), &mut out);
         tracker.on_event(&http(Role::Client, head, 0, HttpEnd::NoResponse), &mut out);
-        assert!(tracker.is_empty(), "no connection entry for framed exchanges");
+        assert!(
+            tracker.is_empty(),
+            "no connection entry for framed exchanges"
+        );
         let seen: Vec<_> = out
             .iter()
-            .map(|o| (o.side, o.op.status, o.op.start_ns, o.op.end_ns, o.op.response_size))
+            .map(|o| {
+                (
+                    o.side,
+                    o.op.status,
+                    o.op.start_ns,
+                    o.op.end_ns,
+                    o.op.response_size,
+                )
+            })
             .collect();
         assert_eq!(
             seen,
@@ -585,7 +596,10 @@ mod tests {
         assert_eq!(out[0].op.target.as_deref(), Some("/index.html"));
         assert_eq!(out[1].op.error.as_deref(), Some(ERROR_NO_RESPONSE));
         // a head that is not a request line is counted, not reported
-        tracker.on_event(&http(Role::Server, b"\x16\x03\x01", 200, HttpEnd::Complete), &mut out);
+        tracker.on_event(
+            &http(Role::Server, b"\x16\x03\x01", 200, HttpEnd::Complete),
+            &mut out,
+        );
         assert_eq!((out.len(), tracker.stats.http_undecodable), (2, 1));
     }
 }
