@@ -9,7 +9,7 @@
 //! `/var/tmp`, `/var/lib/tapline` and `/root`, brings loopback up, and runs the given shell
 //! script as root in a chroot of the host's root. The script's directory is shared
 //! read-write: it is the guest's `/tmp/vm`, and what the script writes there is readable with
-//! [`VmRun::file`] afterwards. The guest runs with `TAPLINE_IN_VM=1` in its environment.
+//! [`VmRun::file`] afterwards. The guest runs with `TEST_VM_GUEST=1` in its environment (not `TAPLINE_*`: the agent reads those as configuration).
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -36,7 +36,7 @@ const EXIT_MARKER: &str = "TAPLINE-VM-EXIT ";
 pub const REQUIRED_ENV: &str = "TAPLINE_VM_REQUIRED";
 
 /// Set in the guest's environment: tests that must only run inside the VM check it.
-pub const IN_VM_ENV: &str = "TAPLINE_IN_VM";
+pub const IN_VM_ENV: &str = "TEST_VM_GUEST";
 
 /// Set to stream the guest's console to stderr as it comes (`vm| ` prefixed lines).
 pub const VERBOSE_ENV: &str = "TAPLINE_VM_VERBOSE";
@@ -288,7 +288,7 @@ mod tests {
         let run = kernel.run(
             r#"set -e
 uname -r > /tmp/vm/release
-echo "$TAPLINE_IN_VM" > /tmp/vm/in_vm
+echo "$TEST_VM_GUEST" > /tmp/vm/in_vm
 touch /tmp/x /run/x /var/log/x /root/x
 ip -o link show lo | grep -q 'UP' && echo up > /tmp/vm/lo
 ip link add tvm0 type veth peer name tvm1 && ip link del tvm0
