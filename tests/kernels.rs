@@ -154,6 +154,10 @@ impl Tapline {
     /// Returns its log.
     fn stop_cleanly(mut self) -> String {
         let pid = self.child.id();
+        // What it holds now (the receivers load their programs after /readyz), and before.
+        let (mut progs, mut links) = bpf_objects(pid);
+        progs.extend(&self.held.0);
+        links.extend(&self.held.1);
         // SAFETY: signalling our own child (`ip netns exec` execs tapline: same pid).
         assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
         let status = eventually("tapline to exit after SIGTERM", patience(), || {
@@ -161,18 +165,17 @@ impl Tapline {
         });
         let log = self.log();
         assert_eq!(status.code(), Some(0), "exit status; log:\n{log}");
-        let (progs, links) = &self.held;
         assert!(
             !progs.is_empty(),
             "tapline held no eBPF programs; log:\n{log}"
         );
-        for id in progs {
+        for id in &progs {
             assert!(
                 !bpf_object_remains("prog", *id),
                 "program {id} still loaded"
             );
         }
-        for id in links {
+        for id in &links {
             assert!(!bpf_object_remains("link", *id), "link {id} still exists");
         }
         log
