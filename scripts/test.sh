@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 scripts/install-test-deps.sh
 # The VM tests boot Debian 12's Linux 6.1 under QEMU (crates/test-support/src/vm.rs): here a
 # kernel that cannot be downloaded is a failure, not a skip. Prepared once, cached.
-export TAPLINE_VM_REQUIRED=1
+export TEST_VM_REQUIRED=1
 scripts/vm/prepare.sh 6.1 >/dev/null
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --release -- -D warnings

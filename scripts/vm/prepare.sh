@@ -6,11 +6,11 @@
 #   scripts/vm/prepare.sh [6.1|5.15]
 #
 # 6.1:  Debian 12's current kernel, `apt-get download linux-image-6.1.0-<N>-amd64` (the
-#       package linux-image-amd64 depends on), or TAPLINE_VM_PACKAGE=linux-image-6.1.0-<N>-amd64.
+#       package linux-image-amd64 depends on), or TEST_VM_PACKAGE=linux-image-6.1.0-<N>-amd64.
 # 5.15: Ubuntu 22.04's kernel (linux-image + linux-modules 5.15.0-25-generic) over HTTP from
-#       archive.ubuntu.com, or TAPLINE_VM_UBUNTU_VERSION=5.15.0-<N>.<M> (with ABI N).
+#       archive.ubuntu.com, or TEST_VM_UBUNTU_VERSION=5.15.0-<N>.<M> (with ABI N).
 #
-# Cache: $TAPLINE_VM_CACHE (default /var/cache/tapline-vm)/<kernel release>/ holds vmlinuz,
+# Cache: $TEST_VM_CACHE (default /var/cache/tapline-vm)/<kernel release>/ holds vmlinuz,
 # initrd.gz and the .debs. The last lines on stdout name them:
 #   release=<uname -r>  kernel=<path>  initrd=<path>
 # The initramfs's /init loads the virtio, 9p and test modules (veth, sch_ingress, cls_bpf...),
@@ -19,7 +19,7 @@
 # `TAPLINE-VM-EXIT <status>` and powers off.
 set -euo pipefail
 series=${1:-6.1}
-cache=${TAPLINE_VM_CACHE:-/var/cache/tapline-vm}
+cache=${TEST_VM_CACHE:-/var/cache/tapline-vm}
 here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$cache/debs"
 
@@ -35,7 +35,7 @@ fi
 debs=()
 case "$series" in
   6.1)
-    pkg=${TAPLINE_VM_PACKAGE:-}
+    pkg=${TEST_VM_PACKAGE:-}
     if [[ -z $pkg ]]; then
       pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-6\.1\./ {print $2; exit}')
     fi
@@ -52,7 +52,7 @@ case "$series" in
     debs=("$deb")
     ;;
   5.15)
-    v=${TAPLINE_VM_UBUNTU_VERSION:-5.15.0-25.25}
+    v=${TEST_VM_UBUNTU_VERSION:-5.15.0-25.25}
     abi=${v%.*}
     base=http://archive.ubuntu.com/ubuntu/pool/main/l
     for url in "$base/linux-signed/linux-image-$abi-generic_${v}_amd64.deb" \

@@ -33,13 +33,13 @@ const EXIT_MARKER: &str = "TAPLINE-VM-EXIT ";
 
 /// Set (to anything but `0`) where the VM tests must run: a kernel that cannot be prepared is
 /// then a failure, not a skip. `scripts/test.sh` sets it.
-pub const REQUIRED_ENV: &str = "TAPLINE_VM_REQUIRED";
+pub const REQUIRED_ENV: &str = "TEST_VM_REQUIRED";
 
 /// Set in the guest's environment: tests that must only run inside the VM check it.
 pub const IN_VM_ENV: &str = "TEST_VM_GUEST";
 
 /// Set to stream the guest's console to stderr as it comes (`vm| ` prefixed lines).
-pub const VERBOSE_ENV: &str = "TAPLINE_VM_VERBOSE";
+pub const VERBOSE_ENV: &str = "TEST_VM_VERBOSE";
 
 /// A prepared kernel and initramfs.
 #[derive(Debug, Clone)]
