@@ -15,6 +15,7 @@ APT_PACKAGES=(
   openssl                                # self-signed certificates for TLS tests
   gcc libc6-dev linux-perf time          # scripts/bench: uprobe-trap-cost, app-nginx-profile, app-overhead
   python3 python3-pip
+  qemu-system-x86 busybox-static cpio kmod  # the VM tests on Linux 6.1 (scripts/vm/prepare.sh)
 )
 PIP_PACKAGES=(
   rotel helm-python-sdk grpcio grpcio-tools kafka-python

@@ -5,6 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-test-deps.sh
+# The VM tests boot Debian 12's Linux 6.1 under QEMU (crates/test-support/src/vm.rs): here a
+# kernel that cannot be downloaded is a failure, not a skip. Prepared once, cached.
+export TEST_VM_REQUIRED=1
+scripts/vm/prepare.sh 6.1 >/dev/null
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --release -- -D warnings
 # Tests run in release (the eBPF receivers keep up with load tests only in optimised builds)

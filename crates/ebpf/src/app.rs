@@ -10,9 +10,11 @@
 //! tracepoints `sock_send_length` / `sock_recv_length` run after each socket send and receive,
 //! with the `struct sock`, and read the syscall's fd and buffer from the registers it saved;
 //! `inet_sock_set_state` gives the roles (which end completed the handshake) and the closes
-//! (see [`APP_PROGRAMS`]). Nothing runs for other syscalls, and tracefs is not needed. Needs
-//! Linux 6.3 or later (those tracepoints) with kernel BTF; `sendfile`/`splice` bytes are seen from 6.5,
-//! where they go through `sock_sendmsg`. Per-socket state is socket-local storage; each
+//! (see [`APP_PROGRAMS`]). Nothing runs for other syscalls, and tracefs is not needed. Those
+//! tracepoints came with Linux 6.3: on older kernels with BTF and fentry (6.1, 5.15) fexit
+//! programs on `sock_sendmsg` / `sock_recvmsg` / `kernel_sendpage` take their place
+//! ([`SocketHooks`], probed in the kernel's BTF at load). `sendfile`/`splice` bytes are seen
+//! through `kernel_sendpage` before 6.3 and from 6.5, where they go through `sock_sendmsg`. Per-socket state is socket-local storage; each
 //! thread's pid-filter decision (for long pid lists) and TLS call are kept in task-local
 //! storage (`BPF_MAP_TYPE_TASK_STORAGE`); aya surfaces both maps as `Map::Unsupported`,
 //! userspace does not read them.
@@ -44,9 +46,11 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
+use aya::programs::fexit::FExitLinkId;
 use aya::programs::tp_btf::BtfTracePointLinkId;
-use aya::programs::{BtfTracePoint, ProgramError, UProbe};
+use aya::programs::{BtfTracePoint, FExit, ProgramError, UProbe};
 use aya::{Btf, Ebpf, EbpfError, EbpfLoader};
+use aya_obj::btf::BtfKind;
 
 pub use event::{AppEvent, ConnEvent, DataEvent, Direction, HttpEnd, HttpEvent, Role, Syscall};
 pub use tls::{TlsLibrary, TlsScan, APP_SSL_PROGRAMS};
@@ -64,6 +68,81 @@ pub const APP_PROGRAMS: &[(&str, &str)] = &[
     ("app_sock_state", "inet_sock_set_state"),
     ("app_task_exit", "sched_process_exit"),
 ];
+
+/// The socket send and receive programs of [`APP_PROGRAMS`]: replaced by
+/// [`APP_FEXIT_PROGRAMS`] on kernels without their tracepoints.
+const SOCKET_TRACEPOINT_PROGRAMS: [&str; 2] = ["app_sock_send", "app_sock_recv"];
+
+/// The same socket send and receive hooks for kernels without the `sock_send_length` /
+/// `sock_recv_length` tracepoints (before Linux 6.3): fexit programs on the kernel functions
+/// (program, function). `kernel_sendpage` carries `sendfile`/`splice` to a socket before
+/// Linux 6.5; a kernel without it has none of its fexit.
+pub const APP_FEXIT_PROGRAMS: &[(&str, &str)] = &[
+    ("app_fexit_sendmsg", "sock_sendmsg"),
+    ("app_fexit_recvmsg", "sock_recvmsg"),
+    ("app_fexit_sendpage", "kernel_sendpage"),
+];
+
+/// Where the socket send and receive programs hook. Chosen by [`SocketHooks::probe`] from what
+/// the kernel's BTF describes, never from its version number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketHooks {
+    /// `tp_btf/sock_send_length` and `tp_btf/sock_recv_length` (Linux 6.3 and later): they
+    /// fire only for socket I/O and need no ftrace.
+    Tracepoints,
+    /// fexit on `sock_sendmsg`, `sock_recvmsg` (and `kernel_sendpage`): the functions those
+    /// tracepoints fire in, on kernels with BTF and fentry/fexit but without the tracepoints.
+    Fexit,
+}
+
+impl SocketHooks {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SocketHooks::Tracepoints => "tp_btf/sock_send_length + tp_btf/sock_recv_length",
+            SocketHooks::Fexit => "fexit/sock_sendmsg + fexit/sock_recvmsg + fexit/kernel_sendpage",
+        }
+    }
+
+    /// The hooks this kernel's BTF (`/sys/kernel/btf/vmlinux`) allows, and why; an error
+    /// says what is missing.
+    pub fn probe(btf: &Btf) -> Result<(SocketHooks, String), String> {
+        let has = |name: &str, kind| btf.id_by_type_name_kind(name, kind).is_ok();
+        if has("btf_trace_sock_send_length", BtfKind::Typedef)
+            && has("btf_trace_sock_recv_length", BtfKind::Typedef)
+        {
+            return Ok((
+                SocketHooks::Tracepoints,
+                "the kernel has the sock_send_length and sock_recv_length tracepoints".into(),
+            ));
+        }
+        if has("sock_sendmsg", BtfKind::Func) && has("sock_recvmsg", BtfKind::Func) {
+            let sendpage = if has("kernel_sendpage", BtfKind::Func) {
+                "; sendfile and splice through kernel_sendpage"
+            } else {
+                ""
+            };
+            return Ok((
+                SocketHooks::Fexit,
+                format!(
+                    "the kernel has no sock_send_length/sock_recv_length tracepoints (they came \
+                     with Linux 6.3); its BTF describes sock_sendmsg and sock_recvmsg, hooked \
+                     with fexit{sendpage}"
+                ),
+            ));
+        }
+        Err(
+            "the kernel's BTF has neither the sock_send_length/sock_recv_length tracepoints \
+             (Linux 6.3) nor the functions sock_sendmsg and sock_recvmsg for fexit"
+                .into(),
+        )
+    }
+}
+
+/// A socket program's link.
+enum ProgramLink {
+    Tracepoint(BtfTracePointLinkId),
+    Fexit(FExitLinkId),
+}
 
 /// Default payload prefix per data event.
 pub const DEFAULT_CAPTURE_BYTES: u32 = 256;
@@ -341,7 +420,11 @@ fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> AppCaptureError
 pub struct AppCapture {
     ring: RingBuf<MapData>,
     ebpf: Ebpf,
-    links: Vec<(&'static str, BtfTracePointLinkId)>,
+    links: Vec<(&'static str, ProgramLink)>,
+    /// Where the socket send and receive programs hook on this kernel, and why.
+    hooks: (SocketHooks, String),
+    /// The programs [`AppCapture::attach`] attaches: (program, target) of the chosen hooks.
+    attach_plan: Vec<(&'static str, &'static str, bool)>,
     /// What `app_config` holds (`pid_gen` 0: never written; the programs treat 0 as "never
     /// computed", so written values skip it).
     config: raw::RawAppConfig,
@@ -396,7 +479,18 @@ impl AppCapture {
             error: format!("kernel BTF (/sys/kernel/btf/vmlinux) is needed: {e}"),
             log: String::new(),
         })?;
+        let hooks = SocketHooks::probe(&btf).map_err(|error| AppCaptureError::Load {
+            program: APP_PROGRAMS[0].0.into(),
+            error,
+            log: String::new(),
+        })?;
+        // Only the chosen hooks are loaded: the kernel verifies fexit programs against their
+        // function, which a kernel without fentry (or without the function) refuses.
+        let mut attach_plan = Vec::new();
         for &(name, event) in APP_PROGRAMS {
+            if hooks.0 == SocketHooks::Fexit && SOCKET_TRACEPOINT_PROGRAMS.contains(&name) {
+                continue;
+            }
             let prog: &mut BtfTracePoint = ebpf
                 .program_mut(name)
                 .ok_or_else(|| AppCaptureError::Load {
@@ -412,6 +506,26 @@ impl AppCapture {
                 }
                 e => program_error(name, e),
             })?;
+            attach_plan.push((name, event, false));
+        }
+        if hooks.0 == SocketHooks::Fexit {
+            for &(name, function) in APP_FEXIT_PROGRAMS {
+                if btf.id_by_type_name_kind(function, BtfKind::Func).is_err() {
+                    continue;
+                }
+                let prog: &mut FExit = ebpf
+                    .program_mut(name)
+                    .ok_or_else(|| AppCaptureError::Load {
+                        program: name.to_string(),
+                        error: "not found in app.o".into(),
+                        log: String::new(),
+                    })?
+                    .try_into()
+                    .map_err(|e| program_error(name, e))?;
+                prog.load(function, &btf)
+                    .map_err(|e| program_error(name, e))?;
+                attach_plan.push((name, function, true));
+            }
         }
         for (name, _, _) in APP_SSL_PROGRAMS {
             let prog: &mut UProbe = ebpf
@@ -437,6 +551,8 @@ impl AppCapture {
             ring,
             ebpf,
             links: Vec::new(),
+            hooks,
+            attach_plan,
             config: raw::RawAppConfig {
                 capture_bytes: cfg.capture_bytes,
                 wakeup_bytes: cfg.wakeup_bytes.min(rb / 2),
@@ -515,24 +631,33 @@ impl AppCapture {
         if !self.links.is_empty() {
             return Ok(());
         }
-        for &(name, event) in APP_PROGRAMS {
-            let prog: &mut BtfTracePoint = self
-                .ebpf
-                .program_mut(name)
-                .expect("loaded in load()")
-                .try_into()
-                .map_err(|e| program_error(name, e))?;
-            let link = prog.attach().map_err(|e| {
+        for &(name, target, fexit) in &self.attach_plan {
+            let prog = self.ebpf.program_mut(name).expect("loaded in load()");
+            let (attached, what) = if fexit {
+                let prog: &mut FExit = prog.try_into().map_err(|e| program_error(name, e))?;
+                (
+                    prog.attach().map(ProgramLink::Fexit),
+                    format!("fexit/{target}"),
+                )
+            } else {
+                let prog: &mut BtfTracePoint =
+                    prog.try_into().map_err(|e| program_error(name, e))?;
+                (
+                    prog.attach().map(ProgramLink::Tracepoint),
+                    format!("tp_btf/{target}"),
+                )
+            };
+            let link = attached.map_err(|e| {
                 if let ProgramError::SyscallError(s) = &e {
                     if is_perm(&s.io_error) {
                         return AppCaptureError::Permission(format!(
-                            "attaching `{name}` to tp_btf/{event}: {s}"
+                            "attaching `{name}` to {what}: {s}"
                         ));
                     }
                 }
                 AppCaptureError::Attach {
                     program: name.to_string(),
-                    tracepoint: format!("tp_btf/{event}"),
+                    tracepoint: what.clone(),
                     error: e.to_string(),
                 }
             })?;
@@ -541,25 +666,38 @@ impl AppCapture {
         Ok(())
     }
 
+    /// Where the socket send and receive programs hook on this kernel, and why (probed at
+    /// load).
+    pub fn socket_hooks(&self) -> (SocketHooks, &str) {
+        (self.hooks.0, &self.hooks.1)
+    }
+
     /// Detaches every socket program; the maps (and events not yet polled) stay.
     pub fn detach(&mut self) -> Result<(), AppCaptureError> {
         while let Some((name, link)) = self.links.pop() {
-            let prog: &mut BtfTracePoint = self
-                .ebpf
-                .program_mut(name)
-                .expect("loaded in load()")
-                .try_into()
-                .map_err(|e| program_error(name, e))?;
-            prog.detach(link).map_err(|e| program_error(name, e))?;
+            let prog = self.ebpf.program_mut(name).expect("loaded in load()");
+            match link {
+                ProgramLink::Tracepoint(link) => {
+                    let prog: &mut BtfTracePoint =
+                        prog.try_into().map_err(|e| program_error(name, e))?;
+                    prog.detach(link).map_err(|e| program_error(name, e))?;
+                }
+                ProgramLink::Fexit(link) => {
+                    let prog: &mut FExit = prog.try_into().map_err(|e| program_error(name, e))?;
+                    prog.detach(link).map_err(|e| program_error(name, e))?;
+                }
+            }
         }
         Ok(())
     }
 
-    /// Kernel ids of the socket programs, in [`APP_PROGRAMS`] order (for `bpftool` and
-    /// diagnostics; `None` where the kernel does not say).
+    /// Kernel ids of the socket programs, in [`APP_PROGRAMS`] order then
+    /// [`APP_FEXIT_PROGRAMS`] (for `bpftool` and diagnostics; `None` where a program is not
+    /// loaded on this kernel or the kernel does not say).
     pub fn program_ids(&self) -> Vec<Option<u32>> {
         APP_PROGRAMS
             .iter()
+            .chain(APP_FEXIT_PROGRAMS)
             .map(|(name, _)| self.ebpf.program(name)?.info().ok().map(|i| i.id()))
             .collect()
     }

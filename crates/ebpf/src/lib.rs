@@ -2,4 +2,5 @@ pub mod app;
 pub mod dns;
 pub mod flows;
 pub mod load;
+pub mod support;
 pub mod sys;

@@ -44,6 +44,9 @@ enum Command {
     Validate(ConfigArgs),
     /// Lists every component and extension type with the signals it supports.
     Components,
+    /// Prints what this kernel supports, per receiver, and the capture each receiver will
+    /// choose (probed: BTF, program and map types; run as root).
+    Doctor,
 }
 
 /// The embedded configuration used when no `--config` is given.
@@ -83,6 +86,13 @@ pub fn main(registry: Registry, default: DefaultConfig) -> ExitCode {
     match cli.command {
         Command::Components => {
             print!("{}", components_table(&registry));
+            ExitCode::SUCCESS
+        }
+        Command::Doctor => {
+            print!(
+                "{}",
+                tapline_ebpf::support::table(&tapline_ebpf::support::probe())
+            );
             ExitCode::SUCCESS
         }
         Command::Validate(args) => validate(&registry, &load_options(&args, default)),

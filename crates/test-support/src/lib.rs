@@ -13,6 +13,7 @@ pub mod netns;
 pub mod poll;
 pub mod process;
 pub mod temp;
+pub mod vm;
 
 pub use harness::{build_context, start_graph, Agent};
 pub use mock::{Collect, Feed};

@@ -1044,3 +1044,35 @@ SSL_PROGS(SSL_write, APP_SYS_SSL_WRITE, false)
 SSL_PROGS(SSL_read_ex, APP_SYS_SSL_READ_EX, true)
 SSL_PROGS(SSL_write_ex, APP_SYS_SSL_WRITE_EX, true)
 SSL_PROGS(SSL_do_handshake, SSL_OP_HANDSHAKE, false)
+
+/* ======================================================================================
+ * Socket hooks for kernels without the sock_send_length / sock_recv_length tracepoints
+ * (they came with Linux 6.3): fexit on the functions that fire them there, with the same
+ * arguments for on_sock_io(). User space loads and attaches these instead of
+ * app_sock_send / app_sock_recv only when the kernel's BTF has no such tracepoint
+ * (crates/ebpf/src/app.rs, SocketHooks). Nothing above this section depends on it.
+ * ====================================================================================== */
+
+/* write, writev, send, sendto, sendmsg: every path to a TCP socket's sendmsg but
+ * sendmmsg's repeats to one address (not TCP) goes through sock_sendmsg */
+SEC("fexit/sock_sendmsg")
+int BPF_PROG(app_fexit_sendmsg, struct socket *sock, struct msghdr *msg, int ret)
+{
+	return on_sock_io(sock->sk, ret, 0, APP_DIR_EGRESS);
+}
+
+/* read, readv, recv, recvfrom, recvmsg (recvmmsg's first message) */
+SEC("fexit/sock_recvmsg")
+int BPF_PROG(app_fexit_recvmsg, struct socket *sock, struct msghdr *msg, int flags, int ret)
+{
+	return on_sock_io(sock->sk, ret, flags, APP_DIR_INGRESS);
+}
+
+/* sendfile and splice to a socket: before Linux 6.5 they reach TCP through sendpage, one
+ * call per page, not through sock_sendmsg (no payload is captured for them either way) */
+SEC("fexit/kernel_sendpage")
+int BPF_PROG(app_fexit_sendpage, struct socket *sock, struct page *page, int offset,
+	     size_t size, int flags, int ret)
+{
+	return on_sock_io(sock->sk, ret, 0, APP_DIR_EGRESS);
+}

@@ -1,16 +1,21 @@
-//! Attaching the capture to interfaces and detaching it: one TCX link per direction (netlink
-//! clsact filters before Linux 6.6), or one `AF_PACKET` socket per interface carrying the
-//! socket filter.
+//! Attaching the capture to interfaces and detaching it: one TCX link per direction where the
+//! kernel has TCX (Linux 6.6 and later), else one netlink `cls_bpf` filter per direction on the
+//! interface's `clsact` qdisc; or one `AF_PACKET` socket per interface carrying the socket filter.
+//!
+//! Which tc attachment the kernel takes is probed, not read from its version: the first attach
+//! tries a TCX link, and a kernel that does not know the TCX attach types (`EINVAL`) gets
+//! netlink filters from then on. Netlink filters outlive the process that created them: they
+//! are removed when the capture detaches or is dropped, and those a killed tapline left behind
+//! (found by the programs' names) are removed before this process attaches to the interface.
 
 use std::os::fd::{AsFd, OwnedFd};
 
-use aya::{
-    programs::{
-        tc::{SchedClassifierLinkId, TcAttachType},
-        SchedClassifier, SocketFilter,
-    },
-    util::KernelVersion,
+use aya::programs::{
+    links::LinkOrder,
+    tc::{NlOptions, SchedClassifierLinkId, TcAttachOptions, TcAttachType},
+    ProgramError, SchedClassifier, SocketFilter,
 };
+use aya::Ebpf;
 
 use super::{
     map_err, missing, AttachDirection, FlowCapture, FlowSource, MAP_SKDIRS, PROG_SOCKET,
@@ -18,6 +23,63 @@ use super::{
 };
 use crate::load::{is_permission_error, net_attach_error, EbpfError, RAW_SOCKET_CAPS_HINT};
 use crate::sys::packet::{bind_packet_socket, open_packet_socket};
+
+/// How the tc programs are attached on this kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcAttachMode {
+    /// One TCX link per direction (Linux 6.6 and later): it goes away with the process.
+    Tcx,
+    /// One `cls_bpf` filter per direction on the `clsact` qdisc, through netlink (kernels
+    /// without TCX): removed at exit, and by the next start when the process was killed.
+    Netlink,
+}
+
+impl TcAttachMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TcAttachMode::Tcx => "tcx",
+            TcAttachMode::Netlink => "netlink clsact filters",
+        }
+    }
+}
+
+/// A TCX attach refused because the kernel does not know the TCX attach types.
+fn tcx_unsupported(e: &ProgramError) -> bool {
+    match e {
+        ProgramError::SyscallError(s) => matches!(
+            s.io_error.raw_os_error(),
+            Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) | Some(524 /* ENOTSUPP */)
+        ),
+        _ => false,
+    }
+}
+
+fn classifier<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut SchedClassifier, EbpfError> {
+    match ebpf.program_mut(name) {
+        Some(p) => p
+            .try_into()
+            .map_err(|e| missing(format!("program {name}: {e}"))),
+        None => Err(missing(format!("no program named {name}"))),
+    }
+}
+
+/// Removes the `cls_bpf` filters named after the capture's tc programs from both directions of
+/// `ifname`: a tapline killed before it could detach left them. Returns what was removed, as
+/// `ingress tapline_tc_in`.
+fn remove_stale_filters(ifname: &str) -> Vec<String> {
+    let mut removed = Vec::new();
+    for (ty, label) in [
+        (TcAttachType::Ingress, "ingress"),
+        (TcAttachType::Egress, "egress"),
+    ] {
+        for name in [PROG_TC_INGRESS, PROG_TC_EGRESS] {
+            if aya::programs::tc::qdisc_detach_program(ifname, ty, name).is_ok() {
+                removed.push(format!("{label} {name}"));
+            }
+        }
+    }
+    removed
+}
 
 /// What is attached to one interface.
 pub(super) enum Attachment {
@@ -61,7 +123,8 @@ impl FlowCapture {
             Some(Attachment::Tc { ingress, egress }) => (ingress, egress),
             _ => (None, None),
         };
-        let legacy = KernelVersion::current().is_ok_and(|v| v < KernelVersion::new(6, 6, 0));
+        // Nothing of this process on the interface yet: filters named like ours are stale.
+        let mut clean = ingress.is_none() && egress.is_none();
         let mut result = Ok(());
         for (want, slot, name, ty, label) in [
             (
@@ -82,20 +145,45 @@ impl FlowCapture {
             if !want || slot.is_some() || result.is_err() {
                 continue;
             }
-            if legacy {
-                // Netlink attach needs the clsact qdisc; "already there" is fine.
-                let _ = aya::programs::tc::qdisc_add_clsact(ifname);
-            }
             let target = format!("interface {ifname} ({label})");
-            let prog: &mut SchedClassifier = match self.ebpf.program_mut(name) {
-                Some(p) => p
-                    .try_into()
-                    .map_err(|e| missing(format!("program {name}: {e}")))?,
-                None => return Err(missing(format!("no program named {name}"))),
-            };
-            match prog.attach(ifname, ty) {
+            let mut attached = Err(None);
+            if self.tc_mode != Some(TcAttachMode::Netlink) {
+                let prog = classifier(&mut self.ebpf, name)?;
+                let tcx = TcAttachOptions::TcxOrder(LinkOrder::default());
+                attached = match prog.attach_with_options(ifname, ty, tcx) {
+                    Ok(id) => {
+                        self.tc_mode = Some(TcAttachMode::Tcx);
+                        Ok(id)
+                    }
+                    Err(e) if self.tc_mode.is_none() && tcx_unsupported(&e) => {
+                        self.tc_mode = Some(TcAttachMode::Netlink);
+                        self.tcx_refusal = Some(match &e {
+                            ProgramError::SyscallError(s) => format!("{}: {}", s.call, s.io_error),
+                            e => e.to_string(),
+                        });
+                        Err(None)
+                    }
+                    Err(e) => Err(Some(e)),
+                };
+            }
+            if self.tc_mode == Some(TcAttachMode::Netlink) {
+                if std::mem::take(&mut clean) {
+                    let removed = remove_stale_filters(ifname);
+                    if !removed.is_empty() {
+                        self.stale_filters_removed
+                            .push(format!("{ifname}: {}", removed.join(", ")));
+                    }
+                }
+                // Netlink filters need the clsact qdisc; "already there" is fine.
+                let _ = aya::programs::tc::qdisc_add_clsact(ifname);
+                let prog = classifier(&mut self.ebpf, name)?;
+                let nl = TcAttachOptions::Netlink(NlOptions::default());
+                attached = prog.attach_with_options(ifname, ty, nl).map_err(Some);
+            }
+            match attached {
                 Ok(id) => *slot = Some(id),
-                Err(e) => result = Err(net_attach_error(name, target, e)),
+                Err(Some(e)) => result = Err(net_attach_error(name, target, e)),
+                Err(None) => unreachable!("a TCX refusal switches to netlink"),
             }
         }
         if ingress.is_some() || egress.is_some() {
@@ -103,6 +191,21 @@ impl FlowCapture {
                 .insert(ifname.to_owned(), Attachment::Tc { ingress, egress });
         }
         result
+    }
+
+    /// How the tc programs are attached on this kernel, once the first attach has found out.
+    pub fn tc_attach_mode(&self) -> Option<TcAttachMode> {
+        self.tc_mode
+    }
+
+    /// Why TCX was not used, when the kernel refused it (the probe's error).
+    pub fn tcx_refusal(&self) -> Option<&str> {
+        self.tcx_refusal.as_deref()
+    }
+
+    /// The stale filters removed since the last call, one `interface: filters` line each.
+    pub fn take_stale_filters_removed(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.stale_filters_removed)
     }
 
     fn attach_socket(

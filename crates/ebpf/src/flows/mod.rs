@@ -65,7 +65,7 @@ use aya::{
 pub use abi::{
     ipproto, FlowEvent, FlowKey, FlowSlot, FlowStats, FAMILY_IPV4, FAMILY_IPV6, FAMILY_OTHER,
 };
-pub use attach::ifindex;
+pub use attach::{ifindex, TcAttachMode};
 pub use evict::FlowRecord;
 
 use crate::load::{program_load_error, EbpfError};
@@ -229,6 +229,10 @@ pub struct FlowCapture {
     lost: PerCpuArray<MapData, u64>,
     skdirs: Option<BpfHashMap<MapData, u32, u32>>,
     source: FlowSource,
+    /// How tc programs attach here: probed by the first attach.
+    tc_mode: Option<TcAttachMode>,
+    tcx_refusal: Option<String>,
+    stale_filters_removed: Vec<String>,
     nr_cpus: usize,
     batch_keys: Vec<FlowKey>,
     batch_values: Vec<FlowStats>,
@@ -416,6 +420,9 @@ impl FlowCapture {
             lost: maps.lost,
             skdirs: maps.skdirs,
             source: cfg.source,
+            tc_mode: None,
+            tcx_refusal: None,
+            stale_filters_removed: Vec::new(),
             nr_cpus,
             batch_keys: Vec::new(),
             batch_values: Vec::new(),

@@ -435,6 +435,8 @@ impl Receiver for AppReceiver {
         let id = ctx.id.to_string();
         let mut cap = AppCapture::load(&cap_cfg)
             .with_context(|| format!("receiver {id}: loading the eBPF application capture"))?;
+        let (hooks, why) = cap.socket_hooks();
+        info!(receiver = %id, hooks = hooks.as_str(), reason = why, "socket capture hooks chosen");
         let mut p = EventLoop {
             discovery,
             tracker: Tracker::with_parsers(

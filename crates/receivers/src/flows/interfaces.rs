@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::io;
 
 use anyhow::Context as _;
-use tapline_ebpf::flows::{AttachDirection, FlowCapture};
+use tapline_ebpf::flows::{AttachDirection, FlowCapture, TcAttachMode};
 use tapline_ebpf::load::EbpfError;
 use tapline_ebpf::sys::netlink::{list_links, LinkEvent};
 use tracing::{debug, info, warn};
@@ -25,6 +25,14 @@ pub(crate) trait Host {
     fn detach(&mut self, name: &str);
     /// Whether an interface named `name` exists now.
     fn exists(&self, name: &str) -> bool;
+    /// How tc programs attach on this kernel and why, once an attach found out.
+    fn tc_attach_mode(&self) -> Option<(&'static str, Option<String>)> {
+        None
+    }
+    /// Filters a killed tapline left, removed since the last call.
+    fn take_stale_filters_removed(&mut self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 impl Host for FlowCapture {
@@ -39,6 +47,20 @@ impl Host for FlowCapture {
     }
     fn exists(&self, name: &str) -> bool {
         tapline_ebpf::flows::ifindex(name).is_ok()
+    }
+    fn tc_attach_mode(&self) -> Option<(&'static str, Option<String>)> {
+        let mode = FlowCapture::tc_attach_mode(self)?;
+        let why = match mode {
+            TcAttachMode::Tcx => "the kernel has TCX links".to_owned(),
+            TcAttachMode::Netlink => format!(
+                "the kernel refused a TCX link ({}); filters are removed at exit, and left-over ones at the next start",
+                self.tcx_refusal().unwrap_or("no reason given")
+            ),
+        };
+        Some((mode.as_str(), Some(why)))
+    }
+    fn take_stale_filters_removed(&mut self) -> Vec<String> {
+        FlowCapture::take_stale_filters_removed(self)
     }
 }
 
@@ -62,6 +84,8 @@ pub(crate) struct Interfaces<H> {
     /// Interfaces removed since the last eviction: their names are still needed for the
     /// records the kernel map holds for them, so they are forgotten after the next eviction.
     removed: Vec<u32>,
+    /// The tc attach mode was logged (once per receiver).
+    mode_logged: bool,
 }
 
 impl<H: Host> Interfaces<H> {
@@ -73,6 +97,7 @@ impl<H: Host> Interfaces<H> {
             cfg: cfg.clone(),
             by_index: BTreeMap::new(),
             removed: Vec::new(),
+            mode_logged: false,
         }
     }
 
@@ -100,7 +125,17 @@ impl<H: Host> Interfaces<H> {
         if let Some(old) = self.by_index.remove(&index) {
             self.capture.detach(&old);
         }
-        match self.capture.attach(name, self.cfg.attach_direction()) {
+        let attached = self.capture.attach(name, self.cfg.attach_direction());
+        if !self.mode_logged {
+            if let Some((mode, why)) = self.capture.tc_attach_mode() {
+                self.mode_logged = true;
+                info!(receiver = %self.path, tc_attach = mode, reason = why.unwrap_or_default(), "tc capture attach mode chosen");
+            }
+        }
+        for stale in self.capture.take_stale_filters_removed() {
+            warn!(receiver = %self.path, removed = %stale, "removed tc filters a previous tapline left behind");
+        }
+        match attached {
             Ok(()) => {
                 info!(receiver = %self.path, interface = name, "attached");
                 self.by_index.insert(index, name.to_owned());
