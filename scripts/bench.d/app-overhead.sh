@@ -1,6 +1,6 @@
 # summary: what the app receiver costs nginx: wrk against one nginx worker (612-byte file, keep-alive), rounds alternating without and with the capture; req/s, CPU per request, p99, and the agent's count against wrk's
 # needs: root, nginx, wrk, curl, bpftool (STATS=1)
-# usage: [seconds=5] [rounds=20] [capture=default|server|spans|app_bench|only-nginx]   env: AGENT (tapline binary), APP_BENCH (app_bench binary), CONNS=32, CAPTURE_BYTES=256, FILE_BYTES=612, PIN=1 (nginx on CPU 0, wrk on CPU 1), STATS=1 (BPF ns per request from bpf_stats)
+# usage: [seconds=5] [rounds=20] [capture=default|server|spans|app_bench|per_call|only-nginx]   env: AGENT (tapline binary), APP_BENCH (app_bench binary), CONNS=32, CAPTURE_BYTES=256, FILE_BYTES=612, PIN=1 (nginx on CPU 0, wrk on CPU 1), STATS=1 (BPF ns per request from bpf_stats)
 #
 # capture: default  `tapline run`, the embedded default configuration (flows + app, metrics
 #                   only), its two endpoints moved to free ports: what a user runs;
@@ -10,7 +10,9 @@
 #          spans    the app receiver alone, metrics to Prometheus and a traces pipeline to nop
 #                   (one span built per request and side);
 #          app_bench the capture alone with a consumer that decodes and counts events;
-#          only-nginx the same, the pid filter set to nginx's worker.
+#          per_call the same, HTTP/1.x reported per socket call (no framing in the kernel:
+#                   the app receiver's `kernel_http_framing: false`);
+#          only-nginx the same as app_bench, the pid filter set to nginx's worker.
 # Figures: baseline = the rounds without; the pair ratio is each round's with/without
 # (adjacent runs, so slow drifts cancel), its median and the interval holding the true median
 # with >= 90 % confidence (order statistics).
@@ -35,8 +37,8 @@ else
     AGENT_MODE=1
     PROM=$(free_port) TEL=$(free_port)
     ;;
-  app_bench | only-nginx) APP_BENCH=${APP_BENCH:-$(example tapline-ebpf app_bench)} ;;
-  *) die "capture is default, server, spans, app_bench or only-nginx, not '$CAPTURE'" ;;
+  app_bench | per_call | only-nginx) APP_BENCH=${APP_BENCH:-$(example tapline-ebpf app_bench)} ;;
+  *) die "capture is default, server, spans, app_bench, per_call or only-nginx, not '$CAPTURE'" ;;
   esac
 fi
 start_nginx "$BENCH_DIR" "$FILE_BYTES"
@@ -54,6 +56,7 @@ spans)
   CMD=("$AGENT" run --config "$BENCH_DIR/agent.yaml")
   ;;
 app_bench) CMD=("$APP_BENCH" 3600 --capture-bytes "$CAPTURE_BYTES") ;;
+per_call) CMD=("$APP_BENCH" 3600 --capture-bytes "$CAPTURE_BYTES" --per-call) ;;
 only-nginx) CMD=("$APP_BENCH" 3600 --capture-bytes "$CAPTURE_BYTES" --only "$WORKER") ;;
 esac
 WRK=(wrk)
