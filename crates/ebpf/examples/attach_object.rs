@@ -7,14 +7,15 @@
 //! Program names say where they attach: a classic tracepoint program named
 //! `<name>` attaches to `syscalls/<name>` (e.g. `sys_enter_read`); a `tp_btf` program named
 //! `btf_<event>` to the BTF tracepoint `<event>` (e.g. `btf_sys_enter`); a raw tracepoint
-//! program named `raw_<event>` to the raw tracepoint `<event>`; a classifier to both
+//! program named `raw_<event>` to the raw tracepoint `<event>`; an fexit program named
+//! `fexit_<function>` to the kernel function `<function>`; a classifier to both
 //! directions of every IFNAME, through TCX links as the flows capture attaches. Prints
 //! `attach_object: attached` on stderr once everything is attached (the scripts wait for it).
 
 use std::time::Duration;
 
 use aya::programs::tc::TcAttachType;
-use aya::programs::{BtfTracePoint, Program, RawTracePoint, SchedClassifier, TracePoint};
+use aya::programs::{BtfTracePoint, FExit, Program, RawTracePoint, SchedClassifier, TracePoint};
 use aya::{Btf, Ebpf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -49,6 +50,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .ok_or("raw tracepoint not named raw_*")?;
                 p.load()?;
                 p.attach(event)?;
+            }
+            Program::FExit(p) => {
+                let p: &mut FExit = p;
+                let function = name
+                    .strip_prefix("fexit_")
+                    .ok_or("fexit program not named fexit_*")?;
+                p.load(function, &btf)?;
+                p.attach()?;
             }
             Program::SchedClassifier(p) => {
                 let p: &mut SchedClassifier = p;

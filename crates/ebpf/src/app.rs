@@ -12,9 +12,9 @@
 //! `inet_sock_set_state` gives the roles (which end completed the handshake) and the closes
 //! (see [`APP_PROGRAMS`]). Nothing runs for other syscalls, and tracefs is not needed. Those
 //! tracepoints came with Linux 6.3: on older kernels with BTF and fentry (6.1, 5.15) fexit
-//! programs on `sock_sendmsg` / `sock_recvmsg` / `kernel_sendpage` take their place
+//! programs on `tcp_sendmsg` / `tcp_recvmsg` / `tcp_sendpage` take their place
 //! ([`SocketHooks`], probed in the kernel's BTF at load). `sendfile`/`splice` bytes are seen
-//! through `kernel_sendpage` before 6.3 and from 6.5, where they go through `sock_sendmsg`. Per-socket state is socket-local storage; each
+//! through `tcp_sendpage` before 6.3 and from 6.5, where they go through `sock_sendmsg`. Per-socket state is socket-local storage; each
 //! thread's pid-filter decision (for long pid lists) and TLS call are kept in task-local
 //! storage (`BPF_MAP_TYPE_TASK_STORAGE`); aya surfaces both maps as `Map::Unsupported`,
 //! userspace does not read them.
@@ -74,13 +74,14 @@ pub const APP_PROGRAMS: &[(&str, &str)] = &[
 const SOCKET_TRACEPOINT_PROGRAMS: [&str; 2] = ["app_sock_send", "app_sock_recv"];
 
 /// The same socket send and receive hooks for kernels without the `sock_send_length` /
-/// `sock_recv_length` tracepoints (before Linux 6.3): fexit programs on the kernel functions
-/// (program, function). `kernel_sendpage` carries `sendfile`/`splice` to a socket before
-/// Linux 6.5; a kernel without it has none of its fexit.
+/// `sock_recv_length` tracepoints (before Linux 6.3): fexit programs on TCP's send and
+/// receive functions (program, function). Not `sock_sendmsg`: 6.1 inlines it into most of its
+/// callers, so its fexit misses most sends. `tcp_sendpage` carries `sendfile`/`splice` to a
+/// socket before Linux 6.5; a kernel without it has none of its fexit.
 pub const APP_FEXIT_PROGRAMS: &[(&str, &str)] = &[
-    ("app_fexit_sendmsg", "sock_sendmsg"),
-    ("app_fexit_recvmsg", "sock_recvmsg"),
-    ("app_fexit_sendpage", "kernel_sendpage"),
+    ("app_fexit_sendmsg", "tcp_sendmsg"),
+    ("app_fexit_recvmsg", "tcp_recvmsg"),
+    ("app_fexit_sendpage", "tcp_sendpage"),
 ];
 
 /// Where the socket send and receive programs hook. Chosen by [`SocketHooks::probe`] from what
@@ -90,8 +91,8 @@ pub enum SocketHooks {
     /// `tp_btf/sock_send_length` and `tp_btf/sock_recv_length` (Linux 6.3 and later): they
     /// fire only for socket I/O and need no ftrace.
     Tracepoints,
-    /// fexit on `sock_sendmsg`, `sock_recvmsg` (and `kernel_sendpage`): the functions those
-    /// tracepoints fire in, on kernels with BTF and fentry/fexit but without the tracepoints.
+    /// fexit on `tcp_sendmsg`, `tcp_recvmsg` (and `tcp_sendpage`): TCP's own send and
+    /// receive, on kernels with BTF and fentry/fexit but without the tracepoints.
     Fexit,
 }
 
@@ -99,7 +100,7 @@ impl SocketHooks {
     pub fn as_str(self) -> &'static str {
         match self {
             SocketHooks::Tracepoints => "tp_btf/sock_send_length + tp_btf/sock_recv_length",
-            SocketHooks::Fexit => "fexit/sock_sendmsg + fexit/sock_recvmsg + fexit/kernel_sendpage",
+            SocketHooks::Fexit => "fexit/tcp_sendmsg + fexit/tcp_recvmsg + fexit/tcp_sendpage",
         }
     }
 
@@ -115,9 +116,9 @@ impl SocketHooks {
                 "the kernel has the sock_send_length and sock_recv_length tracepoints".into(),
             ));
         }
-        if has("sock_sendmsg", BtfKind::Func) && has("sock_recvmsg", BtfKind::Func) {
-            let sendpage = if has("kernel_sendpage", BtfKind::Func) {
-                "; sendfile and splice through kernel_sendpage"
+        if has("tcp_sendmsg", BtfKind::Func) && has("tcp_recvmsg", BtfKind::Func) {
+            let sendpage = if has("tcp_sendpage", BtfKind::Func) {
+                "; sendfile and splice through tcp_sendpage"
             } else {
                 ""
             };
@@ -125,14 +126,14 @@ impl SocketHooks {
                 SocketHooks::Fexit,
                 format!(
                     "the kernel has no sock_send_length/sock_recv_length tracepoints (they came \
-                     with Linux 6.3); its BTF describes sock_sendmsg and sock_recvmsg, hooked \
+                     with Linux 6.3); its BTF describes tcp_sendmsg and tcp_recvmsg, hooked \
                      with fexit{sendpage}"
                 ),
             ));
         }
         Err(
             "the kernel's BTF has neither the sock_send_length/sock_recv_length tracepoints \
-             (Linux 6.3) nor the functions sock_sendmsg and sock_recvmsg for fexit"
+             (Linux 6.3) nor the functions tcp_sendmsg and tcp_recvmsg for fexit"
                 .into(),
         )
     }
@@ -522,8 +523,25 @@ impl AppCapture {
                     })?
                     .try_into()
                     .map_err(|e| program_error(name, e))?;
-                prog.load(function, &btf)
-                    .map_err(|e| program_error(name, e))?;
+                prog.load(function, &btf).map_err(|e| {
+                    // Say which capture was chosen and why: the error is all the log has.
+                    match program_error(name, e) {
+                        AppCaptureError::Load {
+                            program,
+                            error,
+                            log,
+                        } => AppCaptureError::Load {
+                            program,
+                            error: format!(
+                                "{error} (socket hooks chosen: {}, because {})",
+                                hooks.0.as_str(),
+                                hooks.1
+                            ),
+                            log,
+                        },
+                        other => other,
+                    }
+                })?;
                 attach_plan.push((name, function, true));
             }
         }

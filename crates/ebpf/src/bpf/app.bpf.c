@@ -471,8 +471,11 @@ __noinline __u32 copy_iov(struct app_scratch *s, __u64 iov_addr, __u64 iovcnt, _
 		iovcnt = APP_MAX_IOV;
 	if (!iovcnt)
 		return 0;
-	__u32 cnt = (__u32)iovcnt;
-	/* one read for the whole array: cnt is 1..APP_MAX_IOV */
+	/* one read for the whole array: cnt is 1..APP_MAX_IOV, in a form older verifiers bound
+	 * too (6.1 loses the compare's bound through a stack spill) */
+	__u32 cnt = (__u32)iovcnt - 1;
+	asm volatile("%[c] &= 0x3f" : [c] "+r"(cnt));
+	cnt += 1;
 	if (bpf_probe_read_user(s->iov, cnt * sizeof(struct iovec), iov))
 		return 0;
 	if (want > APP_MAX_CAPTURE)
@@ -1047,32 +1050,36 @@ SSL_PROGS(SSL_do_handshake, SSL_OP_HANDSHAKE, false)
 
 /* ======================================================================================
  * Socket hooks for kernels without the sock_send_length / sock_recv_length tracepoints
- * (they came with Linux 6.3): fexit on the functions that fire them there, with the same
+ * (they came with Linux 6.3): fexit on TCP's own send and receive functions, with the same
  * arguments for on_sock_io(). User space loads and attaches these instead of
  * app_sock_send / app_sock_recv only when the kernel's BTF has no such tracepoint
  * (crates/ebpf/src/app.rs, SocketHooks). Nothing above this section depends on it.
+ *
+ * Why not sock_sendmsg / sock_recvmsg, where the tracepoints fire: on 6.1 the compiler
+ * inlines sock_sendmsg into its callers in net/socket.c (write, sendto...), so an fexit on
+ * the out-of-line copy misses most sends. tcp_sendmsg / tcp_recvmsg are reached through
+ * sk_prot from another file and are never inlined; they see exactly the TCP sockets'
+ * calls, IPv4 and IPv6.
  * ====================================================================================== */
 
-/* write, writev, send, sendto, sendmsg: every path to a TCP socket's sendmsg but
- * sendmmsg's repeats to one address (not TCP) goes through sock_sendmsg */
-SEC("fexit/sock_sendmsg")
-int BPF_PROG(app_fexit_sendmsg, struct socket *sock, struct msghdr *msg, int ret)
+SEC("fexit/tcp_sendmsg")
+int BPF_PROG(app_fexit_sendmsg, struct sock *sk, struct msghdr *msg, size_t size, int ret)
 {
-	return on_sock_io(sock->sk, ret, 0, APP_DIR_EGRESS);
+	return on_sock_io(sk, ret, 0, APP_DIR_EGRESS);
 }
 
-/* read, readv, recv, recvfrom, recvmsg (recvmmsg's first message) */
-SEC("fexit/sock_recvmsg")
-int BPF_PROG(app_fexit_recvmsg, struct socket *sock, struct msghdr *msg, int flags, int ret)
+SEC("fexit/tcp_recvmsg")
+int BPF_PROG(app_fexit_recvmsg, struct sock *sk, struct msghdr *msg, size_t len, int flags,
+	     int *addr_len, int ret)
 {
-	return on_sock_io(sock->sk, ret, flags, APP_DIR_INGRESS);
+	return on_sock_io(sk, ret, flags, APP_DIR_INGRESS);
 }
 
-/* sendfile and splice to a socket: before Linux 6.5 they reach TCP through sendpage, one
- * call per page, not through sock_sendmsg (no payload is captured for them either way) */
-SEC("fexit/kernel_sendpage")
-int BPF_PROG(app_fexit_sendpage, struct socket *sock, struct page *page, int offset,
-	     size_t size, int flags, int ret)
+/* sendfile and splice to a TCP socket: before Linux 6.5 they reach TCP through sendpage, one
+ * call per page, not through sendmsg (no payload is captured for them either way) */
+SEC("fexit/tcp_sendpage")
+int BPF_PROG(app_fexit_sendpage, struct sock *sk, struct page *page, int offset, size_t size,
+	     int flags, int ret)
 {
-	return on_sock_io(sock->sk, ret, 0, APP_DIR_EGRESS);
+	return on_sock_io(sk, ret, 0, APP_DIR_EGRESS);
 }

@@ -400,9 +400,13 @@ static __always_inline bool payload_at(struct app_scratch *s, const struct data_
 	}
 	if (cnt > APP_MAX_IOV)
 		cnt = APP_MAX_IOV;
-	if (!cnt || bpf_probe_read_user(s->iov, cnt * sizeof(struct iovec), (const void *)iov))
+	if (!cnt)
 		return false;
-	return iov_locate(s, (__u32)cnt, pos);
+	__u32 n = (__u32)cnt - 1; /* 0..APP_MAX_IOV - 1, in a form older verifiers bound too */
+	asm volatile("%[n] &= 0x3f" : [n] "+r"(n));
+	if (bpf_probe_read_user(s->iov, (n + 1) * sizeof(struct iovec), (const void *)iov))
+		return false;
+	return iov_locate(s, n + 1, pos);
 }
 
 /*
