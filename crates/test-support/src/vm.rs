@@ -6,7 +6,9 @@
 //! (cached under `/var/cache/tapline-vm`). [`Kernel::run`] boots it with software emulation
 //! (QEMU TCG: timings are not those of hardware; counts, loads and attach results are): the
 //! guest mounts the host's `/` read-only over 9p, puts tmpfs on `/tmp`, `/run`, `/var/log`,
-//! `/var/tmp`, `/var/lib/tapline` and `/root`, brings loopback up, and runs the given shell
+//! `/var/tmp`, `/var/lib/tapline` and `/root` (what the host has under `/tmp`, `/root` and
+//! `/var/tmp`, such as a checkout and its build, stays there, read-only, at the same paths),
+//! brings loopback up, and runs the given shell
 //! script as root in a chroot of the host's root. The script's directory is shared
 //! read-write: it is the guest's `/tmp/vm`, and what the script writes there is readable with
 //! [`VmRun::file`] afterwards. The guest runs with `TEST_VM_GUEST=1` in its environment (not `TAPLINE_*`: the agent reads those as configuration).
