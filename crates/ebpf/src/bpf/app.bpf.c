@@ -148,6 +148,10 @@ struct app_scratch {
 	__u32 _pad;
 	/* a chunk-size line read from a call's payload */
 	__u8 chunk_line[32];
+	/* not written: exchange records are built in place in the ring buffer (http_emit); this
+	 * keeps their layout in the object's BTF, which tests/app_layout.rs checks the Rust
+	 * mirror against */
+	struct app_http_record http_layout;
 	/* HTTP/1.x framing of one call (http_framing.h): the head being scanned, the cursor in
 	 * the call's payload, the latest chunk-size line */
 	struct head_scan scan;
