@@ -16,6 +16,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use tapline_test_support::netns::*;
+use tapline_test_support::process::bpf_objects;
 use tapline_test_support::vm::{in_vm, Kernel};
 use tapline_test_support::{eventually, free_port, need, wait_port, ChildGuard};
 
@@ -37,33 +38,6 @@ struct Tapline {
     prom: u16,
     /// (program ids, link ids) it held once ready.
     held: (Vec<u32>, Vec<u32>),
-}
-
-/// (program ids, link ids) held by `pid`'s file descriptors.
-fn bpf_objects(pid: u32) -> (Vec<u32>, Vec<u32>) {
-    let mut progs = Vec::new();
-    let mut links = Vec::new();
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
-        return (progs, links);
-    };
-    for e in dir.flatten() {
-        let Ok(text) = std::fs::read_to_string(e.path()) else {
-            continue;
-        };
-        for line in text.lines() {
-            let mut it = line.split_whitespace();
-            match (it.next(), it.next().and_then(|v| v.parse().ok())) {
-                (Some("prog_id:"), Some(id)) => progs.push(id),
-                (Some("link_id:"), Some(id)) => links.push(id),
-                _ => {}
-            }
-        }
-    }
-    progs.sort();
-    progs.dedup();
-    links.sort();
-    links.dedup();
-    (progs, links)
 }
 
 impl Tapline {

@@ -234,6 +234,33 @@ pub fn run_output(cmd: &mut Command, within: Duration) -> Output {
     out
 }
 
+/// (program ids, link ids) held by `pid`'s file descriptors.
+pub fn bpf_objects(pid: u32) -> (Vec<u32>, Vec<u32>) {
+    let mut progs = Vec::new();
+    let mut links = Vec::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return (progs, links);
+    };
+    for e in dir.flatten() {
+        let Ok(text) = std::fs::read_to_string(e.path()) else {
+            continue;
+        };
+        for line in text.lines() {
+            let mut it = line.split_whitespace();
+            match (it.next(), it.next().and_then(|v| v.parse().ok())) {
+                (Some("prog_id:"), Some(id)) => progs.push(id),
+                (Some("link_id:"), Some(id)) => links.push(id),
+                _ => {}
+            }
+        }
+    }
+    progs.sort();
+    progs.dedup();
+    links.sort();
+    links.dedup();
+    (progs, links)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
