@@ -36,6 +36,8 @@ struct Tapline {
     dir: tempfile::TempDir,
     netns: Option<String>,
     prom: u16,
+    /// Its self-telemetry port (`/metrics`, `/readyz`).
+    telemetry: u16,
     /// (program ids, link ids) it held once ready.
     held: (Vec<u32>, Vec<u32>),
 }
@@ -72,6 +74,7 @@ impl Tapline {
             dir,
             netns: netns.map(str::to_owned),
             prom,
+            telemetry,
             held: (Vec::new(), Vec::new()),
         };
         eventually("tapline to be ready", patience(), || {
@@ -107,9 +110,15 @@ impl Tapline {
         }
     }
 
-    /// The sum of the samples of `metric` whose labels include every pair of `labels`.
+    /// The sum of the samples of `metric` whose labels include every pair of `labels`, from
+    /// the Prometheus exporter.
     fn sum(&self, metric: &str, labels: &[(&str, &str)]) -> Result<f64, String> {
-        let (code, text) = self.get(self.prom, "/metrics").map_err(|e| e.to_string())?;
+        self.sum_at(self.prom, metric, labels)
+    }
+
+    /// The same from the `/metrics` served on `port` (the exporter's, or self-telemetry's).
+    fn sum_at(&self, port: u16, metric: &str, labels: &[(&str, &str)]) -> Result<f64, String> {
+        let (code, text) = self.get(port, "/metrics").map_err(|e| e.to_string())?;
         if code != 200 {
             return Err(format!("/metrics answered {code}"));
         }
@@ -333,40 +342,23 @@ fn keep_alive_exact_count(t: &Tapline, base: &str, port: u16, scheme: &str) {
 mod checks {
     use super::*;
 
-    /// Known TCP traffic from namespace A to B over veth `va`: tapline in A counts exactly the
-    /// bytes and packets `va`'s own counters count. It logs the tc attach mode it chose; on a
-    /// kernel without TCX its netlink filters are there while it runs and gone after it.
-    #[test]
-    pub fn flows_exact_bytes_over_veth() {
-        require_root();
-        let pair = NetPair::new("knl", false);
-        pair.wait_quiet("va");
-        let t = Tapline::start(
-            Some(&pair.a),
-            r#"
+    /// flows on `va` only, evicting every 500 ms, exporting to Prometheus.
+    const FLOWS_ON_VA: &str = r#"
 receivers: { flows: { interfaces: [va], cache_active_timeout: 500ms } }
 exporters: { prometheus: { endpoint: "127.0.0.1:PROM" } }
 service:
   pipelines: { metrics: { receivers: [flows], exporters: [prometheus] } }
   telemetry: { metrics: { endpoint: "127.0.0.1:TELEMETRY" } }
-"#,
-            |log| log.contains("tc capture attach mode chosen"),
-        );
-        let log = t.log();
-        let netlink = log.contains("tc_attach=\"netlink clsact filters\"")
-            || log.contains("tc_attach=netlink");
-        if netlink {
-            let filters = tc_filters(&pair.a, "va");
-            assert!(
-                filters.contains("tapline_tc_in") && filters.contains("tapline_tc_out"),
-                "netlink mode, but no tapline filters on va:\n{filters}\nlog:\n{log}"
-            );
-        }
+"#;
+
+    /// 1 MiB of TCP from A to B over `va`: tapline's byte and packet totals grow by exactly
+    /// what `va`'s own counters count.
+    fn assert_exact_flow_totals(t: &Tapline, pair: &NetPair) {
         let bytes = "tapline_network_flow_bytes_total";
         let packets = "tapline_network_flow_packets_total";
         let before = pair.counters("va");
         let (b0, p0) = (t.sum(bytes, &[]).unwrap(), t.sum(packets, &[]).unwrap());
-        tcp_transfer(&pair, B4.parse().unwrap(), 1 << 20);
+        tcp_transfer(pair, B4.parse().unwrap(), 1 << 20);
         pair.wait_still("va", Duration::from_millis(100));
         let after = pair.counters("va");
         let delta: Vec<u64> = (0..5).map(|i| after[i] - before[i]).collect();
@@ -383,6 +375,36 @@ service:
                 Err(format!("(bytes, packets) {got:?}, va counted {want:?}"))
             }
         });
+    }
+
+    /// Known TCP traffic from namespace A to B over veth `va`, sent the moment `/readyz`
+    /// answers 200: tapline in A counts exactly the bytes and packets `va`'s own counters
+    /// count, so ready means capturing. It logs the tc attach mode it chose; on a kernel
+    /// without TCX its netlink filters are there while it runs and gone after it.
+    #[test]
+    pub fn flows_exact_bytes_over_veth() {
+        require_root();
+        let pair = NetPair::new("knl", false);
+        pair.wait_quiet("va");
+        let t = Tapline::start(Some(&pair.a), FLOWS_ON_VA, |_| true);
+        assert_exact_flow_totals(&t, &pair);
+        let (code, readyz) = t.get(t.telemetry, "/readyz").unwrap();
+        assert_eq!(code, 200, "{readyz}");
+        assert!(
+            readyz.contains("receiver flows: ready: attached to va\n")
+                && readyz.contains("exporter prometheus: ready"),
+            "{readyz}"
+        );
+        let log = t.log();
+        let netlink = log.contains("tc_attach=\"netlink clsact filters\"")
+            || log.contains("tc_attach=netlink");
+        if netlink {
+            let filters = tc_filters(&pair.a, "va");
+            assert!(
+                filters.contains("tapline_tc_in") && filters.contains("tapline_tc_out"),
+                "netlink mode, but no tapline filters on va:\n{filters}\nlog:\n{log}"
+            );
+        }
         let log = t.stop_cleanly();
         let filters = tc_filters(&pair.a, "va");
         assert!(
@@ -394,6 +416,40 @@ service:
             1,
             "the attach mode is logged once:\n{log}"
         );
+    }
+
+    /// Someone else takes the capture off `va` (`tc filter del` under netlink filters,
+    /// `bpftool link detach` under TCX): tapline says so in its log, counts it in
+    /// `tapline_flows_attachments_restored_total`, attaches again and counts `va` exactly.
+    #[test]
+    pub fn flows_capture_detached_by_someone_else_is_restored() {
+        require_root();
+        let pair = NetPair::new("kdt", false);
+        pair.wait_quiet("va");
+        let t = Tapline::start(Some(&pair.a), FLOWS_ON_VA, |_| true);
+        if t.log().contains("netlink") {
+            sh(&["tc", "-n", &pair.a, "filter", "del", "dev", "va", "ingress"]);
+        } else {
+            let link = t.held.1.first().expect("a TCX link");
+            sh(&["bpftool", "link", "detach", "id", &link.to_string()]);
+        }
+        let restored = "tapline_flows_attachments_restored_total";
+        eventually("the capture to be attached again", patience(), || {
+            let n = t.sum_at(t.telemetry, restored, &[("receiver", "flows")])?;
+            if n == 1.0 {
+                Ok(())
+            } else {
+                Err(format!("{restored} = {n}"))
+            }
+        });
+        assert!(
+            t.log()
+                .contains("something other than tapline detached the capture"),
+            "{}",
+            t.log()
+        );
+        assert_exact_flow_totals(&t, &pair);
+        t.stop_cleanly();
     }
 
     /// tapline killed with SIGKILL cannot detach: on a kernel without TCX its netlink filters
@@ -527,6 +583,7 @@ service:
 /// The checks of the quick VM run: every `scripts/test.sh` runs them (~3 minutes under TCG).
 const QUICK: &[&str] = &[
     "checks::flows_exact_bytes_over_veth",
+    "checks::flows_capture_detached_by_someone_else_is_restored",
     "checks::flows_filters_left_by_kill_9_are_removed_at_the_next_start",
     "checks::doctor_reports_the_choice_the_flows_receiver_makes",
 ];

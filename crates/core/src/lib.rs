@@ -7,6 +7,7 @@ pub mod component;
 pub mod config;
 pub mod data;
 pub mod pipeline;
+pub mod readiness;
 pub mod registry;
 pub mod telemetry;
 pub mod tls;

@@ -7,10 +7,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::component::{ComponentId, ComponentKind};
+use crate::readiness::{Readiness, ReadyHandle};
 
 #[derive(Clone, Debug, Default)]
 pub struct Counter(Arc<AtomicU64>);
@@ -60,7 +61,7 @@ struct Family {
 #[derive(Clone, Default)]
 pub struct Telemetry {
     families: Arc<Mutex<BTreeMap<&'static str, Family>>>,
-    ready: Arc<AtomicBool>,
+    readiness: Readiness,
 }
 
 /// The counters every component exposes. Items are data points for metrics, spans for traces.
@@ -157,11 +158,21 @@ impl Telemetry {
         }
     }
 
-    pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::SeqCst);
+    /// Readiness of the running graph's components, for `/readyz`.
+    pub fn readiness(&self) -> &Readiness {
+        &self.readiness
     }
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst)
+
+    /// Registers `kind` `id` in readiness as not ready yet; it is also exposed as
+    /// `tapline_component_ready{kind,component}` (1 ready, 0 not).
+    pub fn ready_handle(&self, kind: ComponentKind, id: &ComponentId) -> ReadyHandle {
+        let name = id.to_string();
+        let gauge = self.gauge(
+            "tapline_component_ready",
+            "1 when the component does its job (a receiver captures, an exporter serves), else 0.",
+            &[("kind", kind.as_str()), ("component", name.as_str())],
+        );
+        self.readiness.register(kind, id, gauge)
     }
 
     /// Prometheus text exposition format 0.0.4.

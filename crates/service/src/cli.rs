@@ -247,14 +247,14 @@ async fn supervise(
             return ExitCode::from(EXIT_RUNTIME);
         }
     };
-    telemetry.set_ready(true);
+    telemetry.readiness().set_running(true);
     loop {
         tokio::select! {
             _ = sigterm.recv() => { info!("SIGTERM: draining"); break; }
             _ = sigint.recv() => { info!("SIGINT: draining"); break; }
             err = running.failure() => {
                 error!("{err:#}");
-                telemetry.set_ready(false);
+                telemetry.readiness().set_running(false);
                 running.shutdown(loaded.service.shutdown_timeout).await;
                 return ExitCode::from(EXIT_RUNTIME);
             }
@@ -271,7 +271,7 @@ async fn supervise(
                         for w in new_graph.warnings.warnings() {
                             warn!("{w}");
                         }
-                        telemetry.set_ready(false);
+                        telemetry.readiness().set_running(false);
                         // The old graph releases its ports and attachments before the new one starts.
                         running.shutdown(loaded.service.shutdown_timeout).await;
                         running = match pipeline::start(new_graph).await {
@@ -282,14 +282,14 @@ async fn supervise(
                             }
                         };
                         loaded = new_loaded;
-                        telemetry.set_ready(true);
+                        telemetry.readiness().set_running(true);
                         info!("configuration reloaded");
                     }
                 }
             }
         }
     }
-    telemetry.set_ready(false);
+    telemetry.readiness().set_running(false);
     let report = running.shutdown(loaded.service.shutdown_timeout).await;
     if report.timed_out {
         warn!(

@@ -1,5 +1,5 @@
 //! The self-telemetry HTTP server: tapline's own metrics at `/metrics`, liveness at
-//! `/healthz`, readiness (the graph is running) at `/readyz`.
+//! `/healthz`, readiness (every component of the running graph does its job) at `/readyz`.
 
 use std::net::SocketAddr;
 
@@ -35,13 +35,14 @@ pub async fn serve(
         .route(
             "/readyz",
             get(move || {
-                let ready = t2.is_ready();
+                let report = t2.readiness().report();
                 async move {
-                    if ready {
-                        (StatusCode::OK, "ready\n")
+                    let status = if report.ready {
+                        StatusCode::OK
                     } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
-                    }
+                        StatusCode::SERVICE_UNAVAILABLE
+                    };
+                    (status, report.text)
                 }
             }),
         );

@@ -109,12 +109,20 @@ pub trait FactoryInfo: Send + Sync {
 #[async_trait]
 pub trait Receiver: Send {
     async fn run(self: Box<Self>, ctx: ReceiverContext) -> anyhow::Result<()>;
+    /// `true`: `run` calls `ctx.readiness.ready(..)` once it captures (programs attached,
+    /// listeners bound), and `/readyz` waits for that. `false` (the default): the receiver
+    /// counts as ready as soon as it starts.
+    fn reports_readiness(&self) -> bool {
+        false
+    }
 }
 
 pub struct ReceiverContext {
     pub id: ComponentId,
     pub output: ReceiverOutput,
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// This receiver's say in `/readyz` (see [`Receiver::reports_readiness`]).
+    pub readiness: crate::readiness::ReadyHandle,
 }
 
 /// The type-erased receiver factory the registry stores. Implement [`ReceiverComponent`]

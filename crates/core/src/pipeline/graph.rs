@@ -55,6 +55,8 @@ pub struct Graph {
     pub background: Vec<(String, BackgroundTask)>,
     /// Problems that do not stop the graph (an unused component).
     pub warnings: Diagnostics,
+    /// Where the running graph registers its components' readiness.
+    pub telemetry: Telemetry,
 }
 
 /// Builds every component. Returns every error found, not just the first.
@@ -95,6 +97,7 @@ pub fn build(
         extension_background: b.extension_background,
         background: b.background,
         warnings: diags,
+        telemetry: telemetry.clone(),
     })
 }
 

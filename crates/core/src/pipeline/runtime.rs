@@ -11,7 +11,9 @@ use tracing::{debug, error, info, warn};
 
 use super::exporter_helper::drain_queue;
 use super::graph::Graph;
-use crate::component::ReceiverContext;
+use crate::component::{ComponentKind, ReceiverContext};
+use crate::readiness::ReadyHandle;
+use crate::telemetry::Telemetry;
 
 /// A running graph. Dropping it without [`RunningGraph::shutdown`] aborts everything.
 pub struct RunningGraph {
@@ -24,6 +26,9 @@ pub struct RunningGraph {
     background: Vec<JoinHandle<()>>,
     queues: Vec<std::sync::Arc<super::queue::ExporterQueue>>,
     failures: mpsc::UnboundedReceiver<anyhow::Error>,
+    /// Every component's say in `/readyz`, forgotten when this graph stops.
+    readiness: Vec<ReadyHandle>,
+    telemetry: Telemetry,
 }
 
 /// Starts the graph. An exporter that cannot start (a port in use) fails the whole start,
@@ -40,6 +45,8 @@ pub async fn start(graph: Graph) -> anyhow::Result<RunningGraph> {
         background: Vec::new(),
         queues: Vec::new(),
         failures,
+        readiness: Vec::new(),
+        telemetry: graph.telemetry.clone(),
     };
 
     // Extensions first: the components that use them may need them from their first batch.
@@ -62,6 +69,10 @@ pub async fn start(graph: Graph) -> anyhow::Result<RunningGraph> {
         started.push(e);
     }
     for e in started {
+        // A started exporter serves: its ports are bound, its connections made on demand.
+        let ready = graph.telemetry.ready_handle(ComponentKind::Exporter, &e.id);
+        ready.ready("started");
+        running.readiness.push(ready);
         running.queues.push(e.queue.clone());
         let name = e.id.to_string();
         let queue = e.queue;
@@ -108,10 +119,16 @@ pub async fn start(graph: Graph) -> anyhow::Result<RunningGraph> {
     }
 
     for r in graph.receivers {
+        let readiness = graph.telemetry.ready_handle(ComponentKind::Receiver, &r.id);
+        if !r.receiver.reports_readiness() {
+            readiness.ready("started");
+        }
+        running.readiness.push(readiness.clone());
         let ctx = ReceiverContext {
             id: r.id.clone(),
             output: r.output,
             shutdown: running.stop_receivers.child_token(),
+            readiness,
         };
         let name = r.id.to_string();
         let fail_tx = fail_tx.clone();
@@ -152,6 +169,7 @@ impl RunningGraph {
 
     /// Stops receivers, drains pipelines and exporter queues, within `deadline` overall.
     pub async fn shutdown(mut self, deadline: Duration) -> ShutdownReport {
+        self.forget_readiness();
         self.stop_receivers.cancel();
         let queues = std::mem::take(&mut self.queues);
         let drain = async {
@@ -195,8 +213,17 @@ impl RunningGraph {
     }
 }
 
+impl RunningGraph {
+    fn forget_readiness(&mut self) {
+        for handle in self.readiness.drain(..) {
+            self.telemetry.readiness().forget(&handle);
+        }
+    }
+}
+
 impl Drop for RunningGraph {
     fn drop(&mut self) {
+        self.forget_readiness();
         self.stop_receivers.cancel();
         self.stop_background.cancel();
         self.stop_extensions.cancel();

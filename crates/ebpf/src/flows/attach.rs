@@ -22,6 +22,7 @@ use super::{
     PROG_TC_EGRESS, PROG_TC_INGRESS,
 };
 use crate::load::{is_permission_error, net_attach_error, EbpfError, RAW_SOCKET_CAPS_HINT};
+use crate::sys::netlink::{clsact_filter_program_ids, ClsactDirection};
 use crate::sys::packet::{bind_packet_socket, open_packet_socket};
 
 /// How the tc programs are attached on this kernel.
@@ -291,6 +292,64 @@ impl FlowCapture {
             }
             None => {}
         }
+    }
+
+    /// The directions of `ifname` whose program is no longer attached although this capture
+    /// attached it: someone else removed the TCX link's program or the tc filter. Empty when
+    /// all is in place, or for a name not attached. Packet sockets cannot be detached from
+    /// outside, so they are never reported.
+    pub fn detached_directions(&self, ifname: &str) -> Result<Vec<&'static str>, EbpfError> {
+        let Some(Attachment::Tc { ingress, egress }) = self.attachments.get(ifname) else {
+            return Ok(Vec::new());
+        };
+        let index = ifindex(ifname)?;
+        let mut lost = Vec::new();
+        for (held, name, ty, dir, label) in [
+            (
+                ingress.is_some(),
+                PROG_TC_INGRESS,
+                TcAttachType::Ingress,
+                ClsactDirection::Ingress,
+                "ingress",
+            ),
+            (
+                egress.is_some(),
+                PROG_TC_EGRESS,
+                TcAttachType::Egress,
+                ClsactDirection::Egress,
+                "egress",
+            ),
+        ] {
+            if !held {
+                continue;
+            }
+            let ours = self
+                .ebpf
+                .program(name)
+                .and_then(|p| p.info().ok())
+                .map(|i| i.id())
+                .ok_or_else(|| missing(format!("program {name} has no id")))?;
+            let query_failed = |cause: String| EbpfError::Attach {
+                program: name.to_owned(),
+                target: format!("interface {ifname} ({label})"),
+                hint: None,
+                cause,
+            };
+            let present = match self.tc_mode {
+                Some(TcAttachMode::Netlink) => clsact_filter_program_ids(index, dir)
+                    .map_err(|e| query_failed(format!("listing tc filters: {e}")))?
+                    .contains(&ours),
+                _ => SchedClassifier::query_tcx(ifname, ty)
+                    .map_err(|e| query_failed(format!("querying TCX programs: {e}")))?
+                    .1
+                    .iter()
+                    .any(|p| p.id() == ours),
+            };
+            if !present {
+                lost.push(label);
+            }
+        }
+        Ok(lost)
     }
 
     /// Names of the interfaces something is attached to, sorted.

@@ -1,6 +1,7 @@
 //! Network interfaces through a `NETLINK_ROUTE` socket, in the calling thread's network
 //! namespace (like the attach calls): list them once ([`list_links`]) or watch them come and
-//! go ([`LinkWatcher`]).
+//! go ([`LinkWatcher`]); and which programs the `cls_bpf` filters on an interface run
+//! ([`clsact_filter_program_ids`]), to notice a filter someone else removed.
 
 use std::io;
 use std::mem::size_of;
@@ -100,38 +101,16 @@ impl LinkWatcher {
     }
 }
 
-/// Every link of the calling thread's network namespace: (index, name).
-pub fn list_links() -> io::Result<Vec<(u32, String)>> {
+/// Sends the dump request `req` (a `nlmsghdr` and its payload, with `NLM_F_DUMP`) and hands
+/// every reply message (type, payload) to `each` until the dump ends.
+fn dump(req: &[u8], mut each: impl FnMut(u16, &[u8])) -> io::Result<()> {
     let fd = netlink_socket(0, false)?;
-    #[repr(C)]
-    struct Request {
-        hdr: libc::nlmsghdr,
-        ifi: IfInfoMsg,
-    }
-    let req = Request {
-        hdr: libc::nlmsghdr {
-            nlmsg_len: size_of::<Request>() as u32,
-            nlmsg_type: libc::RTM_GETLINK,
-            nlmsg_flags: (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16,
-            nlmsg_seq: 1,
-            nlmsg_pid: 0,
-        },
-        ifi: IfInfoMsg::default(),
-    };
-    // SAFETY: the kernel reads size_of::<Request>() bytes from req, a live plain-data local.
-    let r = unsafe {
-        libc::send(
-            fd.as_raw_fd(),
-            (&req as *const Request).cast(),
-            size_of::<Request>(),
-            0,
-        )
-    };
+    // SAFETY: the kernel reads req.len() bytes from req, a live slice.
+    let r = unsafe { libc::send(fd.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) };
     if r < 0 {
         return Err(io::Error::last_os_error());
     }
     let mut buf = vec![0u8; 64 * 1024];
-    let mut events = Vec::new();
     // A dump ends with NLMSG_DONE; bounded in case the kernel misbehaves.
     for _ in 0..100_000 {
         let n = match recv(&fd, &mut buf) {
@@ -139,17 +118,140 @@ pub fn list_links() -> io::Result<Vec<(u32, String)>> {
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
             Err(e) => return Err(e),
         };
-        if parse_messages(&buf[..n], &mut events) {
-            return Ok(events
-                .into_iter()
-                .filter_map(|e| match e {
-                    LinkEvent::Present { index, name } => Some((index, name)),
-                    _ => None,
-                })
-                .collect());
+        let mut rest = &buf[..n];
+        while rest.len() >= NLMSG_HDRLEN {
+            // SAFETY: rest holds at least NLMSG_HDRLEN bytes; nlmsghdr is plain data, valid
+            // for any bytes; the read is unaligned.
+            let hdr: libc::nlmsghdr = unsafe { std::ptr::read_unaligned(rest.as_ptr().cast()) };
+            let len = hdr.nlmsg_len as usize;
+            if len < NLMSG_HDRLEN || len > rest.len() {
+                break;
+            }
+            let body = &rest[NLMSG_HDRLEN..len];
+            match hdr.nlmsg_type {
+                t if t == libc::NLMSG_DONE as u16 => return Ok(()),
+                t if t == libc::NLMSG_ERROR as u16 => {
+                    let errno = body
+                        .get(..4)
+                        .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                        .unwrap_or(0);
+                    return if errno == 0 {
+                        Ok(())
+                    } else {
+                        Err(io::Error::from_raw_os_error(-errno))
+                    };
+                }
+                t => each(t, body),
+            }
+            rest = &rest[align4(len).min(rest.len())..];
         }
     }
-    Err(io::Error::other("RTM_GETLINK dump did not end"))
+    Err(io::Error::other("netlink dump did not end"))
+}
+
+/// A dump request: header then `payload` (a plain-data struct).
+fn dump_request<P: Copy>(ty: u16, payload: P) -> Vec<u8> {
+    let len = NLMSG_HDRLEN + size_of::<P>();
+    let hdr = libc::nlmsghdr {
+        nlmsg_len: len as u32,
+        nlmsg_type: ty,
+        nlmsg_flags: (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16,
+        nlmsg_seq: 1,
+        nlmsg_pid: 0,
+    };
+    let mut req = vec![0u8; len];
+    // SAFETY: req holds NLMSG_HDRLEN + size_of::<P>() bytes; both are plain data written
+    // unaligned.
+    unsafe {
+        std::ptr::write_unaligned(req.as_mut_ptr().cast(), hdr);
+        std::ptr::write_unaligned(req.as_mut_ptr().add(NLMSG_HDRLEN).cast(), payload);
+    }
+    req
+}
+
+/// Every link of the calling thread's network namespace: (index, name).
+pub fn list_links() -> io::Result<Vec<(u32, String)>> {
+    let mut links = Vec::new();
+    dump(
+        &dump_request(libc::RTM_GETLINK, IfInfoMsg::default()),
+        |ty, body| {
+            if ty == libc::RTM_NEWLINK {
+                links.extend(parse_link(body));
+            }
+        },
+    )?;
+    Ok(links)
+}
+
+/// `struct tcmsg` (linux/rtnetlink.h).
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+struct TcMsg {
+    family: u8,
+    _pad1: u8,
+    _pad2: u16,
+    ifindex: i32,
+    handle: u32,
+    parent: u32,
+    info: u32,
+}
+
+/// The direction of a `clsact` qdisc a filter hangs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClsactDirection {
+    Ingress,
+    Egress,
+}
+
+const TCA_OPTIONS: u16 = 2;
+const TCA_BPF_ID: u16 = 11;
+
+/// The ids of the eBPF programs of the `cls_bpf` filters on the `clsact` qdisc of interface
+/// `ifindex`, in direction `dir`.
+pub fn clsact_filter_program_ids(ifindex: u32, dir: ClsactDirection) -> io::Result<Vec<u32>> {
+    // TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_INGRESS / TC_H_MIN_EGRESS).
+    let parent = match dir {
+        ClsactDirection::Ingress => 0xFFFF_FFF2,
+        ClsactDirection::Egress => 0xFFFF_FFF3,
+    };
+    let msg = TcMsg {
+        family: libc::AF_UNSPEC as u8,
+        ifindex: ifindex as i32,
+        parent,
+        ..Default::default()
+    };
+    let mut ids = Vec::new();
+    dump(&dump_request(libc::RTM_GETTFILTER, msg), |ty, body| {
+        if ty == libc::RTM_NEWTFILTER {
+            ids.extend(filter_program_id(body));
+        }
+    })?;
+    Ok(ids)
+}
+
+/// The program id of one `RTM_NEWTFILTER` message's `cls_bpf` options.
+fn filter_program_id(body: &[u8]) -> Option<u32> {
+    let attrs = body.get(align4(size_of::<TcMsg>())..)?;
+    let options = attributes(attrs).find(|(ty, _)| *ty == TCA_OPTIONS)?.1;
+    let id = attributes(options).find(|(ty, _)| *ty == TCA_BPF_ID)?.1;
+    Some(u32::from_ne_bytes(id.get(..4)?.try_into().ok()?))
+}
+
+/// The (type, payload) of each netlink attribute in `buf`, nested flag cleared.
+fn attributes(mut buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        if buf.len() < 4 {
+            return None;
+        }
+        let len = u16::from_ne_bytes([buf[0], buf[1]]) as usize;
+        let ty = u16::from_ne_bytes([buf[2], buf[3]]) & 0x3fff;
+        if len < 4 || len > buf.len() {
+            return None;
+        }
+        let payload = &buf[4..len];
+        buf = &buf[align4(len).min(buf.len())..];
+        Some((ty, payload))
+    })
 }
 
 /// `struct ifinfomsg` (linux/rtnetlink.h).
@@ -209,22 +311,11 @@ fn parse_link(body: &[u8]) -> Option<(u32, String)> {
     // SAFETY: body holds at least size_of::<IfInfoMsg>() bytes; IfInfoMsg is plain data, valid
     // for any bytes; the read is unaligned.
     let ifi: IfInfoMsg = unsafe { std::ptr::read_unaligned(body.as_ptr().cast()) };
-    let mut attrs = &body[align4(size_of::<IfInfoMsg>()).min(body.len())..];
-    while attrs.len() >= 4 {
-        let len = u16::from_ne_bytes([attrs[0], attrs[1]]) as usize;
-        let ty = u16::from_ne_bytes([attrs[2], attrs[3]]) & 0x3fff;
-        if len < 4 || len > attrs.len() {
-            break;
-        }
-        if ty == IFLA_IFNAME {
-            let raw = &attrs[4..len];
-            let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
-            let name = String::from_utf8_lossy(&raw[..end]).into_owned();
-            return u32::try_from(ifi.index).ok().map(|i| (i, name));
-        }
-        attrs = &attrs[align4(len).min(attrs.len())..];
-    }
-    None
+    let attrs = &body[align4(size_of::<IfInfoMsg>()).min(body.len())..];
+    let raw = attributes(attrs).find(|(ty, _)| *ty == IFLA_IFNAME)?.1;
+    let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
+    let name = String::from_utf8_lossy(&raw[..end]).into_owned();
+    u32::try_from(ifi.index).ok().map(|i| (i, name))
 }
 
 #[cfg(test)]

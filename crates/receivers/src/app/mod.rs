@@ -414,6 +414,11 @@ async fn send(ctx: &ReceiverContext, batch: Option<Signal>) -> bool {
 
 #[async_trait]
 impl Receiver for AppReceiver {
+    /// Ready once the programs are attached and the first discovery pass is done.
+    fn reports_readiness(&self) -> bool {
+        true
+    }
+
     async fn run(self: Box<Self>, ctx: ReceiverContext) -> anyhow::Result<()> {
         let cfg = &self.cfg;
         let discovery = Discovery::new(
@@ -467,6 +472,10 @@ impl Receiver for AppReceiver {
         cap.attach()
             .with_context(|| format!("receiver {id}: attaching the eBPF application capture"))?;
         info!(receiver = %id, selective = p.discovery.selective(), "app capture attached");
+        ctx.readiness.ready(format!(
+            "programs attached ({}), processes discovered",
+            hooks.as_str()
+        ));
 
         let mut metrics_tick = tokio::time::interval(cfg.metrics_interval);
         let mut scan_tick = tokio::time::interval(cfg.discovery.poll_interval);

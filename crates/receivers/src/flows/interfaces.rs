@@ -33,6 +33,10 @@ pub(crate) trait Host {
     fn take_stale_filters_removed(&mut self) -> Vec<String> {
         Vec::new()
     }
+    /// The directions of `name` whose program someone else detached.
+    fn detached_directions(&self, _name: &str) -> Result<Vec<&'static str>, EbpfError> {
+        Ok(Vec::new())
+    }
 }
 
 impl Host for FlowCapture {
@@ -62,6 +66,9 @@ impl Host for FlowCapture {
     fn take_stale_filters_removed(&mut self) -> Vec<String> {
         FlowCapture::take_stale_filters_removed(self)
     }
+    fn detached_directions(&self, name: &str) -> Result<Vec<&'static str>, EbpfError> {
+        FlowCapture::detached_directions(self, name)
+    }
 }
 
 /// Whether an attach failure means "not allowed" (fatal) rather than "interface went away".
@@ -84,6 +91,9 @@ pub(crate) struct Interfaces<H> {
     /// Interfaces removed since the last eviction: their names are still needed for the
     /// records the kernel map holds for them, so they are forgotten after the next eviction.
     removed: Vec<u32>,
+    /// Wanted interfaces that exist but refused the attach: name → the error. They keep the
+    /// receiver not ready until they attach or go away.
+    refused: BTreeMap<String, String>,
     /// The tc attach mode was logged (once per receiver).
     mode_logged: bool,
 }
@@ -97,6 +107,7 @@ impl<H: Host> Interfaces<H> {
             cfg: cfg.clone(),
             by_index: BTreeMap::new(),
             removed: Vec::new(),
+            refused: BTreeMap::new(),
             mode_logged: false,
         }
     }
@@ -138,6 +149,7 @@ impl<H: Host> Interfaces<H> {
         match attached {
             Ok(()) => {
                 info!(receiver = %self.path, interface = name, "attached");
+                self.refused.remove(name);
                 self.by_index.insert(index, name.to_owned());
                 self.removed.retain(|i| *i != index);
                 conv.set_interface(index, name);
@@ -154,6 +166,7 @@ impl<H: Host> Interfaces<H> {
                     debug!(receiver = %self.path, interface = name, error = %e, "interface vanished before it could be attached");
                 } else {
                     warn!(receiver = %self.path, interface = name, error = %e, "cannot attach; its traffic is not counted");
+                    self.refused.insert(name.to_owned(), e.to_string());
                 }
             }
         }
@@ -162,6 +175,7 @@ impl<H: Host> Interfaces<H> {
 
     /// Detaches from link `index`, if attached.
     pub(crate) fn detach(&mut self, index: u32) {
+        self.refused.retain(|name, _| self.capture.exists(name));
         if let Some(name) = self.by_index.remove(&index) {
             self.capture.detach(&name);
             self.removed.push(index);
@@ -201,6 +215,59 @@ impl<H: Host> Interfaces<H> {
             }
             LinkEvent::Resync => self.reconcile(conv),
         }
+    }
+
+    /// Puts back the programs someone else detached from attached interfaces (`tc filter del`,
+    /// `bpftool link detach`): each is logged as a warning and counted in the result. An
+    /// interface deleted meanwhile is left to its netlink event.
+    pub(crate) fn restore_detached(&mut self, conv: &mut Converter) -> anyhow::Result<usize> {
+        let mut restored = 0;
+        let attached: Vec<(u32, String)> =
+            self.by_index.iter().map(|(i, n)| (*i, n.clone())).collect();
+        for (index, name) in attached {
+            let lost = match self.capture.detached_directions(&name) {
+                Ok(lost) => lost,
+                Err(e) => {
+                    if self.capture.exists(&name) {
+                        warn!(receiver = %self.path, interface = %name, error = %e, "cannot check the attachment");
+                    }
+                    continue;
+                }
+            };
+            if lost.is_empty() {
+                continue;
+            }
+            warn!(
+                receiver = %self.path,
+                interface = %name,
+                directions = %lost.join(","),
+                "something other than tapline detached the capture from this interface; attaching again"
+            );
+            restored += 1;
+            // Our record of the attachment is stale: drop it, then attach as if new.
+            self.by_index.remove(&index);
+            self.capture.detach(&name);
+            self.attach(conv, index, &name)?;
+        }
+        Ok(restored)
+    }
+
+    /// What `/readyz` says about the attachments: `Ok(how)` when every wanted interface that
+    /// exists is attached, else `Err(why)`.
+    pub(crate) fn readiness(&self) -> Result<String, String> {
+        if !self.refused.is_empty() {
+            let refused: Vec<String> = self
+                .refused
+                .iter()
+                .map(|(n, e)| format!("{n}: {e}"))
+                .collect();
+            return Err(format!("cannot attach to {}", refused.join("; ")));
+        }
+        if self.by_index.is_empty() {
+            return Ok("no interface matches yet".to_owned());
+        }
+        let names: Vec<&str> = self.by_index.values().map(String::as_str).collect();
+        Ok(format!("attached to {}", names.join(", ")))
     }
 
     /// After an eviction: forgets the names of the interfaces removed before it.

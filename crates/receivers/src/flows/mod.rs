@@ -84,6 +84,11 @@ impl ReceiverComponent for FlowsFactory {
                 "Interfaces the flows receiver is attached to.",
                 &labels,
             ),
+            restored: t.counter(
+                "tapline_flows_attachments_restored_total",
+                "Interfaces whose capture something other than tapline detached (tc filter del, bpftool link detach), attached again.",
+                &labels,
+            ),
         }))
     }
 }
@@ -97,6 +102,7 @@ struct Flows {
     overflow: Counter,
     deduplicated: Counter,
     attached: Gauge,
+    restored: Counter,
 }
 
 /// The ring buffer's fd, for `AsyncFd`; the `FlowCapture` that owns it outlives this.
@@ -109,6 +115,15 @@ impl AsRawFd for RingFd {
 }
 
 impl Flows {
+    /// Tells `/readyz` and the attached-interfaces gauge where the attachments stand.
+    fn publish_attachments(&self, a: &Interfaces<FlowCapture>, ctx: &ReceiverContext) {
+        self.attached.set(a.attached() as i64);
+        match a.readiness() {
+            Ok(how) => ctx.readiness.ready(how),
+            Err(why) => ctx.readiness.not_ready(why),
+        }
+    }
+
     /// Reads the map and the ring buffer, converts, sends. `false` when the pipeline is gone.
     async fn evict(
         &self,
@@ -152,6 +167,11 @@ impl Flows {
 
 #[async_trait]
 impl Receiver for Flows {
+    /// Ready once attached to every wanted interface that exists at start.
+    fn reports_readiness(&self) -> bool {
+        true
+    }
+
     async fn run(self: Box<Self>, ctx: ReceiverContext) -> anyhow::Result<()> {
         let path = self.path.clone();
         let capture = FlowCapture::load(&self.cfg.kernel_config())
@@ -185,7 +205,7 @@ impl Receiver for Flows {
                 .map_err(|e| anyhow::anyhow!("{path}: registering the netlink socket: {e}"))?;
         let mut a = Interfaces::new(capture, &path, &self.cfg);
         a.reconcile(&mut conv)?;
-        self.attached.set(a.attached() as i64);
+        self.publish_attachments(&a, &ctx);
         if a.attached() == 0 {
             info!(receiver = %path, "no interface matches yet; waiting for one to appear");
         }
@@ -220,6 +240,8 @@ impl Receiver for Flows {
                         if !self.evict(&mut a, &mut conv, &mut overflow, &mut scratch, &ctx).await? {
                             return Ok(());
                         }
+                        self.restored.add(a.restore_detached(&mut conv)? as u64);
+                        self.publish_attachments(&a, &ctx);
                     }
                     guard = ring.readable() => {
                         let mut guard = guard.with_context(|| format!("{path}: polling the overflow ring buffer"))?;
@@ -242,7 +264,7 @@ impl Receiver for Flows {
                         read.with_context(|| format!("{path}: reading interface changes"))?;
                         for ev in events.drain(..) {
                             let applied = a.apply(&mut conv, ev);
-                            self.attached.set(a.attached() as i64);
+                            self.publish_attachments(&a, &ctx);
                             applied?;
                         }
                     }

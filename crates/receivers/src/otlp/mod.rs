@@ -230,6 +230,11 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 
 #[async_trait]
 impl Receiver for OtlpReceiver {
+    /// Ready once its listeners are bound.
+    fn reports_readiness(&self) -> bool {
+        true
+    }
+
     async fn run(self: Box<Self>, ctx: ReceiverContext) -> anyhow::Result<()> {
         let intake = Intake {
             id: ctx.id.to_string().into(),
@@ -274,6 +279,21 @@ impl Receiver for OtlpReceiver {
                 ctx.shutdown.clone(),
             )));
         }
+        let endpoints: Vec<String> = [
+            self.config
+                .grpc
+                .as_ref()
+                .map(|g| format!("gRPC on {}", g.endpoint)),
+            self.config
+                .http
+                .as_ref()
+                .map(|h| format!("HTTP on {}", h.endpoint)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        ctx.readiness
+            .ready(format!("listening: {}", endpoints.join(", ")));
         // Our own copy of the output must go, or the pipelines would never drain.
         drop(intake);
         ctx.shutdown.cancelled().await;

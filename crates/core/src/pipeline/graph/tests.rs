@@ -220,3 +220,104 @@ service:
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
 }
+
+/// A receiver that reports readiness, and is ready once the test opens its gate.
+#[derive(Clone, Default)]
+struct Gated {
+    gate: Arc<tokio::sync::Notify>,
+}
+
+#[async_trait]
+impl Receiver for Gated {
+    fn reports_readiness(&self) -> bool {
+        true
+    }
+    async fn run(self: Box<Self>, ctx: ReceiverContext) -> anyhow::Result<()> {
+        self.gate.notified().await;
+        ctx.readiness.ready("gate open");
+        ctx.shutdown.cancelled().await;
+        Ok(())
+    }
+}
+
+impl Component for Gated {
+    type Config = TallyConfig;
+    const TYPE_NAME: &'static str = "gated";
+    const DESCRIPTION: &'static str = "ready when told";
+    const SIGNALS: &'static [SignalKind] = &[SignalKind::Metrics];
+}
+
+impl ReceiverComponent for Gated {
+    fn build(&self, _: TallyConfig, _: &BuildContext) -> Result<Box<dyn Receiver>, ConfigErrors> {
+        Ok(Box::new(self.clone()))
+    }
+}
+
+#[tokio::test]
+async fn readiness_waits_for_receivers_that_report_it_and_forgets_a_stopped_graph() {
+    let gated = Gated::default();
+    let mut registry = Registry::new();
+    registry
+        .register_receiver(Idle)
+        .register_receiver(gated.clone())
+        .register_exporter(Discard);
+    let config = load(&LoadOptions {
+        sources: vec![ConfigSource::Embedded {
+            name: "test.yaml".into(),
+            text: r#"
+receivers: { idle: {}, gated: {} }
+exporters: { drop: {} }
+service:
+  pipelines: { metrics: { receivers: [idle, gated], exporters: [drop] } }
+"#
+            .into(),
+        }],
+        ..Default::default()
+    })
+    .unwrap();
+    let telemetry = Telemetry::new();
+    let graph = build(&config, &registry, &telemetry).unwrap();
+    let running = crate::pipeline::start(graph).await.unwrap();
+    let readiness = telemetry.readiness();
+    readiness.set_running(true);
+    let report = readiness.report();
+    assert!(!report.ready);
+    assert_eq!(
+        report.text,
+        "not ready: waiting for receiver gated\n\
+         receiver gated: not ready: starting\n\
+         receiver idle: ready: started\n\
+         exporter drop: ready: started\n"
+    );
+    let gauge = |id: &str| {
+        telemetry.value(
+            "tapline_component_ready",
+            &[("kind", "receiver"), ("component", id)],
+        )
+    };
+    assert_eq!((gauge("gated"), gauge("idle")), (Some(0), Some(1)));
+
+    gated.gate.notify_one();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !readiness.report().ready {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            readiness.report().text
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(readiness
+        .report()
+        .text
+        .contains("receiver gated: ready: gate open\n"));
+    assert_eq!(gauge("gated"), Some(1));
+
+    running.shutdown(std::time::Duration::from_secs(5)).await;
+    assert_eq!(
+        readiness.report().text,
+        "ready\n",
+        "nothing of the stopped graph is left"
+    );
+    assert_eq!(gauge("gated"), Some(0));
+}

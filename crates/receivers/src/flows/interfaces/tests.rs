@@ -15,6 +15,10 @@ struct FakeHost {
     /// Names whose attach fails for another reason.
     failing: BTreeSet<String>,
     attached: BTreeSet<String>,
+    /// Names whose programs someone else detached (until attached again).
+    detached_by_others: BTreeSet<String>,
+    /// Attach calls made, in order.
+    attach_calls: Vec<String>,
 }
 
 impl Host for FakeHost {
@@ -34,7 +38,9 @@ impl Host for FakeHost {
         if self.failing.contains(name) {
             return Err(refused(None));
         }
+        self.attach_calls.push(name.to_owned());
         self.attached.insert(name.to_owned());
+        self.detached_by_others.remove(name);
         Ok(())
     }
     fn detach(&mut self, name: &str) {
@@ -42,6 +48,13 @@ impl Host for FakeHost {
     }
     fn exists(&self, name: &str) -> bool {
         self.links.iter().any(|(_, n)| n == name)
+    }
+    fn detached_directions(&self, name: &str) -> Result<Vec<&'static str>, EbpfError> {
+        Ok(if self.detached_by_others.contains(name) {
+            vec!["ingress", "egress"]
+        } else {
+            Vec::new()
+        })
     }
 }
 
@@ -151,4 +164,52 @@ fn only_a_permission_error_stops_the_receiver() {
     );
     assert!(err.contains("permission denied"), "{err}");
     assert_eq!(i.attached(), 1);
+}
+
+#[test]
+fn readiness_waits_for_interfaces_that_refuse_the_attach_until_they_go() {
+    let host = FakeHost {
+        links: links(&[(2, "eth0"), (3, "eth1")]),
+        failing: ["eth1".to_owned()].into(),
+        ..Default::default()
+    };
+    let mut i = interfaces(host, serde_json::json!({}));
+    let mut conv = converter();
+    assert_eq!(i.readiness(), Ok("no interface matches yet".to_owned()));
+    i.reconcile(&mut conv).unwrap();
+    let why = i.readiness().unwrap_err();
+    assert!(why.starts_with("cannot attach to eth1: "), "{why}");
+    // eth1 goes away: nothing wanted is left unattached.
+    i.capture.links.retain(|(_, n)| n != "eth1");
+    i.apply(
+        &mut conv,
+        LinkEvent::Removed {
+            index: 3,
+            name: "eth1".into(),
+        },
+    )
+    .unwrap();
+    assert_eq!(i.readiness(), Ok("attached to eth0".to_owned()));
+}
+
+#[test]
+fn programs_detached_by_someone_else_are_attached_again() {
+    let host = FakeHost {
+        links: links(&[(2, "eth0"), (3, "eth1")]),
+        ..Default::default()
+    };
+    let mut i = interfaces(host, serde_json::json!({}));
+    let mut conv = converter();
+    i.reconcile(&mut conv).unwrap();
+    assert_eq!(i.restore_detached(&mut conv).unwrap(), 0);
+    i.capture.detached_by_others.insert("eth1".into());
+    assert_eq!(i.restore_detached(&mut conv).unwrap(), 1);
+    assert_eq!(i.capture.attach_calls, ["eth0", "eth1", "eth1"]);
+    assert_eq!(attached(&i), ["eth0", "eth1"]);
+    assert_eq!(i.readiness(), Ok("attached to eth0, eth1".to_owned()));
+    assert_eq!(
+        i.restore_detached(&mut conv).unwrap(),
+        0,
+        "once back, left alone"
+    );
 }
