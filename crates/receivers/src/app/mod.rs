@@ -21,6 +21,7 @@
 //! ```
 
 pub mod discovery;
+pub mod linker;
 pub mod report;
 pub mod routes;
 pub mod tracker;
@@ -284,6 +285,18 @@ impl ReceiverComponent for AppFactory {
             &[("receiver", id.as_str())],
         );
         let records = crate::ebpf_records_counter(&ctx.telemetry, &id);
+        let spans_linked = ctx.telemetry.counter(
+            "tapline_app_spans_linked_total",
+            "Spans made the child of another span of this host (a client call made while \
+             serving a request; a server exchange whose client is traced here).",
+            &[("receiver", id.as_str())],
+        );
+        let spans_unlinked = ctx.telemetry.counter(
+            "tapline_app_spans_unlinked_total",
+            "Spans that waited for their parent on this host, which did not show up in time; \
+             each left as the root of its own trace.",
+            &[("receiver", id.as_str())],
+        );
         let routes = RoutesConfig {
             patterns,
             ignored,
@@ -298,6 +311,8 @@ impl ReceiverComponent for AppFactory {
             http_fallbacks,
             observations,
             records,
+            spans_linked,
+            spans_unlinked,
         }))
     }
 }
@@ -310,6 +325,8 @@ pub struct AppReceiver {
     http_fallbacks: Counter,
     observations: Counter,
     records: Counter,
+    spans_linked: Counter,
+    spans_unlinked: Counter,
 }
 
 /// The receiver's event loop: everything it owns besides the capture, and what it does with
@@ -402,6 +419,14 @@ impl EventLoop {
             let _ = cap.set_pid_filter(pid, PidAction::Clear);
         }
         self.rescan_tls(cap);
+    }
+}
+
+impl AppReceiver {
+    fn publish_link_stats(&self, reporter: &Reporter) {
+        let stats = reporter.linker.stats;
+        self.spans_linked.set(stats.linked);
+        self.spans_unlinked.set(stats.unlinked);
     }
 }
 
@@ -514,6 +539,10 @@ impl Receiver for AppReceiver {
                     return Ok(());
                 }
             }
+            if flush_spans {
+                p.reporter.expire_links(report::monotonic_ns());
+                self.publish_link_stats(&p.reporter);
+            }
             if (flush_spans || p.reporter.pending_spans() >= SPAN_BATCH)
                 && !send(&ctx, p.reporter.take_spans().map(Signal::Traces)).await
             {
@@ -526,6 +555,9 @@ impl Receiver for AppReceiver {
         p.handle(&mut cap, &mut events, &self.observations);
         self.lost.set(cap.lost_events());
         self.http_fallbacks.set(cap.http_fallbacks());
+        // Spans still waiting for a parent leave as they are.
+        p.reporter.expire_links(u64::MAX);
+        self.publish_link_stats(&p.reporter);
         send(&ctx, p.reporter.take_spans().map(Signal::Traces)).await;
         send(&ctx, p.reporter.take_metrics().map(Signal::Metrics)).await;
         Ok(())

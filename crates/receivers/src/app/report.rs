@@ -20,9 +20,18 @@ use tapline_semconv::attr::*;
 use tapline_semconv::metric::{self, MetricDef};
 
 use super::discovery::ProcessInfo;
+use super::linker::{Linker, Origin};
 use super::routes::Router;
 use super::tracker::Observation;
 use crate::lru::{fast_map, BoundedMap, FastMap};
+
+fn push_span(spans: &mut FastMap<u32, Vec<Span>>, count: &mut usize, pid: u32, span: Span) {
+    spans
+        .entry(pid)
+        .or_insert_with(|| Vec::with_capacity(SPANS_PER_PID))
+        .push(span);
+    *count += 1;
+}
 
 /// First allocation of a process's span list per flush: small, since most processes make a
 /// few spans per flush (a busy one grows its list by doubling).
@@ -240,6 +249,8 @@ pub struct Reporter {
     resources: FastMap<u32, Arc<Resource>>,
     spans: FastMap<u32, Vec<Span>>,
     span_count: usize,
+    /// Holds spans until their parent on this host is known.
+    pub linker: Linker,
     /// `[side][duration, request body, response body]`.
     bounds: [[Arc<[f64]>; 3]; 2],
     interval_start_ns: u64,
@@ -282,6 +293,7 @@ impl Reporter {
             resources: fast_map(0),
             spans: fast_map(0),
             span_count: 0,
+            linker: Linker::default(),
             bounds,
             interval_start_ns: now_unix_ns(),
             boot_offset: boot_offset(),
@@ -328,11 +340,24 @@ impl Reporter {
     }
 
     fn push_span(&mut self, pid: u32, span: Span) {
-        self.spans
-            .entry(pid)
-            .or_insert_with(|| Vec::with_capacity(SPANS_PER_PID))
-            .push(span);
-        self.span_count += 1;
+        push_span(&mut self.spans, &mut self.span_count, pid, span);
+    }
+
+    /// Hands `span` to the linker, which passes it on once its place in a trace is final.
+    fn link_span(&mut self, span: Span, origin: Origin) {
+        let (spans, count) = (&mut self.spans, &mut self.span_count);
+        self.linker
+            .add(span, origin, origin.end_ns, &mut |pid, span| {
+                push_span(spans, count, pid, span)
+            });
+    }
+
+    /// Spans that waited for a parent past their time leave unconnected (`now_ns`
+    /// monotonic; `u64::MAX`: all of them, at shutdown).
+    pub fn expire_links(&mut self, now_ns: u64) {
+        let (spans, count) = (&mut self.spans, &mut self.span_count);
+        self.linker
+            .expire(now_ns, &mut |pid, span| push_span(spans, count, pid, span));
     }
 
     /// A random id, never all zeros (invalid in W3C trace context).
@@ -458,6 +483,8 @@ impl Reporter {
                     );
                 }
             }
+            // New ids unless the request carried them; the linker may still make this span
+            // the child of another one on this host.
             let (trace_id, parent_span_id) = match op.traceparent {
                 Some(tp) => (tp.trace_id, tp.parent_id),
                 None => (self.random_id::<16>(), [0; 8]),
@@ -481,7 +508,20 @@ impl Reporter {
                 },
                 status_message: error.unwrap_or_default(),
             };
-            self.push_span(o.pid, span);
+            let exchange = |(conn, start): (u64, u64)| (o.pid, conn, start);
+            let origin = Origin {
+                pid: o.pid,
+                side: o.side,
+                local: o.local,
+                remote: o.remote,
+                start_ns: op.start_ns,
+                end_ns: op.end_ns,
+                exchange: o.exchange.map(exchange),
+                served: o.served.map(exchange),
+                placed: op.traceparent.is_some(),
+                sequential: op.protocol == protocols::Protocol::Http1,
+            };
+            self.link_span(span, origin);
         }
     }
 

@@ -25,6 +25,11 @@ pub struct Observation {
     pub remote: SocketAddr,
     /// Seen through libssl.
     pub tls: bool,
+    /// Where the kernel framed the exchange: its own `(conn_id, start_ns)` and, for a client
+    /// exchange, the server exchange its thread was serving. `None` for operations parsed
+    /// from per-call records.
+    pub exchange: Option<(u64, u64)>,
+    pub served: Option<(u64, u64)>,
 }
 
 /// Key hasher for `(pid, socket pointer)`: the keys are already well spread, a multiply is
@@ -138,6 +143,8 @@ impl Entry {
             local: self.local,
             remote: self.remote,
             tls: self.tls,
+            exchange: None,
+            served: None,
         }));
     }
 
@@ -296,6 +303,8 @@ impl Tracker {
             local: h.local,
             remote: h.remote,
             tls: false,
+            exchange: Some((h.conn_id, h.start_ns)),
+            served: h.parent,
         });
     }
 

@@ -1,0 +1,665 @@
+//! Connects the spans of one host into traces.
+//!
+//! Two relations are known without touching the applications:
+//! - **served by**: the kernel tags a client exchange with the server exchange its thread was
+//!   serving when it wrote the request (`HttpEvent::parent`, exact for thread-per-request
+//!   servers). The client span becomes that server span's child.
+//! - **called by**: a server exchange whose client is traced on this host too is the child of
+//!   that client's span. Both ends see the same connection (reversed tuple) and, on one clock,
+//!   the client's exchange encloses the server's: it writes the request before the server reads
+//!   it and reads the response's end after the server wrote it.
+//!
+//! Neither end arrives in a useful order: a frontend's client span ends (and is reported)
+//! before the server span it belongs to, and a backend's server span usually before the client
+//! span that called it; a trace's ids are known only once its root is (its `traceparent`, or
+//! its own new ids). So a span that has a parent on this host waits here until the parent's
+//! ids are final, and then takes them; whatever waited on it follows. Waiting is bounded in
+//! time and in count: a span whose parent never shows up leaves as the root of its own trace,
+//! and is counted.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+
+use tapline_core::data::Span;
+use tapline_protocols::Side;
+
+/// A kernel-framed exchange: (pid, connection id, start ns).
+pub type ExchangeId = (u32, u64, u64);
+
+/// (client address, server address) of a connection, from either end.
+type Tuple = (SocketAddr, SocketAddr);
+
+/// What places a span in a trace.
+#[derive(Clone, Copy, Debug)]
+pub struct Origin {
+    pub pid: u32,
+    pub side: Side,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    /// Monotonic ns of the exchange's start and end (the kernel's clock on both ends).
+    pub start_ns: u64,
+    pub end_ns: u64,
+    /// This exchange, when the kernel framed it (server spans: what client spans point at).
+    pub exchange: Option<ExchangeId>,
+    /// Client spans: the server exchange the thread was serving.
+    pub served: Option<ExchangeId>,
+    /// The span's ids came with the request (`traceparent`): it is placed already.
+    pub placed: bool,
+    /// The connection carries one exchange at a time (HTTP/1), so enclosing intervals
+    /// identify the client end of a server exchange; multiplexed protocols are not matched.
+    pub sequential: bool,
+}
+
+impl Origin {
+    fn tuple(&self) -> Tuple {
+        match self.side {
+            Side::Client => (self.local, self.remote),
+            Side::Server => (self.remote, self.local),
+        }
+    }
+}
+
+/// How long a client span waits for the server exchange it was made for (the request being
+/// served can take this long).
+pub const PARENT_WAIT_NS: u64 = 30_000_000_000;
+/// How long a server span whose client may be on this host waits for the client's span (it
+/// ends right after the server's).
+pub const CALLER_WAIT_NS: u64 = 1_000_000_000;
+/// How long final ids stay known for spans that arrive after their parent.
+const KEEP_NS: u64 = 10_000_000_000;
+/// Spans waiting at most; past this a span leaves at once, unconnected.
+pub const MAX_WAITING: usize = 65_536;
+/// Exchanges and client spans remembered at most.
+const MAX_KNOWN: usize = 262_144;
+/// Local addresses remembered (to tell a same-host client).
+const MAX_LOCAL_IPS: usize = 4_096;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Ids {
+    trace: [u8; 16],
+    span: [u8; 8],
+}
+
+struct Waiting {
+    pid: u32,
+    span: Span,
+    origin: Origin,
+    deadline: u64,
+}
+
+/// A client span on a tuple, for server spans to find.
+struct ClientEnd {
+    start_ns: u64,
+    end_ns: u64,
+    /// Final ids; `None` while the client span itself waits for its parent.
+    ids: Option<Ids>,
+    /// A server span took it as parent already.
+    taken: bool,
+    known_since: u64,
+}
+
+/// What the linker did, for self-telemetry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    /// Spans given a parent on this host.
+    pub linked: u64,
+    /// Spans that waited for a parent that did not show up in time (or found no room to
+    /// wait) and left as roots.
+    pub unlinked: u64,
+}
+
+#[derive(Default)]
+pub struct Linker {
+    /// Final ids of server exchanges, for client spans that point at them.
+    servers: HashMap<ExchangeId, (Ids, u64)>,
+    server_order: VecDeque<(u64, ExchangeId)>,
+    /// Client spans by tuple, for server spans.
+    clients: HashMap<Tuple, Vec<ClientEnd>>,
+    client_count: usize,
+    /// Client spans waiting for the server exchange they were made for.
+    by_exchange: HashMap<ExchangeId, Vec<Waiting>>,
+    /// Server spans waiting for a client span on their tuple.
+    by_tuple: HashMap<Tuple, Vec<Waiting>>,
+    waiting: usize,
+    local_ips: std::collections::HashSet<IpAddr>,
+    /// Monotonic ns of the call being served (what is remembered is stamped with it).
+    now: u64,
+    pub stats: LinkStats,
+}
+
+impl Linker {
+    /// Spans waiting now.
+    pub fn waiting(&self) -> usize {
+        self.waiting
+    }
+
+    /// Takes a finished span (its ids random, or from its `traceparent` when `placed`) and
+    /// hands it, and every span that waited on it, to `out` once its place is final.
+    pub fn add(
+        &mut self,
+        span: Span,
+        origin: Origin,
+        now_ns: u64,
+        out: &mut impl FnMut(u32, Span),
+    ) {
+        self.now = now_ns;
+        if self.local_ips.len() < MAX_LOCAL_IPS {
+            self.local_ips.insert(origin.local.ip().to_canonical());
+        }
+        let w = Waiting {
+            pid: origin.pid,
+            span,
+            origin,
+            deadline: 0,
+        };
+        if origin.placed {
+            return self.finish(w, None, out);
+        }
+        match origin.side {
+            Side::Client => match origin.served {
+                Some(parent) => match self.servers.get(&parent) {
+                    Some((ids, _)) => {
+                        let ids = *ids;
+                        self.finish(w, Some(ids), out)
+                    }
+                    None => {
+                        if origin.sequential {
+                            self.remember_client(&origin, None);
+                        }
+                        self.wait(w, WaitOn::Exchange(parent), now_ns + PARENT_WAIT_NS, out)
+                    }
+                },
+                None => self.finish(w, None, out),
+            },
+            Side::Server => {
+                if !origin.sequential {
+                    return self.finish(w, None, out);
+                }
+                let tuple = origin.tuple();
+                match self.find_client(&tuple, origin.start_ns, origin.end_ns) {
+                    Some(Some(ids)) => self.finish(w, Some(ids), out),
+                    // The client is here but waits for its own parent: so does this span.
+                    Some(None) => self.wait(w, WaitOn::Tuple(tuple), now_ns + PARENT_WAIT_NS, out),
+                    None if self.may_be_local(origin.remote.ip()) => {
+                        self.wait(w, WaitOn::Tuple(tuple), now_ns + CALLER_WAIT_NS, out)
+                    }
+                    None => self.finish(w, None, out),
+                }
+            }
+        }
+    }
+
+    /// Lets every span whose wait is over leave as the root of its own trace, and forgets ids
+    /// kept long enough.
+    pub fn expire(&mut self, now_ns: u64, out: &mut impl FnMut(u32, Span)) {
+        self.now = now_ns;
+        // Client spans first: one that leaves now still takes the server spans waiting for it.
+        let late = take_late(&mut self.by_exchange, now_ns);
+        self.waiting -= late.len();
+        self.stats.unlinked += late.len() as u64;
+        for w in late {
+            self.finish(w, None, out);
+        }
+        let late = take_late(&mut self.by_tuple, now_ns);
+        self.waiting -= late.len();
+        for mut w in late {
+            let tuple = w.origin.tuple();
+            if self.client_waiting(&tuple, w.origin.start_ns, w.origin.end_ns) {
+                // Its client is here and waits for its own parent: wait with it.
+                w.deadline = now_ns.saturating_add(PARENT_WAIT_NS);
+                self.waiting += 1;
+                self.by_tuple.entry(tuple).or_default().push(w);
+            } else {
+                self.stats.unlinked += 1;
+                self.finish(w, None, out);
+            }
+        }
+        while let Some(&(since, id)) = self.server_order.front() {
+            if since.saturating_add(KEEP_NS) > now_ns && self.servers.len() <= MAX_KNOWN {
+                break;
+            }
+            self.server_order.pop_front();
+            if self.servers.get(&id).is_some_and(|(_, s)| *s == since) {
+                self.servers.remove(&id);
+            }
+        }
+        let mut count = 0;
+        self.clients.retain(|_, ends| {
+            ends.retain(|e| e.ids.is_none() || e.known_since.saturating_add(KEEP_NS) > now_ns);
+            count += ends.len();
+            !ends.is_empty()
+        });
+        self.client_count = count;
+    }
+
+    /// Every waiting span leaves now, unconnected (at shutdown).
+    pub fn flush(&mut self, out: &mut impl FnMut(u32, Span)) {
+        self.expire(u64::MAX, out);
+    }
+
+    /// Whether a client span enclosing `[start, end]` on `tuple` waits for its own parent.
+    fn client_waiting(&self, tuple: &Tuple, start: u64, end: u64) -> bool {
+        self.clients.get(tuple).is_some_and(|ends| {
+            ends.iter()
+                .any(|e| e.ids.is_none() && e.start_ns <= start && end <= e.end_ns)
+        })
+    }
+
+    fn may_be_local(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        ip.is_loopback() || self.local_ips.contains(&ip)
+    }
+
+    /// The client end enclosing `[start, end]` on `tuple`: `Some(Some(ids))` when its ids are
+    /// final, `Some(None)` while it waits itself, `None` when there is none.
+    fn find_client(&mut self, tuple: &Tuple, start: u64, end: u64) -> Option<Option<Ids>> {
+        let ends = self.clients.get_mut(tuple)?;
+        let e = ends
+            .iter_mut()
+            .find(|e| !e.taken && e.start_ns <= start && end <= e.end_ns)?;
+        if e.ids.is_some() {
+            e.taken = true;
+        }
+        Some(e.ids)
+    }
+
+    fn remember_client(&mut self, origin: &Origin, ids: Option<Ids>) {
+        let now_ns = self.now;
+        let ends = self.clients.entry(origin.tuple()).or_default();
+        if let Some(e) = ends
+            .iter_mut()
+            .find(|e| e.start_ns == origin.start_ns && e.end_ns == origin.end_ns)
+        {
+            e.ids = ids;
+            e.known_since = now_ns;
+            return;
+        }
+        if self.client_count >= MAX_KNOWN {
+            return;
+        }
+        self.client_count += 1;
+        ends.push(ClientEnd {
+            start_ns: origin.start_ns,
+            end_ns: origin.end_ns,
+            ids,
+            taken: false,
+            known_since: now_ns,
+        });
+    }
+
+    fn wait(&mut self, mut w: Waiting, on: WaitOn, deadline: u64, out: &mut impl FnMut(u32, Span)) {
+        if self.waiting >= MAX_WAITING {
+            self.stats.unlinked += 1;
+            return self.finish(w, None, out);
+        }
+        w.deadline = deadline;
+        self.waiting += 1;
+        match on {
+            WaitOn::Exchange(id) => self.by_exchange.entry(id).or_default().push(w),
+            WaitOn::Tuple(t) => self.by_tuple.entry(t).or_default().push(w),
+        }
+    }
+
+    /// Gives `w` its final place (the child of `parent`, or as it is) and hands it on; then
+    /// the spans that waited on it.
+    fn finish(&mut self, w: Waiting, parent: Option<Ids>, out: &mut impl FnMut(u32, Span)) {
+        let mut queue = vec![(w, parent)];
+        while let Some((mut w, parent)) = queue.pop() {
+            if let Some(p) = parent {
+                w.span.trace_id = p.trace;
+                w.span.parent_span_id = p.span;
+                self.stats.linked += 1;
+            }
+            let ids = Ids {
+                trace: w.span.trace_id,
+                span: w.span.span_id,
+            };
+            let origin = w.origin;
+            out(w.pid, w.span);
+            match origin.side {
+                Side::Server => {
+                    if let Some(id) = origin.exchange {
+                        self.servers.insert(id, (ids, self.now));
+                        self.server_order.push_back((self.now, id));
+                        if let Some(children) = self.by_exchange.remove(&id) {
+                            self.waiting -= children.len();
+                            queue.extend(children.into_iter().map(|c| (c, Some(ids))));
+                        }
+                    }
+                }
+                Side::Client if origin.sequential => {
+                    self.remember_client(&origin, Some(ids));
+                    let tuple = origin.tuple();
+                    if let Some(list) = self.by_tuple.get_mut(&tuple) {
+                        if let Some(i) = list.iter().position(|s| {
+                            origin.start_ns <= s.origin.start_ns && s.origin.end_ns <= origin.end_ns
+                        }) {
+                            let s = list.swap_remove(i);
+                            if list.is_empty() {
+                                self.by_tuple.remove(&tuple);
+                            }
+                            self.waiting -= 1;
+                            if let Some(e) = self.clients.get_mut(&tuple).and_then(|ends| {
+                                ends.iter_mut().find(|e| {
+                                    e.start_ns == origin.start_ns && e.end_ns == origin.end_ns
+                                })
+                            }) {
+                                e.taken = true;
+                            }
+                            queue.push((s, Some(ids)));
+                        }
+                    }
+                }
+                Side::Client => {}
+            }
+        }
+    }
+}
+
+/// Removes and returns the spans of `lists` whose wait ended by `now_ns`.
+fn take_late<K: std::hash::Hash + Eq>(
+    lists: &mut HashMap<K, Vec<Waiting>>,
+    now_ns: u64,
+) -> Vec<Waiting> {
+    let mut late = Vec::new();
+    lists.retain(|_, list| {
+        let mut i = 0;
+        while i < list.len() {
+            if list[i].deadline <= now_ns {
+                late.push(list.swap_remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        !list.is_empty()
+    });
+    late
+}
+
+enum WaitOn {
+    Exchange(ExchangeId),
+    Tuple(Tuple),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tapline_core::data::{Attributes, SpanKind, StatusCode, Str};
+
+    const FRONT: u32 = 100;
+    const BACK: u32 = 200;
+    const CURL: u32 = 300;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    /// A span with ids derived from `n` (trace n, span n), as the reporter makes them.
+    fn span(n: u8) -> Span {
+        Span {
+            trace_id: [n; 16],
+            span_id: [n; 8],
+            parent_span_id: [0; 8],
+            name: Str::from_static("GET /"),
+            kind: SpanKind::Server,
+            start_time_ns: 0,
+            end_time_ns: 0,
+            attributes: Attributes::new(),
+            status: StatusCode::Unset,
+            status_message: Str::from_static(""),
+        }
+    }
+
+    fn origin(pid: u32, side: Side, local: &str, remote: &str, start: u64, end: u64) -> Origin {
+        Origin {
+            pid,
+            side,
+            local: addr(local),
+            remote: addr(remote),
+            start_ns: start,
+            end_ns: end,
+            exchange: None,
+            served: None,
+            placed: false,
+            sequential: true,
+        }
+    }
+
+    /// curl → frontend (127.0.0.1:8000) → backend (127.0.0.1:9000), the frontend serving each
+    /// request on one thread: (curl's client, frontend server, frontend client, backend server).
+    fn chain() -> [(Span, Origin); 4] {
+        let mut curl = origin(
+            CURL,
+            Side::Client,
+            "127.0.0.1:40000",
+            "127.0.0.1:8000",
+            10,
+            100,
+        );
+        curl.exchange = Some((CURL, 7, 10));
+        let mut front = origin(
+            FRONT,
+            Side::Server,
+            "127.0.0.1:8000",
+            "127.0.0.1:40000",
+            20,
+            90,
+        );
+        front.exchange = Some((FRONT, 1, 20));
+        let mut call = origin(
+            FRONT,
+            Side::Client,
+            "127.0.0.1:41000",
+            "127.0.0.1:9000",
+            30,
+            80,
+        );
+        call.exchange = Some((FRONT, 2, 30));
+        call.served = Some((FRONT, 1, 20));
+        let mut back = origin(
+            BACK,
+            Side::Server,
+            "127.0.0.1:9000",
+            "127.0.0.1:41000",
+            40,
+            70,
+        );
+        back.exchange = Some((BACK, 3, 40));
+        [
+            (span(1), curl),
+            (span(2), front),
+            (span(3), call),
+            (span(4), back),
+        ]
+    }
+
+    fn run(linker: &mut Linker, order: &[usize], spans: &[(Span, Origin)]) -> Vec<(u32, Span)> {
+        let mut out = Vec::new();
+        for &i in order {
+            let (s, o) = spans[i].clone();
+            linker.add(s, o, o.end_ns, &mut |pid, s| out.push((pid, s)));
+        }
+        out
+    }
+
+    fn by_id(out: &[(u32, Span)], n: u8) -> &Span {
+        &out.iter().find(|(_, s)| s.span_id == [n; 8]).unwrap().1
+    }
+
+    #[test]
+    fn one_trace_whatever_order_the_spans_arrive_in() {
+        // The order the kernel reports them in, then every other order of the four.
+        let orders: [[usize; 4]; 4] = [[3, 2, 1, 0], [0, 1, 2, 3], [2, 3, 0, 1], [1, 3, 0, 2]];
+        for order in orders {
+            let mut linker = Linker::default();
+            let out = run(&mut linker, &order, &chain());
+            assert_eq!(out.len(), 4, "order {order:?}: every span leaves");
+            let root = by_id(&out, 1);
+            assert_eq!(root.parent_span_id, [0; 8], "curl's span is the root");
+            for (child, parent) in [(2, 1), (3, 2), (4, 3)] {
+                let s = by_id(&out, child);
+                assert_eq!(s.trace_id, [1; 16], "order {order:?}: span {child}'s trace");
+                assert_eq!(
+                    s.parent_span_id, [parent; 8],
+                    "order {order:?}: span {child}'s parent"
+                );
+            }
+            assert_eq!(
+                linker.stats,
+                LinkStats {
+                    linked: 3,
+                    unlinked: 0
+                }
+            );
+            assert_eq!(linker.waiting(), 0);
+        }
+    }
+
+    #[test]
+    fn a_carried_traceparent_is_the_root_of_what_follows_on_this_host() {
+        let mut spans = chain();
+        // The caller is not traced here (drop curl's span); the request carried a
+        // traceparent, which the reporter put in the frontend span already.
+        spans[1].1.remote = addr("192.0.2.9:40000");
+        spans[1].1.placed = true;
+        spans[1].0.trace_id = [9; 16];
+        spans[1].0.parent_span_id = [8; 8];
+        let mut linker = Linker::default();
+        let out = run(&mut linker, &[3, 2, 1], &spans);
+        assert_eq!(by_id(&out, 2).parent_span_id, [8; 8]);
+        for n in [2, 3, 4] {
+            assert_eq!(by_id(&out, n).trace_id, [9; 16]);
+        }
+    }
+
+    #[test]
+    fn keep_alive_exchanges_each_find_their_own_client() {
+        let client = |n: u64| {
+            let o = origin(
+                CURL,
+                Side::Client,
+                "127.0.0.1:40000",
+                "127.0.0.1:8000",
+                n * 100,
+                n * 100 + 50,
+            );
+            (span(n as u8), o)
+        };
+        let server = |n: u64| {
+            let o = origin(
+                FRONT,
+                Side::Server,
+                "127.0.0.1:8000",
+                "127.0.0.1:40000",
+                n * 100 + 10,
+                n * 100 + 40,
+            );
+            (span(10 + n as u8), o)
+        };
+        let spans = [client(1), client(2), server(1), server(2)];
+        let mut linker = Linker::default();
+        let out = run(&mut linker, &[2, 3, 1, 0], &spans);
+        assert_eq!(by_id(&out, 11).parent_span_id, [1; 8]);
+        assert_eq!(by_id(&out, 12).parent_span_id, [2; 8]);
+        assert_eq!(by_id(&out, 12).trace_id, [2; 16]);
+    }
+
+    #[test]
+    fn a_remote_client_is_not_waited_for_a_local_one_only_so_long() {
+        let mut linker = Linker::default();
+        let remote = origin(
+            FRONT,
+            Side::Server,
+            "10.0.0.1:8000",
+            "192.0.2.7:5000",
+            10,
+            20,
+        );
+        let out = run(&mut linker, &[0], &[(span(1), remote)]);
+        assert_eq!(
+            out.len(),
+            1,
+            "no client of this host can be its parent: leaves at once"
+        );
+
+        let local = origin(
+            FRONT,
+            Side::Server,
+            "127.0.0.1:8000",
+            "127.0.0.1:5000",
+            10,
+            20,
+        );
+        let out = run(&mut linker, &[0], &[(span(2), local)]);
+        assert!(out.is_empty(), "its client may be traced here: it waits");
+        assert_eq!(linker.waiting(), 1);
+        let mut late = Vec::new();
+        linker.expire(20 + CALLER_WAIT_NS - 1, &mut |pid, s| late.push((pid, s)));
+        assert!(late.is_empty());
+        linker.expire(20 + CALLER_WAIT_NS, &mut |pid, s| late.push((pid, s)));
+        assert_eq!(late.len(), 1);
+        assert_eq!(late[0].1.parent_span_id, [0; 8]);
+        assert_eq!(
+            linker.stats,
+            LinkStats {
+                linked: 0,
+                unlinked: 1
+            }
+        );
+        assert_eq!(linker.waiting(), 0);
+    }
+
+    #[test]
+    fn a_client_call_made_for_a_request_that_never_ends_leaves_after_the_wait() {
+        let spans = chain();
+        let mut linker = Linker::default();
+        // The backend's span and the frontend's call; the frontend's own request never ends.
+        assert!(run(&mut linker, &[3, 2], &spans).is_empty());
+        let mut out = Vec::new();
+        linker.expire(80 + PARENT_WAIT_NS, &mut |pid, s| out.push((pid, s)));
+        assert_eq!(out.len(), 2);
+        let call = by_id(&out, 3);
+        assert_eq!((call.trace_id, call.parent_span_id), ([3; 16], [0; 8]));
+        let back = by_id(&out, 4);
+        assert_eq!((back.trace_id, back.parent_span_id), ([3; 16], [3; 8]));
+        assert_eq!(
+            linker.stats,
+            LinkStats {
+                linked: 1,
+                unlinked: 1
+            }
+        );
+    }
+
+    #[test]
+    fn multiplexed_connections_are_not_matched_by_interval() {
+        let mut spans = chain();
+        for (_, o) in &mut spans {
+            o.sequential = false;
+        }
+        let mut linker = Linker::default();
+        let out = run(&mut linker, &[3, 1, 0], &spans);
+        assert_eq!(out.len(), 3);
+        assert!(out.iter().all(|(_, s)| s.parent_span_id == [0; 8]));
+    }
+
+    #[test]
+    fn waiting_is_bounded() {
+        let mut linker = Linker::default();
+        let mut out = Vec::new();
+        for i in 0..(MAX_WAITING as u64 + 10) {
+            let o = origin(
+                FRONT,
+                Side::Server,
+                "127.0.0.1:8000",
+                "127.0.0.1:5000",
+                i * 10,
+                i * 10 + 5,
+            );
+            linker.add(span(1), o, o.end_ns, &mut |pid, s| out.push((pid, s)));
+        }
+        assert_eq!(linker.waiting(), MAX_WAITING);
+        assert_eq!(out.len(), 10);
+        assert_eq!(linker.stats.unlinked, 10);
+    }
+}
