@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use crate::conventions::HTTP;
 use crate::frame::{FeedError, Frame, Framer, Msg};
 use crate::hpack::{Decoder, Field};
+use crate::http1::head::TraceParent;
 use crate::*;
 
 pub const SPEC: ProtocolSpec = ProtocolSpec {
@@ -78,6 +79,8 @@ struct Stream {
     status: Option<u16>,
     grpc_status: Option<u32>,
     grpc_seen: bool,
+    /// The W3C trace context the request carried (a header, or gRPC metadata).
+    traceparent: Option<TraceParent>,
 }
 
 /// A header block being assembled from HEADERS/PUSH_PROMISE + CONTINUATION frames.
@@ -297,6 +300,7 @@ impl Http2Parser {
         let mut status: Option<u16> = None;
         let mut grpc = false;
         let mut grpc_status: Option<u32> = None;
+        let mut traceparent: Option<TraceParent> = None;
         let r = self.decoders[d].decode(&block.buf, block.complete, |f: Field<'_>| {
             let (Some(name), Some(value)) = (f.name, f.value) else {
                 return;
@@ -309,6 +313,7 @@ impl Http2Parser {
                 b":status" => status = parse_u32(value).and_then(|s| u16::try_from(s).ok()),
                 b"content-type" => grpc = value.starts_with(b"application/grpc"),
                 b"grpc-status" => grpc_status = parse_u32(value),
+                b"traceparent" => traceparent = TraceParent::parse(value),
                 _ => {}
             }
         });
@@ -336,6 +341,7 @@ impl Http2Parser {
                     path,
                     grpc,
                     start_ns: block.start_ns,
+                    traceparent,
                     ..Default::default()
                 };
                 self.streams.insert(block.stream, s);
@@ -410,6 +416,7 @@ impl Http2Parser {
             op.error.get_or_insert(Str::Borrowed(r));
         }
         op.end_ns = end_ns.max(s.start_ns);
+        op.traceparent = s.traceparent;
         op.request_size = s.request_body;
         op.response_size = s.response_body;
         op
@@ -535,6 +542,39 @@ mod tests {
             total_len: data.len() as u64,
             start_ns: t,
             end_ns: t + 1,
+        }
+    }
+
+    /// A `traceparent` header (gRPC metadata is HTTP/2 headers too) becomes the operation's
+    /// trace context; a malformed one is ignored.
+    #[test]
+    fn an_incoming_traceparent_is_kept_for_http2_and_grpc() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        for (grpc, value, want) in [
+            (false, tp, true),
+            (true, tp, true),
+            (true, "00-zz-00f067aa0ba902b7-01", false),
+        ] {
+            let mut p = Http2Parser::new();
+            let mut out = Vec::new();
+            let mut c = PREFACE.to_vec();
+            let mut hb = vec![0x83, 0x86, 0x44, 15];
+            hb.extend_from_slice(b"/pkg.Svc/Method");
+            if grpc {
+                hb.extend(lit("content-type", "application/grpc"));
+            }
+            hb.extend(lit("traceparent", value));
+            c.extend(frame(HEADERS, END_HEADERS | END_STREAM, 1, &hb));
+            p.feed(&seg(Dir::ClientToServer, &c, 10), &mut out).unwrap();
+            let s = frame(HEADERS, END_HEADERS | END_STREAM, 1, &[0x88]);
+            p.feed(&seg(Dir::ServerToClient, &s, 20), &mut out).unwrap();
+            assert_eq!(out.len(), 1);
+            let got = out[0].traceparent;
+            assert_eq!(got.is_some(), want, "grpc {grpc}, {value}");
+            if let Some(tp) = got {
+                assert_eq!(tp.trace_id[..4], [0x4b, 0xf9, 0x2f, 0x35]);
+                assert_eq!(tp.parent_id, [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]);
+            }
         }
     }
 

@@ -48,7 +48,8 @@ for i in range(n // 10):
         raise SystemExit("Fail succeeded")
     except grpc.RpcError as e:
         assert e.code() == grpc.StatusCode.NOT_FOUND
-assert len(big(b"", timeout=10)) == 200000
+tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+assert len(big(b"", timeout=10, metadata=(("traceparent", tp),))) == 200000
 ch.close()
 "#;
 
@@ -122,6 +123,17 @@ fn grpcio_unary_calls_count_exactly() {
         .find(|o| o.name == "shop.v1.Catalog/Big")
         .expect("the Big call");
     assert_eq!(big.response_size, 200_000 + 5, "DATA skipped by length");
+    // Its metadata carried a W3C trace context (HPACK-coded by grpcio); the others none.
+    let tp = big.traceparent.expect("the Big call's traceparent");
+    assert_eq!(
+        (tp.trace_id, tp.parent_id, tp.flags),
+        (
+            0x4bf92f3577b34da6a3ce929d0e0e4736u128.to_be_bytes(),
+            0x00f067aa0ba902b7u64.to_be_bytes(),
+            1
+        )
+    );
+    assert!(echo.iter().all(|o| o.traceparent.is_none()));
     // The trailers (grpc-status) follow the last DATA bytes; when the proxy read them in the
     // same read as more than 4 KiB of DATA, they lie past the captured prefix, exactly as in
     // the kernel capture: the status stays unknown rather than guessed, and the call is

@@ -571,10 +571,15 @@ impl Reporter {
         if o.tls {
             a.push("tls", true);
         }
+        // A server (gRPC) honours the trace context its request carried.
+        let (trace_id, parent_span_id) = match op.traceparent {
+            Some(tp) => (tp.trace_id, tp.parent_id),
+            None => (self.random_id::<16>(), [0; 8]),
+        };
         let span = Span {
-            trace_id: self.random_id::<16>(),
+            trace_id,
             span_id: self.random_id::<8>(),
-            parent_span_id: [0; 8],
+            parent_span_id,
             name: operation_span_name(op, name),
             kind: match kind {
                 conventions::SpanKind::Server => SpanKind::Server,
