@@ -17,11 +17,14 @@
 //! time and in count: a span whose parent never shows up leaves as the root of its own trace,
 //! and is counted.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
 use tapline_core::data::Span;
 use tapline_protocols::Side;
+
+/// foldhash: these maps are keyed by addresses and ids, hashed once or twice per span.
+type State = foldhash::fast::RandomState;
 
 /// A kernel-framed exchange: (pid, connection id, start ns).
 pub type ExchangeId = (u32, u64, u64);
@@ -71,7 +74,9 @@ const KEEP_NS: u64 = 10_000_000_000;
 pub const MAX_WAITING: usize = 65_536;
 /// Exchanges and client spans remembered at most.
 const MAX_KNOWN: usize = 262_144;
-/// Local addresses remembered (to tell a same-host client).
+/// Client ends kept per connection: a server span finds its client among these.
+const MAX_ENDS_PER_TUPLE: usize = 64;
+/// Local addresses and called server addresses remembered (to tell a same-host client).
 const MAX_LOCAL_IPS: usize = 4_096;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,16 +90,16 @@ struct Waiting {
     span: Span,
     origin: Origin,
     deadline: u64,
+    /// A client span that left a [`ClientEnd`] (without ids) while it waits.
+    left_end: bool,
 }
 
-/// A client span on a tuple, for server spans to find.
+/// A client span on a tuple, for a server span to find; gone once one took it.
 struct ClientEnd {
     start_ns: u64,
     end_ns: u64,
     /// Final ids; `None` while the client span itself waits for its parent.
     ids: Option<Ids>,
-    /// A server span took it as parent already.
-    taken: bool,
     known_since: u64,
 }
 
@@ -111,17 +116,23 @@ pub struct LinkStats {
 #[derive(Default)]
 pub struct Linker {
     /// Final ids of server exchanges, for client spans that point at them.
-    servers: HashMap<ExchangeId, (Ids, u64)>,
+    servers: HashMap<ExchangeId, (Ids, u64), State>,
     server_order: VecDeque<(u64, ExchangeId)>,
     /// Client spans by tuple, for server spans.
-    clients: HashMap<Tuple, Vec<ClientEnd>>,
+    clients: HashMap<Tuple, Vec<ClientEnd>, State>,
     client_count: usize,
     /// Client spans waiting for the server exchange they were made for.
-    by_exchange: HashMap<ExchangeId, Vec<Waiting>>,
+    by_exchange: HashMap<ExchangeId, Vec<Waiting>, State>,
     /// Server spans waiting for a client span on their tuple.
-    by_tuple: HashMap<Tuple, Vec<Waiting>>,
+    by_tuple: HashMap<Tuple, Vec<Waiting>, State>,
     waiting: usize,
-    local_ips: std::collections::HashSet<IpAddr>,
+    local_ips: HashSet<IpAddr, State>,
+    /// Server addresses that traced client spans of this host called (HTTP/1).
+    called: HashSet<SocketAddr, State>,
+    /// Server addresses whose spans waited for a client that never came, and that no traced
+    /// client called: their spans stop waiting, so a server whose clients are not traced (a
+    /// load generator left out of discovery) holds back its spans for one wait only.
+    unanswered: HashSet<SocketAddr, State>,
     /// Monotonic ns of the call being served (what is remembered is stamped with it).
     now: u64,
     pub stats: LinkStats,
@@ -146,11 +157,18 @@ impl Linker {
         if self.local_ips.len() < MAX_LOCAL_IPS {
             self.local_ips.insert(origin.local.ip().to_canonical());
         }
+        if origin.side == Side::Client && origin.sequential && self.called.insert(origin.remote) {
+            self.unanswered.remove(&origin.remote);
+            if self.called.len() > MAX_LOCAL_IPS {
+                self.called.clear();
+            }
+        }
         let w = Waiting {
             pid: origin.pid,
             span,
             origin,
             deadline: 0,
+            left_end: false,
         };
         if origin.placed {
             return self.finish(w, None, out);
@@ -163,8 +181,10 @@ impl Linker {
                         self.finish(w, Some(ids), out)
                     }
                     None => {
+                        let mut w = w;
                         if origin.sequential {
                             self.remember_client(&origin, None);
+                            w.left_end = true;
                         }
                         self.wait(w, WaitOn::Exchange(parent), now_ns + PARENT_WAIT_NS, out)
                     }
@@ -180,7 +200,9 @@ impl Linker {
                     Some(Some(ids)) => self.finish(w, Some(ids), out),
                     // The client is here but waits for its own parent: so does this span.
                     Some(None) => self.wait(w, WaitOn::Tuple(tuple), now_ns + PARENT_WAIT_NS, out),
-                    None if self.may_be_local(origin.remote.ip()) => {
+                    None if !self.unanswered.contains(&origin.local)
+                        && self.may_be_local(origin.remote.ip()) =>
+                    {
                         self.wait(w, WaitOn::Tuple(tuple), now_ns + CALLER_WAIT_NS, out)
                     }
                     None => self.finish(w, None, out),
@@ -210,6 +232,9 @@ impl Linker {
                 self.waiting += 1;
                 self.by_tuple.entry(tuple).or_default().push(w);
             } else {
+                if !self.called.contains(&w.origin.local) && self.unanswered.len() < MAX_LOCAL_IPS {
+                    self.unanswered.insert(w.origin.local);
+                }
                 self.stats.unlinked += 1;
                 self.finish(w, None, out);
             }
@@ -254,37 +279,59 @@ impl Linker {
     /// final, `Some(None)` while it waits itself, `None` when there is none.
     fn find_client(&mut self, tuple: &Tuple, start: u64, end: u64) -> Option<Option<Ids>> {
         let ends = self.clients.get_mut(tuple)?;
-        let e = ends
-            .iter_mut()
-            .find(|e| !e.taken && e.start_ns <= start && end <= e.end_ns)?;
-        if e.ids.is_some() {
-            e.taken = true;
+        let i = ends
+            .iter()
+            .position(|e| e.start_ns <= start && end <= e.end_ns)?;
+        let ids = ends[i].ids;
+        if ids.is_some() {
+            // Taken: one server exchange per client exchange.
+            ends.swap_remove(i);
+            self.client_count -= 1;
+            if ends.is_empty() {
+                self.clients.remove(tuple);
+            }
         }
-        Some(e.ids)
+        Some(ids)
     }
 
+    /// Keeps a client span's end for the server span to come: with its final `ids`, or
+    /// `None` while it waits itself.
     fn remember_client(&mut self, origin: &Origin, ids: Option<Ids>) {
         let now_ns = self.now;
-        let ends = self.clients.entry(origin.tuple()).or_default();
-        if let Some(e) = ends
-            .iter_mut()
-            .find(|e| e.start_ns == origin.start_ns && e.end_ns == origin.end_ns)
-        {
-            e.ids = ids;
-            e.known_since = now_ns;
-            return;
-        }
         if self.client_count >= MAX_KNOWN {
             return;
+        }
+        let ends = self.clients.entry(origin.tuple()).or_default();
+        if ends.len() >= MAX_ENDS_PER_TUPLE {
+            // The server end of a connection follows its client closely: the oldest
+            // unclaimed end will not be claimed any more.
+            ends.remove(0);
+            self.client_count -= 1;
         }
         self.client_count += 1;
         ends.push(ClientEnd {
             start_ns: origin.start_ns,
             end_ns: origin.end_ns,
             ids,
-            taken: false,
             known_since: now_ns,
         });
+    }
+
+    /// Forgets the entry a waiting client span left for server spans.
+    fn forget_client(&mut self, origin: &Origin) {
+        let tuple = origin.tuple();
+        if let Some(ends) = self.clients.get_mut(&tuple) {
+            if let Some(i) = ends
+                .iter()
+                .position(|e| e.start_ns == origin.start_ns && e.end_ns == origin.end_ns)
+            {
+                ends.swap_remove(i);
+                self.client_count -= 1;
+            }
+            if ends.is_empty() {
+                self.clients.remove(&tuple);
+            }
+        }
     }
 
     fn wait(&mut self, mut w: Waiting, on: WaitOn, deadline: u64, out: &mut impl FnMut(u32, Span)) {
@@ -314,7 +361,7 @@ impl Linker {
                 trace: w.span.trace_id,
                 span: w.span.span_id,
             };
-            let origin = w.origin;
+            let (origin, left_end) = (w.origin, w.left_end);
             out(w.pid, w.span);
             match origin.side {
                 Side::Server => {
@@ -328,26 +375,27 @@ impl Linker {
                     }
                 }
                 Side::Client if origin.sequential => {
-                    self.remember_client(&origin, Some(ids));
+                    // The server span it encloses, if one waits already; else it stays known
+                    // for the server span to come.
                     let tuple = origin.tuple();
-                    if let Some(list) = self.by_tuple.get_mut(&tuple) {
-                        if let Some(i) = list.iter().position(|s| {
+                    let waiting = self.by_tuple.get_mut(&tuple).and_then(|list| {
+                        let i = list.iter().position(|s| {
                             origin.start_ns <= s.origin.start_ns && s.origin.end_ns <= origin.end_ns
-                        }) {
-                            let s = list.swap_remove(i);
-                            if list.is_empty() {
+                        })?;
+                        Some((list.swap_remove(i), list.is_empty()))
+                    });
+                    if left_end {
+                        self.forget_client(&origin);
+                    }
+                    match waiting {
+                        Some((server, emptied)) => {
+                            if emptied {
                                 self.by_tuple.remove(&tuple);
                             }
                             self.waiting -= 1;
-                            if let Some(e) = self.clients.get_mut(&tuple).and_then(|ends| {
-                                ends.iter_mut().find(|e| {
-                                    e.start_ns == origin.start_ns && e.end_ns == origin.end_ns
-                                })
-                            }) {
-                                e.taken = true;
-                            }
-                            queue.push((s, Some(ids)));
+                            queue.push((server, Some(ids)));
                         }
+                        None => self.remember_client(&origin, Some(ids)),
                     }
                 }
                 Side::Client => {}
@@ -358,7 +406,7 @@ impl Linker {
 
 /// Removes and returns the spans of `lists` whose wait ended by `now_ns`.
 fn take_late<K: std::hash::Hash + Eq>(
-    lists: &mut HashMap<K, Vec<Waiting>>,
+    lists: &mut HashMap<K, Vec<Waiting>, State>,
     now_ns: u64,
 ) -> Vec<Waiting> {
     let mut late = Vec::new();
@@ -582,15 +630,18 @@ mod tests {
             "no client of this host can be its parent: leaves at once"
         );
 
-        let local = origin(
-            FRONT,
-            Side::Server,
-            "127.0.0.1:8000",
-            "127.0.0.1:5000",
-            10,
-            20,
-        );
-        let out = run(&mut linker, &[0], &[(span(2), local)]);
+        let local = |port: u16, t: u64| {
+            let o = origin(
+                FRONT,
+                Side::Server,
+                "127.0.0.1:8000",
+                &format!("127.0.0.1:{port}"),
+                t,
+                t + 10,
+            );
+            (span(port as u8), o)
+        };
+        let out = run(&mut linker, &[0], &[local(5, 10)]);
         assert!(out.is_empty(), "its client may be traced here: it waits");
         assert_eq!(linker.waiting(), 1);
         let mut late = Vec::new();
@@ -607,6 +658,46 @@ mod tests {
             }
         );
         assert_eq!(linker.waiting(), 0);
+
+        // No traced client answered for 127.0.0.1:8000: its next spans do not wait.
+        let out = run(&mut linker, &[0], &[local(6, 2 * CALLER_WAIT_NS)]);
+        assert_eq!(out.len(), 1);
+        // Until a traced client calls it: then they wait for (and join) their client again.
+        let t = 3 * CALLER_WAIT_NS;
+        let caller = origin(
+            CURL,
+            Side::Client,
+            "127.0.0.1:7",
+            "127.0.0.1:8000",
+            t,
+            t + 100,
+        );
+        let server = origin(
+            FRONT,
+            Side::Server,
+            "127.0.0.1:8000",
+            "127.0.0.1:7",
+            t + 10,
+            t + 90,
+        );
+        let out = run(
+            &mut linker,
+            &[0, 1],
+            &[(span(70), caller), (span(71), server)],
+        );
+        assert_eq!(by_id(&out, 71).parent_span_id, [70; 8]);
+        let next = origin(
+            FRONT,
+            Side::Server,
+            "127.0.0.1:8000",
+            "127.0.0.1:8",
+            t + 200,
+            t + 210,
+        );
+        assert!(
+            run(&mut linker, &[0], &[(span(72), next)]).is_empty(),
+            "waits again"
+        );
     }
 
     #[test]
