@@ -373,6 +373,80 @@ fn sighup_reloads_and_a_bad_reload_keeps_the_old_config() {
         .all(|l| l.starts_with("debug metrics: 4 ")));
 }
 
+/// A reloaded configuration that cannot start (an exporter's port is taken) or whose receiver
+/// fails before it is ready (its listener's port is taken) gives way to the configuration that
+/// ran before: tapline keeps running it and says so.
+#[test]
+fn a_reload_that_fails_to_start_gives_way_to_the_previous_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let good = "receivers: { synthetic: { interval: 50ms, points_per_batch: 3 } }\nexporters: { debug: {} }\nservice: { pipelines: { metrics: { receivers: [synthetic], exporters: [debug] } }, telemetry: { metrics: { endpoint: null } } }\n";
+    let exporter_cannot_start = format!(
+        "receivers: {{ synthetic: {{ interval: 50ms, points_per_batch: 4 }} }}\nexporters: {{ prometheus: {{ endpoint: \"127.0.0.1:{port}\" }} }}\nservice: {{ pipelines: {{ metrics: {{ receivers: [synthetic], exporters: [prometheus] }} }}, telemetry: {{ metrics: {{ endpoint: null }} }} }}\n"
+    );
+    let receiver_fails = format!(
+        "receivers: {{ synthetic: {{ interval: 50ms, points_per_batch: 4 }}, otlp: {{ protocols: {{ grpc: {{ endpoint: \"127.0.0.1:{port}\" }} }} }} }}\nexporters: {{ debug: {{}} }}\nservice: {{ pipelines: {{ metrics: {{ receivers: [synthetic, otlp], exporters: [debug] }} }}, telemetry: {{ metrics: {{ endpoint: null }} }} }}\n"
+    );
+    std::fs::write(&path, good).unwrap();
+    let (out_path, err_path) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let mut tapline = ChildGuard::spawn(
+        "tapline",
+        Command::new(bin())
+            .args(["run", "--config"])
+            .arg(&path)
+            .stdout(std::fs::File::create(&out_path).unwrap())
+            .stderr(std::fs::File::create(&err_path).unwrap()),
+    );
+    let pid = tapline.id() as i32;
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+    let batches_of_3 = || lines_starting(&read(&out_path), "debug metrics: 3 ");
+    eventually(
+        "the first configuration to run",
+        Duration::from_secs(10),
+        || batches_of_3() > 0,
+    );
+    for (i, bad) in [exporter_cannot_start, receiver_fails].iter().enumerate() {
+        std::fs::write(&path, bad).unwrap();
+        unsafe { libc::kill(pid, libc::SIGHUP) };
+        eventually(
+            "the previous configuration to be restored",
+            Duration::from_secs(10),
+            || {
+                read(&err_path)
+                    .matches("previous configuration restored")
+                    .count()
+                    == i + 1
+            },
+        );
+        let restored_at = batches_of_3();
+        eventually(
+            "15 more batches of the previous configuration",
+            Duration::from_secs(10),
+            || batches_of_3() >= restored_at + 15,
+        );
+    }
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let status = eventually(
+        "tapline to exit after SIGTERM",
+        Duration::from_secs(20),
+        || tapline.exited(),
+    );
+    let stderr = read(&err_path);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("reloaded configuration failed to start")
+            && stderr.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("the reloaded configuration failed before it was ready"),
+        "{stderr}"
+    );
+    drop(taken);
+}
+
 #[test]
 fn default_run_adds_otlp_when_the_standard_endpoint_variable_is_set() {
     use tapline::core::config::{self, LoadOptions};

@@ -163,6 +163,33 @@ fn load_and_build(
     Ok((loaded, graph))
 }
 
+/// Builds and starts `config` again (the configuration that ran before a failed reload).
+async fn restart(
+    registry: &Registry,
+    config: &LoadedConfig,
+    telemetry: &Telemetry,
+) -> Option<pipeline::RunningGraph> {
+    let graph = match pipeline::build(config, registry, telemetry) {
+        Ok(g) => g,
+        Err(d) => {
+            for item in &d.items {
+                error!("the previous configuration no longer builds: {item}");
+            }
+            return None;
+        }
+    };
+    match pipeline::start(graph).await {
+        Ok(r) => {
+            info!("previous configuration restored");
+            Some(r)
+        }
+        Err(e) => {
+            error!("the previous configuration failed to start again: {e:#}");
+            None
+        }
+    }
+}
+
 fn validate(registry: &Registry, opts: &LoadOptions) -> ExitCode {
     match load_and_build(registry, opts, &Telemetry::new()) {
         Ok((_, graph)) => {
@@ -240,6 +267,7 @@ async fn supervise(
         error!("cannot install signal handlers");
         return ExitCode::from(EXIT_RUNTIME);
     };
+    let mut ready_tick = tokio::time::interval(std::time::Duration::from_millis(100));
     let mut running = match pipeline::start(graph).await {
         Ok(r) => r,
         Err(e) => {
@@ -248,6 +276,9 @@ async fn supervise(
         }
     };
     telemetry.readiness().set_running(true);
+    // The configuration that ran before a reload, while the reloaded one has not been ready
+    // yet: a reloaded graph that fails before it is ready gives way to it again.
+    let mut previous: Option<LoadedConfig> = None;
     loop {
         tokio::select! {
             _ = sigterm.recv() => { info!("SIGTERM: draining"); break; }
@@ -255,8 +286,23 @@ async fn supervise(
             err = running.failure() => {
                 error!("{err:#}");
                 telemetry.readiness().set_running(false);
+                let restore = previous.take().filter(|_| !telemetry.readiness().report().ready);
                 running.shutdown(loaded.service.shutdown_timeout).await;
-                return ExitCode::from(EXIT_RUNTIME);
+                let Some(old) = restore else {
+                    return ExitCode::from(EXIT_RUNTIME);
+                };
+                error!("the reloaded configuration failed before it was ready; restoring the previous one");
+                match restart(registry, &old, telemetry).await {
+                    Some(r) => running = r,
+                    None => return ExitCode::from(EXIT_RUNTIME),
+                }
+                loaded = old;
+                telemetry.readiness().set_running(true);
+            }
+            _ = ready_tick.tick(), if previous.is_some() => {
+                if telemetry.readiness().report().ready {
+                    previous = None;
+                }
             }
             _ = sighup.recv() => {
                 info!("SIGHUP: reloading configuration");
@@ -274,16 +320,21 @@ async fn supervise(
                         telemetry.readiness().set_running(false);
                         // The old graph releases its ports and attachments before the new one starts.
                         running.shutdown(loaded.service.shutdown_timeout).await;
-                        running = match pipeline::start(new_graph).await {
-                            Ok(r) => r,
-                            Err(e) => {
-                                error!("reloaded configuration failed to start: {e:#}");
-                                return ExitCode::from(EXIT_RUNTIME);
+                        match pipeline::start(new_graph).await {
+                            Ok(r) => {
+                                running = r;
+                                previous = Some(std::mem::replace(&mut loaded, new_loaded));
+                                info!("configuration reloaded");
                             }
-                        };
-                        loaded = new_loaded;
+                            Err(e) => {
+                                error!("reloaded configuration failed to start: {e:#}; restoring the previous one");
+                                match restart(registry, &loaded, telemetry).await {
+                                    Some(r) => running = r,
+                                    None => return ExitCode::from(EXIT_RUNTIME),
+                                }
+                            }
+                        }
                         telemetry.readiness().set_running(true);
-                        info!("configuration reloaded");
                     }
                 }
             }
