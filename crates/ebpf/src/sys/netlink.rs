@@ -379,6 +379,38 @@ mod tests {
         assert!(out.is_empty());
     }
 
+    /// The body of an `RTM_NEWTFILTER` for a `cls_bpf` filter: tcmsg, TCA_KIND "bpf",
+    /// TCA_OPTIONS { TCA_BPF_NAME, TCA_BPF_ID }.
+    fn filter_message(prog_id: Option<u32>) -> Vec<u8> {
+        fn attr(ty: u16, payload: &[u8]) -> Vec<u8> {
+            let mut a = Vec::new();
+            a.extend_from_slice(&((4 + payload.len()) as u16).to_ne_bytes());
+            a.extend_from_slice(&ty.to_ne_bytes());
+            a.extend_from_slice(payload);
+            a.resize(align4(a.len()), 0);
+            a
+        }
+        let mut options = attr(7, b"tapline_tc_in\0");
+        if let Some(id) = prog_id {
+            options.extend(attr(TCA_BPF_ID, &id.to_ne_bytes()));
+        }
+        let mut body = vec![0u8; size_of::<TcMsg>()];
+        body.extend(attr(1, b"bpf\0"));
+        body.extend(attr(TCA_OPTIONS | 0x8000, &options));
+        body
+    }
+
+    #[test]
+    fn reads_the_program_id_of_a_bpf_filter() {
+        assert_eq!(filter_program_id(&filter_message(Some(4242))), Some(4242));
+        assert_eq!(filter_program_id(&filter_message(None)), None);
+        // Truncated anywhere: nothing, and no panic.
+        let whole = filter_message(Some(7));
+        for n in 0..whole.len() {
+            assert_eq!(filter_program_id(&whole[..n]), None, "cut at {n}");
+        }
+    }
+
     #[test]
     fn lists_the_loopback_link() {
         let links = list_links().expect("RTM_GETLINK dump");
