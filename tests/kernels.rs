@@ -47,6 +47,17 @@ impl Tapline {
     /// `TELEMETRY` stand for free ports; returns once `/readyz` answers 200 and `ready` holds
     /// for its stderr (the log).
     fn start(netns: Option<&str>, config: &str, ready: impl Fn(&str) -> bool) -> Tapline {
+        Self::start_under(netns, &[], config, ready)
+    }
+
+    /// The same, run through `wrapper` (a command and its arguments that exec tapline, such
+    /// as `setpriv ... --`).
+    fn start_under(
+        netns: Option<&str>,
+        wrapper: &[&str],
+        config: &str,
+        ready: impl Fn(&str) -> bool,
+    ) -> Tapline {
         let dir = tempfile::tempdir().unwrap();
         let (prom, telemetry) = (free_port(), free_port());
         let cfg = dir.path().join("tapline.yaml");
@@ -57,15 +68,14 @@ impl Tapline {
                 .replace("TELEMETRY", &telemetry.to_string()),
         )
         .unwrap();
-        let bin = env!("CARGO_BIN_EXE_tapline");
-        let mut cmd = match netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, bin]);
-                c
-            }
-            None => Command::new(bin),
-        };
+        let mut argv: Vec<&str> = Vec::new();
+        if let Some(ns) = netns {
+            argv.extend(["ip", "netns", "exec", ns]);
+        }
+        argv.extend(wrapper);
+        argv.push(env!("CARGO_BIN_EXE_tapline"));
+        let mut cmd = Command::new(argv[0]);
+        cmd.args(&argv[1..]);
         cmd.args(["run", "--config"]).arg(&cfg);
         cmd.env("TAPLINE_LOG", "info");
         let child = ChildGuard::spawn_logged("tapline", &mut cmd, &dir.path().join("log"));
@@ -141,7 +151,8 @@ impl Tapline {
         let (mut progs, mut links) = bpf_objects(pid);
         progs.extend(&self.held.0);
         links.extend(&self.held.1);
-        // SAFETY: signalling our own child (`ip netns exec` execs tapline: same pid).
+        // SAFETY: signalling our own child (`ip netns exec` and the wrapper exec tapline: same
+        // pid).
         assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
         let status = eventually("tapline to exit after SIGTERM", patience(), || {
             self.child.exited()
@@ -449,6 +460,80 @@ service:
             t.log()
         );
         assert_exact_flow_totals(&t, &pair);
+        t.stop_cleanly();
+    }
+
+    /// The capabilities the DaemonSet grants (`deploy/kubernetes/03-daemonset.yaml`) and no
+    /// other, as uid 0 in a container that drops everything else: both eBPF receivers attach
+    /// and count exactly (flows: `va`'s bytes; app: 20 HTTP requests on each side), and the
+    /// running process holds exactly that set.
+    #[test]
+    pub fn the_daemonset_capabilities_are_enough() {
+        require_root();
+        need("setpriv", "apt-get install util-linux");
+        let manifest: serde_yaml::Value = serde_yaml::from_str(
+            &std::fs::read_to_string(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes/03-daemonset.yaml"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let caps: Vec<String> = manifest["spec"]["template"]["spec"]["containers"][0]
+            ["securityContext"]["capabilities"]["add"]
+            .as_sequence()
+            .expect("the DaemonSet's capability list")
+            .iter()
+            .map(|c| c.as_str().unwrap().to_lowercase())
+            .collect();
+        let bounding = format!(
+            "--bounding-set=-all,{}",
+            caps.iter()
+                .map(|c| format!("+{c}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let wrapper = [
+            "setpriv",
+            bounding.as_str(),
+            "--inh-caps=-all",
+            "--ambient-caps=-all",
+            "--",
+        ];
+        let pair = NetPair::new("kcap", false);
+        pair.wait_quiet("va");
+        let port = free_port();
+        let _srv = python_server(port, None);
+        let config = r#"
+receivers:
+  flows: { interfaces: [va], cache_active_timeout: 500ms }
+  app: { metrics_interval: 1s, routes: { patterns: ["/users/{id}"] } }
+exporters: { prometheus: { endpoint: "127.0.0.1:PROM" } }
+service:
+  pipelines: { metrics: { receivers: [flows, app], exporters: [prometheus] } }
+  telemetry: { metrics: { endpoint: "127.0.0.1:TELEMETRY" } }
+"#;
+        // In A: the flows receiver sees va; the app receiver sees every process of the host.
+        let t = Tapline::start_under(Some(&pair.a), &wrapper, config, |_| true);
+        let status = std::fs::read_to_string(format!("/proc/{}/status", t.child.id())).unwrap();
+        let effective = status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+            .unwrap();
+        let number = |name: &str| match name {
+            "dac_read_search" => 2,
+            "net_admin" => 12,
+            "sys_ptrace" => 19,
+            "perfmon" => 38,
+            "bpf" => 39,
+            other => panic!("capability {other} is not known to this test"),
+        };
+        let want = caps.iter().fold(0u64, |m, c| m | 1 << number(c));
+        assert_eq!(effective, want, "tapline's effective capabilities");
+        assert_exact_flow_totals(&t, &pair);
+        // The server runs in the host's namespace; so does this curl.
+        let base = format!("http://127.0.0.1:{port}");
+        keep_alive_exact_count(&t, &base, port, "http");
         t.stop_cleanly();
     }
 
