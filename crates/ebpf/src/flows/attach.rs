@@ -22,6 +22,7 @@ use super::{
     PROG_TC_EGRESS, PROG_TC_INGRESS,
 };
 use crate::load::{is_permission_error, net_attach_error, EbpfError, RAW_SOCKET_CAPS_HINT};
+use crate::sys::bpf::{tcx_program_ids, TcxHook};
 use crate::sys::netlink::{clsact_filter_program_ids, ClsactDirection};
 use crate::sys::packet::{bind_packet_socket, open_packet_socket};
 
@@ -304,18 +305,18 @@ impl FlowCapture {
         };
         let index = ifindex(ifname)?;
         let mut lost = Vec::new();
-        for (held, name, ty, dir, label) in [
+        for (held, name, hook, dir, label) in [
             (
                 ingress.is_some(),
                 PROG_TC_INGRESS,
-                TcAttachType::Ingress,
+                TcxHook::Ingress,
                 ClsactDirection::Ingress,
                 "ingress",
             ),
             (
                 egress.is_some(),
                 PROG_TC_EGRESS,
-                TcAttachType::Egress,
+                TcxHook::Egress,
                 ClsactDirection::Egress,
                 "egress",
             ),
@@ -339,11 +340,9 @@ impl FlowCapture {
                 Some(TcAttachMode::Netlink) => clsact_filter_program_ids(index, dir)
                     .map_err(|e| query_failed(format!("listing tc filters: {e}")))?
                     .contains(&ours),
-                _ => SchedClassifier::query_tcx(ifname, ty)
+                _ => tcx_program_ids(index, hook)
                     .map_err(|e| query_failed(format!("querying TCX programs: {e}")))?
-                    .1
-                    .iter()
-                    .any(|p| p.id() == ours),
+                    .contains(&ours),
             };
             if !present {
                 lost.push(label);

@@ -1,5 +1,7 @@
 //! The `bpf(2)` commands aya does not offer: batched map reads, deletes and updates, running a
-//! program on a test packet, and the map-in-map update that waits for an RCU grace period.
+//! program on a test packet, the map-in-map update that waits for an RCU grace period, and the
+//! ids of the programs attached to an interface's TCX hook (aya's query opens each program by
+//! id, which takes `CAP_SYS_ADMIN`).
 //!
 //! Each command fills the part of `union bpf_attr` it reads; the kernel zero-checks everything
 //! after the size it is given, so the attribute structs below stop at their last used field.
@@ -15,6 +17,7 @@ use aya::Pod;
 const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
+const BPF_PROG_QUERY: libc::c_long = 16;
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 const BPF_MAP_LOOKUP_AND_DELETE_BATCH: libc::c_long = 25;
 const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
@@ -151,6 +154,64 @@ struct TestRunAttr {
 }
 
 /// `BPF_PROG_TEST_RUN`: runs `program` `repeat` times on `packet`, discarding its output.
+/// `union bpf_attr` as `BPF_PROG_QUERY` reads and writes it (up to `revision`, which the
+/// kernel writes for TCX hooks).
+#[repr(C)]
+#[derive(Default)]
+struct QueryAttr {
+    target_ifindex: u32,
+    attach_type: u32,
+    query_flags: u32,
+    attach_flags: u32,
+    prog_ids: u64,
+    count: u32,
+    _pad: u32,
+    prog_attach_flags: u64,
+    link_ids: u64,
+    link_attach_flags: u64,
+    revision: u64,
+}
+
+/// Which TCX hook of an interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcxHook {
+    Ingress,
+    Egress,
+}
+
+/// The ids of the programs attached to `ifindex`'s TCX `hook`, in order. Needs
+/// `CAP_NET_ADMIN` only.
+pub fn tcx_program_ids(ifindex: u32, hook: TcxHook) -> io::Result<Vec<u32>> {
+    // BPF_TCX_INGRESS / BPF_TCX_EGRESS.
+    let attach_type = match hook {
+        TcxHook::Ingress => 46,
+        TcxHook::Egress => 47,
+    };
+    let mut ids = vec![0u32; 64];
+    loop {
+        let mut attr = QueryAttr {
+            target_ifindex: ifindex,
+            attach_type,
+            prog_ids: ids.as_mut_ptr() as u64,
+            count: ids.len() as u32,
+            ..Default::default()
+        };
+        // SAFETY: BPF_PROG_QUERY reads and writes a QueryAttr; the kernel writes at most
+        // `count` u32 ids to `prog_ids`, which holds that many.
+        match unsafe { sys_bpf(BPF_PROG_QUERY, &mut attr) } {
+            Ok(_) => {
+                ids.truncate(attr.count as usize);
+                return Ok(ids);
+            }
+            // More programs than room: the kernel says how many there are.
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && ids.len() < 65_536 => {
+                ids = vec![0; (attr.count as usize).max(ids.len() * 2)];
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 pub(crate) fn prog_test_run(program: BorrowedFd<'_>, packet: &[u8], repeat: u32) -> io::Result<()> {
     let mut attr = TestRunAttr {
         prog_fd: program.as_raw_fd() as u32,
