@@ -289,6 +289,24 @@ fn embedded_default_validates_and_components_lists_types() {
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("tapline "));
 }
 
+/// `tapline run --config <config>` with its stdout and stderr in files of `dir`: (the process,
+/// stdout's path, stderr's path).
+fn run_logged(
+    dir: &std::path::Path,
+    config: &std::path::Path,
+) -> (ChildGuard, std::path::PathBuf, std::path::PathBuf) {
+    let (out_path, err_path) = (dir.join("stdout"), dir.join("stderr"));
+    let tapline = ChildGuard::spawn(
+        "tapline",
+        Command::new(bin())
+            .args(["run", "--config"])
+            .arg(config)
+            .stdout(std::fs::File::create(&out_path).unwrap())
+            .stderr(std::fs::File::create(&err_path).unwrap()),
+    );
+    (tapline, out_path, err_path)
+}
+
 #[test]
 fn sighup_reloads_and_a_bad_reload_keeps_the_old_config() {
     let dir = tempfile::tempdir().unwrap();
@@ -299,15 +317,7 @@ fn sighup_reloads_and_a_bad_reload_keeps_the_old_config() {
         )
     };
     std::fs::write(&path, cfg(3)).unwrap();
-    let (out_path, err_path) = (dir.path().join("stdout"), dir.path().join("stderr"));
-    let mut tapline = ChildGuard::spawn(
-        "tapline",
-        Command::new(bin())
-            .args(["run", "--config"])
-            .arg(&path)
-            .stdout(std::fs::File::create(&out_path).unwrap())
-            .stderr(std::fs::File::create(&err_path).unwrap()),
-    );
+    let (mut tapline, out_path, err_path) = run_logged(dir.path(), &path);
     let pid = tapline.id() as i32;
     let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
     let batches_of_3 = || lines_starting(&read(&out_path), "debug metrics: 3 ");
@@ -390,15 +400,7 @@ fn a_reload_that_fails_to_start_gives_way_to_the_previous_configuration() {
         "receivers: {{ synthetic: {{ interval: 50ms, points_per_batch: 4 }}, otlp: {{ protocols: {{ grpc: {{ endpoint: \"127.0.0.1:{port}\" }} }} }} }}\nexporters: {{ debug: {{}} }}\nservice: {{ pipelines: {{ metrics: {{ receivers: [synthetic, otlp], exporters: [debug] }} }}, telemetry: {{ metrics: {{ endpoint: null }} }} }}\n"
     );
     std::fs::write(&path, good).unwrap();
-    let (out_path, err_path) = (dir.path().join("stdout"), dir.path().join("stderr"));
-    let mut tapline = ChildGuard::spawn(
-        "tapline",
-        Command::new(bin())
-            .args(["run", "--config"])
-            .arg(&path)
-            .stdout(std::fs::File::create(&out_path).unwrap())
-            .stderr(std::fs::File::create(&err_path).unwrap()),
-    );
+    let (mut tapline, out_path, err_path) = run_logged(dir.path(), &path);
     let pid = tapline.id() as i32;
     let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
     let batches_of_3 = || lines_starting(&read(&out_path), "debug metrics: 3 ");

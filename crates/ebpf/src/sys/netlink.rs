@@ -118,17 +118,8 @@ fn dump(req: &[u8], mut each: impl FnMut(u16, &[u8])) -> io::Result<()> {
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
             Err(e) => return Err(e),
         };
-        let mut rest = &buf[..n];
-        while rest.len() >= NLMSG_HDRLEN {
-            // SAFETY: rest holds at least NLMSG_HDRLEN bytes; nlmsghdr is plain data, valid
-            // for any bytes; the read is unaligned.
-            let hdr: libc::nlmsghdr = unsafe { std::ptr::read_unaligned(rest.as_ptr().cast()) };
-            let len = hdr.nlmsg_len as usize;
-            if len < NLMSG_HDRLEN || len > rest.len() {
-                break;
-            }
-            let body = &rest[NLMSG_HDRLEN..len];
-            match hdr.nlmsg_type {
+        for (ty, body) in messages(&buf[..n]) {
+            match ty {
                 t if t == libc::NLMSG_DONE as u16 => return Ok(()),
                 t if t == libc::NLMSG_ERROR as u16 => {
                     let errno = body
@@ -143,7 +134,6 @@ fn dump(req: &[u8], mut each: impl FnMut(u16, &[u8])) -> io::Result<()> {
                 }
                 t => each(t, body),
             }
-            rest = &rest[align4(len).min(rest.len())..];
         }
     }
     Err(io::Error::other("netlink dump did not end"))
@@ -275,18 +265,10 @@ fn align4(n: usize) -> usize {
 
 /// Parses netlink messages into link events; `true` when the dump's end (NLMSG_DONE or an
 /// error) was seen.
-fn parse_messages(mut buf: &[u8], out: &mut Vec<LinkEvent>) -> bool {
+fn parse_messages(buf: &[u8], out: &mut Vec<LinkEvent>) -> bool {
     let mut done = false;
-    while buf.len() >= NLMSG_HDRLEN {
-        // SAFETY: buf holds at least NLMSG_HDRLEN bytes; nlmsghdr is plain data, valid for any
-        // bytes; the read is unaligned.
-        let hdr: libc::nlmsghdr = unsafe { std::ptr::read_unaligned(buf.as_ptr().cast()) };
-        let len = hdr.nlmsg_len as usize;
-        if len < NLMSG_HDRLEN || len > buf.len() {
-            break;
-        }
-        let body = &buf[NLMSG_HDRLEN..len];
-        match hdr.nlmsg_type {
+    for (ty, body) in messages(buf) {
+        match ty {
             t if t == libc::NLMSG_DONE as u16 || t == libc::NLMSG_ERROR as u16 => done = true,
             t if t == libc::RTM_NEWLINK || t == libc::RTM_DELLINK => {
                 if let Some((index, name)) = parse_link(body) {
@@ -299,9 +281,27 @@ fn parse_messages(mut buf: &[u8], out: &mut Vec<LinkEvent>) -> bool {
             }
             _ => {}
         }
-        buf = &buf[align4(len).min(buf.len())..];
     }
     done
+}
+
+/// The (type, payload) of each whole netlink message in `buf`; stops at a malformed length.
+fn messages(mut buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        if buf.len() < NLMSG_HDRLEN {
+            return None;
+        }
+        // SAFETY: buf holds at least NLMSG_HDRLEN bytes; nlmsghdr is plain data, valid for any
+        // bytes; the read is unaligned.
+        let hdr: libc::nlmsghdr = unsafe { std::ptr::read_unaligned(buf.as_ptr().cast()) };
+        let len = hdr.nlmsg_len as usize;
+        if len < NLMSG_HDRLEN || len > buf.len() {
+            return None;
+        }
+        let body = &buf[NLMSG_HDRLEN..len];
+        buf = &buf[align4(len).min(buf.len())..];
+        Some((hdr.nlmsg_type, body))
+    })
 }
 
 fn parse_link(body: &[u8]) -> Option<(u32, String)> {
