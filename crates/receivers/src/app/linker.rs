@@ -6,8 +6,11 @@
 //!   servers). The client span becomes that server span's child.
 //! - **called by**: a server exchange whose client is traced on this host too is the child of
 //!   that client's span. Both ends see the same connection (reversed tuple) and, on one clock,
-//!   the client's exchange encloses the server's: it writes the request before the server reads
-//!   it and reads the response's end after the server wrote it.
+//!   the client's exchange spans the server's: it writes the request before the server reads
+//!   it and reads the response's end after the server wrote it. The kernel stamps each call
+//!   when it returns, so on two CPUs the server's read can return before the client's write
+//!   does: the ends are matched by how much their intervals overlap, not by strict enclosure.
+//!   One exchange at a time on a connection makes the largest overlap the right one.
 //!
 //! Neither end arrives in a useful order: a frontend's client span ends (and is reported)
 //! before the server span it belongs to, and a backend's server span usually before the client
@@ -48,7 +51,7 @@ pub struct Origin {
     pub served: Option<ExchangeId>,
     /// The span's ids came with the request (`traceparent`): it is placed already.
     pub placed: bool,
-    /// The connection carries one exchange at a time (HTTP/1), so enclosing intervals
+    /// The connection carries one exchange at a time (HTTP/1), so overlapping intervals
     /// identify the client end of a server exchange; multiplexed protocols are not matched.
     pub sequential: bool,
 }
@@ -68,6 +71,8 @@ pub const PARENT_WAIT_NS: u64 = 30_000_000_000;
 /// How long a server span whose client may be on this host waits for the client's span (it
 /// ends right after the server's).
 pub const CALLER_WAIT_NS: u64 = 1_000_000_000;
+/// How long after its deadline a waiting span leaves when no newer span arrives.
+pub const IDLE_GRACE_NS: u64 = 2_000_000_000;
 /// How long final ids stay known for spans that arrive after their parent.
 const KEEP_NS: u64 = 10_000_000_000;
 /// Spans waiting at most; past this a span leaves at once, unconnected.
@@ -135,6 +140,8 @@ pub struct Linker {
     unanswered: HashSet<SocketAddr, State>,
     /// Monotonic ns of the call being served (what is remembered is stamped with it).
     now: u64,
+    /// The latest end of the spans taken so far: how far the capture has been read.
+    seen_ns: u64,
     pub stats: LinkStats,
 }
 
@@ -154,6 +161,7 @@ impl Linker {
         out: &mut impl FnMut(u32, Span),
     ) {
         self.now = now_ns;
+        self.seen_ns = self.seen_ns.max(origin.end_ns);
         if self.local_ips.len() < MAX_LOCAL_IPS {
             self.local_ips.insert(origin.local.ip().to_canonical());
         }
@@ -213,8 +221,18 @@ impl Linker {
 
     /// Lets every span whose wait is over leave as the root of its own trace, and forgets ids
     /// kept long enough.
+    ///
+    /// A wait is over once the capture has delivered spans that ended after its deadline (the
+    /// parent, ending earlier, would have come with them), or, when nothing newer comes,
+    /// [`IDLE_GRACE_NS`] after its deadline: an agent that reads the ring buffer late does
+    /// not give up on parents that are still in it.
     pub fn expire(&mut self, now_ns: u64, out: &mut impl FnMut(u32, Span)) {
         self.now = now_ns;
+        let horizon = self
+            .seen_ns
+            .min(now_ns)
+            .max(now_ns.saturating_sub(IDLE_GRACE_NS));
+        let now_ns = horizon;
         // Client spans first: one that leaves now still takes the server spans waiting for it.
         let late = take_late(&mut self.by_exchange, now_ns);
         self.waiting -= late.len();
@@ -262,11 +280,11 @@ impl Linker {
         self.expire(u64::MAX, out);
     }
 
-    /// Whether a client span enclosing `[start, end]` on `tuple` waits for its own parent.
+    /// Whether a client span overlapping `[start, end]` on `tuple` waits for its own parent.
     fn client_waiting(&self, tuple: &Tuple, start: u64, end: u64) -> bool {
         self.clients.get(tuple).is_some_and(|ends| {
             ends.iter()
-                .any(|e| e.ids.is_none() && e.start_ns <= start && end <= e.end_ns)
+                .any(|e| e.ids.is_none() && overlap((e.start_ns, e.end_ns), (start, end)) > 0)
         })
     }
 
@@ -275,13 +293,11 @@ impl Linker {
         ip.is_loopback() || self.local_ips.contains(&ip)
     }
 
-    /// The client end enclosing `[start, end]` on `tuple`: `Some(Some(ids))` when its ids are
+    /// The client end overlapping `[start, end]` most on `tuple`: `Some(Some(ids))` when its ids are
     /// final, `Some(None)` while it waits itself, `None` when there is none.
     fn find_client(&mut self, tuple: &Tuple, start: u64, end: u64) -> Option<Option<Ids>> {
         let ends = self.clients.get_mut(tuple)?;
-        let i = ends
-            .iter()
-            .position(|e| e.start_ns <= start && end <= e.end_ns)?;
+        let i = best_overlap(ends.iter().map(|e| (e.start_ns, e.end_ns)), (start, end))?;
         let ids = ends[i].ids;
         if ids.is_some() {
             // Taken: one server exchange per client exchange.
@@ -375,13 +391,14 @@ impl Linker {
                     }
                 }
                 Side::Client if origin.sequential => {
-                    // The server span it encloses, if one waits already; else it stays known
+                    // The server span it overlaps most, if one waits already; else it stays known
                     // for the server span to come.
                     let tuple = origin.tuple();
                     let waiting = self.by_tuple.get_mut(&tuple).and_then(|list| {
-                        let i = list.iter().position(|s| {
-                            origin.start_ns <= s.origin.start_ns && s.origin.end_ns <= origin.end_ns
-                        })?;
+                        let i = best_overlap(
+                            list.iter().map(|s| (s.origin.start_ns, s.origin.end_ns)),
+                            (origin.start_ns, origin.end_ns),
+                        )?;
                         Some((list.swap_remove(i), list.is_empty()))
                     });
                     if left_end {
@@ -402,6 +419,21 @@ impl Linker {
             }
         }
     }
+}
+
+/// How long two intervals (start, end) share, in ns.
+fn overlap(a: (u64, u64), b: (u64, u64)) -> u64 {
+    a.1.min(b.1).saturating_sub(a.0.max(b.0))
+}
+
+/// The index of the interval among `candidates` that shares the most with `with` (some).
+fn best_overlap(candidates: impl Iterator<Item = (u64, u64)>, with: (u64, u64)) -> Option<usize> {
+    candidates
+        .enumerate()
+        .map(|(i, c)| (overlap(c, with), i))
+        .filter(|(o, _)| *o > 0)
+        .max()
+        .map(|(_, i)| i)
 }
 
 /// Removes and returns the spans of `lists` whose wait ended by `now_ns`.
@@ -612,6 +644,43 @@ mod tests {
         assert_eq!(by_id(&out, 12).trace_id, [2; 16]);
     }
 
+    /// The server's read returned before the client's write did, and the client's last read
+    /// before the server's last write (two CPUs): still that client's exchange, not the next.
+    #[test]
+    fn skewed_stamps_still_pair_each_server_exchange_with_its_client() {
+        let ends = |n: u64, skew: u64| {
+            let client = origin(
+                CURL,
+                Side::Client,
+                "127.0.0.1:40000",
+                "127.0.0.1:8000",
+                n * 1000 + skew,
+                n * 1000 + 500,
+            );
+            let server = origin(
+                FRONT,
+                Side::Server,
+                "127.0.0.1:8000",
+                "127.0.0.1:40000",
+                n * 1000,
+                n * 1000 + 500 + skew,
+            );
+            [(span(n as u8), client), (span(100 + n as u8), server)]
+        };
+        let spans: Vec<(Span, Origin)> = (1..=3).flat_map(|n| ends(n, 40)).collect();
+        for order in [[1, 0, 3, 2, 5, 4], [0, 1, 2, 3, 4, 5], [1, 3, 5, 0, 2, 4]] {
+            let mut linker = Linker::default();
+            let out = run(&mut linker, &order, &spans);
+            for n in 1..=3u8 {
+                assert_eq!(
+                    by_id(&out, 100 + n).parent_span_id,
+                    [n; 8],
+                    "order {order:?}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn a_remote_client_is_not_waited_for_a_local_one_only_so_long() {
         let mut linker = Linker::default();
@@ -645,9 +714,13 @@ mod tests {
         assert!(out.is_empty(), "its client may be traced here: it waits");
         assert_eq!(linker.waiting(), 1);
         let mut late = Vec::new();
-        linker.expire(20 + CALLER_WAIT_NS - 1, &mut |pid, s| late.push((pid, s)));
+        // Nothing newer arrives: the wait ends IDLE_GRACE_NS after its deadline.
+        let deadline = 20 + CALLER_WAIT_NS;
+        linker.expire(deadline + IDLE_GRACE_NS - 1, &mut |pid, s| {
+            late.push((pid, s))
+        });
         assert!(late.is_empty());
-        linker.expire(20 + CALLER_WAIT_NS, &mut |pid, s| late.push((pid, s)));
+        linker.expire(deadline + IDLE_GRACE_NS, &mut |pid, s| late.push((pid, s)));
         assert_eq!(late.len(), 1);
         assert_eq!(late[0].1.parent_span_id, [0; 8]);
         assert_eq!(
@@ -700,6 +773,46 @@ mod tests {
         );
     }
 
+    /// The agent reads the capture late (a backlog): a wait measured by the clock alone would
+    /// be over before the parent is even read. It ends by what the capture delivered.
+    #[test]
+    fn a_late_reader_does_not_give_up_on_parents_still_in_the_capture() {
+        let mut linker = Linker::default();
+        let server = origin(FRONT, Side::Server, "127.0.0.1:8000", "127.0.0.1:5", 10, 20);
+        assert!(run(&mut linker, &[0], &[(span(1), server)]).is_empty());
+        let mut out = Vec::new();
+        // Well past the deadline by the clock, but nothing newer was read yet.
+        linker.expire(20 + CALLER_WAIT_NS + 1, &mut |pid, s| out.push((pid, s)));
+        assert!(out.is_empty());
+        let client = origin(CURL, Side::Client, "127.0.0.1:5", "127.0.0.1:8000", 5, 25);
+        let out = run(&mut linker, &[0], &[(span(2), client)]);
+        assert_eq!(by_id(&out, 1).parent_span_id, [2; 8]);
+
+        // Once the capture delivered spans that ended after the deadline, the wait is over.
+        let server = origin(
+            FRONT,
+            Side::Server,
+            "127.0.0.1:8000",
+            "127.0.0.1:6",
+            100,
+            110,
+        );
+        assert!(run(&mut linker, &[0], &[(span(3), server)]).is_empty());
+        let later = origin(
+            CURL,
+            Side::Client,
+            "127.0.0.1:7",
+            "10.0.0.9:80",
+            0,
+            110 + CALLER_WAIT_NS,
+        );
+        run(&mut linker, &[0], &[(span(4), later)]);
+        let mut out = Vec::new();
+        linker.expire(110 + CALLER_WAIT_NS, &mut |pid, s| out.push((pid, s)));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].1.span_id, [3; 8]);
+    }
+
     #[test]
     fn a_client_call_made_for_a_request_that_never_ends_leaves_after_the_wait() {
         let spans = chain();
@@ -707,7 +820,9 @@ mod tests {
         // The backend's span and the frontend's call; the frontend's own request never ends.
         assert!(run(&mut linker, &[3, 2], &spans).is_empty());
         let mut out = Vec::new();
-        linker.expire(80 + PARENT_WAIT_NS, &mut |pid, s| out.push((pid, s)));
+        linker.expire(80 + PARENT_WAIT_NS + IDLE_GRACE_NS, &mut |pid, s| {
+            out.push((pid, s))
+        });
         assert_eq!(out.len(), 2);
         let call = by_id(&out, 3);
         assert_eq!((call.trace_id, call.parent_span_id), ([3; 16], [0; 8]));
