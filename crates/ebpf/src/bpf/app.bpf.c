@@ -164,6 +164,9 @@ struct app_scratch {
 	__u32 scan_lines; /* lines scan_line() looked at */
 	__u32 copied;     /* see copy_iov() */
 	__u32 _pad2;
+	/* the app_ssl_socks value being written (see on_sock_io): 80 bytes the send/receive
+	 * programs' stack cannot spare (6.1 counts their deepest call chain at 512 bytes) */
+	struct ssl_sock ssl_sock;
 };
 
 struct {
@@ -828,8 +831,15 @@ static __always_inline int on_sock_io(struct sock *sk, int ret, int flags, __u8 
 		    known->conn.remote_port != ci->remote_port ||
 		    known->conn.local_port != ci->local_port ||
 		    known->conn.established_ns != ci->established_ns) {
-			struct ssl_sock v = {.sk = (__u64)sk, .fd = c.fd, .conn = *ci};
-			bpf_map_update_elem(&app_ssl_socks, &k, &v, BPF_ANY);
+			struct app_scratch *s = scratch();
+			if (s) {
+				struct ssl_sock *v = &s->ssl_sock;
+				v->sk = (__u64)sk;
+				v->fd = c.fd;
+				v->_pad = 0;
+				v->conn = *ci;
+				bpf_map_update_elem(&app_ssl_socks, &k, v, BPF_ANY);
+			}
 		}
 		stat_add(APP_STAT_TLS_SKIPPED);
 		return 0;
