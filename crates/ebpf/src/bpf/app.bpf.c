@@ -242,9 +242,10 @@ static __always_inline void stat_add_inline(__u32 idx)
 		*v += 1;
 }
 
-/* A subprogram (one copy for the many call sites). Where it would be a fourth nested call,
- * stat_add_inline is used instead: before Linux 6.10 the verifier rounds every frame up to
- * 32 bytes when it adds them against the 512-byte stack limit. */
+/* A subprogram (one copy for the many call sites). Where it would be a fourth nested frame
+ * (the send/receive programs -> http_fall_back -> http_emit), stat_add_inline is used
+ * instead: 6.1's verifier rounds every frame of a call chain up to 32 bytes (at least 32)
+ * when it adds them against the 512-byte stack limit, where 6.18 counts them as they are. */
 static __noinline void stat_add(__u32 idx)
 {
 	stat_add_inline(idx);
