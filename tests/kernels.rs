@@ -573,6 +573,16 @@ fn vm_6_1_quick() {
     run_in_vm("6.1", QUICK, Duration::from_secs(600));
 }
 
+/// The app receiver's checks on Ubuntu 22.04's 5.15, where `tcp_recvmsg` still has its
+/// `nonblock` argument (the flows checks fail there: 5.15's verifier refuses the tc programs,
+/// docs/kernels.md).
+#[test]
+#[ignore = "on demand: prepares Ubuntu's 5.15 kernel package (archive.ubuntu.com)"]
+fn vm_5_15_app() {
+    require_root();
+    run_in_vm("5.15", APP, Duration::from_secs(900));
+}
+
 /// Every check on 6.1, the app receiver's included (about 2 minutes under TCG): every
 /// `scripts/test.sh` runs it.
 #[test]

@@ -1101,6 +1101,15 @@ int BPF_PROG(app_fexit_recvmsg, struct sock *sk, struct msghdr *msg, size_t len,
 	return on_sock_io(sk, ret, flags, APP_DIR_INGRESS);
 }
 
+/* The same before Linux 5.19, where tcp_recvmsg has a `nonblock` argument before `flags`:
+ * user space loads the one of the two that matches the kernel's BTF (recvmsg_program) */
+SEC("fexit/tcp_recvmsg")
+int BPF_PROG(app_fexit_recvmsg_nonblock, struct sock *sk, struct msghdr *msg, size_t len,
+	     int nonblock, int flags, int *addr_len, int ret)
+{
+	return on_sock_io(sk, ret, flags, APP_DIR_INGRESS);
+}
+
 /* sendfile and splice to a TCP socket: before Linux 6.5 they reach TCP through sendpage, one
  * call per page, not through sendmsg (no payload is captured for them either way) */
 SEC("fexit/tcp_sendpage")
