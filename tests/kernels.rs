@@ -1,14 +1,15 @@
 //! The `tapline` binary on the kernels users run. The checks in `checks` run here, on the
-//! host's kernel, like every other test; `vm_6_1_quick` runs the same checks (this very test
+//! host's kernel, like every other test; `vm_6_1_full` runs the same checks (this very test
 //! executable) again inside a VM booted with Debian 12's Linux 6.1 (QEMU TCG, the host's root
-//! read-only over 9p: `tapline_test_support::vm`). Root required.
+//! read-only over 9p: `tapline_test_support::vm`), where the app receiver takes its fexit
+//! hooks. Root required.
 //!
 //! Each check starts `tapline run` with its own config, waits for `/readyz`, drives real
 //! traffic, reads what the Prometheus exporter exposes, then SIGTERMs it and checks exit 0 and
 //! that nothing it loaded or attached stays behind (programs, TCX links, tc filters).
 //!
-//! `vm_6_1_full` (ignored; `cargo test --release --test kernels -- --ignored vm_6_1_full`)
-//! adds the app receiver's checks, which do not pass on 6.1 yet (docs/kernels.md).
+//! `vm_6_1_quick` (ignored; `cargo test --release --test kernels -- --ignored vm_6_1_quick`)
+//! runs the flows and doctor checks alone in the VM.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -668,7 +669,7 @@ service:
     }
 }
 
-/// The checks of the quick VM run: every `scripts/test.sh` runs them (~3 minutes under TCG).
+/// The flows and doctor checks: `vm_6_1_quick` runs them alone (on demand).
 const QUICK: &[&str] = &[
     "checks::flows_exact_bytes_over_veth",
     "checks::flows_capture_detached_by_someone_else_is_restored",
@@ -676,8 +677,7 @@ const QUICK: &[&str] = &[
     "checks::doctor_reports_the_choice_the_flows_receiver_makes",
 ];
 
-/// The app receiver's checks. On Linux 6.1 its programs do not pass the verifier yet (see
-/// docs/kernels.md): they run in `vm_6_1_full` only.
+/// The app receiver's checks: on Linux 6.1 through its fexit hooks (docs/kernels.md).
 const APP: &[&str] = &[
     "checks::http1_keep_alive_exact_count",
     "checks::tls_keep_alive_exact_count",
@@ -712,17 +712,27 @@ fn run_in_vm(series: &str, checks: &[&str], timeout: Duration) {
 }
 
 #[test]
+#[ignore = "on demand: vm_6_1_full runs these checks and the app receiver's"]
 fn vm_6_1_quick() {
     require_root();
     run_in_vm("6.1", QUICK, Duration::from_secs(600));
 }
 
-/// Every check on 6.1, the app receiver's included.
+/// The app receiver's checks on Ubuntu 22.04's 5.15, where `tcp_recvmsg` still has its
+/// `nonblock` argument (the flows checks fail there: 5.15's verifier refuses the tc programs,
+/// docs/kernels.md).
 #[test]
-#[ignore = "on demand (slow under TCG); the app checks fail on 6.1 until app.bpf.c passes \
-            its verifier (docs/kernels.md)"]
+#[ignore = "on demand: prepares Ubuntu's 5.15 kernel package (archive.ubuntu.com)"]
+fn vm_5_15_app() {
+    require_root();
+    run_in_vm("5.15", APP, Duration::from_secs(900));
+}
+
+/// Every check on 6.1, the app receiver's included (about 2 minutes under TCG): every
+/// `scripts/test.sh` runs it.
+#[test]
 fn vm_6_1_full() {
     require_root();
     let all: Vec<&str> = QUICK.iter().chain(APP).copied().collect();
-    run_in_vm("6.1", &all, Duration::from_secs(1800));
+    run_in_vm("6.1", &all, Duration::from_secs(900));
 }

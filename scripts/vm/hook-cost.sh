@@ -8,7 +8,8 @@
 # Boots the kernel of scripts/vm/prepare.sh under QEMU TCG: run counts are the kernel's;
 # nanoseconds are software emulation's, not hardware's (compare the sets, never quote them).
 # Sets: fexit (tcp_sendmsg, tcp_recvmsg, tcp_sendpage, and sock_sendmsg/sock_recvmsg for
-# comparison), syscalls (enter + exit tracepoints of the ten data syscalls).
+# comparison), syscalls (enter + exit tracepoints of the ten data syscalls), then app: the
+# `app` receiver's own programs, under `tapline run` (the hooks it chooses on that kernel).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 series=${1:-6.1}
@@ -18,7 +19,8 @@ work=target/vm-hook-cost
 mkdir -p "$work"
 work=$(cd "$work" && pwd)
 cargo build -q --release -p tapline-ebpf --example attach_object
-cp target/release/examples/attach_object "$work/"
+cargo build -q --release --bin tapline
+cp target/release/examples/attach_object target/release/tapline "$work/"
 prog() { echo "SEC(\"$1\") int $2(void *ctx) { return 0; }"; }
 {
   echo '#define SEC(s) __attribute__((section(s), used))'
@@ -45,9 +47,23 @@ sysctl -qw kernel.bpf_stats_enabled=1
 python3 -m http.server 8080 --bind 127.0.0.1 --directory /tmp/vm >/dev/null 2>&1 & S=\$!
 for i in \$(seq 120); do curl -s -o /dev/null http://127.0.0.1:8080/ && break; sleep 1; done
 URLS=\$(for i in \$(seq \$N); do printf "http://127.0.0.1:8080/ "; done)
-for set in fexit syscalls; do
-  \$X/attach_object \$X/\$set.o 900 2>/tmp/\$set.err & P=\$!
-  for i in \$(seq 600); do grep -q attached /tmp/\$set.err && break; kill -0 \$P || break; sleep 1; done
+cat > /tmp/app.yaml <<'YAML'
+receivers: { app: { metrics_interval: 1s } }
+exporters: { prometheus: { endpoint: "127.0.0.1:9464" } }
+service:
+  pipelines: { metrics: { receivers: [app], exporters: [prometheus] } }
+  telemetry: { metrics: { endpoint: "127.0.0.1:9465" } }
+YAML
+for set in fexit syscalls app; do
+  if [ \$set = app ]; then
+    TAPLINE_LOG=info \$X/tapline run --config /tmp/app.yaml 2>/tmp/app.err & P=\$!
+    ready="app capture attached"
+  else
+    \$X/attach_object \$X/\$set.o 900 2>/tmp/\$set.err & P=\$!
+    ready=attached
+  fi
+  for i in \$(seq 600); do grep -q "\$ready" /tmp/\$set.err && break; kill -0 \$P || break; sleep 1; done
+  kill -0 \$P || { echo "tapline-vm: \$set did not attach:"; tail -5 /tmp/\$set.err; continue; }
   before=\$(bpftool prog show -j)
   curl -s \$URLS > /dev/null
   after=\$(bpftool prog show -j)
@@ -57,9 +73,11 @@ import json, sys
 name, n, before, after = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), json.loads(sys.argv[4])
 b = {p["id"]: p for p in before}
 for p in sorted(after, key=lambda p: p.get("name", "")):
-    if p.get("name", "").startswith(("fexit_", "sys_")):
+    if p.get("name", "").startswith(("fexit_", "sys_", "app_")):
         q = b.get(p["id"], {})
         runs = p.get("run_cnt", 0) - q.get("run_cnt", 0)
+        if name == "app" and not runs:
+            continue  # the libssl probes: no TLS here
         ns = p.get("run_time_ns", 0) - q.get("run_time_ns", 0)
         print(f"{name:9} {p['name']:22} {runs / n:6.2f} runs/request {ns / max(runs, 1):8.0f} ns/run (TCG)")
 PY

@@ -36,6 +36,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod btf_params;
 pub mod event;
 pub mod raw;
 pub mod tls;
@@ -77,12 +78,33 @@ const SOCKET_TRACEPOINT_PROGRAMS: [&str; 2] = ["app_sock_send", "app_sock_recv"]
 /// `sock_recv_length` tracepoints (before Linux 6.3): fexit programs on TCP's send and
 /// receive functions (program, function). Not `sock_sendmsg`: 6.1 inlines it into most of its
 /// callers, so its fexit misses most sends. `tcp_sendpage` carries `sendfile`/`splice` to a
-/// socket before Linux 6.5; a kernel without it has none of its fexit.
+/// socket before Linux 6.5; a kernel without it has none of its fexit. `tcp_recvmsg` has two
+/// programs, one per argument list ([`recvmsg_program`]): only one of them is loaded.
 pub const APP_FEXIT_PROGRAMS: &[(&str, &str)] = &[
     ("app_fexit_sendmsg", "tcp_sendmsg"),
     ("app_fexit_recvmsg", "tcp_recvmsg"),
+    ("app_fexit_recvmsg_nonblock", "tcp_recvmsg"),
     ("app_fexit_sendpage", "tcp_sendpage"),
 ];
+
+/// The fexit program for this kernel's `tcp_recvmsg`, by its number of arguments in `btf`
+/// (the kernel's BTF): `(sk, msg, len, flags, addr_len)`, or before Linux 5.19 `(sk, msg,
+/// len, nonblock, flags, addr_len)`. The programs read `flags` and the return value at
+/// their position in that list.
+pub fn recvmsg_program(btf: &[u8]) -> Result<&'static str, String> {
+    match btf_params::func_param_count(btf, "tcp_recvmsg") {
+        Ok(Some(5)) => Ok("app_fexit_recvmsg"),
+        Ok(Some(6)) => Ok("app_fexit_recvmsg_nonblock"),
+        Ok(Some(n)) => Err(format!(
+            "tcp_recvmsg takes {n} arguments here; the app receiver knows its 5- and \
+             6-argument forms"
+        )),
+        Ok(None) => Err("the kernel's BTF describes no tcp_recvmsg".into()),
+        Err(e) => Err(format!(
+            "reading tcp_recvmsg's arguments in the kernel's BTF: {e}"
+        )),
+    }
+}
 
 /// Where the socket send and receive programs hook. Chosen by [`SocketHooks::probe`] from what
 /// the kernel's BTF describes, never from its version number.
@@ -510,8 +532,18 @@ impl AppCapture {
             attach_plan.push((name, event, false));
         }
         if hooks.0 == SocketHooks::Fexit {
+            let recvmsg = std::fs::read(btf_params::KERNEL_BTF)
+                .map_err(|e| format!("{}: {e}", btf_params::KERNEL_BTF))
+                .and_then(|raw| recvmsg_program(&raw))
+                .map_err(|error| AppCaptureError::Load {
+                    program: "app_fexit_recvmsg".into(),
+                    error,
+                    log: String::new(),
+                })?;
             for &(name, function) in APP_FEXIT_PROGRAMS {
-                if btf.id_by_type_name_kind(function, BtfKind::Func).is_err() {
+                if btf.id_by_type_name_kind(function, BtfKind::Func).is_err()
+                    || (function == "tcp_recvmsg" && name != recvmsg)
+                {
                     continue;
                 }
                 let prog: &mut FExit = ebpf

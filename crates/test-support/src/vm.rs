@@ -183,7 +183,6 @@ impl Kernel {
         let verbose = std::env::var_os(VERBOSE_ENV).is_some();
         let deadline = started + timeout;
         let mut console = String::new();
-        let mut status = None;
         let mut timed_out = false;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -191,9 +190,6 @@ impl Kernel {
                 Ok(line) => {
                     if verbose {
                         eprintln!("vm| {line}");
-                    }
-                    if let Some(code) = line.trim().strip_prefix(EXIT_MARKER) {
-                        status = code.trim().parse().ok();
                     }
                     console.push_str(&line);
                     console.push('\n');
@@ -208,6 +204,7 @@ impl Kernel {
                 }
             }
         }
+        let status = exit_status(&console);
         if timed_out {
             console.push_str(&format!(
                 "[test-support: the VM timed out after {timeout:?}; QEMU killed]\n"
@@ -231,6 +228,25 @@ impl Kernel {
             dir,
         }
     }
+}
+
+/// The script's exit status: the number after the last exit marker. The serial console
+/// interleaves the kernel's own messages with what init writes, and the power-off message can
+/// land inside the marker's line (`TAPLINE-VM-EXIT [  143.83] sysrq: Power Off`, then `0` on
+/// the next line): the number is the one right after the marker, else the first later line
+/// that is only a number.
+fn exit_status(console: &str) -> Option<i32> {
+    let at = console.rfind(EXIT_MARKER)? + EXIT_MARKER.len();
+    let mut lines = console[at..].lines();
+    let first = lines.next().unwrap_or("").trim_start();
+    let digits = first
+        .char_indices()
+        .take_while(|&(i, c)| c.is_ascii_digit() || (i == 0 && c == '-'))
+        .count();
+    if let Ok(code) = first[..digits].parse() {
+        return Some(code);
+    }
+    lines.find_map(|l| l.trim().parse().ok())
 }
 
 fn forward_lines(from: impl std::io::Read, to: mpsc::Sender<String>) {
@@ -278,6 +294,28 @@ impl VmRun {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The status after the marker, also when a kernel message cut into its line (as seen:
+    /// the power-off message between the marker and the number).
+    #[test]
+    fn the_exit_status_is_read_through_kernel_messages() {
+        let plain = "ok\nTAPLINE-VM-EXIT 101\n[  143.8] sysrq: Power Off\n";
+        assert_eq!(exit_status(plain), Some(101));
+        let cut =
+            "TAPLINE-VM-EXIT [  143.833955] sysrq: Power Off\n0\n[  143.85] reboot: Power down\n";
+        assert_eq!(exit_status(cut), Some(0));
+        let glued = "TAPLINE-VM-EXIT 3[  143.8] sysrq: Power Off\n";
+        assert_eq!(exit_status(glued), Some(3));
+        assert_eq!(
+            exit_status("echo TAPLINE-VM-EXIT 1\nTAPLINE-VM-EXIT 0\n"),
+            Some(0)
+        );
+        assert_eq!(exit_status("[  143.8] sysrq: Power Off\n0\n"), None);
+        assert_eq!(
+            exit_status("TAPLINE-VM-EXIT [  1.0] sysrq: Power Off\n"),
+            None
+        );
+    }
 
     /// Boots the 6.1 kernel (when it can be prepared) and checks what the harness promises:
     /// the kernel, the exit status, the shared directory, writable tmpfs, loopback up, the
