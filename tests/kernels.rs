@@ -683,6 +683,9 @@ const APP: &[&str] = &[
     "checks::tls_keep_alive_exact_count",
 ];
 
+/// Both receivers under the DaemonSet's capabilities only (flows and app together).
+const LEAST_PRIVILEGE: &[&str] = &["checks::the_daemonset_capabilities_are_enough"];
+
 /// Boots `series` and runs `checks` of this test executable in it; panics with the console
 /// when one fails.
 fn run_in_vm(series: &str, checks: &[&str], timeout: Duration) {
@@ -733,6 +736,11 @@ fn vm_5_15_app() {
 #[test]
 fn vm_6_1_full() {
     require_root();
-    let all: Vec<&str> = QUICK.iter().chain(APP).copied().collect();
+    let all: Vec<&str> = QUICK
+        .iter()
+        .chain(APP)
+        .chain(LEAST_PRIVILEGE)
+        .copied()
+        .collect();
     run_in_vm("6.1", &all, Duration::from_secs(900));
 }
