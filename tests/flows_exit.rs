@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use tapline_test_support::netns::*;
-use tapline_test_support::process::bpf_objects;
+use tapline_test_support::process::{assert_bpf_objects_released, bpf_objects};
 use tapline_test_support::{eventually, ChildGuard};
 
 /// What the child wrote to its (piped) stderr; read once it has exited.
@@ -93,15 +93,7 @@ service:
     let err = stderr(&mut tapline);
     assert_eq!(status.code(), Some(0), "exit status; stderr:\n{err}");
 
-    for id in &progs {
-        assert!(
-            !bpf_object_remains("prog", *id),
-            "program {id} still loaded"
-        );
-    }
-    for id in &links {
-        assert!(!bpf_object_remains("link", *id), "link {id} still exists");
-    }
+    assert_bpf_objects_released(&progs, &links);
     let net_show = sh_out(&[
         "ip", "netns", "exec", &pair.a, "bpftool", "net", "show", "dev", "va",
     ]);

@@ -17,7 +17,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use tapline_test_support::netns::*;
-use tapline_test_support::process::bpf_objects;
+use tapline_test_support::process::{assert_bpf_objects_released, bpf_objects};
 use tapline_test_support::vm::{in_vm, Kernel};
 use tapline_test_support::{eventually, free_port, need, wait_port, ChildGuard};
 
@@ -164,15 +164,7 @@ impl Tapline {
             !progs.is_empty(),
             "tapline held no eBPF programs; log:\n{log}"
         );
-        for id in &progs {
-            assert!(
-                !bpf_object_remains("prog", *id),
-                "program {id} still loaded"
-            );
-        }
-        for id in &links {
-            assert!(!bpf_object_remains("link", *id), "link {id} still exists");
-        }
+        assert_bpf_objects_released(&progs, &links);
         log
     }
 }

@@ -387,6 +387,21 @@ fn missing_tracepoint(program: &str, event: &str) -> AppCaptureError {
     }
 }
 
+/// The program `name` of app.o, as its kind `P`.
+fn app_program<'a, P>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut P, AppCaptureError>
+where
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or_else(|| AppCaptureError::Load {
+            program: name.to_string(),
+            error: "not found in app.o".into(),
+            log: String::new(),
+        })?
+        .try_into()
+        .map_err(|e| program_error(name, e))
+}
+
 fn program_error(program: &str, e: ProgramError) -> AppCaptureError {
     match e {
         ProgramError::LoadError {
@@ -514,15 +529,7 @@ impl AppCapture {
             if hooks.0 == SocketHooks::Fexit && SOCKET_TRACEPOINT_PROGRAMS.contains(&name) {
                 continue;
             }
-            let prog: &mut BtfTracePoint = ebpf
-                .program_mut(name)
-                .ok_or_else(|| AppCaptureError::Load {
-                    program: name.to_string(),
-                    error: "not found in app.o".into(),
-                    log: String::new(),
-                })?
-                .try_into()
-                .map_err(|e| program_error(name, e))?;
+            let prog: &mut BtfTracePoint = app_program(&mut ebpf, name)?;
             prog.load(event, &btf).map_err(|e| match e {
                 ProgramError::Btf(aya::BtfError::UnknownBtfTypeName { .. }) => {
                     missing_tracepoint(name, event)
@@ -546,15 +553,7 @@ impl AppCapture {
                 {
                     continue;
                 }
-                let prog: &mut FExit = ebpf
-                    .program_mut(name)
-                    .ok_or_else(|| AppCaptureError::Load {
-                        program: name.to_string(),
-                        error: "not found in app.o".into(),
-                        log: String::new(),
-                    })?
-                    .try_into()
-                    .map_err(|e| program_error(name, e))?;
+                let prog: &mut FExit = app_program(&mut ebpf, name)?;
                 prog.load(function, &btf).map_err(|e| {
                     // Say which capture was chosen and why: the error is all the log has.
                     match program_error(name, e) {

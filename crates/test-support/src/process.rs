@@ -261,6 +261,23 @@ pub fn bpf_objects(pid: u32) -> (Vec<u32>, Vec<u32>) {
     (progs, links)
 }
 
+/// Asserts that none of the programs and links (ids as [`bpf_objects`] gives them) exists any
+/// more: what an exited tapline held was released.
+pub fn assert_bpf_objects_released(progs: &[u32], links: &[u32]) {
+    for id in progs {
+        assert!(
+            !crate::netns::bpf_object_remains("prog", *id),
+            "program {id} still loaded"
+        );
+    }
+    for id in links {
+        assert!(
+            !crate::netns::bpf_object_remains("link", *id),
+            "link {id} still exists"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
